@@ -1,0 +1,258 @@
+"""Cases over JSON: the scoped list, one case, create, and every action."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from django.http import Http404
+from django.utils.translation import gettext as _
+from ninja import Query, Router, Schema
+
+from chengyun.org import scope
+from chengyun.org.models import Department, Role
+from chengyun.taxonomy.models import Category
+
+from . import services
+from .errors import CaseForbidden, CaseInvalid
+from .models import Case
+from .queries import get_visible, queue
+
+router = Router(tags=["cases"])
+
+
+class AreaRef(Schema):
+    code: str
+    name: str
+    level: str
+
+
+class PartOut(Schema):
+    department: str
+    department_name: str
+    role: str
+    status: str
+    active: bool
+
+
+class TimelineOut(Schema):
+    at: datetime
+    by: str
+    action: str
+    from_status: str
+    to_status: str
+    note: str
+    data: dict
+
+
+class CaseOut(Schema):
+    number: str
+    title: str
+    description: str
+    status: str
+    category: str | None
+    priority: str
+    channel: str
+    lon: float | None
+    lat: float | None
+    address: str
+    area: list[AreaRef]
+    created_at: datetime
+    dispatched_at: datetime | None
+    response_due_at: datetime | None
+    due_at: datetime | None
+    closed_at: datetime | None
+    deadline_state: str
+    escalation_level: int
+    merged_into: str | None
+    parts: list[PartOut]
+    route_explanation: dict
+    satisfaction: str
+    generated: bool
+
+
+class CaseDetailOut(CaseOut):
+    timeline: list[TimelineOut]
+    allowed_actions: list[str]
+
+
+def case_out(case: Case, *, detail: bool = False, user=None) -> dict:
+    chain = case.area.ancestors() if case.area_id else []
+    out = {
+        "number": case.number, "title": case.title, "description": case.description, "status": case.status,
+        "category": case.category.code if case.category_id else None, "priority": case.priority,
+        "channel": case.channel, "lon": case.lon, "lat": case.lat, "address": case.address,
+        "area": [{"code": a.code, "name": a.name, "level": a.level.key} for a in chain],
+        "created_at": case.created_at, "dispatched_at": case.dispatched_at,
+        "response_due_at": case.response_due_at, "due_at": case.due_at, "closed_at": case.closed_at,
+        "deadline_state": case.deadline_state, "escalation_level": case.escalation_level,
+        "merged_into": case.merged_into.number if case.merged_into_id else None,
+        "parts": [
+            {"department": a.department.code, "department_name": a.department.name, "role": a.role,
+             "status": a.status, "active": a.active}
+            for a in case.assignments.select_related("department").all()
+        ],
+        "route_explanation": case.route_explanation or {},
+        "satisfaction": case.satisfaction, "generated": case.generated,
+    }
+    if detail:
+        out["timeline"] = [
+            {"at": t.at, "by": t.actor_name, "action": t.action, "from_status": t.from_status,
+             "to_status": t.to_status, "note": t.note, "data": t.data}
+            for t in case.timeline.all()
+        ]
+        out["allowed_actions"] = allowed_actions(user, case)
+    return out
+
+
+def allowed_actions(user, case: Case) -> list[str]:
+    from .workflow import actions_from
+
+    return [a.name for a in actions_from(case.status) if scope.can_act(user, case, set(a.roles))]
+
+
+def _case_or_404(request, number: str) -> Case:
+    case = get_visible(request.user, number)
+    if case is None:
+        raise Http404(_("No case %(number)s, or it is outside your area.") % {"number": number})
+    return case
+
+
+class QueueFilter(Schema):
+    status: str | None = None
+    deadline: str | None = None
+    q: str | None = None
+    area: str | None = None
+    category: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+class Page(Schema):
+    count: int
+    items: list[CaseOut]
+
+
+@router.get("/", response=Page, summary="Cases in your scope")
+def list_cases(request, f: Query[QueueFilter]):
+    qs = queue(request.user, status=f.status, deadline=f.deadline, text=f.q, area_code=f.area, category_code=f.category)
+    limit = max(1, min(f.limit, 500))
+    items = qs.prefetch_related("assignments__department")[f.offset: f.offset + limit]
+    return {"count": qs.count(), "items": [case_out(c) for c in items]}
+
+
+@router.get("/{number}", response=CaseDetailOut, summary="One case with its timeline")
+def get_case(request, number: str):
+    return case_out(_case_or_404(request, number), detail=True, user=request.user)
+
+
+class CaseIn(Schema):
+    title: str
+    description: str = ""
+    category: str | None = None
+    lon: float | None = None
+    lat: float | None = None
+    address: str = ""
+    channel: str = "hotline"
+    priority: str | None = None
+
+
+def _category(code: str | None) -> Category | None:
+    if not code:
+        return None
+    cat = Category.objects.filter(code=code, active=True).first()
+    if cat is None:
+        raise CaseInvalid(_("Unknown category “%(code)s”.") % {"code": code}, field="category")
+    return cat
+
+
+@router.post("/", response={201: CaseDetailOut}, summary="Register a case (operators)")
+def create(request, body: CaseIn):
+    if not ({Role.OPERATOR, Role.DISPATCHER, Role.INSPECTOR, Role.ADMIN} & scope.roles_of(request.user)):
+        raise CaseForbidden(_("You may not register cases."))
+    case = services.create_case(
+        title=body.title, description=body.description, category=_category(body.category),
+        lon=body.lon, lat=body.lat, address=body.address, channel=body.channel, priority=body.priority,
+        by=request.user,
+    )
+    return 201, case_out(case, detail=True, user=request.user)
+
+
+ActionName = Literal[
+    "accept", "reject", "merge", "dispatch", "return", "request_extension", "approve_extension", "deny_extension",
+    "start", "report_done", "verify_ok", "verify_fail", "close", "callback", "reopen", "escalate",
+]
+
+
+class ActionIn(Schema):
+    reason: str = ""
+    category: str | None = None
+    priority: str | None = None
+    into: str | None = None
+    lead: str | None = None
+    assisting: list[str] = []
+    department: str | None = None
+    hours: float | None = None
+    satisfaction: str | None = None
+    resolved: bool | None = None
+
+
+def _department(code: str | None, field: str) -> Department | None:
+    if not code:
+        return None
+    dept = Department.objects.filter(code=code).first()
+    if dept is None:
+        raise CaseInvalid(_("Unknown department “%(code)s”.") % {"code": code}, field=field)
+    return dept
+
+
+def run_action(user, case: Case, action: str, body: ActionIn) -> Case:
+    """Map one action request onto its service function (shared with the console)."""
+    s = services
+    note = body.reason
+    match action:
+        case "accept":
+            return s.accept_case(case, by=user, note=note, category=_category(body.category), priority=body.priority)
+        case "reject":
+            return s.reject_case(case, by=user, reason=note)
+        case "merge":
+            into = get_visible(user, body.into or "") if body.into else None
+            if into is None:
+                raise CaseInvalid(_("Unknown case number “%(number)s”.") % {"number": body.into or ""}, field="into")
+            return s.merge_case(case, into=into, by=user, note=note)
+        case "dispatch":
+            return s.dispatch_case(case, by=user, lead=_department(body.lead, "lead"),
+                                   assisting=[_department(c, "assisting") for c in body.assisting], note=note)
+        case "return":
+            return s.return_case(case, by=user, reason=note, department=_department(body.department, "department"))
+        case "request_extension":
+            s.request_extension(case, by=user, hours=body.hours, reason=note,
+                                department=_department(body.department, "department"))
+            return case
+        case "approve_extension":
+            return s.approve_extension(case, by=user, note=note)
+        case "deny_extension":
+            return s.deny_extension(case, by=user, reason=note)
+        case "start":
+            return s.start_case(case, by=user, note=note, department=_department(body.department, "department"))
+        case "report_done":
+            return s.report_done(case, by=user, note=note, department=_department(body.department, "department"))
+        case "verify_ok" | "verify_fail":
+            return s.verify_case(case, by=user, ok=action == "verify_ok", note=note)
+        case "close":
+            return s.close_case(case, by=user, reason=note)
+        case "callback":
+            return s.record_callback(case, by=user, satisfaction=body.satisfaction or "", resolved=body.resolved, note=note)
+        case "reopen":
+            return s.reopen_case(case, by=user, reason=note)
+        case "escalate":
+            return s.escalate_case(case, by=user, reason=note)
+    raise CaseInvalid(_("Unknown action “%(action)s”.") % {"action": action}, field="action")
+
+
+@router.post("/{number}/actions/{action}", response=CaseDetailOut, summary="Take an action on a case")
+def act(request, number: str, action: ActionName, body: ActionIn):
+    case = _case_or_404(request, number)
+    case = run_action(request.user, case, action, body)
+    fresh = get_visible(request.user, number) or Case.objects.get(pk=case.pk)
+    return case_out(fresh, detail=True, user=request.user)

@@ -1,0 +1,50 @@
+"""Reading cases: the scoped queue and one case, as the user may see them."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from chengyun.org import scope
+
+from .models import Case
+
+
+def visible_cases(user) -> QuerySet[Case]:
+    q = scope.case_scope_q(user)
+    if q is None:
+        return Case.objects.none()
+    return Case.objects.filter(q)
+
+
+def queue(user, *, status: str | None = None, deadline: str | None = None, text: str | None = None,
+          area_code: str | None = None, category_code: str | None = None) -> QuerySet[Case]:
+    qs = visible_cases(user).select_related("category", "area", "area__level")
+    if status == "open":
+        from .workflow import OPEN_STATUSES
+
+        qs = qs.filter(status__in=OPEN_STATUSES)
+    elif status:
+        qs = qs.filter(status=status)
+    if deadline:
+        qs = qs.filter(deadline_state=deadline)
+    if text:
+        qs = qs.filter(Q(number__icontains=text) | Q(title__icontains=text) | Q(address__icontains=text))
+    if area_code:
+        from chengyun.areas.models import Area
+
+        area = Area.objects.filter(code=area_code).first()
+        qs = qs.filter(area_path__startswith=area.path) if area else qs.none()
+    if category_code:
+        qs = qs.filter(Q(category__code=category_code) | Q(category__parent__code=category_code))
+    return qs
+
+
+def get_visible(user, number: str) -> Case | None:
+    """The case, or None if it does not exist *or* the user may not see it."""
+    return (
+        visible_cases(user)
+        .select_related("category", "area", "area__level", "merged_into", "route_rule", "escalated_to")
+        .prefetch_related("assignments__department")
+        .filter(number=number)
+        .first()
+    )

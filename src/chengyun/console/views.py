@@ -1,0 +1,157 @@
+"""The staff console: queue, case page with timeline and map, actions.
+
+Views only validate input and call one service function; see
+``chengyun.cases.services``.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from chengyun.cases import services
+from chengyun.cases.api import ActionIn, allowed_actions, run_action
+from chengyun.cases.errors import CaseError
+from chengyun.cases.models import Channel, DeadlineState, Satisfaction
+from chengyun.cases.queries import get_visible, queue
+from chengyun.cases.workflow import ACTIONS, CaseStatus
+from chengyun.org import scope
+from chengyun.org.models import Department, Role
+from chengyun.taxonomy.models import Category, Priority
+
+from .explain import explain_route
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "console/login.html"
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    pass
+
+
+def home(request):
+    if request.user.is_authenticated:
+        return redirect("console:queue")
+    return redirect("console:login")
+
+
+@login_required
+def queue_view(request):
+    status = request.GET.get("status", "open")
+    deadline = request.GET.get("deadline") or None
+    text = (request.GET.get("q") or "").strip() or None
+    qs = queue(request.user, status=status or None, deadline=deadline, text=text)
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    counts = {
+        "overdue": queue(request.user, status="open", deadline=DeadlineState.OVERDUE).count(),
+        "near_due": queue(request.user, status="open", deadline=DeadlineState.NEAR_DUE).count(),
+    }
+    return render(request, "console/queue.html", {
+        "page": page, "status": status, "deadline": deadline or "", "q": text or "",
+        "statuses": [("open", _("All open"))] + list(CaseStatus.choices) + [("", _("All"))],
+        "deadlines": DeadlineState.choices, "counts": counts,
+        "roles": sorted({a.get_role_display() for a in scope.assignments(request.user)}),
+        "can_create": bool({Role.OPERATOR, Role.DISPATCHER, Role.INSPECTOR, Role.ADMIN} & scope.roles_of(request.user)),
+    })
+
+
+def _case_or_404(request, number):
+    case = get_visible(request.user, number)
+    if case is None:
+        raise Http404(_("No such case in your area."))
+    return case
+
+
+@login_required
+def case_detail(request, number):
+    case = _case_or_404(request, number)
+    names = allowed_actions(request.user, case)
+    suggestion = services.suggest_route(case) if "dispatch" in names else None
+    dept_choices = []
+    if "dispatch" in names:
+        dept_choices = list(Department.objects.filter(active=True).select_related("kind", "area").order_by("code"))
+    pending_ext = case.extensions.filter(status="pending").first()
+    return render(request, "console/case.html", {
+        "case": case,
+        "chain": case.area.ancestors() if case.area_id else [],
+        "timeline": case.timeline.select_related("actor").all(),
+        "parts": case.assignments.select_related("department").all(),
+        "actions": [ACTIONS[n] for n in names],
+        "route": explain_route(case.route_explanation) if case.route_explanation else None,
+        "suggestion": suggestion,
+        "suggestion_text": explain_route(suggestion.explanation) if suggestion else None,
+        "departments": dept_choices,
+        "categories": Category.objects.filter(parent__isnull=False, active=True).order_by("code"),
+        "priorities": Priority.choices,
+        "satisfactions": Satisfaction.choices,
+        "pending_extension": pending_ext,
+        "merged": case.merged_cases.all(),
+    })
+
+
+@login_required
+@require_POST
+def case_action(request, number, action):
+    case = _case_or_404(request, number)
+    if action not in ACTIONS:
+        raise Http404(_("No such action."))
+    p = request.POST
+    body = ActionIn(
+        reason=p.get("reason", ""), category=p.get("category") or None, priority=p.get("priority") or None,
+        into=p.get("into") or None, lead=p.get("lead") or None, assisting=[c for c in p.getlist("assisting") if c],
+        department=p.get("department") or None, hours=p.get("hours") or None,
+        satisfaction=p.get("satisfaction") or None,
+        resolved={"yes": True, "no": False}.get(p.get("resolved", "")),
+    )
+    try:
+        run_action(request.user, case, action, body)
+    except CaseError as exc:
+        messages.error(request, exc.message if not exc.field else f"{exc.message} ({exc.field})")
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Done: %(action)s") % {"action": ACTIONS[action].label})
+    if get_visible(request.user, number) is None:
+        return redirect("console:queue")
+    return redirect(reverse("console:case", args=[number]))
+
+
+@login_required
+def new_case(request):
+    if not ({Role.OPERATOR, Role.DISPATCHER, Role.INSPECTOR, Role.ADMIN} & scope.roles_of(request.user)):
+        raise Http404(_("Not available for your role."))
+    errors, values = {}, {}
+    if request.method == "POST":
+        values = request.POST
+        cat = Category.objects.filter(code=values.get("category") or "", active=True).first()
+        try:
+            lon = float(values["lon"]) if values.get("lon") else None
+            lat = float(values["lat"]) if values.get("lat") else None
+        except ValueError:
+            errors["lon"] = _("Longitude and latitude must be numbers.")
+            lon = lat = None
+        if not errors:
+            try:
+                case = services.create_case(
+                    title=values.get("title", ""), description=values.get("description", ""), category=cat,
+                    lon=lon, lat=lat, address=values.get("address", ""),
+                    channel=values.get("channel") or Channel.HOTLINE, by=request.user,
+                )
+            except CaseError as exc:
+                errors[exc.field or "__all__"] = exc.message
+            else:
+                messages.success(request, _("Case %(number)s registered.") % {"number": case.number})
+                return redirect("console:case", number=case.number)
+    return render(request, "console/new_case.html", {
+        "errors": errors, "values": values, "channels": Channel.choices,
+        "categories": Category.objects.filter(parent__isnull=False, active=True).order_by("code"),
+    })

@@ -1,0 +1,217 @@
+"""Generate a plausible history of cases for the demo city.
+
+Every case is created and driven through the real service functions with
+simulated time (``chengyun.clock.simulated``), so timelines, deadlines and the
+audit chain are exactly what the live system would have written. Cases are
+marked ``generated=True``; the actors are ``sim-*`` accounts that cannot log
+in. The mix of categories follows the weights in ``pack/taxonomy.json`` (demo
+choices, not statistics of a real city).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from chengyun.areas.models import Area
+from chengyun.cases import services as s
+from chengyun.cases.errors import CaseError
+from chengyun.cases.models import Case, Channel, Satisfaction
+from chengyun.cases.workflow import OPEN_STATUSES
+from chengyun.clock import simulated
+from chengyun.org.models import User
+from chengyun.taxonomy.models import Category
+
+from .loader import PACK, random_point_in
+
+PLACES = ["小区门口", "十字路口", "菜场旁边", "公交站旁", "学校门口", "弄堂里", "地铁站出口", "商场附近", "河道边", "停车场"]
+URGES = ["请尽快处理。", "已经好几天了。", "影响居民出行。", "晚上特别明显。", "希望有关部门管一管。", "多次反映未解决。", ""]
+CHANNELS = [(Channel.HOTLINE, 55), (Channel.INSPECTOR, 20), (Channel.WEB, 15), (Channel.OPEN311, 5),
+            (Channel.SENSOR, 3), (Channel.DEPARTMENT, 2)]
+
+
+def _h(rng, lo, hi):
+    return timedelta(hours=rng.uniform(lo, hi))
+
+
+class Generator:
+    def __init__(self, seed: int, log=print):
+        self.rng = random.Random(seed)
+        self.log = log
+        self.now = timezone.now()
+        weights = {}
+        for group in json.loads((PACK / "taxonomy.json").read_text(encoding="utf-8"))["categories"]:
+            for leaf in group["children"]:
+                weights[leaf["code"]] = leaf.get("weight", 1)
+        self.categories = list(Category.objects.filter(code__in=weights))
+        self.cat_weights = [weights[c.code] for c in self.categories]
+        self.grids = list(Area.objects.filter(level__key="grid").select_related("parent__parent"))
+        if not self.grids:  # a pack without grids: use the deepest level there is
+            deepest = Area.objects.order_by("-level__depth").first()
+            self.grids = list(Area.objects.filter(level=deepest.level)) if deepest else []
+        self.users = {u.username: u for u in User.objects.filter(username__startswith="sim-")}
+        self.recent: dict[tuple[int, int], Case] = {}
+
+    def user(self, role: str) -> User:
+        return self.users[f"sim-{role}"]
+
+    def pick_category(self) -> Category:
+        return self.rng.choices(self.categories, weights=self.cat_weights)[0]
+
+    def text(self, cat: Category, street: Area | None):
+        kw = self.rng.choice(cat.keywords_zh or [cat.name])
+        place = self.rng.choice(PLACES)
+        where = street.name if street else ""
+        return (f"{cat.name}：{kw}", f"{where}{place}{kw}。{self.rng.choice(URGES)}（演示用生成数据）",
+                f"上海市{where}{place}")
+
+    def run(self, count: int) -> int:
+        rng = self.rng
+        made = 0
+        starts = sorted(self.now - timedelta(days=90) * rng.random() ** 1.3 for _ in range(count))
+        for i, created in enumerate(starts):
+            # Reports come mostly by day.
+            local_hour = (created.astimezone(timezone.get_current_timezone()).hour)
+            if local_hour < 7 and rng.random() < 0.7:
+                created += timedelta(hours=8)
+            if created >= self.now:
+                created = self.now - timedelta(minutes=rng.uniform(5, 300))
+            try:
+                with transaction.atomic():
+                    self.one_case(created)
+                made += 1
+            except CaseError as exc:  # a generated path the rules refuse is skipped, loudly
+                self.log(f"  skipped one generated case: {exc.message}")
+            if (i + 1) % 500 == 0:
+                self.log(f"  {i + 1}/{count} cases")
+        return made
+
+    def one_case(self, t):
+        rng = self.rng
+        cat = self.pick_category()
+        grid = rng.choice(self.grids)
+        geom = grid.geometry
+        lon, lat = random_point_in(geom, rng)
+        street = grid.parent.parent if grid.parent_id and grid.parent.parent_id else None
+        title, desc, address = self.text(cat, street)
+        channel = rng.choices([c for c, _ in CHANNELS], weights=[w for _, w in CHANNELS])[0]
+        with simulated(t):
+            case = s.create_case(title=title, description=desc, category=cat, lon=lon, lat=lat, address=address,
+                                 channel=channel, by=self.user("operator"), generated=True)
+        key = (cat.pk, street.pk if street else 0)
+
+        def step(delta):
+            nonlocal t
+            t = t + delta
+            return t < self.now
+
+        # 受理: accept, reject or merge
+        if not step(_h(rng, 0.05, 2) if rng.random() < 0.7 else _h(rng, 2, 12)):
+            return case
+        with simulated(t):
+            earlier = self.recent.get(key)
+            if earlier is not None and earlier.status in OPEN_STATUSES and rng.random() < 0.25:
+                earlier.refresh_from_db()
+                if earlier.status in OPEN_STATUSES:
+                    return s.merge_case(case, into=earlier, by=self.user("operator"), note="同一问题重复反映")
+            if rng.random() < 0.03:
+                return s.reject_case(case, by=self.user("operator"), reason="不属于城市管理范围，已告知来电人")
+            s.accept_case(case, by=self.user("operator"))
+        self.recent[key] = case
+        return self.handle(case, t)
+
+    def handle(self, case, t):
+        rng = self.rng
+        sim_handler, dispatcher = self.user("handler"), self.user("dispatcher")
+
+        def at(delta):
+            nonlocal t
+            t = t + delta
+            return t < self.now
+
+        if not at(_h(rng, 0.1, 3) if rng.random() < 0.7 else _h(rng, 3, 16)):
+            return case
+        with simulated(t):
+            s.dispatch_case(case, by=dispatcher)
+        if rng.random() < 0.06:  # 退单 and re-dispatch
+            if not at(_h(rng, 0.5, 6)):
+                return case
+            with simulated(t):
+                s.return_case(case, by=sim_handler, reason="经核实不属于本单位职责")
+            if not at(_h(rng, 0.5, 4)):
+                return case
+            with simulated(t):
+                s.dispatch_case(case, by=dispatcher)
+        resp = float(case.category.response_hours)
+        if not at(timedelta(hours=resp * rng.uniform(0.1, 1.4))):
+            return case
+        with simulated(t):
+            s.start_case(case, by=sim_handler)
+        allowed = (case.due_at - case.dispatched_at) if case.due_at else timedelta(hours=24)
+        if rng.random() < 0.05:
+            if not at(allowed * 0.4):
+                return case
+            with simulated(t):
+                s.request_extension(case, by=sim_handler, hours=24, reason="需协调物业及施工单位")
+            if not at(_h(rng, 0.5, 4)):
+                return case
+            with simulated(t):
+                if rng.random() < 0.7:
+                    s.approve_extension(case, by=self.user("supervisor"), note="同意延期")
+                else:
+                    s.deny_extension(case, by=self.user("supervisor"), reason="请按原时限处置")
+            allowed = (case.due_at - t) if case.due_at else allowed
+        late = rng.random() < 0.13
+        share = rng.uniform(1.05, 2.5) if late else rng.uniform(0.15, 0.9)
+        if not at(allowed * share * (0.6 if not late else 1)):
+            return case
+        for part in case.assignments.filter(active=True, role="assisting"):
+            with simulated(t - timedelta(minutes=30)):
+                s.start_case(case, by=sim_handler, department=part.department)
+                s.report_done(case, by=sim_handler, department=part.department, note="配合处置完毕")
+        with simulated(t):
+            s.report_done(case, by=sim_handler, note="已处置完毕，现场已恢复")
+        if not at(_h(rng, 1, 30)):
+            return case
+        with simulated(t):
+            if rng.random() < 0.07:
+                s.verify_case(case, by=self.user("inspector"), ok=False, note="现场核查问题仍存在")
+                if not at(_h(rng, 4, 48)):
+                    return case
+                s_at = t
+                with simulated(s_at):
+                    s.report_done(case, by=sim_handler, note="已再次处置")
+                if not at(_h(rng, 1, 24)):
+                    return case
+            with simulated(t):
+                if rng.random() < 0.9:
+                    s.verify_case(case, by=self.user("inspector"), ok=True, note="现场核查已整改")
+                else:
+                    s.close_case(case, by=self.user("supervisor"), reason="处置部门提供照片，无需现场核查")
+        if not at(_h(rng, 12, 72)):
+            return case
+        r = rng.random()
+        sat = Satisfaction.SATISFIED if r < 0.78 else Satisfaction.BASIC if r < 0.9 else (
+            Satisfaction.UNREACHABLE if r < 0.93 else Satisfaction.UNSATISFIED)
+        with simulated(t):
+            s.record_callback(case, by=self.user("operator"), satisfaction=sat,
+                              resolved=None if sat == Satisfaction.UNREACHABLE else sat != Satisfaction.UNSATISFIED,
+                              note="电话回访")
+        return case
+
+
+def generate_cases(count: int, *, seed: int = 20261127, log=print) -> int:
+    if count <= 0:
+        return 0
+    existing = Case.objects.filter(generated=True).count()
+    if existing:
+        log(f"  cases: {existing} generated cases already present, none added")
+        return 0
+    made = Generator(seed, log).run(count)
+    counts = s.sweep_deadlines()
+    log(f"  cases: {made} generated; deadline sweep: {counts}")
+    return made

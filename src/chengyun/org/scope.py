@@ -1,0 +1,92 @@
+"""What a user may see and do: roles over area subtrees and departments.
+
+A case is *in scope* for a role assignment when the case's area lies in the
+assignment's area subtree (no area = the whole city), or, for an assignment
+with a department, when that department is one of the case's handling
+departments. Staff who are superusers see everything.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+
+from .models import Role, RoleAssignment
+
+
+def assignments(user) -> list[RoleAssignment]:
+    if not user or not user.is_authenticated:
+        return []
+    cached = getattr(user, "_chengyun_roles", None)
+    if cached is None:
+        cached = list(RoleAssignment.objects.select_related("area", "department", "department__area").filter(user=user))
+        user._chengyun_roles = cached
+    return cached
+
+
+def roles_of(user) -> set[str]:
+    if user and user.is_authenticated and user.is_superuser:
+        return {r.value for r in Role}
+    return {a.role for a in assignments(user)}
+
+
+def _assignment_q(a: RoleAssignment, prefix: str) -> Q:
+    if a.department_id:
+        from chengyun.cases.models import CaseAssignment
+
+        handled = CaseAssignment.objects.filter(department_id=a.department_id).values("case_id")
+        return Q(**{f"{prefix}pk__in": handled})
+    if a.area_id:
+        return Q(**{f"{prefix}area_path__startswith": a.area.path})
+    return Q()  # the whole city
+
+
+def case_scope_q(user, roles: set[str] | None = None, prefix: str = "") -> Q | None:
+    """A filter for the cases the user may see (optionally only via some roles).
+
+    Returns None when nothing is visible.
+    """
+    if user and user.is_authenticated and user.is_superuser:
+        return Q()
+    q = None
+    for a in assignments(user):
+        if roles is not None and a.role not in roles:
+            continue
+        part = _assignment_q(a, prefix)
+        if part == Q():
+            return Q()
+        q = part if q is None else (q | part)
+    return q
+
+
+def covers_case(a: RoleAssignment, case) -> bool:
+    if a.department_id:
+        return any(x.department_id == a.department_id for x in case.assignments.all())
+    if a.area_id:
+        return (case.area_path or "").startswith(a.area.path)
+    return True
+
+
+def can_act(user, case, roles: set[str]) -> bool:
+    if user and user.is_authenticated and user.is_superuser:
+        return True
+    return any(a.role in roles and covers_case(a, case) for a in assignments(user))
+
+
+def can_see(user, case) -> bool:
+    return can_act(user, case, {r.value for r in Role})
+
+
+def handler_departments(user, case) -> set[int]:
+    """Departments of the case the user may act for as a handler."""
+    case_depts = {x.department_id for x in case.assignments.all()}
+    if user and user.is_authenticated and user.is_superuser:
+        return case_depts
+    mine = set()
+    for a in assignments(user):
+        if a.role not in (Role.HANDLER, Role.ADMIN):
+            continue
+        if a.department_id:
+            mine.add(a.department_id)
+        elif a.role == Role.ADMIN and (not a.area_id or (case.area_path or "").startswith(a.area.path)):
+            mine |= case_depts
+    return mine & case_depts

@@ -1,0 +1,180 @@
+"""Django settings for Chengyun.
+
+Everything that differs between machines comes from environment variables with
+safe defaults, so `chengyun serve` works with zero configuration:
+
+- ``DATABASE_URL``            default ``sqlite:///<data dir>/chengyun.sqlite3``
+- ``CHENGYUN_DATA_DIR``       default ``<project>/var`` (secret key, SQLite file, uploads)
+- ``CHENGYUN_SECRET_KEY``     default: generated on first run and kept in the data dir
+- ``CHENGYUN_DEBUG``          default off
+- ``CHENGYUN_ALLOWED_HOSTS``  default ``127.0.0.1,localhost``
+- ``CHENGYUN_TIME_ZONE``      default ``Asia/Shanghai`` (the city's time zone)
+- ``CHENGYUN_HOLIDAY_COUNTRY`` default ``CN`` (working calendar)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.utils.translation import gettext_lazy as _
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+_checkout = PACKAGE_DIR.parent.parent
+PROJECT_DIR = _checkout if (_checkout / "pyproject.toml").exists() else Path.cwd()
+DATA_DIR = Path(os.environ.get("CHENGYUN_DATA_DIR", PROJECT_DIR / "var"))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _secret_key() -> str:
+    if key := os.environ.get("CHENGYUN_SECRET_KEY"):
+        return key
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = _env_bool("CHENGYUN_DEBUG")
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("CHENGYUN_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()
+]
+if "testserver" not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS.append("testserver")
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("CHENGYUN_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_tasks",
+    "django_tasks_db",
+    "chengyun.audit",
+    "chengyun.areas",
+    "chengyun.org",
+    "chengyun.taxonomy",
+    "chengyun.cases",
+    "chengyun.console",
+    "chengyun.demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chengyun.urls"
+WSGI_APPLICATION = "chengyun.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [PACKAGE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'chengyun.sqlite3'}"),
+        conn_max_age=int(os.environ.get("CHENGYUN_CONN_MAX_AGE", "60")),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers and the writer work at once; a generous timeout turns
+    # short write contention into waiting instead of "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("CHENGYUN_TEST_DB_NAME") or None}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "org.User"
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:queue"
+LOGOUT_REDIRECT_URL = "console:login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "zh-hans"
+LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
+LOCALE_PATHS = [PACKAGE_DIR / "locale"]
+USE_I18N = True
+USE_TZ = True
+TIME_ZONE = os.environ.get("CHENGYUN_TIME_ZONE", "Asia/Shanghai")
+HOLIDAY_COUNTRY = os.environ.get("CHENGYUN_HOLIDAY_COUNTRY", "CN")
+HOLIDAY_SUBDIVISION = os.environ.get("CHENGYUN_HOLIDAY_SUBDIVISION") or None
+# Working hours of the city's offices, local time: (start, end) pairs as "HH:MM".
+WORKING_HOURS = [("09:00", "12:00"), ("13:00", "18:00")]
+# A case whose deadline is this close (share of its allowed time left) is "near due".
+NEAR_DUE_SHARE = float(os.environ.get("CHENGYUN_NEAR_DUE_SHARE", "0.2"))
+DEADLINE_SWEEP_SECONDS = int(os.environ.get("CHENGYUN_DEADLINE_SWEEP_SECONDS", "60"))
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("CHENGYUN_STATIC_ROOT", DATA_DIR / "static"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "media/"
+
+TASKS = {
+    "default": {
+        "BACKEND": os.environ.get("CHENGYUN_TASK_BACKEND", "django_tasks_db.DatabaseBackend"),
+    }
+}
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("CHENGYUN_LOG_LEVEL", "WARNING")},
+}

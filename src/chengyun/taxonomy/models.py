@@ -1,0 +1,119 @@
+"""Categories (GB/T 30428.2 components and events, hotline matters) and routing rules."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from chengyun.i18n import BilingualName
+
+
+class Priority(models.TextChoices):
+    URGENT = "urgent", _("Urgent")
+    HIGH = "high", _("High")
+    NORMAL = "normal", _("Normal")
+    LOW = "low", _("Low")
+
+
+# A case's allowed time is the category's deadline times this factor.
+PRIORITY_DEADLINE_FACTOR = {
+    Priority.URGENT: 0.25,
+    Priority.HIGH: 0.5,
+    Priority.NORMAL: 1.0,
+    Priority.LOW: 1.5,
+}
+
+
+class DeadlineKind(models.TextChoices):
+    WORKING = "working", _("Working hours")
+    CALENDAR = "calendar", _("Calendar hours")
+
+
+class CategoryKind(models.TextChoices):
+    COMPONENT = "component", _("Component (部件)")
+    EVENT = "event", _("Event (事件)")
+    HOTLINE = "hotline", _("Hotline matter")
+
+
+class Category(BilingualName, models.Model):
+    code = models.CharField(_("code"), max_length=20, unique=True)
+    name = models.CharField(_("name (Chinese)"), max_length=80)
+    name_en = models.CharField(_("name (English)"), max_length=120)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children", verbose_name=_("parent")
+    )
+    kind = models.CharField(_("kind"), max_length=12, choices=CategoryKind.choices, default=CategoryKind.EVENT)
+    keywords_zh = models.JSONField(_("keywords (Chinese)"), default=list, blank=True)
+    keywords_en = models.JSONField(_("keywords (English)"), default=list, blank=True)
+    deadline_hours = models.DecimalField(_("deadline (hours)"), max_digits=7, decimal_places=2, default=40)
+    deadline_kind = models.CharField(
+        _("deadline counted in"), max_length=10, choices=DeadlineKind.choices, default=DeadlineKind.WORKING
+    )
+    response_hours = models.DecimalField(_("response deadline (hours)"), max_digits=6, decimal_places=2, default=2)
+    priority = models.CharField(_("default priority"), max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("category")
+        verbose_name_plural = _("categories")
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self.children.exists()
+
+    def lineage(self) -> list[Category]:
+        """This category and its ancestors, most specific first."""
+        out, node = [], self
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        return out
+
+
+class RoutingRule(models.Model):
+    """category x area (level) -> lead department (+ assisting).
+
+    The lead is either a named department, or a department *kind* found at the
+    given area level above the case's location (for example "the water
+    authority of the case's district"). The most specific rule wins: a rule for
+    the case's own category beats one for its parent category, and a rule
+    limited to an area beats a city-wide one (the deeper the area, the
+    stronger); ``order`` breaks remaining ties (lower first).
+    """
+
+    category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="rules", verbose_name=_("category"))
+    area = models.ForeignKey(
+        "areas.Area", null=True, blank=True, on_delete=models.CASCADE, related_name="+", verbose_name=_("only within area"),
+        help_text=_("empty: everywhere"),
+    )
+    level = models.ForeignKey(
+        "areas.AreaLevel", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        verbose_name=_("department level"), help_text=_("find the lead/assisting kinds at this level above the case"),
+    )
+    lead_department = models.ForeignKey(
+        "org.Department", null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("lead department")
+    )
+    lead_kind = models.ForeignKey(
+        "org.DepartmentKind", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        verbose_name=_("lead department kind"),
+    )
+    assisting_departments = models.ManyToManyField(
+        "org.Department", blank=True, related_name="+", verbose_name=_("assisting departments")
+    )
+    assisting_kinds = models.ManyToManyField(
+        "org.DepartmentKind", blank=True, related_name="+", verbose_name=_("assisting department kinds")
+    )
+    order = models.PositiveIntegerField(_("order"), default=100)
+    active = models.BooleanField(_("active"), default=True)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["category__code", "order", "pk"]
+        verbose_name = _("routing rule")
+        verbose_name_plural = _("routing rules")
+
+    def __str__(self) -> str:
+        lead = self.lead_department or self.lead_kind
+        where = self.area or _("everywhere")
+        return f"#{self.pk} {self.category.code} @ {where} → {lead}"
