@@ -1,17 +1,13 @@
 from django.contrib import admin
 
+from chengyun.audit.admin import ReadOnlyAdminMixin
+
 from .models import Case, CaseAssignment, ExtensionRequest, TimelineEntry, WorkingDayOverride
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class PartInline(ReadOnlyInline):
@@ -25,22 +21,13 @@ class TimelineInline(ReadOnlyInline):
 
 
 @admin.register(Case)
-class CaseAdmin(admin.ModelAdmin):
+class CaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: cases change only through their actions (console or API)."""
 
     list_display = ["number", "title", "status", "category", "area", "deadline_state", "created_at", "generated"]
     list_filter = ["status", "deadline_state", "channel", "generated"]
     search_fields = ["number", "title", "address"]
     inlines = [PartInline, TimelineInline]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ExtensionRequest)

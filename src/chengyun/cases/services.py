@@ -309,8 +309,8 @@ def dispatch_case(
               "overridden": overridden},
         fields={
             "dispatched_at": at, "response_due_at": response_due, "due_at": due, "responded_at": None,
-            "route_rule": decision.rule if not overridden else decision.rule, "route_explanation": explanation,
-            "deadline_state": DeadlineState.ON_TIME,
+            "route_rule": decision.rule, "route_explanation": explanation,
+            "deadline_state": DeadlineState.ON_TIME, "escalation_level": 0, "escalated_to": None,
         },
         side_effects=assign,
     )
@@ -486,8 +486,8 @@ def record_callback(case: Case, *, by, satisfaction: str, resolved: bool | None 
         fields["resolved"] = resolved
     target = S.REOPENED if satisfaction == Satisfaction.UNSATISFIED else S.RATED
     if target == S.REOPENED:
-        fields["closed_at"] = None
-        fields["deadline_state"] = DeadlineState.ON_TIME
+        # A reopened case waits for a new dispatch, which sets new deadlines.
+        fields.update(closed_at=None, deadline_state=DeadlineState.ON_TIME, due_at=None, response_due_at=None)
 
     def withdraw(c, at):
         if target == S.REOPENED:
@@ -502,7 +502,8 @@ def reopen_case(case: Case, *, by, reason: str) -> Case:
         CaseAssignment.objects.filter(case=c, active=True).update(active=False)
 
     return _act(case, "reopen", by, note=reason,
-                fields={"closed_at": None, "deadline_state": DeadlineState.ON_TIME, "satisfaction": ""},
+                fields={"closed_at": None, "deadline_state": DeadlineState.ON_TIME, "satisfaction": "",
+                        "due_at": None, "response_due_at": None},
                 side_effects=withdraw)
 
 

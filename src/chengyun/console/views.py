@@ -14,6 +14,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_POST
 
 from chengyun.cases import services
@@ -83,7 +84,7 @@ def case_detail(request, number):
     return render(request, "console/case.html", {
         "case": case,
         "chain": case.area.ancestors() if case.area_id else [],
-        "timeline": case.timeline.select_related("actor").all(),
+        "timeline": timeline_rows(case),
         "parts": case.assignments.select_related("department").all(),
         "actions": [ACTIONS[n] for n in names],
         "route": explain_route(case.route_explanation) if case.route_explanation else None,
@@ -96,6 +97,28 @@ def case_detail(request, number):
         "pending_extension": pending_ext,
         "merged": case.merged_cases.all(),
     })
+
+
+EXTRA_ACTION_LABELS = {
+    "create": _lazy("Registered"),
+    "merged_in": _lazy("Another case merged into this one"),
+    "start_part": _lazy("Assisting department started"),
+    "report_done_part": _lazy("Assisting department reported done"),
+    "return_part": _lazy("Assisting department returned its part"),
+}
+
+
+def timeline_rows(case):
+    statuses = dict(CaseStatus.choices)
+    rows = []
+    for t in case.timeline.select_related("actor").all():
+        label = ACTIONS[t.action].label if t.action in ACTIONS else EXTRA_ACTION_LABELS.get(t.action, t.action)
+        rows.append({
+            "at": t.at, "by": str(t.actor) if t.actor else t.actor_name, "label": label, "note": t.note,
+            "to": statuses.get(t.to_status, t.to_status) if t.to_status and t.to_status != t.from_status else "",
+            "department": t.data.get("department") or t.data.get("lead") or "",
+        })
+    return rows
 
 
 @login_required

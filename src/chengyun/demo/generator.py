@@ -102,7 +102,8 @@ class Generator:
         with simulated(t):
             case = s.create_case(title=title, description=desc, category=cat, lon=lon, lat=lat, address=address,
                                  channel=channel, by=self.user("operator"), generated=True)
-        key = (cat.pk, street.pk if street else 0)
+        district = street.parent if street is not None else None
+        key = (cat.pk, district.pk if district else 0)
 
         def step(delta):
             nonlocal t
@@ -114,7 +115,8 @@ class Generator:
             return case
         with simulated(t):
             earlier = self.recent.get(key)
-            if earlier is not None and earlier.status in OPEN_STATUSES and rng.random() < 0.25:
+            if (earlier is not None and earlier.status in OPEN_STATUSES and t - earlier.created_at < timedelta(days=2)
+                    and rng.random() < 0.6):
                 earlier.refresh_from_db()
                 if earlier.status in OPEN_STATUSES:
                     return s.merge_case(case, into=earlier, by=self.user("operator"), note="同一问题重复反映")
@@ -124,7 +126,7 @@ class Generator:
         self.recent[key] = case
         return self.handle(case, t)
 
-    def handle(self, case, t):
+    def handle(self, case, t, again: bool = False):
         rng = self.rng
         sim_handler, dispatcher = self.user("handler"), self.user("dispatcher")
 
@@ -165,8 +167,8 @@ class Generator:
                 else:
                     s.deny_extension(case, by=self.user("supervisor"), reason="请按原时限处置")
             allowed = (case.due_at - t) if case.due_at else allowed
-        late = rng.random() < 0.13
-        share = rng.uniform(1.05, 2.5) if late else rng.uniform(0.15, 0.9)
+        late = rng.random() < 0.08
+        share = rng.uniform(1.05, 1.8) if late else rng.uniform(0.15, 0.9)
         if not at(allowed * share * (0.6 if not late else 1)):
             return case
         for part in case.assignments.filter(active=True, role="assisting"):
@@ -201,6 +203,8 @@ class Generator:
             s.record_callback(case, by=self.user("operator"), satisfaction=sat,
                               resolved=None if sat == Satisfaction.UNREACHABLE else sat != Satisfaction.UNSATISFIED,
                               note="电话回访")
+        if sat == Satisfaction.UNSATISFIED and not again and at(_h(rng, 2, 24)):
+            return self.handle(case, t, again=True)  # reopened: dispatched once more
         return case
 
 

@@ -38,12 +38,13 @@ class Command(BaseCommand):
             src = open(path, newline="", encoding="utf-8-sig")
         except OSError as exc:
             raise CommandError(f"{path}: {exc.strerror}") from None
-        out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
-        writer = csv.writer(out)
+        out = open(output, "w", newline="", encoding="utf-8") if output else self.stdout
+        writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["lon", "lat", *levels])
         with src:
             reader = csv.reader(src)
-            total = sum(1 for _ in open(path, encoding="utf-8-sig"))
+            with open(path, encoding="utf-8-sig") as counting:
+                total = sum(1 for _ in counting)
             bar = tqdm(total=total, unit="pt", disable=total < 50_000, file=sys.stderr)
             rows, line_no = [], 0
             for row in reader:

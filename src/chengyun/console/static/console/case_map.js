@@ -5,7 +5,7 @@
   if (!el || !window.L) return;
   var lon = parseFloat(el.dataset.lon), lat = parseFloat(el.dataset.lat);
   var map = L.map(el, { attributionControl: false }).setView([lat, lon], 15);
-  L.marker([lat, lon]).addTo(map);
+  L.circleMarker([lat, lon], { radius: 9, color: "#b3261e", weight: 3, fillColor: "#ef5350", fillOpacity: 0.9 }).addTo(map);
   var area = el.dataset.area;
   if (area) {
     fetch("/api/v1/areas/" + encodeURIComponent(area) + "/geojson")
