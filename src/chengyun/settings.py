@@ -150,6 +150,7 @@ DEADLINE_SWEEP_SECONDS = int(os.environ.get("CHENGYUN_DEADLINE_SWEEP_SECONDS", "
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("CHENGYUN_STATIC_ROOT", DATA_DIR / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

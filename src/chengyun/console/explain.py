@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
-from chengyun.areas.models import Area
+from chengyun.areas.models import Area, AreaLevel
 from chengyun.i18n import prefers_chinese
-from chengyun.org.models import Department
+from chengyun.org.models import Department, DepartmentKind
 from chengyun.taxonomy.models import Category
 
 
@@ -18,6 +18,16 @@ def _dept(code):
 def _area(code):
     a = Area.objects.filter(code=code).first()
     return str(a) if a else code
+
+
+def _kind(kind):
+    k = DepartmentKind.objects.filter(kind=kind).first()
+    return str(k) if k else kind
+
+
+def _level(key):
+    lvl = AreaLevel.objects.filter(key=key).first()
+    return str(lvl) if lvl else key
 
 
 def explain_route(exp: dict) -> str:
@@ -39,7 +49,7 @@ def explain_route(exp: dict) -> str:
     if exp.get("lead_kind"):
         parts.append(
             _("the lead is the “%(kind)s” department at %(level)s level above %(where)s: %(lead)s") % {
-                "kind": exp["lead_kind"], "level": exp.get("level") or _("the nearest"),
+                "kind": _kind(exp["lead_kind"]), "level": _level(exp["level"]) if exp.get("level") else _("the nearest"),
                 "where": _area(exp.get("located_in")) if exp.get("located_in") else _("the case"),
                 "lead": _dept(exp.get("lead")),
             }

@@ -14,7 +14,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from chengyun.cases import services
@@ -79,7 +79,12 @@ def case_detail(request, number):
     suggestion = services.suggest_route(case) if "dispatch" in names else None
     dept_choices = []
     if "dispatch" in names:
-        dept_choices = list(Department.objects.filter(active=True).select_related("kind", "area").order_by("code"))
+        # Departments serving the case's area or any area above it.
+        chain_ids = [a.pk for a in case.area.ancestors()] if case.area_id else []
+        dept_choices = list(
+            Department.objects.filter(active=True, area_id__in=chain_ids).select_related("kind", "area")
+            .order_by("area__level__depth", "code")
+        ) or list(Department.objects.filter(active=True, area__parent__isnull=True).order_by("code"))
     pending_ext = case.extensions.filter(status="pending").first()
     return render(request, "console/case.html", {
         "case": case,
@@ -100,11 +105,11 @@ def case_detail(request, number):
 
 
 EXTRA_ACTION_LABELS = {
-    "create": _lazy("Registered"),
-    "merged_in": _lazy("Another case merged into this one"),
-    "start_part": _lazy("Assisting department started"),
-    "report_done_part": _lazy("Assisting department reported done"),
-    "return_part": _lazy("Assisting department returned its part"),
+    "create": gettext_lazy("Registered"),
+    "merged_in": gettext_lazy("Another case merged into this one"),
+    "start_part": gettext_lazy("Assisting department started"),
+    "report_done_part": gettext_lazy("Assisting department reported done"),
+    "return_part": gettext_lazy("Assisting department returned its part"),
 }
 
 

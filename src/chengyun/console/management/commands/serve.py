@@ -18,8 +18,6 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         from gunicorn.app.base import BaseApplication
 
-        from chengyun.wsgi import application
-
         if not o["no_collectstatic"]:
             call_command("collectstatic", interactive=False, verbosity=0)
         workers = o["workers"] or min(2 * multiprocessing.cpu_count() + 1, 9)
@@ -35,6 +33,10 @@ class Command(BaseCommand):
                 self.cfg.set("proc_name", "chengyun")
 
             def load(self):
+                # Imported only now: WhiteNoise indexes STATIC_ROOT when the
+                # application is created, so collectstatic must have run first.
+                from chengyun.wsgi import application
+
                 return application
 
         db = settings.DATABASES["default"]
