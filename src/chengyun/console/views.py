@@ -175,7 +175,7 @@ def new_case(request):
                     channel=values.get("channel") or Channel.HOTLINE, by=request.user,
                 )
             except CaseError as exc:
-                errors[exc.field or "__all__"] = exc.message
+                errors[exc.field or "form"] = exc.message
             else:
                 messages.success(request, _("Case %(number)s registered.") % {"number": case.number})
                 return redirect("console:case", number=case.number)
