@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
@@ -208,7 +209,7 @@ def create_case(
         area_path=area.path if area else "", created_by=by if by is not None and not isinstance(by, str) else None,
         created_at=at, generated=generated,
     )
-    local = at.astimezone(_calendar().tz)
+    local = at.astimezone(ZoneInfo(settings.TIME_ZONE))  # the number carries the city's date
     case.number = f"{local:%Y%m%d}{case.pk:07d}"
     Case.objects.filter(pk=case.pk).update(number=case.number)
     _timeline(case, "create", by, at=at, to_status=case.status, data={"channel": channel})
@@ -370,7 +371,8 @@ def start_case(case: Case, *, by, department: Department | None = None, note: st
 
 
 def report_done(case: Case, *, by, note: str = "", department: Department | None = None) -> Case:
-    _check_allowed(case, "report_done", by) if case.status != S.DISPATCHED else None
+    if case.status != S.DISPATCHED:  # while dispatched, only an assisting part may report done
+        _check_allowed(case, "report_done", by)
     part = _parts_for(case, by, department)
     if part.role == AssignmentRole.ASSISTING:
         if case.status not in (S.DISPATCHED, S.IN_PROGRESS):

@@ -10,24 +10,26 @@ from chengyun.org.models import Department, DepartmentKind
 from chengyun.taxonomy.models import Category
 
 
+def _named(model, value, **lookup) -> str:
+    """The display name of the row a stored code points at, or the code itself."""
+    row = model.objects.filter(**lookup).first()
+    return str(row) if row else value
+
+
 def _dept(code):
-    d = Department.objects.filter(code=code).first()
-    return str(d) if d else code
+    return _named(Department, code, code=code)
 
 
 def _area(code):
-    a = Area.objects.filter(code=code).first()
-    return str(a) if a else code
+    return _named(Area, code, code=code)
 
 
 def _kind(kind):
-    k = DepartmentKind.objects.filter(kind=kind).first()
-    return str(k) if k else kind
+    return _named(DepartmentKind, kind, kind=kind)
 
 
 def _level(key):
-    lvl = AreaLevel.objects.filter(key=key).first()
-    return str(lvl) if lvl else key
+    return _named(AreaLevel, key, key=key)
 
 
 def explain_route(exp: dict) -> str:
