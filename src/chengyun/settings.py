@@ -70,6 +70,9 @@ INSTALLED_APPS = [
     "chengyun.org",
     "chengyun.taxonomy",
     "chengyun.cases",
+    "chengyun.intake",
+    "chengyun.open311",
+    "chengyun.portal",
     "chengyun.console",
     "chengyun.demo",
 ]
@@ -121,6 +124,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("CHENGYUN_TEST_DB_NAME") or None}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and not DATABASES["default"]["TEST"]["NAME"]:
+    # A file, not the in-memory default, so that tests can run real concurrent
+    # writers (threads) against SQLite too; pytest-xdist adds a suffix per worker.
+    DATABASES["default"]["TEST"]["NAME"] = str(DATA_DIR / "test-chengyun.sqlite3")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "org.User"
@@ -179,3 +186,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("CHENGYUN_LOG_LEVEL", "WARNING")},
 }
+
+# Intake (issue #3): classification, duplicates, photos, Open311.
+# Below this confidence a report waits in the manual dispatch queue.
+INTAKE_CONFIDENCE_THRESHOLD = float(os.environ.get("CHENGYUN_INTAKE_CONFIDENCE", "0.5"))
+DUPLICATE_ATTACH_SCORE = float(os.environ.get("CHENGYUN_DUPLICATE_ATTACH", "0.72"))
+DUPLICATE_ASK_SCORE = float(os.environ.get("CHENGYUN_DUPLICATE_ASK", "0.5"))
+PHOTO_MAX_BYTES = int(os.environ.get("CHENGYUN_PHOTO_MAX_BYTES", str(10 * 1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = PHOTO_MAX_BYTES * 3
+OPEN311_JURISDICTION = os.environ.get("CHENGYUN_OPEN311_JURISDICTION", "")

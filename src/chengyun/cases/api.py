@@ -193,6 +193,7 @@ def create(request, body: CaseIn):
 ActionName = Literal[
     "accept", "reject", "merge", "dispatch", "return", "request_extension", "approve_extension", "deny_extension",
     "start", "report_done", "verify_ok", "verify_fail", "close", "callback", "reopen", "escalate",
+    "unmerge", "self_dispose", "reclassify",
 ]
 
 
@@ -259,6 +260,15 @@ def run_action(user, case: Case, action: str, body: ActionIn) -> Case:
             return s.reopen_case(case, by=user, reason=note)
         case "escalate":
             return s.escalate_case(case, by=user, reason=note)
+        case "unmerge":
+            return s.unmerge_case(case, by=user, reason=note)
+        case "self_dispose":
+            return s.self_dispose_case(case, by=user, note=note)
+        case "reclassify":
+            category = _category(body.category)
+            if category is None:
+                raise CaseInvalid(_("Choose a category."), field="category")
+            return s.reclassify_case(case, by=user, category=category, note=note)
     raise CaseInvalid(_("Unknown action “%(action)s”.") % {"action": action}, field="action")
 
 

@@ -18,6 +18,7 @@ class Channel(models.TextChoices):
     INSPECTOR = "inspector", _("Grid inspector")
     SENSOR = "sensor", _("Sensor alarm")
     DEPARTMENT = "department", _("Department system")
+    DISCOVERY = "discovery", _("Smart discovery (智能发现)")
 
 
 class DeadlineState(models.TextChoices):

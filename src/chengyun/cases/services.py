@@ -42,7 +42,7 @@ from .models import (
     Satisfaction,
     TimelineEntry,
 )
-from .workflow import ACTIONS, OPEN_STATUSES, CaseStatus
+from .workflow import ACTIONS, AUTOMATIC_ACTIONS, OPEN_STATUSES, CaseStatus
 
 S = CaseStatus
 
@@ -72,7 +72,7 @@ def _check_allowed(case: Case, action_name: str, by) -> None:
             % {"action": action.label, "status": case.get_status_display()}
         )
     if by is None or isinstance(by, str):
-        if action_name != "escalate":
+        if action_name not in AUTOMATIC_ACTIONS:
             raise CaseForbidden(_("Only a person can take this action."))
         return
     if not scope.can_act(by, case, set(action.roles)):
@@ -181,8 +181,10 @@ def create_case(
     priority: str | None = None,
     by=None,
     generated: bool = False,
+    area: Area | None = None,
 ) -> Case:
-    """Register a new case; it is located in the area tree if it has a point."""
+    """Register a new case; it is located in the area tree if it has a point
+    (else ``area``, for example found from the address, is used)."""
     title = _require(title, "title")
     if len(title) > 200:
         raise CaseInvalid(_("The title is too long (at most 200 characters)."), field="title")
@@ -190,7 +192,6 @@ def create_case(
         raise CaseInvalid(_("Unknown channel “%(channel)s”.") % {"channel": channel}, field="channel")
     if priority is not None and priority not in Priority.values:
         raise CaseInvalid(_("Unknown priority “%(priority)s”.") % {"priority": priority}, field="priority")
-    area = None
     if (lon is None) != (lat is None):
         raise CaseInvalid(_("Give both longitude and latitude, or neither."), field="lon" if lon is None else "lat")
     if lon is not None:
@@ -199,8 +200,7 @@ def create_case(
         if not (-90 <= lat <= 90):
             raise CaseInvalid(_("Latitude must be between -90 and 90."), field="lat")
         chain = locate(lon, lat)
-        if chain:
-            area = Area.objects.get(pk=chain[-1].id)
+        area = Area.objects.get(pk=chain[-1].id) if chain else None
     at = now()
     case = Case.objects.create(
         title=title, description=description or "", category=category,
@@ -226,6 +226,7 @@ def create_case(
 def accept_case(case: Case, *, by, note: str = "", category: Category | None = None, priority: str | None = None) -> Case:
     fields = {"accepted_at": now()}
     data = {}
+    previous = case.category
     if category is not None and category.pk != case.category_id:
         fields["category"] = category
         data["category"] = category.code
@@ -234,7 +235,48 @@ def accept_case(case: Case, *, by, note: str = "", category: Category | None = N
             raise CaseInvalid(_("Unknown priority “%(priority)s”.") % {"priority": priority}, field="priority")
         fields["priority"] = priority
         data["priority"] = priority
-    return _act(case, "accept", by, note=note, data=data, fields=fields)
+
+    def correction(c, at):
+        if "category" in fields:
+            _record_correction(c, previous, category, by, at)
+
+    return _act(case, "accept", by, note=note, data=data, fields=fields, side_effects=correction)
+
+
+def _record_correction(case: Case, previous: Category | None, category: Category, by, at) -> None:
+    """A person changed the category: the classifier learns from it next time."""
+    if by is None or isinstance(by, str):
+        return
+    from chengyun.intake.services import record_correction
+
+    record_correction(case, previous, category, by=by, at=at)
+
+
+def reclassify_case(case: Case, *, by, category: Category, note: str = "") -> Case:
+    """Change the category of a case that is not yet dispatched (or reopened)."""
+    if category is None:
+        raise CaseInvalid(_("Choose a category."), field="category")
+    if case.status not in (S.NEW, S.ACCEPTED, S.REOPENED):
+        raise InvalidTransition(_("Only a case that is not yet dispatched can be reclassified."))
+    if not scope.can_act(by, case, {Role.OPERATOR, Role.DISPATCHER, Role.ADMIN}):
+        raise CaseForbidden(_("You may not reclassify this case."))
+    if category.pk == case.category_id:
+        return case
+    previous = case.category
+    at = now()
+    with transaction.atomic():
+        claimed = Case.objects.filter(pk=case.pk, version=case.version).update(
+            category=category, priority=category.priority, version=F("version") + 1
+        )
+        if claimed != 1:
+            raise CaseConflict(_("Someone else changed case %(number)s first. Reload it and try again.") % {"number": case.number})
+        case.category, case.priority = category, category.priority
+        case.version += 1
+        data = {"from": previous.code if previous else None, "to": category.code}
+        _timeline(case, "reclassify", by, at=at, note=note, data=data)
+        record("case.reclassify", actor=by, obj=case, at=at, data={"number": case.number, **data, "note": note})
+        _record_correction(case, previous, category, by, at)
+    return case
 
 
 def reject_case(case: Case, *, by, reason: str) -> Case:
@@ -256,6 +298,26 @@ def merge_case(case: Case, *, into: Case, by, note: str = "") -> Case:
 
     return _act(case, "merge", by, note=note, data={"into": into.number},
                 fields={"merged_into": into, "closed_at": now()}, side_effects=link)
+
+
+def unmerge_case(case: Case, *, by, reason: str) -> Case:
+    """Undo a merge: the case is new again and handled on its own."""
+    original = case.merged_into
+
+    def unlink(c, at):
+        if original is not None:
+            _timeline(original, "merge_undone", by, at=at, note=reason, data={"case": c.number})
+
+    return _act(case, "unmerge", by, note=reason, data={"from": original.number if original else None},
+                fields={"merged_into": None, "closed_at": None}, side_effects=unlink)
+
+
+def self_dispose_case(case: Case, *, by, note: str) -> Case:
+    """A grid inspector fixed it while on patrol (自行处置): closed at once."""
+    if case.category is None or not case.category.self_dispose:
+        raise CaseInvalid(_("This category cannot be closed on the spot; it must be dispatched."), field="category")
+    at = now()
+    return _act(case, "self_dispose", by, note=note, fields={"closed_at": at, "done_at": at, "resolved": True})
 
 
 # --------------------------------------------------------------------------- dispatch

@@ -31,7 +31,7 @@ class CaseStatus(models.TextChoices):
 S = CaseStatus
 OPEN_STATUSES = frozenset({S.NEW, S.ACCEPTED, S.DISPATCHED, S.IN_PROGRESS, S.AWAITING_VERIFICATION, S.REOPENED})
 HANDLING_STATUSES = frozenset({S.DISPATCHED, S.IN_PROGRESS})
-FINAL_STATUSES = frozenset({S.REJECTED, S.MERGED, S.RATED})
+FINAL_STATUSES = frozenset({S.REJECTED, S.RATED})
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ ACTIONS: dict[str, Action] = {
         _a("accept", _("Accept"), {S.NEW}, {S.ACCEPTED}, {R.OPERATOR, R.DISPATCHER, R.ADMIN}),
         _a("reject", _("Reject as invalid"), {S.NEW, S.ACCEPTED}, {S.REJECTED}, {R.OPERATOR, R.DISPATCHER, R.ADMIN}, True),
         _a("merge", _("Merge into another case"), {S.NEW, S.ACCEPTED}, {S.MERGED}, {R.OPERATOR, R.DISPATCHER, R.ADMIN}),
+        _a("unmerge", _("Undo merge"), {S.MERGED}, {S.NEW}, {R.OPERATOR, R.DISPATCHER, R.ADMIN}, True),
+        _a("self_dispose", _("Closed on the spot (自行处置)"), {S.NEW}, {S.CLOSED}, {R.INSPECTOR, R.ADMIN}, True),
         _a("dispatch", _("Dispatch"), {S.ACCEPTED, S.REOPENED}, {S.DISPATCHED}, {R.DISPATCHER, R.ADMIN}),
         _a("return", _("Return (not ours)"), {S.DISPATCHED, S.IN_PROGRESS}, {S.ACCEPTED}, {R.HANDLER, R.ADMIN}, True),
         _a("request_extension", _("Request extension"), HANDLING_STATUSES, set(), {R.HANDLER, R.ADMIN}, True),
@@ -72,6 +74,11 @@ ACTIONS: dict[str, Action] = {
         _a("escalate", _("Escalate (督办)"), OPEN_STATUSES, set(), {R.SUPERVISOR, R.ADMIN}),
     ]
 }
+
+# Actions the platform itself may take (the actor is a named system process,
+# not a person): escalation by the deadline sweep, and acceptance and dispatch
+# by the intake pipeline when the classifier is confident and a rule matches.
+AUTOMATIC_ACTIONS = frozenset({"escalate", "accept", "dispatch"})
 
 TRANSITIONS: dict[str, frozenset] = {s: frozenset() for s in S}
 for _action in ACTIONS.values():

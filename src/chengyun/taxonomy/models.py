@@ -52,6 +52,23 @@ class Category(BilingualName, models.Model):
     response_hours = models.DecimalField(_("response deadline (hours)"), max_digits=6, decimal_places=2, default=2)
     priority = models.CharField(_("default priority"), max_length=10, choices=Priority.choices, default=Priority.NORMAL)
     active = models.BooleanField(_("active"), default=True)
+    # Intake: duplicates, cluster warnings, on-the-spot handling.
+    duplicate_radius_m = models.PositiveIntegerField(
+        _("duplicate radius (m)"), default=150, help_text=_("reports this close may be the same problem")
+    )
+    duplicate_window_hours = models.PositiveIntegerField(
+        _("duplicate window (hours)"), default=72, help_text=_("… if the open case is at most this old")
+    )
+    cluster_reports = models.PositiveIntegerField(
+        _("cluster warning: reports"), default=0,
+        help_text=_("this many reports within the radius and window raise a warning; 0 = never"),
+    )
+    cluster_radius_m = models.PositiveIntegerField(_("cluster warning: radius (m)"), default=500)
+    cluster_window_minutes = models.PositiveIntegerField(_("cluster warning: window (minutes)"), default=60)
+    self_dispose = models.BooleanField(
+        _("inspectors may close on the spot (自行处置)"), default=False,
+        help_text=_("a grid inspector who fixed it while on patrol may report it already closed"),
+    )
 
     class Meta:
         ordering = ["code"]

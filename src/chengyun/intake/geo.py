@@ -1,0 +1,46 @@
+"""Where a report is: a point, or the areas named in its address."""
+
+from __future__ import annotations
+
+import math
+
+from chengyun.areas.locator import AreaInfo, get_locator
+
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance in metres (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def box(lon: float, lat: float, radius_m: float) -> tuple[float, float, float, float]:
+    """(min_lon, min_lat, max_lon, max_lat) of a square holding the circle."""
+    dlat = math.degrees(radius_m / EARTH_RADIUS_M)
+    dlon = dlat / max(0.01, math.cos(math.radians(lat)))
+    return lon - dlon, lat - dlat, lon + dlon, lat + dlat
+
+
+def area_from_address(address: str) -> AreaInfo | None:
+    """The deepest area whose name (Chinese or English) the address contains,
+    consistent with the other names found (a street must lie in the district
+    the address names). Used when a report has an address but no point."""
+    text = (address or "").strip()
+    if not text:
+        return None
+    loc = get_locator()
+    low = text.lower()
+    found = [a for a in loc.areas if (a.name and len(a.name) >= 2 and a.name in text)
+             or (a.name_en and len(a.name_en) >= 4 and a.name_en.lower() in low)]
+    if not found:
+        return None
+    ids = {a.id for a in found}
+
+    def support(a: AreaInfo) -> int:
+        return sum(1 for x in loc.chain(a) if x.id in ids)
+
+    # Most names agreeing along its chain, then the deepest, then the longest name.
+    return max(found, key=lambda a: (support(a), a.depth, len(a.name)))

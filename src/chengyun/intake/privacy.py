@@ -1,0 +1,92 @@
+"""Reporters' personal data: masked by default, a full view is audited.
+
+Who may see a contact in full: the operators who take calls and call back
+(operator role over the case's area) and the handlers of a department that
+holds a part of the case. Everyone else who can see the case sees it masked.
+Open311 and the public pages never show it at all.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+
+from chengyun.audit.services import record
+from chengyun.cases.errors import CaseForbidden, CaseInvalid
+from chengyun.org import scope
+from chengyun.org.models import Role
+
+from .models import Report, ReporterContact
+
+
+def mask_phone(phone: str) -> str:
+    """13812341234 -> 138****1234; short numbers keep only their first digit."""
+    phone = (phone or "").strip()
+    if not phone:
+        return ""
+    if len(phone) >= 7:
+        return phone[:3] + "****" + phone[-4:]
+    return phone[:1] + "*" * (len(phone) - 1)
+
+
+def mask_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        return ""
+    if " " in name:  # "Wang Fang" -> "W***"
+        return name[0] + "***"
+    return name[0] + "*" * max(1, len(name) - 1)
+
+
+def mask_email(email: str) -> str:
+    email = (email or "").strip()
+    if "@" not in email:
+        return "*" * len(email)
+    user, domain = email.split("@", 1)
+    return (user[:1] + "***@" + domain) if user else "***@" + domain
+
+
+def mask_id(value: str) -> str:
+    value = (value or "").strip()
+    return value[:2] + "***" if value else ""
+
+
+def masked(contact: ReporterContact | None) -> dict:
+    if contact is None:
+        return {}
+    return {
+        "name": mask_name(contact.name), "phone": mask_phone(contact.phone), "email": mask_email(contact.email),
+        "device_id": mask_id(contact.device_id), "account_id": mask_id(contact.account_id), "masked": True,
+    }
+
+
+def full(contact: ReporterContact) -> dict:
+    return {
+        "name": contact.name, "phone": contact.phone, "email": contact.email,
+        "device_id": contact.device_id, "account_id": contact.account_id, "masked": False,
+    }
+
+
+def can_reveal(user, report: Report) -> bool:
+    case = report.case
+    if case is None or not user or not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    if scope.can_act(user, case, {Role.OPERATOR}):
+        return True
+    return bool(scope.handler_departments(user, case))
+
+
+def reveal_contact(report: Report, *, by, reason: str) -> dict:
+    """The full contact details, for a person who must call back. Audited."""
+    if report.contact is None:
+        raise CaseInvalid(_("This report has no contact details."), field="contact")
+    if not can_reveal(by, report):
+        raise CaseForbidden(_("You may not see this reporter's contact details."))
+    reason = (reason or "").strip()
+    if not reason:
+        raise CaseInvalid(_("Say why you need the contact details (for example: call back)."), field="reason")
+    record("contact.view", actor=by, obj=report, data={
+        "report": report.number, "case": report.case.number if report.case else None, "reason": reason[:200],
+    })
+    return full(report.contact)

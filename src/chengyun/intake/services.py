@@ -1,0 +1,398 @@
+"""The intake pipeline: every channel's report goes through :func:`submit`.
+
+    validate -> locate -> classify -> store report (claims the idempotency key)
+    -> duplicate check -> attach to an open case | new case (+ ask a dispatcher)
+    -> route automatically when the category is certain enough -> cluster check
+
+All of it is one transaction: a report is stored with its case, timeline and
+audit records, or not at all. The same (source, idempotency key) twice gives
+the first report back, never a second one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils.translation import gettext as _
+
+from chengyun.areas.models import Area
+from chengyun.areas.services import locate
+from chengyun.audit.services import record
+from chengyun.cases import services as case_services
+from chengyun.cases.errors import CaseForbidden, CaseInvalid
+from chengyun.cases.models import Case, Channel, TimelineEntry
+from chengyun.cases.workflow import CaseStatus
+from chengyun.clock import now
+from chengyun.org import scope
+from chengyun.org.models import Role
+from chengyun.taxonomy.models import Category, Priority
+from chengyun.taxonomy.services import route
+
+from . import cluster, dedup
+from .classifier import active_model
+from .geo import area_from_address
+from .models import (
+    CategoryCorrection,
+    DuplicateOutcome,
+    DuplicateSuggestion,
+    Report,
+    ReporterContact,
+    ReportPhoto,
+    SuggestionStatus,
+)
+from .photos import clean_photo
+
+MAX_DESCRIPTION = 4000
+SYSTEM_ACTOR = "intake"
+CONTACT_FIELDS = ("name", "phone", "email", "device_id", "account_id")
+
+
+@dataclass
+class ReportInput:
+    channel: str
+    description: str = ""
+    title: str = ""
+    category: Category | str | None = None
+    lon: float | None = None
+    lat: float | None = None
+    address: str = ""
+    contact: dict = field(default_factory=dict)
+    source: str = ""
+    idempotency_key: str = ""
+    external_id: str = ""
+    attributes: dict = field(default_factory=dict)
+    media_url: str = ""
+    photos: list[bytes] = field(default_factory=list)
+    priority: str | None = None
+    self_dispose_note: str = ""  # an inspector closed it on the spot
+    generated: bool = False
+
+
+@dataclass
+class Submitted:
+    report: Report
+    created: bool
+
+    @property
+    def case(self) -> Case | None:
+        return self.report.case
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _category(value) -> Category | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, Category):
+        return value
+    cat = Category.objects.filter(code=str(value).strip(), active=True).first()
+    if cat is None:
+        raise CaseInvalid(_("Unknown category “%(code)s”.") % {"code": value}, field="category")
+    return cat
+
+
+def _coordinate(value, name: str, low: float, high: float) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise CaseInvalid(_("%(field)s must be a number.") % {"field": name}, field=name) from None
+    if not math.isfinite(v) or not (low <= v <= high):
+        raise CaseInvalid(_("%(field)s must be between %(low)s and %(high)s.") % {"field": name, "low": low, "high": high},
+                          field=name)
+    return v
+
+
+def clean_input(inp: ReportInput) -> dict:
+    """Check everything before anything is written; errors name the field."""
+    if inp.channel not in Channel.values:
+        raise CaseInvalid(_("Unknown channel “%(channel)s”.") % {"channel": inp.channel}, field="channel")
+    description = (inp.description or "").strip()
+    title = (inp.title or "").strip()
+    if len(description) > MAX_DESCRIPTION:
+        raise CaseInvalid(_("The description is too long (at most %(n)s characters).") % {"n": MAX_DESCRIPTION},
+                          field="description")
+    if not description and not title:
+        raise CaseInvalid(_("Describe the problem."), field="description")
+    if len(title) > 200:
+        raise CaseInvalid(_("The title is too long (at most 200 characters)."), field="title")
+    if not title:
+        first = description.splitlines()[0]
+        title = first if len(first) <= 60 else first[:59] + "…"
+    lon = _coordinate(inp.lon, "long", -180, 180)
+    lat = _coordinate(inp.lat, "lat", -90, 90)
+    if (lon is None) != (lat is None):
+        raise CaseInvalid(_("Give both latitude and longitude, or neither."), field="lat" if lat is None else "long")
+    if inp.priority is not None and inp.priority not in Priority.values:
+        raise CaseInvalid(_("Unknown priority “%(priority)s”.") % {"priority": inp.priority}, field="priority")
+    if len(inp.address or "") > 300:
+        raise CaseInvalid(_("The address is too long (at most 300 characters)."), field="address_string")
+    if len(inp.idempotency_key or "") > 120:
+        raise CaseInvalid(_("The idempotency key is too long (at most 120 characters)."), field="idempotency_key")
+    contact = {k: str(inp.contact.get(k) or "").strip() for k in CONTACT_FIELDS}
+    limits = {"name": 100, "phone": 40, "email": 254, "device_id": 100, "account_id": 100}
+    for k, v in contact.items():
+        if len(v) > limits[k]:
+            raise CaseInvalid(_("%(field)s is too long.") % {"field": k}, field=k)
+    if contact["email"] and ("@" not in contact["email"] or " " in contact["email"]):
+        raise CaseInvalid(_("This is not an email address."), field="email")
+    photos = [clean_photo(p, field="media") for p in inp.photos]
+    if lon is None:  # a photo's EXIF position stands in for a missing pin
+        for p in photos:
+            if p.lon is not None:
+                lon, lat = p.lon, p.lat
+                break
+    return {"title": title, "description": description, "category": _category(inp.category), "lon": lon, "lat": lat,
+            "contact": contact, "photos": photos}
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def _existing(source: str, key: str) -> Report | None:
+    if not key:
+        return None
+    return Report.objects.select_related("case").filter(source=source, idempotency_key=key).first()
+
+
+def submit(inp: ReportInput, *, by=None) -> Submitted:
+    """Take in one report from any channel. Idempotent on (source, key)."""
+    found = _existing(inp.source, inp.idempotency_key)
+    if found is not None:
+        return Submitted(found, False)
+    clean = clean_input(inp)
+    try:
+        with transaction.atomic():
+            return Submitted(_submit(inp, clean, by), True)
+    except IntegrityError:
+        found = _existing(inp.source, inp.idempotency_key)  # another request with the same key won
+        if found is not None:
+            return Submitted(found, False)
+        raise
+
+
+def classify(text: str, given: Category | None) -> tuple[Category | None, Category | None, float | None, int | None, dict, bool]:
+    """-> (decided category, suggestion, confidence, model version, explanation, certain enough to route)."""
+    threshold = settings.INTAKE_CONFIDENCE_THRESHOLD
+    version, model = active_model()
+    prediction = model.predict(text) if (model is not None and text.strip()) else None
+    suggestion = Category.objects.filter(code=prediction.code).first() if prediction else None
+    explanation = prediction.explanation(version) if prediction else {"model": None}
+    explanation["threshold"] = threshold
+    confidence = prediction.confidence if prediction else None
+    if given is not None:
+        disagrees = suggestion is not None and suggestion.pk != given.pk and confidence >= threshold
+        explanation["decided_by"] = "reporter"
+        explanation["disagrees"] = disagrees
+        return given, suggestion, confidence, version, explanation, not disagrees
+    if suggestion is not None and confidence >= threshold:
+        explanation["decided_by"] = "classifier"
+        return suggestion, suggestion, confidence, version, explanation, True
+    explanation["decided_by"] = "nobody"  # waits for a dispatcher
+    return None, suggestion, confidence, version, explanation, False
+
+
+def _area_for(lon, lat, address: str) -> Area | None:
+    if lon is not None:
+        chain = locate(lon, lat)
+        return Area.objects.get(pk=chain[-1].id) if chain else None
+    info = area_from_address(address)
+    return Area.objects.get(pk=info.id) if info else None
+
+
+def _submit(inp: ReportInput, clean: dict, by) -> Report:
+    at = now()
+    person = by if by is not None and not isinstance(by, str) else None
+    lon, lat = clean["lon"], clean["lat"]
+    area = _area_for(lon, lat, inp.address)
+    text = f"{clean['title']}\n{clean['description']}"
+    category, suggestion, confidence, version, explanation, certain = classify(text, clean["category"])
+    contact = None
+    if any(clean["contact"].values()):
+        contact = ReporterContact.objects.create(created_at=at, **clean["contact"])
+    report = Report.objects.create(
+        channel=inp.channel, source=inp.source, idempotency_key=inp.idempotency_key or "",
+        external_id=inp.external_id or "", title=clean["title"], description=clean["description"],
+        category=category, category_given=clean["category"] is not None, suggested_category=suggestion,
+        confidence=confidence, classifier_version=version, classification=explanation,
+        lon=lon, lat=lat, address=inp.address or "", area=area, contact=contact,
+        attributes=inp.attributes or {}, media_url=inp.media_url or "", received_at=at, created_by=person,
+        generated=inp.generated,
+    )
+    report.number = f"R{at.astimezone(ZoneInfo(settings.TIME_ZONE)):%Y%m%d}{report.pk:07d}"
+    for p in clean["photos"]:
+        ReportPhoto.objects.create(
+            report=report, file=ContentFile(p.content, name=f"{report.number}-{p.sha256[:12]}.{p.extension}"),
+            content_type=p.content_type, width=p.width, height=p.height, size=len(p.content),
+            exif_lon=p.lon, exif_lat=p.lat, sha256=p.sha256,
+        )
+
+    self_dispose = bool(inp.self_dispose_note.strip())
+    match = dedup.Match(None, 0.0, "new", {"reason": "closed on the spot: not checked"}) if self_dispose else \
+        dedup.find_duplicate(category=category or suggestion, lon=lon, lat=lat, at=at, text=text)
+    report.duplicate_explanation = match.explanation
+    if match.outcome == "attach":
+        report.case = match.case
+        report.duplicate = DuplicateOutcome.ATTACHED
+        case_services._timeline(match.case, "report_attached", by or SYSTEM_ACTOR, at=at, data={
+            "report": report.number, "channel": inp.channel, "score": round(match.score, 4),
+        })
+        report.save(update_fields=["number", "case", "duplicate", "duplicate_explanation"])
+    else:
+        case = case_services.create_case(
+            title=clean["title"], description=clean["description"], category=category, lon=lon, lat=lat,
+            address=inp.address or "", channel=inp.channel, priority=inp.priority, by=by, generated=inp.generated,
+            area=area,
+        )
+        report.case = case
+        if match.outcome == "ask":
+            report.duplicate = DuplicateOutcome.ASK
+            DuplicateSuggestion.objects.create(
+                report=report, case=case, candidate=match.case, score=match.score, explanation=match.explanation,
+                created_at=at,
+            )
+        report.save(update_fields=["number", "case", "duplicate", "duplicate_explanation"])
+        if self_dispose:
+            case_services.self_dispose_case(case, by=by, note=inp.self_dispose_note)
+        elif certain and match.outcome == "new":
+            auto_route(case, explanation)
+    record("report.create", actor=by or SYSTEM_ACTOR, obj=report, at=at, data={
+        "number": report.number, "channel": inp.channel, "source": inp.source, "case": report.case.number,
+        "duplicate": report.duplicate, "category": category.code if category else None,
+        "confidence": round(confidence, 4) if confidence is not None else None,
+    })
+    if category is not None:
+        cluster.check_cluster(report, open_case=_open_cluster_case)
+    return report
+
+
+def auto_route(case: Case, explanation: dict) -> bool:
+    """Accept and dispatch by the routing rules, if a rule finds a department."""
+    if case.category is None or case.area is None:
+        return False
+    decision = route(case.category, case.area)
+    if decision.lead is None:
+        return False
+    why = {"classification": {k: explanation.get(k) for k in ("decided_by", "confidence", "model", "terms")}}
+    case_services.accept_case(case, by=SYSTEM_ACTOR, note=_("Accepted automatically: the category is certain enough."))
+    case_services.dispatch_case(case, by=SYSTEM_ACTOR, note=_("Dispatched automatically by the routing rules."))
+    Case.objects.filter(pk=case.pk).update(route_explanation={**case.route_explanation, **why})
+    case.route_explanation = {**case.route_explanation, **why}
+    return True
+
+
+def _open_cluster_case(warning) -> Case:
+    case = case_services.create_case(
+        title=cluster.warning_title(warning)[:200],
+        description=_("Raised automatically from %(n)s reports; see the linked reports.") % {"n": warning.report_count},
+        category=warning.category, lon=warning.lon, lat=warning.lat, channel=Channel.DISCOVERY,
+        priority=Priority.URGENT if warning.category.priority == Priority.URGENT else Priority.HIGH, by=SYSTEM_ACTOR,
+    )
+    auto_route(case, {"decided_by": "cluster warning"})
+    return case
+
+
+# --------------------------------------------------------------------------- staff decisions
+
+
+def _staff(user, case: Case, message: str) -> None:
+    if not scope.can_act(user, case, {Role.OPERATOR, Role.DISPATCHER, Role.ADMIN}):
+        raise CaseForbidden(message)
+
+
+def decide_suggestion(suggestion: DuplicateSuggestion, *, merge: bool, by, note: str = "") -> DuplicateSuggestion:
+    """A dispatcher answers a grey-zone question: the same problem or not."""
+    if suggestion.status != SuggestionStatus.PENDING:
+        raise CaseInvalid(_("This question has already been answered."), field="suggestion")
+    _staff(by, suggestion.case, _("You may not decide on duplicates of this case."))
+    with transaction.atomic():
+        if merge:
+            case_services.merge_case(suggestion.case, into=suggestion.candidate, by=by,
+                                     note=note or _("Duplicate (confirmed by a dispatcher)."))
+        suggestion.status = SuggestionStatus.MERGED if merge else SuggestionStatus.KEPT
+        suggestion.decided_by, suggestion.decided_at = by, now()
+        suggestion.save(update_fields=["status", "decided_by", "decided_at"])
+        record("duplicate.decide", actor=by, obj=suggestion, data={
+            "case": suggestion.case.number, "candidate": suggestion.candidate.number, "merge": merge,
+            "score": round(suggestion.score, 4),
+        })
+    return suggestion
+
+
+def detach_report(report: Report, *, by, reason: str) -> Case:
+    """Undo an automatic attachment: the report gets a case of its own."""
+    old = report.case
+    if old is None or report.duplicate != DuplicateOutcome.ATTACHED:
+        raise CaseInvalid(_("This report was not attached to another case."), field="report")
+    _staff(by, old, _("You may not change the reports of this case."))
+    reason = (reason or "").strip()
+    if not reason:
+        raise CaseInvalid(_("Please give a reason."), field="reason")
+    with transaction.atomic():
+        case = case_services.create_case(
+            title=report.title, description=report.description, category=report.category, lon=report.lon,
+            lat=report.lat, address=report.address, channel=report.channel, by=by, area=report.area,
+        )
+        claimed = Report.objects.filter(pk=report.pk, case=old, duplicate=DuplicateOutcome.ATTACHED).update(
+            case=case, duplicate=DuplicateOutcome.DETACHED
+        )
+        if claimed != 1:
+            raise CaseInvalid(_("Someone else changed this report first."), field="report")
+        report.case, report.duplicate = case, DuplicateOutcome.DETACHED
+        at = now()
+        case_services._timeline(old, "report_detached", by, at=at, note=reason, data={"report": report.number, "case": case.number})
+        case_services._timeline(case, "report_detached", by, at=at, note=reason, data={"report": report.number, "from": old.number})
+        record("report.detach", actor=by, obj=report, at=at, data={"report": report.number, "from": old.number,
+                                                                    "to": case.number, "reason": reason})
+    return case
+
+
+def record_correction(case: Case, previous: Category | None, category: Category, *, by, at) -> CategoryCorrection:
+    first = case.reports.order_by("pk").first() if case.pk else None
+    return CategoryCorrection.objects.create(
+        case=case, from_category=previous, to_category=category, text=f"{case.title}\n{case.description}",
+        by=by, at=at, classifier_version=first.classifier_version if first else None,
+    )
+
+
+def case_reports(case: Case):
+    """All reports of a case, including those of cases merged into it."""
+    return Report.objects.filter(Q(case=case) | Q(case__merged_into=case)).select_related("contact", "category")
+
+
+# --------------------------------------------------------------------------- training data
+
+
+TRAINED_STATUSES = (CaseStatus.CLOSED, CaseStatus.RATED, CaseStatus.DISPATCHED, CaseStatus.IN_PROGRESS,
+                    CaseStatus.AWAITING_VERIFICATION)
+CORRECTION_WEIGHT = 3.0
+
+
+def training_examples(*, limit: int | None = None) -> tuple[list[str], list[str], list[float], dict]:
+    """Texts and categories of the city's handled cases (a person or a rule
+    settled the category); cases a person corrected count ``CORRECTION_WEIGHT`` times."""
+    qs = (Case.objects.filter(status__in=TRAINED_STATUSES, category__isnull=False)
+          .exclude(channel=Channel.DISCOVERY).order_by("-created_at")
+          .values_list("pk", "title", "description", "category__code"))
+    if limit:
+        qs = qs[:limit]
+    corrected = set(CategoryCorrection.objects.values_list("case_id", flat=True))
+    texts, labels, weights = [], [], []
+    for pk, title, description, code in qs.iterator(chunk_size=2000):
+        texts.append(f"{title}\n{description}")
+        labels.append(code)
+        weights.append(CORRECTION_WEIGHT if pk in corrected else 1.0)
+    return texts, labels, weights, {"cases": len(texts), "corrected": sum(1 for w in weights if w > 1)}
+
+
+def timeline_for_reporter(case: Case) -> list[TimelineEntry]:
+    """The public part of a case's history (no staff notes, no names)."""
+    return list(case.timeline.filter(to_status__gt="").order_by("at", "pk"))
