@@ -21,15 +21,16 @@ from chengyun.areas.models import Area
 from chengyun.cases import services as s
 from chengyun.cases.errors import CaseError
 from chengyun.cases.models import Case, Channel, Satisfaction
-from chengyun.cases.workflow import OPEN_STATUSES
+from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
 from chengyun.clock import simulated
+from chengyun.intake.services import ReportInput, submit
 from chengyun.org.models import User
 from chengyun.taxonomy.models import Category
 
 from .loader import PACK, random_point_in
+from .texts import compose
 
-PLACES = ["小区门口", "十字路口", "菜场旁边", "公交站旁", "学校门口", "弄堂里", "地铁站出口", "商场附近", "河道边", "停车场"]
-URGES = ["请尽快处理。", "已经好几天了。", "影响居民出行。", "晚上特别明显。", "希望有关部门管一管。", "多次反映未解决。", ""]
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
 CHANNELS = [(Channel.HOTLINE, 55), (Channel.INSPECTOR, 20), (Channel.WEB, 15), (Channel.OPEN311, 5),
             (Channel.SENSOR, 3), (Channel.DEPARTMENT, 2)]
 
@@ -62,12 +63,12 @@ class Generator:
     def pick_category(self) -> Category:
         return self.rng.choices(self.categories, weights=self.cat_weights)[0]
 
-    def text(self, cat: Category, street: Area | None):
-        kw = self.rng.choice(cat.keywords_zh or [cat.name])
-        place = self.rng.choice(PLACES)
-        where = street.name if street else ""
-        return (f"{cat.name}：{kw}", f"{where}{place}{kw}。{self.rng.choice(URGES)}（演示用生成数据）",
-                f"上海市{where}{place}")
+    def contact(self) -> dict:
+        """A generated caller: numbers start with 100, which no Chinese mobile
+        number does, so a generated number can never reach a real person."""
+        rng = self.rng
+        name = rng.choice(SURNAMES) + rng.choice(["先生", "女士", "阿姨", "师傅"])
+        return {"name": name, "phone": "100" + "".join(rng.choice("0123456789") for _ in range(8))}
 
     def run(self, count: int) -> int:
         rng = self.rng
@@ -97,13 +98,27 @@ class Generator:
         geom = grid.geometry
         lon, lat = random_point_in(geom, rng)
         street = grid.parent.parent if grid.parent_id and grid.parent.parent_id else None
-        title, desc, address = self.text(cat, street)
+        title, desc, address = compose(cat, rng, street_name=street.name if street else "")
         channel = rng.choices([c for c, _ in CHANNELS], weights=[w for _, w in CHANNELS])[0]
+        by = {Channel.HOTLINE: self.user("operator"), Channel.INSPECTOR: self.user("inspector")}.get(channel)
+        # Operators and inspectors mostly choose the category; the rest is left to the classifier.
+        on_the_spot = channel == Channel.INSPECTOR and cat.self_dispose and rng.random() < 0.6
+        given = cat if (by is not None and rng.random() < 0.7) or channel == Channel.OPEN311 or on_the_spot else None
         with simulated(t):
-            case = s.create_case(title=title, description=desc, category=cat, lon=lon, lat=lat, address=address,
-                                 channel=channel, by=self.user("operator"), generated=True)
+            report = submit(ReportInput(
+                channel=channel, title=title, description=desc, category=given, lon=lon, lat=lat, address=address,
+                contact=self.contact() if channel in (Channel.HOTLINE, Channel.WEB, Channel.OPEN311) else {},
+                source="demo-generator", generated=True,
+                self_dispose_note="巡查发现后已现场处置" if on_the_spot else "",
+            ), by=by).report
+        case = report.case
         district = street.parent if street is not None else None
         key = (cat.pk, district.pk if district else 0)
+        if report.duplicate == "attached" or case.status == CaseStatus.CLOSED:
+            return case
+        if case.status == CaseStatus.DISPATCHED:  # routed automatically
+            self.recent[key] = case
+            return self.handle(case, t, dispatched=True)
 
         def step(delta):
             nonlocal t
@@ -122,11 +137,11 @@ class Generator:
                     return s.merge_case(case, into=earlier, by=self.user("operator"), note="同一问题重复反映")
             if rng.random() < 0.03:
                 return s.reject_case(case, by=self.user("operator"), reason="不属于城市管理范围，已告知来电人")
-            s.accept_case(case, by=self.user("operator"))
+            s.accept_case(case, by=self.user("operator"), category=cat if case.category_id is None else None)
         self.recent[key] = case
         return self.handle(case, t)
 
-    def handle(self, case, t, again: bool = False):
+    def handle(self, case, t, again: bool = False, dispatched: bool = False):
         rng = self.rng
         sim_handler, dispatcher = self.user("handler"), self.user("dispatcher")
 
@@ -135,10 +150,11 @@ class Generator:
             t = t + delta
             return t < self.now
 
-        if not at(_h(rng, 0.1, 3) if rng.random() < 0.7 else _h(rng, 3, 16)):
-            return case
-        with simulated(t):
-            s.dispatch_case(case, by=dispatcher)
+        if not dispatched:
+            if not at(_h(rng, 0.1, 3) if rng.random() < 0.7 else _h(rng, 3, 16)):
+                return case
+            with simulated(t):
+                s.dispatch_case(case, by=dispatcher)
         if rng.random() < 0.06:  # 退单 and re-dispatch
             if not at(_h(rng, 0.5, 6)):
                 return case
@@ -208,6 +224,35 @@ class Generator:
         return case
 
 
+    def plant_incidents(self, count: int = 4) -> int:
+        """Planted incidents: a burst of reports of one category in one place
+        (a main burst, a street flooded), enough to raise a cluster warning."""
+        rng = self.rng
+        cats = [c for c in self.categories if c.cluster_reports]
+        made = 0
+        for i in range(count):
+            if not cats:
+                break
+            cat = rng.choice(cats)
+            grid = rng.choice(self.grids)
+            lon0, lat0 = random_point_in(grid.geometry, rng)
+            street = grid.parent.parent if grid.parent_id and grid.parent.parent_id else None
+            # The newest incident is happening now; the others were earlier this month.
+            start = self.now - (timedelta(minutes=40) if i == 0 else timedelta(days=rng.uniform(2, 25)))
+            spread = cat.cluster_radius_m / 3 / 111_000
+            for k in range(cat.cluster_reports + rng.randint(1, 4)):
+                t = start + timedelta(minutes=k * cat.cluster_window_minutes / (cat.cluster_reports + 5))
+                title, desc, address = compose(cat, rng, street_name=street.name if street else "")
+                with simulated(t), transaction.atomic():
+                    submit(ReportInput(
+                        channel=Channel.HOTLINE, title=title, description=desc, category=cat,
+                        lon=lon0 + rng.uniform(-spread, spread), lat=lat0 + rng.uniform(-spread, spread),
+                        address=address, contact=self.contact(), source="demo-generator", generated=True,
+                    ), by=self.user("operator"))
+            made += 1
+        return made
+
+
 def generate_cases(count: int, *, seed: int = 20261127, log=print) -> int:
     if count <= 0:
         return 0
@@ -215,7 +260,9 @@ def generate_cases(count: int, *, seed: int = 20261127, log=print) -> int:
     if existing:
         log(f"  cases: {existing} generated cases already present, none added")
         return 0
-    made = Generator(seed, log).run(count)
+    gen = Generator(seed, log)
+    made = gen.run(count)
+    incidents = gen.plant_incidents()
     counts = s.sweep_deadlines()
-    log(f"  cases: {made} generated; deadline sweep: {counts}")
+    log(f"  cases: {made} generated, {incidents} planted incidents; deadline sweep: {counts}")
     return made

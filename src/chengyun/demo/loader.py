@@ -116,6 +116,10 @@ def load_org(log=print) -> None:
     log(f"  departments: {count}")
 
 
+INTAKE_FIELDS = {"duplicate_radius_m", "duplicate_window_hours", "cluster_reports", "cluster_radius_m",
+                 "cluster_window_minutes", "self_dispose"}
+
+
 @transaction.atomic
 def load_taxonomy(log=print) -> None:
     doc = _json("taxonomy.json")
@@ -135,6 +139,7 @@ def load_taxonomy(log=print) -> None:
                     "keywords_zh": leaf["keywords_zh"], "keywords_en": leaf["keywords_en"],
                     "deadline_hours": leaf["deadline_hours"], "deadline_kind": leaf["deadline_kind"],
                     "response_hours": leaf["response_hours"], "priority": leaf["priority"],
+                    **{k: v for k, v in leaf.get("intake", {}).items() if k in INTAKE_FIELDS},
                 },
             )
             rule, _ = RoutingRule.objects.update_or_create(
@@ -185,13 +190,16 @@ def random_point_in(geom, rng: random.Random):
 
 def load_all(*, cases: int = 3000, seed: int = 20261127, log=print) -> None:
     from .generator import generate_cases
+    from .texts import retrain_from_cases, train_demo_model
 
     log("Loading the demo city pack (Shanghai)…")
     load_areas(log)
     load_org(log)
     load_taxonomy(log)
     load_users(log)
+    train_demo_model(log)
     generate_cases(cases, seed=seed, log=log)
+    retrain_from_cases(log)
 
 
 __all__ = ["load_all", "DEMO_USERS", "DEMO_PASSWORD", "timedelta", "random_point_in"]

@@ -1,0 +1,102 @@
+"""Texts of generated demo reports, and the demo's first classifier.
+
+Report texts are composed from hand-written phrasings per category
+(``pack/report_phrases.json``; generated, not real reports), a place, and an
+urging phrase; about one in ten is in English. The demo's first classifier is
+trained on such composed texts, so the demo classifies from the first report;
+after the history is generated it is retrained from the generated cases (as a
+city would from its own closed cases), and the first model stays for rollback.
+Accuracy figures of these models describe texts from the same phrase pool and
+are not a measure of accuracy on real reports.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from functools import lru_cache
+
+from chengyun.taxonomy.models import Category
+
+from .loader import PACK
+
+PLACES = ["小区门口", "十字路口", "菜场旁边", "公交站旁", "学校门口", "弄堂里", "地铁站出口", "商场附近", "河道边", "停车场",
+          "", "", ""]
+URGES = ["请尽快处理。", "已经好几天了。", "影响居民出行。", "晚上特别明显。", "希望有关部门管一管。", "多次反映未解决。", "", ""]
+PLACES_EN = ["near the metro exit", "outside the school gate", "at the crossroads", "by the bus stop", "in our lane", ""]
+URGES_EN = ["Please fix it soon.", "It has been like this for days.", "It is dangerous at night.", ""]
+ENGLISH_SHARE = 0.1
+GENERATED_MARK = "（演示用生成数据）"
+
+
+@lru_cache(maxsize=1)
+def phrases() -> dict[str, dict[str, list[str]]]:
+    path = PACK / "report_phrases.json"
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))["categories"]
+
+
+def compose(cat: Category, rng: random.Random, *, street_name: str = "") -> tuple[str, str, str]:
+    """(title, description, address) of one generated report."""
+    mine = phrases().get(cat.code, {})
+    english = rng.random() < ENGLISH_SHARE and (mine.get("en") or cat.keywords_en)
+    if english:
+        phrase = rng.choice(mine.get("en") or [f"{k}" for k in cat.keywords_en])
+        place = rng.choice(PLACES_EN)
+        text = " ".join(x for x in (phrase.rstrip("."), place) if x) + ". " + rng.choice(URGES_EN)
+        return (phrase[:60], f"{text.strip()} (generated demo data)", f"{street_name}, Shanghai" if street_name else "Shanghai")
+    phrase = rng.choice(mine.get("zh") or cat.keywords_zh or [cat.name])
+    place = rng.choice(PLACES)
+    title = phrase.split("，")[0].split("。")[0][:40]
+    return (title, f"{street_name}{place}{phrase.rstrip('。')}。{rng.choice(URGES)}{GENERATED_MARK}",
+            f"上海市{street_name}{place}")
+
+
+def training_corpus(seed: int = 7, per_category: int = 40) -> tuple[list[str], list[str]]:
+    """Composed texts for every leaf category that has phrases or keywords."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for cat in Category.objects.filter(parent__isnull=False, active=True).order_by("code"):
+        for _ in range(per_category):
+            title, description, _address = compose(cat, rng)
+            texts.append(f"{title}\n{description}")
+            labels.append(cat.code)
+    return texts, labels
+
+
+def train_demo_model(log=print) -> None:
+    from chengyun.intake.classifier import train_and_store
+    from chengyun.intake.models import ClassifierModel
+
+    if ClassifierModel.objects.exists():
+        log("  classifier: a model is already stored, none trained")
+        return
+    texts, labels = training_corpus()
+    result = train_and_store(texts, labels, by="load-demo", test_share=0.2, seed=0,
+                             note="demo pack phrasings (generated texts)")
+    log(f"  classifier: v{result.record.version} from {len(texts)} generated texts, "
+        f"held-out accuracy {result.metrics['accuracy']:.1%}, macro F1 {result.metrics['macro_f1']:.1%}")
+
+
+def retrain_from_cases(log=print) -> None:
+    from chengyun.intake.classifier import train_and_store
+    from chengyun.intake.models import ClassifierModel
+    from chengyun.intake.services import training_examples
+
+    if ClassifierModel.objects.count() != 1:
+        return
+    texts, labels, weights, info = training_examples()
+    if len(set(labels)) < 2 or len(texts) < 200:
+        return
+    first = ClassifierModel.objects.get()
+    result = train_and_store(texts, labels, weights, by="load-demo", test_share=0.2, seed=0, activate=False,
+                             note=f"generated demo cases ({info['cases']} cases, {info['corrected']} corrected)")
+    better = result.metrics["accuracy"] >= first.accuracy
+    if better:
+        from chengyun.intake.classifier import activate_version
+
+        activate_version(result.record.version, by="load-demo")
+    log(f"  classifier: v{result.record.version} retrained from {len(texts)} generated cases, "
+        f"held-out accuracy {result.metrics['accuracy']:.1%}; "
+        + ("active, v1 kept for rollback" if better else f"kept inactive (v1 scored {first.accuracy:.1%})"))
