@@ -127,7 +127,8 @@ DATABASES["default"]["TEST"] = {"NAME": os.environ.get("CHENGYUN_TEST_DB_NAME") 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and not DATABASES["default"]["TEST"]["NAME"]:
     # A file, not the in-memory default, so that tests can run real concurrent
     # writers (threads) against SQLite too; pytest-xdist adds a suffix per worker.
-    DATABASES["default"]["TEST"]["NAME"] = str(DATA_DIR / "test-chengyun.sqlite3")
+    # The process id keeps two test runs at once (two terminals) apart.
+    DATABASES["default"]["TEST"]["NAME"] = str(DATA_DIR / f"test-chengyun-{os.getpid()}.sqlite3")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "org.User"

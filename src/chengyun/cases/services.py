@@ -183,8 +183,9 @@ def create_case(
     generated: bool = False,
     area: Area | None = None,
 ) -> Case:
-    """Register a new case; it is located in the area tree if it has a point
-    (else ``area``, for example found from the address, is used)."""
+    """Register a new case; it is located in the area tree if it has a point,
+    unless ``area`` is given (the intake pipeline located it, or found it from
+    the address)."""
     title = _require(title, "title")
     if len(title) > 200:
         raise CaseInvalid(_("The title is too long (at most 200 characters)."), field="title")
@@ -199,8 +200,9 @@ def create_case(
             raise CaseInvalid(_("Longitude must be between -180 and 180."), field="lon")
         if not (-90 <= lat <= 90):
             raise CaseInvalid(_("Latitude must be between -90 and 90."), field="lat")
-        chain = locate(lon, lat)
-        area = Area.objects.get(pk=chain[-1].id) if chain else None
+        if area is None:  # the intake pipeline has located it already
+            chain = locate(lon, lat)
+            area = Area.objects.get(pk=chain[-1].id) if chain else None
     at = now()
     case = Case.objects.create(
         title=title, description=description or "", category=category,

@@ -28,6 +28,7 @@ from chengyun.org.models import Department, Role
 from chengyun.taxonomy.models import Category, Priority
 
 from .explain import explain_route
+from .report_panel import case_intake_context
 
 
 class LoginView(auth_views.LoginView):
@@ -50,19 +51,39 @@ def queue_view(request):
     status = request.GET.get("status", "open")
     deadline = request.GET.get("deadline") or None
     text = (request.GET.get("q") or "").strip() or None
+    view = request.GET.get("view", "")
     qs = queue(request.user, status=status or None, deadline=deadline, text=text)
+    tabs = queue_tabs()
+    if view in tabs:
+        qs = tabs[view]["filter"](qs)
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
     counts = {
         "overdue": queue(request.user, status="open", deadline=DeadlineState.OVERDUE).count(),
         "near_due": queue(request.user, status="open", deadline=DeadlineState.NEAR_DUE).count(),
     }
     return render(request, "console/queue.html", {
-        "page": page, "status": status, "deadline": deadline or "", "q": text or "",
+        "page": page, "status": status, "deadline": deadline or "", "q": text or "", "view": view if view in tabs else "",
+        "tabs": [{"key": k, "label": t["label"], "count": t["filter"](queue(request.user)).count()}
+                 for k, t in tabs.items()],
         "statuses": [("open", _("All open"))] + list(CaseStatus.choices) + [("", _("All"))],
         "deadlines": DeadlineState.choices, "counts": counts,
         "roles": sorted({a.get_role_display() for a in scope.assignments(request.user)}),
         "can_create": bool({Role.OPERATOR, Role.DISPATCHER, Role.INSPECTOR, Role.ADMIN} & scope.roles_of(request.user)),
     })
+
+
+def queue_tabs() -> dict:
+    """Work lists for intake: cases no one has classified, and open duplicate questions."""
+    return {
+        "unclassified": {
+            "label": _("Needs classification"),
+            "filter": lambda qs: qs.filter(status=CaseStatus.NEW, category__isnull=True),
+        },
+        "duplicates": {
+            "label": _("Possible duplicates"),
+            "filter": lambda qs: qs.filter(duplicate_suggestions__status="pending").distinct(),
+        },
+    }
 
 
 def _case_or_404(request, number):
@@ -74,7 +95,11 @@ def _case_or_404(request, number):
 
 @login_required
 def case_detail(request, number):
-    case = _case_or_404(request, number)
+    return render_case(request, _case_or_404(request, number))
+
+
+def render_case(request, case, *, revealed: dict | None = None, status: int = 200):
+    """The case page; ``revealed`` maps report ids to contact details shown in full this once."""
     names = allowed_actions(request.user, case)
     suggestion = services.suggest_route(case) if "dispatch" in names else None
     dept_choices = []
@@ -101,7 +126,8 @@ def case_detail(request, number):
         "satisfactions": Satisfaction.choices,
         "pending_extension": pending_ext,
         "merged": case.merged_cases.all(),
-    })
+        **case_intake_context(request.user, case, revealed=revealed),
+    }, status=status)
 
 
 EXTRA_ACTION_LABELS = {
@@ -110,6 +136,10 @@ EXTRA_ACTION_LABELS = {
     "start_part": gettext_lazy("Assisting department started"),
     "report_done_part": gettext_lazy("Assisting department reported done"),
     "return_part": gettext_lazy("Assisting department returned its part"),
+    "merge_undone": gettext_lazy("A merged case was split off again"),
+    "reclassify": gettext_lazy("Reclassified"),
+    "report_attached": gettext_lazy("Another report attached (duplicate)"),
+    "report_detached": gettext_lazy("Report detached: not the same problem"),
 }
 
 
@@ -122,6 +152,7 @@ def timeline_rows(case):
             "at": t.at, "by": str(t.actor) if t.actor else t.actor_name, "label": label, "note": t.note,
             "to": statuses.get(t.to_status, t.to_status) if t.to_status and t.to_status != t.from_status else "",
             "department": t.data.get("department") or t.data.get("lead") or "",
+            "report": t.data.get("report", "") if t.action.startswith("report_") else "",
         })
     return rows
 

@@ -62,6 +62,7 @@ class ReportInput:
     lon: float | None = None
     lat: float | None = None
     address: str = ""
+    area: Area | str | None = None  # an area (or its code) chosen by the reporter, used when there is no point
     contact: dict = field(default_factory=dict)
     source: str = ""
     idempotency_key: str = ""
@@ -150,8 +151,13 @@ def clean_input(inp: ReportInput) -> dict:
             if p.lon is not None:
                 lon, lat = p.lon, p.lat
                 break
+    area = inp.area
+    if area is not None and not isinstance(area, Area):
+        area = Area.objects.filter(code=str(area).strip()).first() if str(area).strip() else None
+        if area is None:
+            raise CaseInvalid(_("Unknown area “%(code)s”.") % {"code": inp.area}, field="area")
     return {"title": title, "description": description, "category": _category(inp.category), "lon": lon, "lat": lat,
-            "contact": contact, "photos": photos}
+            "contact": contact, "photos": photos, "area": area}
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -200,10 +206,12 @@ def classify(text: str, given: Category | None) -> tuple[Category | None, Catego
     return None, suggestion, confidence, version, explanation, False
 
 
-def _area_for(lon, lat, address: str) -> Area | None:
+def _area_for(lon, lat, address: str, chosen: Area | None = None) -> Area | None:
     if lon is not None:
         chain = locate(lon, lat)
         return Area.objects.get(pk=chain[-1].id) if chain else None
+    if chosen is not None:
+        return chosen
     info = area_from_address(address)
     return Area.objects.get(pk=info.id) if info else None
 
@@ -212,7 +220,7 @@ def _submit(inp: ReportInput, clean: dict, by) -> Report:
     at = now()
     person = by if by is not None and not isinstance(by, str) else None
     lon, lat = clean["lon"], clean["lat"]
-    area = _area_for(lon, lat, inp.address)
+    area = _area_for(lon, lat, inp.address, clean["area"])
     text = f"{clean['title']}\n{clean['description']}"
     category, suggestion, confidence, version, explanation, certain = classify(text, clean["category"])
     contact = None

@@ -1,0 +1,329 @@
+"""Staff intake in the console: the 12345 hotline form, the inspector's
+mobile page, report photos, and the intake actions of the case page
+(reveal a contact, detach a report, decide a duplicate question, reclassify).
+
+Every write goes through one intake or case service; these views only read
+the form, call it, and show the outcome.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Q
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from chengyun.areas.models import Area
+from chengyun.cases import services as case_services
+from chengyun.cases.errors import CaseError, CaseForbidden, CaseInvalid
+from chengyun.cases.models import Case, Channel
+from chengyun.cases.queries import get_visible, visible_cases
+from chengyun.cases.workflow import OPEN_STATUSES
+from chengyun.clock import now
+from chengyun.intake import privacy
+from chengyun.intake.dedup import find_duplicate
+from chengyun.intake.geo import area_from_address
+from chengyun.intake.models import DuplicateSuggestion, Report, ReportPhoto
+from chengyun.intake.services import ReportInput, classify, decide_suggestion, detach_report, submit
+from chengyun.org import scope
+from chengyun.org.models import Role, RoleAssignment
+from chengyun.taxonomy.models import Category, Priority
+
+from .report_panel import term_chips
+from .views import _case_or_404, render_case
+
+HOTLINE_ROLES = {Role.OPERATOR, Role.ADMIN}
+INSPECTOR_ROLES = {Role.INSPECTOR, Role.ADMIN}
+MAX_PHOTOS = 3
+RECENT_CALLS = 5
+NEARBY_CASES = 5
+MAX_AREA_CHOICES = 500
+HOTLINE_FIELDS = {"phone", "name", "description", "address", "category", "priority"}
+INSPECT_FIELDS = {"photo", "area", "category", "description", "self_dispose", "self_dispose_note"}
+
+# Fields the intake pipeline names in its errors -> the form field they belong to.
+FIELD_ALIASES = {"address_string": "address", "long": "lon", "media": "photo"}
+
+
+def _require_roles(user, roles: set[str]) -> None:
+    if not (roles & scope.roles_of(user)):
+        raise Http404(_("Not available for your role."))
+
+
+def _leaf_categories():
+    return Category.objects.filter(parent__isnull=False, active=True).order_by("code")
+
+
+def _source(user) -> str:
+    return f"user:{user.pk}"
+
+
+def _new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def _field(exc: CaseError) -> str:
+    return FIELD_ALIASES.get(exc.field or "", exc.field or "form")
+
+
+def _chosen_category(code: str) -> Category | None:
+    return Category.objects.filter(code=code, active=True).first() if code else None
+
+
+# --------------------------------------------------------------------------- hotline (12345)
+
+
+@login_required
+def hotline(request):
+    """One call, one form: caller, what and where, submit; then the next call."""
+    _require_roles(request.user, HOTLINE_ROLES)
+    errors: dict[str, str] = {}
+    values = {}
+    if request.method == "POST":
+        values = request.POST
+        priority = values.get("priority") or None
+        try:
+            done = submit(ReportInput(
+                channel=Channel.HOTLINE, source=_source(request.user),
+                idempotency_key=values.get("token", "")[:120],
+                contact={"phone": values.get("phone", ""), "name": values.get("name", "")},
+                description=values.get("description", ""), address=values.get("address", "").strip(),
+                category=values.get("category") or None, priority=priority,
+            ), by=request.user)
+        except CaseError as exc:
+            errors[_field(exc)] = exc.message
+        else:
+            report = done.report
+            messages.success(request, _("Call registered: tracking number %(report)s, case %(case)s.") % {
+                "report": report.number, "case": report.case.number if report.case else "—",
+            })
+            return redirect("console:hotline")
+    recent = (Report.objects.filter(source=_source(request.user), channel=Channel.HOTLINE)
+              .select_related("case", "category").order_by("-received_at", "-pk")[:RECENT_CALLS])
+    return render(request, "console/hotline.html", {
+        "errors": errors, "values": values,
+        "other_errors": [m for k, m in errors.items() if k not in HOTLINE_FIELDS],
+        # A failed attempt keeps its token: nothing was stored, and a retry must not count twice.
+        "token": values.get("token") or _new_token(),
+        "categories": _leaf_categories(), "priorities": Priority.choices, "recent": recent,
+    }, status=400 if errors else 200)
+
+
+def _area_model(address: str) -> Area | None:
+    info = area_from_address(address)
+    return Area.objects.filter(pk=info.id).first() if info else None
+
+
+@login_required
+@require_POST
+def hotline_suggest(request):
+    """The side panel while the operator types: category, area, possible duplicates."""
+    _require_roles(request.user, HOTLINE_ROLES)
+    text = (request.POST.get("description") or "").strip()
+    address = (request.POST.get("address") or "").strip()
+    _decided, suggestion, confidence, version, explanation, certain = classify(text, None) if text else (
+        None, None, None, None, {}, False)
+    area = _area_model(address)
+    match = None
+    nearby = []
+    if suggestion is not None and area is not None:
+        found = find_duplicate(category=suggestion, lon=area.point_lon, lat=area.point_lat, at=now(), text=text)
+        if found.case is not None and scope.can_see(request.user, found.case):
+            match = found
+        nearby = list(
+            visible_cases(request.user)
+            .filter(status__in=OPEN_STATUSES, category=suggestion, area_path__startswith=area.path)
+            .select_related("category").order_by("-created_at")[:NEARBY_CASES]
+        )
+    return render(request, "console/_hotline_suggest.html", {
+        "text": text, "suggestion": suggestion, "confidence": confidence,
+        "percent": round(confidence * 100) if confidence is not None else None, "model": version, "certain": certain,
+        "terms": term_chips(explanation.get("terms")),
+        "area": area, "chain": area.ancestors() if area else [], "address": address,
+        "match": match, "nearby": nearby,
+    })
+
+
+# --------------------------------------------------------------------------- inspector (网格员)
+
+
+def _inspector_areas(user):
+    """The areas an inspector patrols (their assignments' subtrees), for the grid picker."""
+    everything = Area.objects.select_related("level").order_by("path")
+    if user.is_superuser:
+        return everything
+    paths = []
+    for a in RoleAssignment.objects.filter(user=user, role__in=INSPECTOR_ROLES).select_related("area"):
+        if a.department_id:
+            continue
+        if a.area_id is None:
+            return everything
+        paths.append(a.area.path)
+    if not paths:
+        return Area.objects.none()
+    q = Q()
+    for p in paths:
+        q |= Q(path__startswith=p)
+    return everything.filter(q)
+
+
+def _read_photos(request) -> list[bytes]:
+    files = [f for f in request.FILES.getlist("photo") if f.size]
+    if len(files) > MAX_PHOTOS:
+        raise CaseInvalid(_("At most %(n)s photos.") % {"n": MAX_PHOTOS}, field="photo")
+    return [f.read() for f in files]
+
+
+def _inspection_input(request) -> ReportInput:
+    p = request.POST
+    category = _chosen_category(p.get("category", ""))
+    note = (p.get("self_dispose_note") or "").strip()
+    fixed = p.get("self_dispose") == "on"
+    if fixed:
+        if category is None or not category.self_dispose:
+            raise CaseInvalid(_("This category cannot be closed on the spot; it must be dispatched."),
+                                    field="self_dispose")
+        if not note:
+            raise CaseInvalid(_("Say what you did to fix it."), field="self_dispose_note")
+    area = None
+    if p.get("area"):
+        # Used when neither the device nor the photo gives a position.
+        area = _inspector_areas(request.user).filter(code=p["area"]).first()
+        if area is None:
+            raise CaseInvalid(_("Choose one of your areas."), field="area")
+    return ReportInput(
+        channel=Channel.INSPECTOR, source=_source(request.user), idempotency_key=p.get("token", "")[:120],
+        description=p.get("description", ""), category=category or (p.get("category") or None),
+        lon=p.get("lon") or None, lat=p.get("lat") or None, area=area,
+        photos=_read_photos(request), self_dispose_note=note if fixed else "",
+    )
+
+
+@login_required
+def inspect(request):
+    """The inspector's phone page: photo, position, what it is, fixed or not."""
+    _require_roles(request.user, INSPECTOR_ROLES)
+    errors: dict[str, str] = {}
+    values = {}
+    if request.method == "POST":
+        values = request.POST
+        try:
+            done = submit(_inspection_input(request), by=request.user)
+        except CaseError as exc:
+            errors[_field(exc)] = exc.message
+        else:
+            return redirect(f"{request.path}?done={done.report.number}")
+    done = None
+    if request.GET.get("done"):
+        done = (Report.objects.filter(number=request.GET["done"], created_by=request.user)
+                .select_related("case", "category").first())
+    return render(request, "console/inspect.html", {
+        "errors": errors, "values": values, "done": done,
+        "other_errors": [m for k, m in errors.items() if k not in INSPECT_FIELDS],
+        "token": values.get("token") or _new_token(),
+        "categories": _leaf_categories(), "areas": _inspector_areas(request.user)[:MAX_AREA_CHOICES],
+    }, status=400 if errors else 200)
+
+
+# --------------------------------------------------------------------------- photos
+
+
+@login_required
+def photo(request, pk: int):
+    """A report photo for staff who may see its case; never from the public media URL."""
+    item = get_object_or_404(ReportPhoto.objects.select_related("report__case"), pk=pk)
+    case = item.report.case
+    if case is None or not scope.can_see(request.user, case):
+        raise Http404(_("No such photo in your area."))
+    response = FileResponse(item.file.open("rb"), content_type=item.content_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    response["Content-Disposition"] = "inline"
+    return response
+
+
+# --------------------------------------------------------------------------- case page actions
+
+
+def _report_of(case: Case, report_number: str) -> Report:
+    return get_object_or_404(
+        Report.objects.select_related("contact", "case").filter(Q(case=case) | Q(case__merged_into=case)),
+        number=report_number,
+    )
+
+
+@login_required
+@require_POST
+def reveal_contact(request, number, report_number):
+    """Show a reporter's full contact once, in this response only; audited."""
+    case = _case_or_404(request, number)
+    report = _report_of(case, report_number)
+    try:
+        contact = privacy.reveal_contact(report, by=request.user, reason=request.POST.get("reason", ""))
+    except CaseForbidden as exc:
+        messages.error(request, exc.message)
+        return render_case(request, case, status=403)
+    except CaseError as exc:
+        messages.error(request, exc.message)
+        return render_case(request, case, status=400)
+    response = render_case(request, case, revealed={report.pk: contact})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _done(request, case: Case, call, success: str):
+    try:
+        result = call()
+    except CaseError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, success if isinstance(success, str) else success(result))
+    if get_visible(request.user, case.number) is None:
+        return redirect("console:queue")
+    return redirect("console:case", number=case.number)
+
+
+@login_required
+@require_POST
+def detach(request, number, report_number):
+    case = _case_or_404(request, number)
+    report = _report_of(case, report_number)
+    return _done(
+        request, case, lambda: detach_report(report, by=request.user, reason=request.POST.get("reason", "")),
+        lambda new: _("Report %(report)s now has its own case %(case)s.") % {"report": report.number, "case": new.number},
+    )
+
+
+@login_required
+@require_POST
+def decide(request, number, pk: int):
+    case = _case_or_404(request, number)
+    suggestion = get_object_or_404(DuplicateSuggestion.objects.select_related("case", "candidate"), pk=pk, case=case)
+    decision = request.POST.get("decision")
+    if decision not in ("merge", "keep"):
+        messages.error(request, _("Choose: merge or keep apart."))
+        return redirect("console:case", number=case.number)
+    merge = decision == "merge"
+    return _done(
+        request, case,
+        lambda: decide_suggestion(suggestion, merge=merge, by=request.user, note=request.POST.get("note", "").strip()),
+        _("Merged into case %(case)s.") % {"case": suggestion.candidate.number} if merge
+        else _("Kept apart from case %(case)s.") % {"case": suggestion.candidate.number},
+    )
+
+
+@login_required
+@require_POST
+def reclassify(request, number):
+    case = _case_or_404(request, number)
+    category = _chosen_category(request.POST.get("category", ""))
+    return _done(
+        request, case,
+        lambda: case_services.reclassify_case(case, by=request.user, category=category,
+                                              note=request.POST.get("note", "").strip()),
+        lambda c: _("Category changed to %(category)s.") % {"category": c.category},
+    )

@@ -1,0 +1,155 @@
+"""The intake part of the case page: the case's reports with the reasons
+behind their category and duplicate decisions, open duplicate questions,
+the cluster warning and the reclassify control.
+
+Only reads; the changes go through the views in :mod:`.intake_views`.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+
+from chengyun.cases.models import Case
+from chengyun.cases.workflow import CaseStatus
+from chengyun.intake import privacy
+from chengyun.intake.models import ClusterWarning, DuplicateOutcome, SuggestionStatus
+from chengyun.intake.services import case_reports, classify
+from chengyun.org import scope
+from chengyun.org.models import Role
+from chengyun.taxonomy.models import Category
+
+STAFF_ROLES = {Role.OPERATOR, Role.DISPATCHER, Role.ADMIN}
+RECLASSIFY_STATUSES = (CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.REOPENED)
+SCORE_PARTS = ("text", "distance", "time")
+
+
+def term_chips(terms) -> list[str]:
+    """The classifier's top terms, once each, without the bare-space feature."""
+    out: list[str] = []
+    for t in terms or []:
+        text = (t[0] if isinstance(t, (list, tuple)) else str(t)).strip()
+        if text and text != "␣" and text not in out:
+            out.append(text)
+    return out
+
+
+def _categories_by_code(codes) -> dict[str, Category]:
+    codes = {c for c in codes if c}
+    return {c.code: c for c in Category.objects.filter(code__in=codes)} if codes else {}
+
+
+def decided_by_label(value: str | None) -> str:
+    return {
+        "reporter": _("chosen by the reporter"),
+        "classifier": _("chosen by the classifier"),
+        "nobody": _("not certain enough: waits for a dispatcher"),
+    }.get(value or "", value or "")
+
+
+def classification_view(report) -> dict:
+    """The stored explanation of a report's category, ready for a template."""
+    exp = report.classification or {}
+    names = _categories_by_code([exp.get("category"), *(a[0] for a in exp.get("alternatives") or [])])
+    code = exp.get("category")
+    return {
+        "given": report.category_given,
+        "category": report.category,
+        "suggested": names.get(code) if code else None,
+        "suggested_code": code,
+        "confidence": exp.get("confidence"),
+        "terms": term_chips(exp.get("terms")),
+        "alternatives": [(names.get(c) or c, p) for c, p in exp.get("alternatives") or []],
+        "model": exp.get("model"),
+        "decided_by": decided_by_label(exp.get("decided_by")),
+        "disagrees": bool(exp.get("disagrees")),
+    }
+
+
+def duplicate_view(explanation: dict) -> dict:
+    """Score and its parts (text, distance, time) from a duplicate explanation."""
+    exp = explanation or {}
+    parts = [(name, exp[name], (exp.get("weights") or {}).get(name)) for name in SCORE_PARTS if name in exp]
+    return {
+        "score": exp.get("score"),
+        "parts": parts,
+        "distance_m": exp.get("distance_m"),
+        "category_factor": exp.get("category_factor"),
+        "best_case": exp.get("best_case"),
+        "candidates": exp.get("candidates"),
+        "reason": reason_label(exp.get("reason", "")),
+        "attach_at": exp.get("attach_at"),
+        "ask_at": exp.get("ask_at"),
+    }
+
+
+def reason_label(reason: str) -> str:
+    """The pipeline stores why it did not check for duplicates; say it in the user's language."""
+    return {
+        "no category or no point: not checked": _("not checked: no category or no position"),
+        "closed on the spot: not checked": _("not checked: closed on the spot"),
+    }.get(reason, reason)
+
+
+def part_labels() -> dict[str, str]:
+    return {"text": _("text"), "distance": _("distance"), "time": _("time")}
+
+
+def report_rows(user, case: Case, *, revealed: dict | None = None) -> list[dict]:
+    """One row per report of the case (and of cases merged into it)."""
+    revealed = revealed or {}
+    staff = scope.can_act(user, case, STAFF_ROLES)
+    reports = (case_reports(case).select_related("suggested_category", "area", "case")
+               .prefetch_related("photos").order_by("received_at", "pk"))
+    rows = []
+    for r in reports:
+        rows.append({
+            "report": r,
+            "classification": classification_view(r),
+            "duplicate": duplicate_view(r.duplicate_explanation),
+            "photos": list(r.photos.all()),
+            "contact": privacy.masked(r.contact) if r.contact_id else {},
+            "full_contact": revealed.get(r.pk),
+            "can_reveal": r.contact_id is not None and privacy.can_reveal(user, r),
+            "can_detach": staff and r.case_id == case.pk and r.duplicate == DuplicateOutcome.ATTACHED,
+            "other_case": r.case if r.case_id != case.pk else None,
+        })
+    return rows
+
+
+def pending_suggestions(user, case: Case) -> list[dict]:
+    rows = []
+    for s in (case.duplicate_suggestions.filter(status=SuggestionStatus.PENDING)
+              .select_related("candidate", "candidate__category", "report")):
+        rows.append({
+            "suggestion": s,
+            "candidate": s.candidate,
+            "candidate_visible": scope.can_see(user, s.candidate),
+            "duplicate": duplicate_view({**s.explanation, "score": s.score}),
+        })
+    return rows
+
+
+def reclassify_hint(case: Case) -> dict | None:
+    """The classifier's opinion of the case's own text (for the reclassify control)."""
+    _decided, suggestion, confidence, version, explanation, _certain = classify(
+        f"{case.title}\n{case.description}", None
+    )
+    if suggestion is None:
+        return None
+    return {"category": suggestion, "confidence": confidence, "model": version,
+            "terms": term_chips(explanation.get("terms"))}
+
+
+def case_intake_context(user, case: Case, *, revealed: dict | None = None) -> dict:
+    can_reclassify = case.status in RECLASSIFY_STATUSES and scope.can_act(user, case, STAFF_ROLES)
+    warning = ClusterWarning.objects.filter(case=case).select_related("category").first()
+    return {
+        "reports": report_rows(user, case, revealed=revealed),
+        "dup_suggestions": pending_suggestions(user, case),
+        "can_decide": scope.can_act(user, case, STAFF_ROLES),
+        "can_reclassify": can_reclassify,
+        "reclassify_hint": reclassify_hint(case) if can_reclassify else None,
+        "cluster": warning,
+        "cluster_reports": list(warning.reports.select_related("case").order_by("received_at")) if warning else [],
+        "part_labels": part_labels(),
+    }

@@ -1,0 +1,21 @@
+"""Which console pages the signed-in user's roles open (for the top navigation)."""
+
+from __future__ import annotations
+
+from django import template
+
+from chengyun.org import scope
+from chengyun.org.models import Role
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def console_nav(context) -> dict:
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    roles = scope.roles_of(user) if user is not None and user.is_authenticated else set()
+    return {
+        "hotline": bool({Role.OPERATOR, Role.ADMIN} & roles),
+        "inspect": bool({Role.INSPECTOR, Role.ADMIN} & roles),
+    }

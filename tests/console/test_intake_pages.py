@@ -1,0 +1,342 @@
+"""Staff intake in the console: the hotline form, the inspector's page,
+report photos, and the intake parts of the case page, through HTTP."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from PIL import ExifTags, Image
+
+from chengyun.audit.models import AuditRecord
+from chengyun.cases import services as case_services
+from chengyun.cases.models import Case
+from chengyun.cases.workflow import CaseStatus
+from chengyun.intake.models import ClusterWarning, DuplicateOutcome, DuplicateSuggestion, Report
+from chengyun.intake.services import ReportInput, submit
+from chengyun.org.models import Role
+
+from .. import factories as f
+
+pytestmark = pytest.mark.django_db
+
+PHONE = "13812345678"
+STREET = "100101001"
+STREET_ADDRESS = "区1 街道1001 和平路12号"  # district 100101, street 100101001 by name
+
+
+def _call(client, **fields):
+    data = {"token": "call-1", "phone": PHONE, "name": "王小明", "description": "水管爆裂 路面冒水",
+            "address": STREET_ADDRESS, "category": "", "priority": ""}
+    data.update(fields)
+    return client.post("/console/hotline/", data)
+
+
+def _png(size=(40, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _jpeg_taken_at(lon: float, lat: float) -> bytes:
+    """A JPEG whose EXIF GPS block says where it was taken (degrees, minutes, seconds)."""
+    def dms(v):
+        d = int(v)
+        m = int((v - d) * 60)
+        return (float(d), float(m), round(((v - d) * 60 - m) * 60, 4))
+
+    exif = Image.Exif()
+    exif[ExifTags.IFD.GPSInfo] = {1: "N", 2: dms(lat), 3: "E", 4: dms(lon)}
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (10, 120, 200)).save(out, "JPEG", exif=exif)
+    return out.getvalue()
+
+
+def _upload(content: bytes, name="photo.png", content_type="image/png"):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, content, content_type=content_type)
+
+
+# --------------------------------------------------------------------------- hotline
+
+
+def test_hotline_form_is_ordered_for_a_call_and_works_without_js(client, staff):
+    client.force_login(staff["operator"])
+    page = client.get("/console/hotline/").content.decode()
+    order = [page.index(f'name="{n}"') for n in ("phone", "name", "description", "address", "category", "priority")]
+    assert order == sorted(order)
+    assert re.search(r'name="phone"[^>]*autofocus', page)
+    assert 'accesskey="s"' in page and 'type="submit"' in page
+    assert 'hx-trigger="keyup changed delay:300ms"' in page and 'name="token"' in page
+
+
+def test_hotline_call_stores_contact_apart_masked_for_others_full_after_audited_reveal(client, staff):
+    operator, leader = staff["operator"], staff["leader"]
+    client.force_login(operator)
+    response = _call(client)
+    assert response.status_code == 302
+    report = Report.objects.get(source=f"user:{operator.pk}")
+    case = report.case
+    assert report.channel == "hotline" and report.idempotency_key == "call-1" and report.created_by == operator
+    assert report.contact.phone == PHONE and report.contact.name == "王小明"
+    assert PHONE not in report.description and PHONE not in case.description
+    assert case.area.code == STREET and report.category.code == "0101"
+
+    # The next, empty form says what the previous call became.
+    page = client.get(response["Location"]).content.decode()
+    assert report.number in page and case.number in page
+    assert 'name="phone" type="tel" inputmode="tel" autocomplete="off" value=""' in page
+
+    # The same form sent twice (double click, reload) is one call.
+    assert _call(client).status_code == 302
+    assert Report.objects.filter(source=f"user:{operator.pk}").count() == 1
+
+    # A leader sees the contact masked, cannot reveal it.
+    client.force_login(leader)
+    page = client.get(f"/console/cases/{case.number}/").content.decode()
+    assert "138****5678" in page and PHONE not in page and "王*" in page
+    assert "Show full contact" not in page
+    denied = client.post(f"/console/cases/{case.number}/reports/{report.number}/reveal/", {"reason": "curious"})
+    assert denied.status_code == 403 and PHONE not in denied.content.decode()
+    assert not AuditRecord.objects.filter(action="contact.view").exists()
+
+    # The operator sees it masked too until asking, with a reason; the view is audited.
+    client.force_login(operator)
+    page = client.get(f"/console/cases/{case.number}/").content.decode()
+    assert "138****5678" in page and PHONE not in page and "Show full contact" in page
+    url = f"/console/cases/{case.number}/reports/{report.number}/reveal/"
+    no_reason = client.post(url, {"reason": " "})
+    assert no_reason.status_code == 400 and PHONE not in no_reason.content.decode()
+    revealed = client.post(url, {"reason": "call back"})
+    assert revealed.status_code == 200 and PHONE in revealed.content.decode() and "王小明" in revealed.content.decode()
+    assert revealed["Cache-Control"] == "no-store"
+    audit = AuditRecord.objects.get(action="contact.view")
+    assert audit.actor == operator.username and audit.data["reason"] == "call back"
+    assert audit.data["report"] == report.number
+    # Shown once: the next page view is masked again.
+    assert PHONE not in client.get(f"/console/cases/{case.number}/").content.decode()
+
+
+def test_hotline_errors_are_shown_next_to_their_fields_and_store_nothing(client, staff):
+    client.force_login(staff["operator"])
+    page = _call(client, description="   ")
+    assert page.status_code == 400
+    html = page.content.decode()
+    assert 'aria-describedby="e-desc"' in html and 'id="e-desc" class="error"' in html
+    assert 'value="call-1"' in html, "a failed call keeps its token"
+    page = _call(client, category="9999").content.decode()
+    assert 'id="e-cat" class="error"' in page and "9999" in page
+    assert not Report.objects.exists()
+
+
+def test_hotline_is_for_operators(client, staff):
+    client.force_login(staff["leader"])
+    assert client.get("/console/hotline/").status_code == 404
+    assert client.post("/console/hotline/suggest/", {"description": "水管"}).status_code == 404
+
+
+def test_suggest_panel_names_category_area_and_open_cases_nearby(client, staff):
+    lon, lat = f.centre(STREET)
+    earlier = submit(ReportInput(channel="web", description="自来水管道破裂 地面积水", lon=lon, lat=lat)).report.case
+    assert earlier.status in (CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.DISPATCHED)
+    client.force_login(staff["operator"])
+    response = client.post("/console/hotline/suggest/", {"description": "自来水管漏水很严重", "address": STREET_ADDRESS})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "0101" in html and 'data-code="0101"' in html
+    assert "Street 1001" in html or "街道1001" in html
+    assert earlier.number in html, "an open case of the suggested category in that area is listed"
+    lights = client.post("/console/hotline/suggest/", {"description": "路灯不亮 晚上很黑", "address": ""}).content.decode()
+    assert 'data-code="0102"' in lights and earlier.number not in lights
+
+
+# --------------------------------------------------------------------------- inspector
+
+
+def _inspect(client, **fields):
+    lon, lat = f.centre(STREET)
+    data = {"token": "insp-1", "lon": str(lon), "lat": str(lat), "area": "", "category": "0101",
+            "description": "消防栓漏水"}
+    data.update(fields)
+    return client.post("/console/inspect/", data)
+
+
+def test_inspector_page_is_built_for_a_phone(client, staff):
+    client.force_login(staff["inspector"])
+    page = client.get("/console/inspect/").content.decode()
+    assert 'name="viewport"' in page
+    assert 'type="file" accept="image/*" capture="environment"' in page
+    assert 'name="lon"' in page and 'name="lat"' in page and 'id="geo-status"' in page
+    assert f'<option value="{STREET}"' in page
+    assert re.search(r'value="0101" data-self-dispose="1"', page) and re.search(r'value="0102" data-self-dispose="0"', page)
+    client.force_login(staff["operator"])
+    assert client.get("/console/inspect/").status_code == 404
+
+
+def test_inspector_fixes_0101_on_the_spot_and_the_case_is_closed(client, staff):
+    client.force_login(staff["inspector"])
+    response = _inspect(client, self_dispose="on", self_dispose_note="关紧了阀门")
+    assert response.status_code == 302
+    report = Report.objects.get(channel="inspector")
+    assert report.case.status == CaseStatus.CLOSED and report.case.resolved is True
+    assert report.created_by == staff["inspector"]
+    page = client.get(response["Location"]).content.decode()
+    assert report.number in page and report.case.number in page and "Closed" in page
+
+
+def test_fixed_on_the_spot_is_refused_for_a_category_that_does_not_allow_it(client, staff):
+    client.force_login(staff["inspector"])
+    page = _inspect(client, category="0102", description="路灯不亮", self_dispose="on", self_dispose_note="换了灯泡")
+    assert page.status_code == 400
+    assert 'id="e-fixed" class="error"' in page.content.decode()
+    no_note = _inspect(client, self_dispose="on", self_dispose_note="")
+    assert no_note.status_code == 400 and 'id="e-note" class="error"' in no_note.content.decode()
+    assert not Report.objects.exists() and not Case.objects.exists()
+
+
+def test_inspector_report_without_position_uses_the_chosen_grid_and_keeps_the_photo(client, staff, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    client.force_login(staff["inspector"])
+    response = _inspect(client, lon="", lat="", area=STREET, category="0102", description="路灯杆歪了 灯也不亮",
+                        photo=_upload(_png()))
+    assert response.status_code == 302
+    report = Report.objects.get(channel="inspector")
+    assert report.lon is None and report.area.code == STREET and report.case.area.code == STREET
+    assert report.case.status not in (CaseStatus.CLOSED,)
+    assert report.photos.count() == 1
+
+
+def test_without_device_position_the_photo_tells_where(client, staff, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    client.force_login(staff["inspector"])
+    response = _inspect(client, lon="", lat="", category="0102", description="路灯不亮",
+                        photo=_upload(_jpeg_taken_at(120.25, 30.5), name="p.jpg", content_type="image/jpeg"))
+    assert response.status_code == 302
+    report = Report.objects.get(channel="inspector")
+    assert (round(report.lon, 4), round(report.lat, 4)) == (120.25, 30.5)
+    assert report.area.code == STREET
+    with report.photos.get().file.open("rb") as fh:
+        assert Image.open(fh).getexif().get_ifd(ExifTags.IFD.GPSInfo) == {}, "the stored photo carries no position"
+
+
+def test_photo_is_served_only_to_staff_who_can_see_the_case(client, staff, settings, tmp_path, intake_world):
+    settings.MEDIA_ROOT = tmp_path
+    lon, lat = f.centre(STREET)
+    report = submit(ReportInput(channel="web", description="路灯不亮", lon=lon, lat=lat, photos=[_png()])).report
+    photo = report.photos.get()
+    url = f"/console/photos/{photo.pk}/"
+
+    client.force_login(staff["operator"])
+    page = client.get(f"/console/cases/{report.case.number}/").content.decode()
+    assert f'src="{url}"' in page and "/media/" not in page
+    ok = client.get(url)
+    assert ok.status_code == 200 and ok["Content-Type"] == "image/png"
+    assert b"".join(ok.streaming_content).startswith(b"\x89PNG")
+
+    elsewhere = f.make_user(username="north", role=Role.LEADER, area=intake_world.areas["100104"])
+    client.force_login(elsewhere)
+    assert client.get(url).status_code == 404
+    client.logout()
+    assert client.get(url).status_code == 302  # to the login page
+
+
+# --------------------------------------------------------------------------- the case page
+
+
+def test_case_page_explains_the_classification_and_the_duplicate_check(client, staff):
+    lon, lat = f.centre(STREET)
+    given = submit(ReportInput(channel="web", description="路灯坏了好几天", category="0102", lon=lon, lat=lat)).report
+    client.force_login(staff["dispatcher"])
+    page = client.get(f"/console/cases/{given.case.number}/").content.decode()
+    assert given.number in page and "chosen by the reporter" in page
+    assert 'class="chip"' in page and f"model v{given.classifier_version}" in page
+    assert "Duplicate check" in page
+
+
+def test_dispatcher_merges_or_keeps_apart_a_possible_duplicate(client, staff):
+    lon, lat = f.centre(STREET)
+    submit(ReportInput(channel="web", description="水管爆裂 路面冒水", category="0101", lon=lon, lat=lat))
+    grey = submit(ReportInput(channel="web", description="井盖丢了 很危险", category="0101", lon=lon, lat=lat)).report
+    other_lon, other_lat = f.centre("100102001")
+    submit(ReportInput(channel="web", description="水管爆裂 路面冒水", category="0101", lon=other_lon, lat=other_lat))
+    grey2 = submit(ReportInput(channel="web", description="井盖丢了 很危险", category="0101", lon=other_lon,
+                               lat=other_lat)).report
+    assert grey.duplicate == DuplicateOutcome.ASK and grey2.duplicate == DuplicateOutcome.ASK
+    first, second = grey.suggestions.get(), grey2.suggestions.get()
+
+    client.force_login(staff["dispatcher"])
+    queue = client.get("/console/?view=duplicates").content.decode()
+    assert grey.case.number in queue and grey2.case.number in queue
+    page = client.get(f"/console/cases/{grey.case.number}/").content.decode()
+    assert "Same problem: merge" in page and first.candidate.number in page and "text" in page
+
+    response = client.post(f"/console/cases/{grey.case.number}/duplicates/{first.pk}/", {"decision": "merge"})
+    assert response.status_code == 302
+    first.refresh_from_db()
+    grey.case.refresh_from_db()
+    assert first.status == "merged" and grey.case.status == CaseStatus.MERGED
+    assert grey.case.merged_into == first.candidate
+
+    client.post(f"/console/cases/{grey2.case.number}/duplicates/{second.pk}/", {"decision": "keep"})
+    second.refresh_from_db()
+    grey2.case.refresh_from_db()
+    assert second.status == "kept" and grey2.case.status == CaseStatus.NEW
+    assert grey2.case.number not in client.get("/console/?view=duplicates").content.decode()
+    assert not DuplicateSuggestion.objects.filter(status="pending").exists()
+
+
+def test_detach_a_report_that_was_attached_automatically(client, staff):
+    lon, lat = f.centre(STREET)
+    first = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+    second = submit(ReportInput(channel="hotline", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+    assert second.duplicate == DuplicateOutcome.ATTACHED and second.case == first.case
+    case = first.case
+
+    client.force_login(staff["dispatcher"])
+    page = client.get(f"/console/cases/{case.number}/").content.decode()
+    assert second.number in page and first.number in page and "Detach (not the same problem)" in page
+    url = f"/console/cases/{case.number}/reports/{second.number}/detach/"
+    client.post(url, {"reason": ""})
+    second.refresh_from_db()
+    assert second.case == case, "no reason, no change"
+    response = client.post(url, {"reason": "different pipe, other side of the road"})
+    assert response.status_code == 302
+    second.refresh_from_db()
+    assert second.case != case and second.duplicate == DuplicateOutcome.DETACHED
+    messages = client.get(response["Location"]).content.decode()
+    assert second.case.number in messages
+
+
+def test_reclassify_a_case_nobody_classified(client, staff):
+    lon, lat = f.centre(STREET)
+    case = case_services.create_case(title="说不清的问题", description="有点问题", lon=lon, lat=lat, by=staff["operator"])
+    client.force_login(staff["dispatcher"])
+    assert case.number in client.get("/console/?view=unclassified").content.decode()
+    page = client.get(f"/console/cases/{case.number}/").content.decode()
+    assert "Change category" in page and "The classifier suggests" in page
+    response = client.post(f"/console/cases/{case.number}/reclassify/", {"category": "0102", "note": "路灯"})
+    assert response.status_code == 302
+    case.refresh_from_db()
+    assert case.category.code == "0102"
+    assert case.category_corrections.filter(to_category__code="0102").exists()
+    assert case.number not in client.get("/console/?view=unclassified").content.decode()
+    client.force_login(staff["leader"])
+    client.post(f"/console/cases/{case.number}/reclassify/", {"category": "0101"})
+    case.refresh_from_db()
+    assert case.category.code == "0102", "a leader may not reclassify"
+
+
+def test_cluster_case_shows_its_warning_and_reports(client, staff):
+    lon, lat = f.centre(STREET)
+    # Three leaks about 200 m apart: too far to be one case, close enough to be a cluster.
+    points = [(lon, lat), (lon, lat + 0.0018), (lon + 0.0021, lat + 0.0009)]
+    reports = [submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=x, lat=y)).report for x, y in points]
+    warning = ClusterWarning.objects.get()
+    assert warning.case is not None
+    client.force_login(staff["dispatcher"])
+    page = client.get(f"/console/cases/{warning.case.number}/").content.decode()
+    assert "Cluster warning" in page
+    for r in reports:
+        assert r.number in page and r.case.number in page
