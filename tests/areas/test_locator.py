@@ -129,9 +129,10 @@ def test_api_locate_outside_is_404(client, tree):
 
 
 @pytest.mark.parametrize("lat", ["95", "-90.5", "north"])
-def test_api_locate_bad_latitude_is_422(client, tree, lat):
+def test_api_locate_bad_latitude_is_400_naming_the_field(client, tree, lat):
     response = client.get("/api/v1/areas/locate", {"lon": "121", "lat": lat})
-    assert response.status_code == 422
+    assert response.status_code == 400
+    assert response.json()["field"] == "lat"
 
 
 def test_api_locate_needs_no_login(client, tree):

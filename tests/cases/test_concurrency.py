@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
 
 from chengyun.audit.models import AuditRecord
 from chengyun.cases import api as cases_api
@@ -99,10 +98,9 @@ def test_conflict_over_http_is_409(client, world, admin_user, monkeypatch):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_threads_exactly_one_wins(world, admin_user):
-    """Real concurrent transactions. Only on PostgreSQL: the SQLite test database
-    is an in-memory shared-cache database whose table locks fail instead of wait."""
-    if connection.vendor != "postgresql":
-        pytest.skip("needs a server database for concurrent transactions")
+    """Real concurrent transactions, each thread with its own connection: on
+    PostgreSQL, and on SQLite too (the test database is a file; IMMEDIATE
+    transactions and the busy timeout make the second writer wait, then lose)."""
     d1, d2 = two_dispatchers(world)
     case = f.drive_to(f.make_case(category=world.categories["0101"], by=admin_user), "accepted", by=admin_user)
     barrier = threading.Barrier(2)

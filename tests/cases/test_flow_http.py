@@ -314,10 +314,10 @@ def test_a_role_that_may_not_act_gets_403(client, world, people, who, status, ac
     assert Case.objects.get(pk=case.pk).status == status
 
 
-def test_unknown_case_is_404_and_unknown_action_is_422(client, world, people, new_case):
+def test_unknown_case_is_404_and_unknown_action_is_400(client, world, people, new_case):
     client.force_login(people.operator)
     assert client.post(action_url("20990101" + "9" * 7, "accept"), data={}, content_type="application/json").status_code == 404
-    assert client.post(action_url(new_case.number, "explode"), data={}, content_type="application/json").status_code == 422
+    assert client.post(action_url(new_case.number, "explode"), data={}, content_type="application/json").status_code == 400
 
 
 def test_get_case_shows_timeline_and_allowed_actions(client, world, people):

@@ -50,3 +50,9 @@ def staff(intake_world, admin_user):
         "leader": f.make_user(username="leader", role=Role.LEADER, area=city),
         "root": admin_user,
     }
+
+
+@pytest.fixture
+def sensor(intake_world):
+    """A sensor platform's account: it may submit, and its role covers another district only."""
+    return f.make_user(username="sensor-platform", role=Role.INSPECTOR, area=intake_world.areas["100104"])

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 from chengyun.audit.services import verify_chain
-from chengyun.cases.models import Case
 from chengyun.cases.workflow import CaseStatus
-from chengyun.intake.models import DuplicateOutcome, Report
 from chengyun.intake.services import ReportInput, submit
 
 from .. import factories as f

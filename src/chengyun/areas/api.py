@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.http import Http404
 from django.utils.translation import gettext as _
 from ninja import Query, Router, Schema
-from ninja.errors import HttpError
+
+from chengyun.cases.errors import CaseInvalid
 
 from .locator import get_locator
 from .models import Area
@@ -32,8 +33,10 @@ class LocateIn(Schema):
 @router.get("/locate", response={200: LocateOut}, auth=None, summary="Locate a point in the area tree")
 def locate_point(request, q: Query[LocateIn]):
     """The chain of areas (top level first) that holds the point (WGS84), or 404 outside the city."""
-    if not (-180 <= q.lon <= 180) or not (-90 <= q.lat <= 90):
-        raise HttpError(422, _("lon must be in [-180, 180] and lat in [-90, 90]"))
+    if not (-180 <= q.lon <= 180):
+        raise CaseInvalid(_("Longitude must be between -180 and 180."), field="lon")
+    if not (-90 <= q.lat <= 90):
+        raise CaseInvalid(_("Latitude must be between -90 and 90."), field="lat")
     loc = get_locator()
     chain = loc.locate_chain(q.lon, q.lat)
     if not chain:

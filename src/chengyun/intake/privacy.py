@@ -19,13 +19,18 @@ from .models import Report, ReporterContact
 
 
 def mask_phone(phone: str) -> str:
-    """13812341234 -> 138****1234; short numbers keep only their first digit."""
+    """13812341234 -> 138****1234. Shorter numbers (landlines, extensions)
+    keep less: at most a third of their digits, so they cannot be guessed."""
     phone = (phone or "").strip()
     if not phone:
         return ""
-    if len(phone) >= 7:
+    if len(phone) >= 11:
         return phone[:3] + "****" + phone[-4:]
-    return phone[:1] + "*" * (len(phone) - 1)
+    shown = len(phone) // 3
+    if shown < 2:
+        return "*" * len(phone)
+    head = shown - 2  # 0 or 1 leading characters, then the last two
+    return phone[:head] + "*" * (len(phone) - shown) + phone[-2:]
 
 
 def mask_name(name: str) -> str:

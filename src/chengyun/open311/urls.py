@@ -1,5 +1,19 @@
-from django.urls import path  # noqa: F401
+"""GeoReport v2 resources; every one ends in ``.json`` or ``.xml``."""
+
+from django.urls import re_path
+
+from . import views
 
 app_name = "open311"
 
-urlpatterns = []
+FMT = r"\.(?P<fmt>json|xml)$"
+
+urlpatterns = [
+    re_path(r"^discovery" + FMT, views.discovery, name="discovery"),
+    re_path(r"^services" + FMT, views.service_list, name="services"),
+    re_path(r"^services/(?P<code>[^/]+?)" + FMT, views.service_definition, name="service"),
+    re_path(r"^requests" + FMT, views.requests_, name="requests"),
+    re_path(r"^requests/(?P<number>[^/]+?)" + FMT, views.request_detail, name="request"),
+    re_path(r"^tokens/(?P<token>[^/]+?)" + FMT, views.token, name="token"),
+    re_path(r"^servicerequestupdates" + FMT, views.request_updates, name="updates"),
+]

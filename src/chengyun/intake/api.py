@@ -1,0 +1,392 @@
+"""Reports over JSON: submit from any system, read them as scope allows,
+reveal a reporter's contact (audited), detach, answer duplicate questions;
+and the classifier's stored versions.
+
+Two routers: ``router`` at /api/v1/reports and ``classifier_router`` at
+/api/v1/classifier. Every write calls one service function of
+:mod:`chengyun.intake.services` (or :mod:`.privacy`, :mod:`.classifier`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from django.db.models import Q
+from django.http import Http404
+from django.utils.translation import gettext as _
+from ninja import Field, Header, Query, Router, Schema, Status
+
+from chengyun.cases.errors import CaseForbidden, CaseInvalid
+from chengyun.cases.models import Channel
+from chengyun.org import scope
+from chengyun.org.models import Role
+
+from . import privacy, services
+from .classifier import activate_version
+from .models import ClassifierModel, DuplicateSuggestion, Report, SuggestionStatus
+
+router = Router(tags=["reports"])
+classifier_router = Router(tags=["classifier"])
+
+# Channels a system may submit through this API (Open311 has its own endpoint,
+# smart discovery is raised by the platform itself).
+API_CHANNELS = (Channel.SENSOR, Channel.DEPARTMENT, Channel.HOTLINE, Channel.INSPECTOR, Channel.WEB)
+# The service names some fields as Open311 does; this API calls them by its own names.
+FIELD_NAMES = {"long": "lon", "address_string": "address"}
+STAFF_ROLES = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN}
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class ContactIn(Schema):
+    name: str = ""
+    phone: str = ""
+    email: str = ""
+    device_id: str = ""
+    account_id: str = ""
+
+
+class ReportIn(Schema):
+    channel: str = Field(
+        "sensor", description="One of: " + ", ".join(c.value for c in API_CHANNELS),
+        json_schema_extra={"enum": [c.value for c in API_CHANNELS]},
+    )
+    title: str = Field("", description="Short title; taken from the description when empty.")
+    description: str = Field("", description=f"What is wrong (at most {services.MAX_DESCRIPTION} characters).")
+    category: str | None = Field(None, description="Category code, if the sending system knows it.")
+    # Numbers, or numbers as text: a bad value is answered with 400 naming the field.
+    lon: float | str | None = Field(None, description="Longitude (WGS84).")
+    lat: float | str | None = Field(None, description="Latitude (WGS84).")
+    address: str = ""
+    contact: ContactIn | None = Field(None, description="The reporter; personal data, shown masked.")
+    external_id: str = Field("", description="The report's id in the sending system.")
+    attributes: dict = Field(default_factory=dict, description="Extra facts (Open311 attributes).")
+    priority: str | None = None
+    idempotency_key: str = Field(
+        "", description="Same key twice from the same user gives the first report back; "
+                        "the Idempotency-Key header wins over this field.",
+    )
+
+
+class ReportOut(Schema):
+    number: str
+    case: str | None
+    case_status: str | None
+    case_merged_into: str | None
+    channel: str
+    source: str
+    external_id: str
+    title: str
+    description: str
+    category: str | None
+    category_given: bool
+    suggested_category: str | None
+    confidence: float | None
+    classifier_version: int | None
+    classification: dict
+    lon: float | None
+    lat: float | None
+    address: str
+    area: str | None
+    contact: dict | None
+    attributes: dict
+    duplicate: str
+    duplicate_explanation: dict
+    received_at: datetime
+
+
+class ReportPage(Schema):
+    count: int
+    items: list[ReportOut]
+
+
+class ReasonIn(Schema):
+    reason: str = ""
+
+
+class ContactOut(Schema):
+    name: str
+    phone: str
+    email: str
+    device_id: str
+    account_id: str
+    masked: bool
+
+
+class SuggestionOut(Schema):
+    id: int
+    report: str
+    case: str
+    case_status: str
+    candidate: str
+    candidate_status: str
+    score: float
+    explanation: dict
+    status: str
+    created_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+
+
+class DecisionIn(Schema):
+    merge: bool
+    note: str = ""
+
+
+class ClassifierModelOut(Schema):
+    version: int
+    active: bool
+    created_at: datetime
+    trained_by: str
+    n_train: int
+    n_test: int
+    accuracy: float
+    macro_f1: float
+    per_category: dict
+    params: dict
+    data_note: str
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def report_out(report: Report) -> dict:
+    case = report.case
+    return {
+        "number": report.number,
+        "case": case.number if case else None,
+        "case_status": case.status if case else None,
+        "case_merged_into": case.merged_into.number if case and case.merged_into_id else None,
+        "channel": report.channel, "source": report.source, "external_id": report.external_id,
+        "title": report.title, "description": report.description,
+        "category": report.category.code if report.category_id else None,
+        "category_given": report.category_given,
+        "suggested_category": report.suggested_category.code if report.suggested_category_id else None,
+        "confidence": report.confidence, "classifier_version": report.classifier_version,
+        "classification": report.classification or {},
+        "lon": report.lon, "lat": report.lat, "address": report.address,
+        "area": report.area.code if report.area_id else None,
+        "contact": privacy.masked(report.contact) or None,  # never in full here
+        "attributes": report.attributes or {},
+        "duplicate": report.duplicate, "duplicate_explanation": report.duplicate_explanation or {},
+        "received_at": report.received_at,
+    }
+
+
+def _reports():
+    return Report.objects.select_related(
+        "case", "case__merged_into", "category", "suggested_category", "area", "contact"
+    )
+
+
+def source_of(user) -> str:
+    return f"user:{user.pk}"
+
+
+def visible_reports(user):
+    """Reports whose case the user may see, and the reports the user sent."""
+    mine = Q(source=source_of(user))
+    q = scope.case_scope_q(user, prefix="case__")
+    if q == Q():  # the whole city (an empty Q would vanish in ``q | mine``)
+        return _reports()
+    return _reports().filter(mine if q is None else (q | mine))
+
+
+def _report_or_404(request, number: str) -> Report:
+    report = visible_reports(request.user).filter(number=number).first()
+    if report is None:
+        raise Http404(_("No report %(number)s, or it is outside your area.") % {"number": number})
+    return report
+
+
+def _suggestion_or_404(request, pk: int) -> DuplicateSuggestion:
+    """A question about a case the user may see (whether they may answer it, the service decides)."""
+    q = scope.case_scope_q(request.user, prefix="case__")
+    found = None
+    if q is not None:
+        found = (DuplicateSuggestion.objects.select_related("report", "case", "candidate")
+                 .filter(q).filter(pk=pk).first())
+    if found is None:
+        raise Http404(_("No duplicate question %(id)s, or it is outside your area.") % {"id": pk})
+    return found
+
+
+def suggestion_out(s: DuplicateSuggestion) -> dict:
+    return {
+        "id": s.pk, "report": s.report.number, "case": s.case.number, "case_status": s.case.status,
+        "candidate": s.candidate.number, "candidate_status": s.candidate.status, "score": s.score,
+        "explanation": s.explanation or {}, "status": s.status, "created_at": s.created_at,
+        "decided_by": s.decided_by.get_username() if s.decided_by_id else None, "decided_at": s.decided_at,
+    }
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@router.post(
+    "/", response={200: ReportOut, 201: ReportOut}, summary="Submit a report",
+    description=(
+        "Take in one report from a system (a sensor platform, a department's system, the hotline, an "
+        "inspector's app): it is located, classified, checked against open cases for duplicates, turned "
+        "into a case (or attached to one) and dispatched automatically when the category is certain "
+        "enough. Any user with a role may submit. Send an `Idempotency-Key` header (or the "
+        "`idempotency_key` field): the same key again gives the first report back with 200 instead of "
+        "201, so a retry never makes a second report. Errors are 400 `{detail, code, field}`."
+    ),
+)
+def submit_report(
+    request, body: ReportIn,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description="Retry-safe key")] = None,
+):
+    user = request.user
+    if not scope.roles_of(user):
+        raise CaseForbidden(_("You may not submit reports."))
+    if body.channel not in API_CHANNELS:
+        raise CaseInvalid(_("Unknown channel “%(channel)s”.") % {"channel": body.channel}, field="channel")
+    inp = services.ReportInput(
+        channel=body.channel, title=body.title, description=body.description, category=body.category,
+        lon=body.lon, lat=body.lat, address=body.address,
+        contact=body.contact.model_dump() if body.contact is not None else {},
+        source=source_of(user), idempotency_key=(idempotency_key or body.idempotency_key or "").strip(),
+        external_id=body.external_id, attributes=body.attributes, priority=body.priority,
+    )
+    try:
+        result = services.submit(inp, by=user)
+    except CaseInvalid as exc:
+        exc.field = FIELD_NAMES.get(exc.field, exc.field)
+        raise
+    report = _reports().get(pk=result.report.pk)
+    return Status(201 if result.created else 200, report_out(report))
+
+
+@router.get(
+    "/suggestions", response=list[SuggestionOut], summary="Possible duplicates waiting for a decision",
+    description="Grey-zone duplicate matches about cases you may see, newest first; operators, dispatchers "
+                "and administrators answer them. `status` is pending (default), merged, kept or all.",
+)
+def list_suggestions(request, status: str = SuggestionStatus.PENDING, limit: int = 100, offset: int = 0):
+    q = scope.case_scope_q(request.user, prefix="case__")
+    if q is None:
+        return []
+    qs = DuplicateSuggestion.objects.select_related("report", "case", "candidate", "decided_by").filter(q)
+    if status and status != "all":
+        if status not in SuggestionStatus.values:
+            raise CaseInvalid(_("Unknown status “%(status)s”.") % {"status": status}, field="status")
+        qs = qs.filter(status=status)
+    limit = max(1, min(limit, 500))
+    return [suggestion_out(s) for s in qs.order_by("-created_at", "-pk")[offset: offset + limit]]
+
+
+@router.post(
+    "/suggestions/{suggestion_id}", response=SuggestionOut, summary="Decide a possible duplicate",
+    description="`merge: true` merges the new case into the possible original; `false` keeps them apart. "
+                "Answered once; a merge can be undone with the case action `unmerge`.",
+)
+def decide(request, suggestion_id: int, body: DecisionIn):
+    suggestion = _suggestion_or_404(request, suggestion_id)
+    services.decide_suggestion(suggestion, merge=body.merge, by=request.user, note=body.note)
+    return suggestion_out(DuplicateSuggestion.objects.select_related("report", "case", "candidate", "decided_by")
+                          .get(pk=suggestion.pk))
+
+
+class ReportFilter(Schema):
+    case: str | None = Field(None, description="Case number: its reports and those of cases merged into it.")
+    channel: str | None = None
+    since: datetime | None = Field(None, description="Received at or after (RFC 3339).")
+    limit: int = 50
+    offset: int = 0
+
+
+@router.get(
+    "/", response=ReportPage, summary="Reports in your scope",
+    description="Reports whose case you may see (and the reports you sent), newest first. Contacts are masked.",
+)
+def list_reports(request, f: Query[ReportFilter]):
+    qs = visible_reports(request.user)
+    if f.case:
+        qs = qs.filter(Q(case__number=f.case) | Q(case__merged_into__number=f.case))
+    if f.channel:
+        qs = qs.filter(channel=f.channel)
+    if f.since:
+        qs = qs.filter(received_at__gte=f.since)
+    limit = max(1, min(f.limit, 500))
+    return {"count": qs.count(), "items": [report_out(r) for r in qs.order_by("-received_at", "-pk")[f.offset: f.offset + limit]]}
+
+
+@router.get(
+    "/{number}", response=ReportOut, summary="One report",
+    description="Visible when you may see its case, or when you sent it. The contact is always masked "
+                "(138****1234); see `POST /reports/{number}/contact`.",
+)
+def get_report(request, number: str):
+    return report_out(_report_or_404(request, number))
+
+
+@router.post(
+    "/{number}/contact", response=ContactOut, summary="Reveal the reporter's contact (audited)",
+    description="The full contact details, for operators and the handling department, who must call back. "
+                "Give a `reason`; the view is written to the audit log. 403 for everyone else.",
+)
+def reveal_contact(request, number: str, body: ReasonIn):
+    report = _report_or_404(request, number)
+    return privacy.reveal_contact(report, by=request.user, reason=body.reason)
+
+
+@router.post(
+    "/{number}/detach", response=ReportOut, summary="Detach an attached report into a case of its own",
+    description="Undo an automatic duplicate attachment (operators, dispatchers, administrators); "
+                "a `reason` is required.",
+)
+def detach(request, number: str, body: ReasonIn):
+    report = _report_or_404(request, number)
+    services.detach_report(report, by=request.user, reason=body.reason)
+    return report_out(_reports().get(pk=report.pk))
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+def _is_staff(user) -> bool:
+    return bool(user.is_superuser or user.is_staff or (STAFF_ROLES & scope.roles_of(user)))
+
+
+def _is_admin(user) -> bool:
+    if user.is_superuser:
+        return True
+    return any(a.role == Role.ADMIN and not a.area_id and not a.department_id for a in scope.assignments(user))
+
+
+def model_out(m: ClassifierModel) -> dict:
+    return {
+        "version": m.version, "active": m.active, "created_at": m.created_at, "trained_by": m.trained_by,
+        "n_train": m.n_train, "n_test": m.n_test, "accuracy": m.accuracy, "macro_f1": m.macro_f1,
+        "per_category": m.per_category or {}, "params": m.params or {}, "data_note": m.data_note,
+    }
+
+
+@classifier_router.get(
+    "/models", response=list[ClassifierModelOut], summary="Stored classifier versions with their scores",
+    description="Every trained version, newest first, with held-out accuracy, macro F1 and per-category "
+                "precision/recall; the active one is marked. Staff only (operators, dispatchers, "
+                "supervisors, administrators).",
+)
+def list_models(request):
+    if not _is_staff(request.user):
+        raise CaseForbidden(_("Only staff may see the classifier's versions."))
+    return [model_out(m) for m in ClassifierModel.objects.defer("blob").order_by("-version")]
+
+
+@classifier_router.post(
+    "/models/{version}/activate", response=ClassifierModelOut, summary="Activate a classifier version",
+    description="Make this stored version the one that classifies new reports (also a rollback). "
+                "City-wide administrators only; audited.",
+)
+def activate(request, version: int):
+    if not _is_admin(request.user):
+        raise CaseForbidden(_("Only an administrator may change the active classifier."))
+    if not ClassifierModel.objects.filter(version=version).exists():
+        raise Http404(_("No classifier version %(version)s.") % {"version": version})
+    activate_version(version, by=request.user)
+    return model_out(ClassifierModel.objects.defer("blob").get(version=version))

@@ -1,0 +1,22 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+
+from chengyun.cases.errors import CaseError
+from chengyun.open311.services import create_api_key
+
+
+class Command(BaseCommand):
+    help = "Make an Open311 API key for a partner and print it (it is shown only this once)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", help="the partner's name")
+        parser.add_argument("--contact", default="", help="who to call about this partner's use of the API")
+
+    def handle(self, *args, name, contact, **o):
+        try:
+            key, raw = create_api_key(name, by="cli", contact_note=contact)
+        except CaseError as e:
+            raise CommandError(e.message) from None
+        self.stderr.write(_("API key for %(name)s (prefix %(prefix)s); it is not stored, copy it now:")
+                          % {"name": key.name, "prefix": key.prefix})
+        self.stdout.write(raw)

@@ -1,0 +1,431 @@
+"""Open311 GeoReport v2 at ``/open311/v2/``, JSON and XML, plus the
+``servicerequestupdates`` extension. Machine endpoints: no sessions, no CSRF;
+writes need a partner's ``api_key``.
+
+Status codes follow the spec's "Possible Errors": 403 for a missing, wrong
+or revoked ``api_key``; 404 for what does not exist (an unknown
+``service_code`` or ``service_request_id``, a ``jurisdiction_id`` other than
+ours); 400 for a missing or invalid parameter. The body is always the spec's
+error list, each description naming the parameter.
+
+Choices the spec leaves open:
+
+- ``jurisdiction_id`` is optional; when given it must be
+  ``settings.OPEN311_JURISDICTION`` (empty when unset).
+- Language: ``?locale=en`` (or ``zh``), else the ``Accept-Language`` header,
+  else Chinese. It picks service names, questions, status words and messages.
+- ``POST requests`` also takes a JSON body (``Content-Type:
+  application/json``), with attributes either as ``"attribute[code]"`` keys
+  or as ``{"attribute": {"code": value or [values]}}``. An optional
+  ``Idempotency-Key`` header (not in the spec) makes a retry return the first
+  request instead of filing a second one. Unknown attributes are ignored.
+  ``address_id`` is the code of an area of our area tree.
+- Requests are created at once (``type`` is ``realtime``), so no token is
+  returned; ``tokens/{token}`` accepts the request id as its token.
+- ``GET requests`` pages with ``page`` (from 1) and ``page_size`` (at most
+  1000, the default), newest first. Without dates it covers the last 90
+  days; an explicit window may span at most 90 days.
+- ``GET servicerequestupdates`` lists the status changes of the cases that
+  handle requests (``start_date``/``end_date`` as above, ``page``,
+  ``page_size``), oldest first. ``POST servicerequestupdates`` records a
+  partner's update as a case timeline entry, once per partner ``update_id``;
+  it does not change the case's status. Names, emails and phones sent with
+  an update are not stored.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.http import QueryDict
+from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+
+from chengyun.areas.models import Area
+from chengyun.cases.errors import CaseError
+from chengyun.cases.models import Channel
+from chengyun.clock import now
+from chengyun.intake.models import Report
+from chengyun.intake.services import MAX_DESCRIPTION, ReportInput, submit
+
+from . import attributes as attrs
+from . import queries
+from .formats import errors, parse_w3c, render, w3c
+from .models import ServiceAttribute
+from .services import authenticate, post_update
+
+SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+MAX_RESULTS = 1000
+WINDOW = timedelta(days=90)
+
+
+class Open311Error(Exception):
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = str(description)
+
+
+def _bad(field: str, message: str) -> Open311Error:
+    return Open311Error(400, _("%(field)s: %(message)s") % {"field": field, "message": message})
+
+
+class Params:
+    """The parameters of a request: the query string, plus a form or JSON body."""
+
+    def __init__(self, request) -> None:
+        self.query = request.GET
+        self.form = QueryDict()
+        self.json: dict = {}
+        if request.method == "POST":
+            content_type = (request.content_type or "").lower()
+            if content_type == "application/json":
+                try:
+                    body = json.loads(request.body.decode("utf-8") or "{}")
+                except (UnicodeDecodeError, ValueError):
+                    raise Open311Error(400, _("The request body is not valid JSON.")) from None
+                if not isinstance(body, dict):
+                    raise Open311Error(400, _("The request body must be a JSON object."))
+                self.json = body
+            else:
+                self.form = request.POST
+
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys([*self.json.keys(), *self.form.keys(), *self.query.keys()]))
+
+    def getlist(self, name: str) -> list[str]:
+        if name in self.json:
+            value = self.json[name]
+            return [("" if v is None else str(v)) for v in (value if isinstance(value, list) else [value])]
+        if name in self.form:
+            return self.form.getlist(name)
+        return self.query.getlist(name)
+
+    def get(self, name: str) -> str:
+        values = self.getlist(name)
+        return values[-1].strip() if values else ""
+
+    def nested(self, name: str):
+        return self.json.get(name)
+
+
+def _language(request) -> str:
+    asked = (request.GET.get("locale") or "").strip().lower()
+    if not asked:
+        ranked = []
+        for i, part in enumerate(request.headers.get("Accept-Language", "").split(",")):
+            tag, _sep, rest = part.strip().partition(";")
+            q = 1.0
+            if rest.strip().startswith("q="):
+                try:
+                    q = float(rest.strip()[2:])
+                except ValueError:
+                    q = 0.0
+            tag = tag.strip().lower()
+            if tag.startswith(("en", "zh")) and q > 0:
+                ranked.append((-q, i, tag))
+        asked = min(ranked)[2] if ranked else ""
+    return "en" if asked.startswith("en") else "zh-hans"
+
+
+def endpoint(*methods: str):
+    """Wrap an Open311 view: method check, language, jurisdiction, errors in
+    the requested format."""
+
+    def wrap(view):
+        @csrf_exempt
+        @functools.wraps(view)
+        def run(request, fmt: str, **kwargs):
+            with translation.override(_language(request)):
+                if request.method not in methods:
+                    response = errors(fmt, 405, _("Method %(method)s is not allowed here.") % {"method": request.method})
+                    response["Allow"] = ", ".join(methods)
+                    return response
+                try:
+                    params = Params(request)
+                    _check_jurisdiction(params)
+                    return view(request, fmt, params, **kwargs)
+                except Open311Error as e:
+                    return errors(fmt, e.status, e.description)
+
+        return run
+
+    return wrap
+
+
+def _check_jurisdiction(params: Params) -> None:
+    given = params.get("jurisdiction_id")
+    if given and given != (getattr(settings, "OPEN311_JURISDICTION", "") or ""):
+        raise Open311Error(404, _("jurisdiction_id: “%(value)s” is not served here.") % {"value": given})
+
+
+def _key(params: Params):
+    raw = params.get("api_key")
+    if not raw:
+        raise Open311Error(403, _("api_key: missing. Ask the city for an API key."))
+    key = authenticate(raw)
+    if key is None:
+        raise Open311Error(403, _("api_key: invalid or revoked."))
+    return key
+
+
+def _page(params: Params) -> tuple[int, int]:
+    def positive(name: str, default: int, high: int | None = None) -> int:
+        text = params.get(name)
+        if not text:
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise _bad(name, _("must be a whole number.")) from None
+        if value < 1 or (high is not None and value > high):
+            raise _bad(name, _("must be between 1 and %(high)s.") % {"high": high} if high else _("must be at least 1."))
+        return value
+
+    size = positive("page_size", MAX_RESULTS, MAX_RESULTS)
+    page = positive("page", 1)
+    return (page - 1) * size, size
+
+
+def _window(params: Params):
+    start_text, end_text = params.get("start_date"), params.get("end_date")
+    start = parse_w3c(start_text) if start_text else None
+    end = parse_w3c(end_text, date_only_end=True) if end_text else None
+    if start_text and start is None:
+        raise _bad("start_date", _("use a W3C date and time like 2010-01-01T00:00:00Z."))
+    if end_text and end is None:
+        raise _bad("end_date", _("use a W3C date and time like 2010-01-01T00:00:00Z."))
+    if start is None and end is None:
+        end = now()
+        start = end - WINDOW
+    elif start is None:
+        start = end - WINDOW
+    elif end is None:
+        end = start + WINDOW
+    if end < start:
+        raise _bad("end_date", _("must not be before start_date."))
+    if end - start > WINDOW:
+        raise _bad("end_date", _("the window may span at most 90 days."))
+    return start, end
+
+
+# --------------------------------------------------------------------------- discovery and services
+
+
+@endpoint("GET")
+def discovery(request, fmt, params):
+    changed = ServiceAttribute.objects.order_by("-updated_at").values_list("updated_at", flat=True).first()
+    changeset = w3c(changed) or "2025-01-01T00:00:00+08:00"
+    url = request.build_absolute_uri(reverse("open311:discovery", kwargs={"fmt": fmt})).rsplit("/", 1)[0]
+    data = {
+        "changeset": changeset,
+        "contact": getattr(settings, "OPEN311_CONTACT", "") or _("Contact the city operations centre."),
+        "key_service": getattr(settings, "OPEN311_KEY_SERVICE", "")
+        or _("API keys are issued by the city operations centre."),
+        "endpoints": [{
+            "specification": SPECIFICATION,
+            "url": url,
+            "changeset": changeset,
+            "type": "production",
+            "formats": ["text/xml", "application/json"],
+        }],
+    }
+    return render(fmt, data, root="discovery")
+
+
+@endpoint("GET")
+def service_list(request, fmt, params):
+    return render(fmt, [queries.service_row(c) for c in queries.services()], root="services", item="service")
+
+
+def _service(code: str):
+    code = (code or "").strip()
+    if not code:
+        raise _bad("service_code", _("is required."))
+    category = queries.services().filter(code=code).first()
+    if category is None:
+        raise Open311Error(404, _("service_code: “%(code)s” is not a service of this city.") % {"code": code})
+    return category
+
+
+@endpoint("GET")
+def service_definition(request, fmt, params, code):
+    category = _service(code)
+    data = queries.definition_row(category, attrs.definition(category))
+    return render(fmt, data, root="service_definition")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@endpoint("GET", "POST")
+def requests_(request, fmt, params):
+    if request.method == "POST":
+        return _create(request, fmt, params)
+    return _search(fmt, params)
+
+
+def _search(fmt, params):
+    ids = [x.strip() for x in params.get("service_request_id").split(",") if x.strip()]
+    offset, size = _page(params)
+    if ids:
+        qs = queries.find_requests(numbers=ids)
+    else:
+        codes = [x.strip() for x in params.get("service_code").split(",") if x.strip()]
+        statuses = {x.strip().lower() for x in params.get("status").split(",") if x.strip()}
+        unknown = statuses - {"open", "closed"}
+        if unknown:
+            raise _bad("status", _("use open or closed."))
+        start, end = _window(params)
+        qs = queries.find_requests(codes=codes, statuses=statuses, start=start, end=end)
+    rows = queries.request_rows(qs[offset:offset + size])
+    return render(fmt, rows, root="service_requests", item="request")
+
+
+@endpoint("GET")
+def request_detail(request, fmt, params, number):
+    rows = queries.request_rows(queries.find_requests(numbers=[number]))
+    if not rows:
+        raise Open311Error(404, _("service_request_id: “%(id)s” was not found.") % {"id": number})
+    return render(fmt, rows, root="service_requests", item="request")
+
+
+@endpoint("GET")
+def token(request, fmt, params, token):
+    """Requests are created at once; a request's token is its id."""
+    report = Report.objects.filter(number=token).only("number").first()
+    if report is None:
+        raise Open311Error(404, _("token: “%(token)s” was not found.") % {"token": token})
+    return render(fmt, [{"service_request_id": report.number, "token": report.number}],
+                  root="service_requests", item="request")
+
+
+def _coordinate(params: Params, name: str, low: float, high: float) -> float | None:
+    text = params.get(name)
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise _bad(name, _("must be a number.")) from None
+    if not (low <= value <= high):  # also false for NaN
+        raise _bad(name, _("must be between %(low)s and %(high)s.") % {"low": low, "high": high})
+    return value
+
+
+def _location(params: Params) -> tuple[float | None, float | None, str, Area | None]:
+    lat = _coordinate(params, "lat", -90, 90)
+    lon = _coordinate(params, "long", -180, 180)
+    if (lat is None) != (lon is None):
+        raise _bad("long" if lon is None else "lat", _("send lat and long together."))
+    address = params.get("address_string")
+    if len(address) > 300:
+        raise _bad("address_string", _("is too long (at most 300 characters)."))
+    address_id = params.get("address_id")
+    area = None
+    if address_id:
+        area = Area.objects.filter(code=address_id).first()
+        if area is None:
+            raise _bad("address_id", _("“%(value)s” is not an area code of this city.") % {"value": address_id})
+    if lat is None and not address and area is None:
+        raise _bad("lat", _("give a location: lat and long, address_string or address_id."))
+    return lon, lat, address, area
+
+
+def _contact(params: Params) -> dict:
+    first, last = params.get("first_name"), params.get("last_name")
+    if any("\u4e00" <= ch <= "\u9fff" for ch in first + last):
+        name = f"{last}{first}"  # Chinese names: family name first, no space
+    else:
+        name = f"{first} {last}".strip()
+    return {"name": name, "phone": params.get("phone"), "email": params.get("email"),
+            "device_id": params.get("device_id"), "account_id": params.get("account_id")}
+
+
+CONTACT_FIELD = {"name": "first_name", "phone": "phone", "email": "email", "device_id": "device_id",
+                 "account_id": "account_id", "idempotency_key": "Idempotency-Key", "category": "service_code",
+                 "address": "address_string"}
+
+
+def _create(request, fmt, params):
+    """POST requests: check everything, then one call to the intake pipeline."""
+    key = _key(params)
+    category = _service(params.get("service_code"))
+    lon, lat, address, area = _location(params)
+    try:
+        answers = attrs.clean(attrs.definition(category), attrs.collect(params))
+    except attrs.AttributeInvalid as e:
+        raise Open311Error(400, e.message) from None
+    description = params.get("description")
+    if len(description) > MAX_DESCRIPTION:
+        raise _bad("description", _("is too long (at most %(n)s characters).") % {"n": MAX_DESCRIPTION})
+    media_url = params.get("media_url")
+    if media_url:
+        try:
+            if len(media_url) > 500:
+                raise ValidationError("too long")
+            URLValidator(schemes=["http", "https"])(media_url)
+        except ValidationError:
+            raise _bad("media_url", _("must be an http(s) URL of at most 500 characters.")) from None
+    inp = ReportInput(
+        channel=Channel.OPEN311, description=description, title="" if description else category.name,
+        category=category, lon=lon, lat=lat, address=address, area=area, contact=_contact(params), source=key.source,
+        idempotency_key=request.headers.get("Idempotency-Key", "").strip(), attributes=answers, media_url=media_url,
+    )
+    try:
+        result = submit(inp, by=key.actor)
+    except CaseError as e:
+        field = CONTACT_FIELD.get(e.field or "", e.field or "request")
+        raise Open311Error(400, _("%(field)s: %(message)s") % {"field": field, "message": e.message}) from None
+    row = queries.request_rows(Report.objects.filter(pk=result.report.pk))[0]
+    data = [{"service_request_id": row["service_request_id"], "service_notice": row["service_notice"],
+             "account_id": None}]
+    return render(fmt, data, root="service_requests", item="request")
+
+
+# --------------------------------------------------------------------------- servicerequestupdates
+
+
+@endpoint("GET", "POST")
+def request_updates(request, fmt, params):
+    if request.method == "POST":
+        return _post_update(fmt, params)
+    start, end = _window(params)
+    offset, size = _page(params)
+    rows = queries.update_rows(start=start, end=end, offset=offset, limit=size)
+    return render(fmt, rows, root="service_request_updates", item="request_update")
+
+
+def _post_update(fmt, params):
+    key = _key(params)
+    number = params.get("service_request_id")
+    if not number:
+        raise _bad("service_request_id", _("is required."))
+    report = Report.objects.select_related("case").filter(number=number).first()
+    if report is None:
+        raise Open311Error(404, _("service_request_id: “%(id)s” was not found.") % {"id": number})
+    for name in ("update_id", "status", "updated_datetime"):
+        if not params.get(name):
+            raise _bad(name, _("is required."))
+    updated_at = parse_w3c(params.get("updated_datetime"))
+    if updated_at is None:
+        raise _bad("updated_datetime", _("use a W3C date and time like 2010-01-01T00:00:00Z."))
+    media_url = params.get("media_url")
+    if media_url:
+        try:
+            URLValidator(schemes=["http", "https"])(media_url)
+        except ValidationError:
+            raise _bad("media_url", _("must be an http(s) URL.")) from None
+    try:
+        posted = post_update(report, key=key, update_id=params.get("update_id"), status=params.get("status"),
+                             description=params.get("description"), updated_at=updated_at, media_url=media_url)
+    except CaseError as e:
+        raise Open311Error(400, _("%(field)s: %(message)s") % {"field": e.field or "request", "message": e.message}) from None
+    return render(fmt, [{"update_id": posted.update.update_id}], root="service_request_updates", item="request_update")

@@ -1,0 +1,153 @@
+"""Staff corrections feed the next training; ``chengyun train-classifier``
+stores, lists, activates and rolls back versions; the classifier API."""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from chengyun.audit.models import AuditRecord
+from chengyun.intake.classifier import active_model, train_and_store
+from chengyun.intake.models import CategoryCorrection, ClassifierModel
+from chengyun.intake.services import CORRECTION_WEIGHT, ReportInput, submit, training_examples
+
+from .. import factories as f
+from .conftest import LIGHTS, WATER
+from .reports_api import get, post, post_report
+
+MODELS = "/api/v1/classifier/models"
+
+
+def case_action(client, user, number: str, action: str, **body) -> dict:
+    return post(client, user, f"/api/v1/cases/{number}/actions/{action}", **body)
+
+
+def handled_cases(*, water: int, lights: int) -> None:
+    """Reports that the platform classified and dispatched (so: training examples),
+    1 km apart so that none is a duplicate of another."""
+    texts = [(f"{WATER[i % len(WATER)]} {i}号楼", "0101") for i in range(water)]
+    texts += [(f"{LIGHTS[i % len(LIGHTS)]} {i}号楼", "0102") for i in range(lights)]
+    for i, (text, code) in enumerate(texts):
+        res = submit(ReportInput(channel="web", description=text, category=code,
+                                 lon=120.02 + 0.01 * (i % 90), lat=30.1 + 0.01 * (i // 90)))
+        assert res.case.status == "dispatched", (text, res.case.status)
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command("train_classifier", *args, stdout=out)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- corrections
+
+
+def test_reclassifying_a_case_records_a_correction_weighted_in_training(client, staff, sensor):
+    lon, lat = f.centre("100101001")
+    sent = post_report(client, sensor, description="水管爆裂，路面一直冒水", category="0102", lon=lon, lat=lat)
+    assert sent["case_status"] == "new" and sent["category"] == "0102"
+    dispatcher = staff["dispatcher"]
+
+    after = case_action(client, dispatcher, sent["case"], "reclassify", category="0101", reason="it is a leak")
+    assert after["category"] == "0101"
+    correction = CategoryCorrection.objects.get()
+    assert (correction.case.number, correction.from_category.code, correction.to_category.code) == (
+        sent["case"], "0102", "0101")
+    assert correction.by == dispatcher and correction.classifier_version == 1
+    assert "水管爆裂" in correction.text
+
+    case_action(client, dispatcher, sent["case"], "accept")
+    assert case_action(client, dispatcher, sent["case"], "dispatch")["status"] == "dispatched"
+    handled_cases(water=2, lights=2)
+    texts, labels, weights, info = training_examples()
+    assert len(texts) == 5 and info == {"cases": 5, "corrected": 1}
+    corrected = [w for t, w in zip(texts, weights, strict=True) if "水管爆裂，路面一直冒水" in t]
+    assert corrected == [CORRECTION_WEIGHT] and CORRECTION_WEIGHT == 3.0
+    assert labels[texts.index(next(t for t in texts if "水管爆裂，路面一直冒水" in t))] == "0101"
+    assert sorted(w for w in weights if w != CORRECTION_WEIGHT) == [1.0] * 4
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_train_refuses_too_few_examples_and_a_single_category(intake_world):
+    with pytest.raises(CommandError, match="Too few examples"):
+        run()
+    handled_cases(water=3, lights=0)
+    with pytest.raises(CommandError, match="at least two"):
+        run("--min-examples", "1")
+    assert ClassifierModel.objects.count() == 1
+
+
+def test_train_list_rollback_and_activate(client, staff, intake_world):
+    handled_cases(water=14, lights=14)
+    out = run("--min-examples", "20", "--seed", "3", "--note", "test run")
+
+    assert "28 examples (0 corrected by staff, weighted 3x) in 2 categories." in out
+    assert re.search(r"Accuracy: \d+\.\d%\. Macro F1: \d+\.\d%\.", out)
+    assert "Stored as version 2 (active)." in out
+    v2 = ClassifierModel.objects.get(version=2)
+    assert v2.active and v2.data_note == "test run" and v2.trained_by == "cli:train-classifier"
+    assert v2.n_train + v2.n_test == 28 and v2.n_test > 0
+    assert 0 <= v2.accuracy <= 1 and 0 <= v2.macro_f1 <= 1
+    assert set(v2.per_category) == {"0101", "0102"}
+    # The per-category table, worst first.
+    rows = re.findall(r"^(0101|0102)\s+([\d.]+)%\s+([\d.]+)%\s+([\d.]+)%\s+(\d+)", out, re.M)
+    assert sorted(r[0] for r in rows) == ["0101", "0102"]
+    f1s = [float(r[3]) for r in rows]
+    assert f1s == sorted(f1s)
+    assert sum(int(r[4]) for r in rows) == v2.n_test
+    assert active_model()[0] == 2
+    assert AuditRecord.objects.filter(action="classifier.train", data__version=2).exists()
+
+    listing = run("--list")
+    marks = {version: mark for mark, version in re.findall(r"^([* ]) +(\d+) ", listing, re.M)}
+    assert marks == {"1": " ", "2": "*"}
+
+    assert "Rolled back from version 2 to version 1." in run("--rollback")
+    assert active_model()[0] == 1
+    assert AuditRecord.objects.filter(action="classifier.activate", actor="cli:train-classifier",
+                                      data__version=1).exists()
+    assert re.search(r"^\*\s+1\s", run("--list"), re.M)
+    with pytest.raises(CommandError, match="oldest"):
+        run("--rollback")
+
+    assert "Version 2 is now active." in run("--activate", "2")
+    assert ClassifierModel.objects.get(active=True).version == 2
+    with pytest.raises(CommandError, match="no classifier version 9"):
+        run("--activate", "9")
+
+    out = run("--min-examples", "20", "--no-activate")
+    assert "Stored as version 3 (not active; activate it with --activate 3)." in out
+    assert ClassifierModel.objects.get(active=True).version == 2
+    # A new report is classified by the active version.
+    lon, lat = f.centre("100102001")
+    assert post_report(client, staff["operator"], description="路灯坏了", lon=lon, lat=lat)["classifier_version"] == 2
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def test_classifier_versions_for_staff_only(client, staff):
+    listed = get(client, staff["dispatcher"], MODELS)
+    assert [(m["version"], m["active"]) for m in listed] == [(1, True)]
+    assert {"accuracy", "macro_f1", "per_category", "n_train", "n_test"} <= set(listed[0])
+    assert "blob" not in listed[0]
+    for user in (staff["leader"], staff["water"], staff["inspector"]):
+        assert get(client, user, MODELS, expect=403)["code"] == "forbidden"
+
+
+def test_activate_for_administrators_only(client, staff):
+    train_and_store(WATER * 2 + LIGHTS * 2, ["0101"] * 20 + ["0102"] * 20, activate=False, note="second")
+    url = f"{MODELS}/2/activate"
+    assert post(client, staff["dispatcher"], url, expect=403)["code"] == "forbidden"
+    assert ClassifierModel.objects.get(active=True).version == 1
+
+    done = post(client, staff["root"], url)
+    assert done["version"] == 2 and done["active"]
+    assert [(m["version"], m["active"]) for m in get(client, staff["root"], MODELS)] == [(2, True), (1, False)]
+    assert AuditRecord.objects.filter(action="classifier.activate", actor="root", data__version=2).exists()
+    post(client, staff["root"], f"{MODELS}/9/activate", expect=404)

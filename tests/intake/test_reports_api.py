@@ -1,0 +1,215 @@
+"""Submitting reports over /api/v1/reports: classification, routing, scope,
+idempotency and bad input, as a sending system sees them."""
+
+from __future__ import annotations
+
+import pytest
+
+from chengyun.audit.models import AuditRecord
+from chengyun.audit.services import verify_chain
+from chengyun.cases.models import Case
+from chengyun.intake.models import Report
+from chengyun.org.models import Role
+from chengyun.org.services import create_token
+
+from .. import factories as f
+from .reports_api import REPORTS, get, post_report, report_url
+
+LEAK = "水管爆裂，路面一直冒水"
+
+
+def test_confident_sensor_report_is_classified_explained_and_dispatched(client, staff, sensor, intake_world):
+    lon, lat = f.centre("100101001")
+    body = post_report(client, sensor, channel="sensor", description=LEAK, lon=lon, lat=lat,
+                       external_id="alarm-17", attributes={"pressure_kpa": 12})
+
+    assert body["number"].startswith("R")
+    assert body["source"] == f"user:{sensor.pk}"
+    assert body["channel"] == "sensor" and body["external_id"] == "alarm-17"
+    assert body["attributes"] == {"pressure_kpa": 12}
+    assert body["category"] == "0101" and body["suggested_category"] == "0101" and not body["category_given"]
+    assert body["confidence"] >= 0.5
+    assert body["classifier_version"] == 1
+    why = body["classification"]
+    assert why["decided_by"] == "classifier" and why["model"] == 1
+    assert why["terms"], "the terms that drove the decision are returned"
+    assert all(weight > 0 for _term, weight in why["terms"])
+    assert any("水" in term for term, _weight in why["terms"])
+    assert body["duplicate"] == "new"
+    assert body["area"] == "100101001"
+
+    assert body["case_status"] == "dispatched"
+    case = Case.objects.get(number=body["case"])
+    assert case.channel == "sensor" and case.category.code == "0101"
+    assert case.lead.department == intake_world.dept("water", "100101")
+    assert case.route_explanation["classification"]["decided_by"] == "classifier"
+    assert AuditRecord.objects.filter(action="report.create", actor="sensor-platform").count() == 1
+    assert list(verify_chain()) == []
+
+
+def test_the_sender_reads_its_report_back_others_outside_the_area_do_not(client, staff, sensor, intake_world):
+    lon, lat = f.centre("100101001")
+    sent = post_report(client, sensor, description=LEAK, lon=lon, lat=lat)
+    # The sensor's role covers district 100104 only; it still sees what it sent.
+    again = get(client, sensor, report_url(sent["number"]))
+    assert again["number"] == sent["number"] and again["case"] == sent["case"]
+
+    stranger = f.make_user(username="inspector-104", role=Role.INSPECTOR, area=intake_world.areas["100104"])
+    get(client, stranger, report_url(sent["number"]), expect=404)
+    assert get(client, stranger, REPORTS)["count"] == 0
+    # The handling department sees it through its case.
+    assert get(client, staff["water"], report_url(sent["number"]))["case_status"] == "dispatched"
+    assert [r["number"] for r in get(client, staff["water"], REPORTS)["items"]] == [sent["number"]]
+
+
+def test_list_filters_by_case_channel_and_time(client, staff, sensor, intake_world):
+    lon, lat = f.centre("100101001")
+    a = post_report(client, sensor, channel="sensor", description=LEAK, lon=lon, lat=lat)
+    b = post_report(client, staff["operator"], channel="hotline", description="路灯不亮 晚上很黑",
+                    lon=f.centre("100102001")[0], lat=f.centre("100102001")[1])
+    op = staff["operator"]
+    assert get(client, op, REPORTS)["count"] == 2
+    assert [r["number"] for r in get(client, op, REPORTS, channel="hotline")["items"]] == [b["number"]]
+    assert [r["number"] for r in get(client, op, REPORTS, case=a["case"])["items"]] == [a["number"]]
+    later = Report.objects.get(number=b["number"]).received_at
+    assert [r["number"] for r in get(client, op, REPORTS, since=later.isoformat())["items"]] == [b["number"]]
+
+
+def test_low_confidence_waits_for_a_dispatcher_with_the_suggestion_stored(client, staff, sensor, settings):
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 0.99
+    lon, lat = f.centre("100101001")
+    body = post_report(client, sensor, description="路面有积水", lon=lon, lat=lat)
+
+    assert body["case_status"] == "new"
+    assert body["category"] is None
+    assert body["suggested_category"] == "0101"
+    assert body["classification"]["decided_by"] == "nobody"
+    assert body["classification"]["threshold"] == 0.99
+    assert 0.5 < body["confidence"] < 0.99
+    case = Case.objects.get(number=body["case"])
+    assert case.category is None and not case.assignments.exists()
+    assert Report.objects.get(number=body["number"]).suggested_category.code == "0101"
+
+
+def test_reporter_category_the_classifier_disputes_is_kept_but_not_routed(client, staff, sensor):
+    lon, lat = f.centre("100101001")
+    body = post_report(client, sensor, description=LEAK, category="0102", lon=lon, lat=lat)
+
+    assert body["category"] == "0102" and body["category_given"]
+    assert body["suggested_category"] == "0101"
+    assert body["classification"]["decided_by"] == "reporter"
+    assert body["classification"]["disagrees"] is True
+    assert body["case_status"] == "new"
+    case = Case.objects.get(number=body["case"])
+    assert case.category.code == "0102" and not case.assignments.exists()
+
+
+def test_reporter_category_the_classifier_agrees_with_is_routed(client, staff, sensor):
+    lon, lat = f.centre("100101001")
+    body = post_report(client, sensor, description=LEAK, category="0101", lon=lon, lat=lat)
+    assert body["category_given"] and body["classification"]["disagrees"] is False
+    assert body["case_status"] == "dispatched"
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def test_same_key_twice_gives_the_first_report_back(client, staff, sensor):
+    lon, lat = f.centre("100101001")
+    first = post_report(client, sensor, key="alarm-4711", description=LEAK, lon=lon, lat=lat)
+    second = post_report(client, sensor, key="alarm-4711", expect=200, description="something else entirely")
+    assert second["number"] == first["number"] and second["case"] == first["case"]
+    assert second["description"] == LEAK
+    # The key may come in the body instead of the header.
+    third = post_report(client, sensor, expect=200, idempotency_key="alarm-4711", description=LEAK)
+    assert third["number"] == first["number"]
+    assert Report.objects.count() == 1 and Case.objects.count() == 1
+    assert AuditRecord.objects.filter(action="report.create").count() == 1
+
+
+def test_keys_are_per_sender(client, staff, sensor):
+    lon, lat = f.centre("100101001")
+    mine = post_report(client, sensor, key="k-1", description=LEAK, lon=lon, lat=lat)
+    theirs = post_report(client, staff["inspector"], key="k-1", channel="inspector", description=LEAK,
+                         lon=lon + 0.05, lat=lat)
+    assert mine["number"] != theirs["number"]
+    assert Report.objects.count() == 2
+
+
+def test_header_key_wins_over_body_key(client, staff, sensor):
+    lon, lat = f.centre("100101001")
+    first = post_report(client, sensor, key="from-header", idempotency_key="from-body", description=LEAK,
+                        lon=lon, lat=lat)
+    assert Report.objects.get(number=first["number"]).idempotency_key == "from-header"
+    post_report(client, sensor, key="from-header", expect=200, description=LEAK)
+
+
+# --------------------------------------------------------------------------- who may submit
+
+
+def test_bearer_token_of_a_department_system(client, intake_world):
+    system = f.make_user(username="water-erp", role=Role.HANDLER, department=intake_world.dept("water", "100101"))
+    _token, key = create_token(system, "erp")
+    lon, lat = f.centre("100101001")
+    response = client.post(REPORTS, data={"channel": "department", "description": LEAK, "lon": lon, "lat": lat},
+                           content_type="application/json", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 201, response.content
+    assert response.json()["source"] == f"user:{system.pk}"
+    assert Report.objects.get().created_by == system
+
+
+def test_anonymous_and_roleless_users_may_not_submit(client, intake_world):
+    response = client.post(REPORTS, data={"description": LEAK}, content_type="application/json")
+    assert response.status_code == 401
+    nobody = f.make_user(username="nobody")
+    body = post_report(client, nobody, expect=403, description=LEAK)
+    assert body["code"] == "forbidden"
+    assert not Report.objects.exists() and not Case.objects.exists()
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"channel": "sensor"}, "description"),
+    ({"description": "   "}, "description"),
+    ({"description": "x" * 4001}, "description"),
+    ({"description": LEAK, "lon": 120.5, "lat": "north"}, "lat"),
+    ({"description": LEAK, "lon": 120.5, "lat": 95}, "lat"),
+    ({"description": LEAK, "lon": 200, "lat": 30.5}, "lon"),
+    ({"description": LEAK, "lon": 120.5}, "lat"),
+    ({"description": LEAK, "category": "9999"}, "category"),
+    ({"description": LEAK, "channel": "discovery"}, "channel"),
+    ({"description": LEAK, "channel": "carrier-pigeon"}, "channel"),
+    ({"description": LEAK, "priority": "asap"}, "priority"),
+    ({"description": LEAK, "contact": {"email": "not an address"}}, "email"),
+    ({"description": LEAK, "title": "t" * 201}, "title"),
+])
+def test_bad_input_is_400_naming_the_field_and_stores_nothing(client, staff, sensor, body, field):
+    audit = AuditRecord.objects.count()
+    answer = post_report(client, sensor, expect=400, key="bad-1", **body)
+    assert answer["field"] == field
+    assert answer["code"] == "invalid"
+    assert answer["detail"]
+    assert not Report.objects.exists()
+    assert not Case.objects.exists()
+    assert AuditRecord.objects.count() == audit
+    # The key was not used up by the failed attempt.
+    lon, lat = f.centre("100101001")
+    post_report(client, sensor, key="bad-1", description=LEAK, lon=lon, lat=lat)
+
+
+def test_every_endpoint_is_documented(client, staff):
+    client.force_login(staff["root"])
+    schema = client.get("/api/v1/openapi.json").json()
+    ours = {p: ops for p, ops in schema["paths"].items() if "/reports" in p or "/classifier" in p}
+    assert set(ours) == {
+        "/api/v1/reports/", "/api/v1/reports/{number}", "/api/v1/reports/{number}/contact",
+        "/api/v1/reports/{number}/detach", "/api/v1/reports/suggestions", "/api/v1/reports/suggestions/{suggestion_id}",
+        "/api/v1/classifier/models", "/api/v1/classifier/models/{version}/activate",
+    }
+    for ops in ours.values():
+        for op in ops.values():
+            assert op.get("summary") and op.get("description")
+    submit = ours["/api/v1/reports/"]["post"]
+    assert "Idempotency-Key" in [p["name"] for p in submit["parameters"]]

@@ -1,0 +1,200 @@
+"""POST requests: form and JSON bodies, attributes, contact kept apart,
+idempotency, and every kind of bad input (nothing stored)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chengyun.audit.services import verify_chain
+from chengyun.cases.models import Channel
+from chengyun.intake.models import Report
+
+from .. import factories as f
+from .conftest import BASE, body, counts, leak_form
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_post_a_request(client, api_key, fmt):
+    form = leak_form(api_key, **{
+        "attribute[affected][]": ["road", "homes"], "attribute[depth_cm]": "12.5",
+        "attribute[since]": "2024-05-01T08:00:00+08:00", "attribute[landmark]": "北门", "attribute[details]": "第一行\n第二行",
+        "attribute[note]": "ignored: asks nothing", "attribute[unknown]": "ignored too",
+        "email": "li@example.org", "phone": "13812345678", "first_name": "四", "last_name": "李",
+        "device_id": "dev-1", "account_id": "acc-9", "media_url": "https://img.example.org/1.jpg",
+    })
+    r = client.post(BASE + f"requests.{fmt}", form)
+    assert r.status_code == 200, r.content
+    report = Report.objects.get()
+    if fmt == "json":
+        assert r["Content-Type"] == "application/json; charset=utf-8"
+        (row,) = body(r)
+        assert row["service_request_id"] == report.number
+        assert row["account_id"] is None
+        assert "service_notice" in row
+    else:
+        root = body(r)
+        assert root.tag == "service_requests"
+        assert root.findtext("request/service_request_id") == report.number
+        assert root.find("request/service_notice") is not None
+        assert root.find("request/account_id") is not None
+    assert report.channel == Channel.OPEN311
+    assert report.source == api_key.source
+    assert report.category.code == "0101" and report.category_given
+    assert report.attributes == {
+        "severity": "flood", "affected": ["road", "homes"], "depth_cm": 12.5,
+        "since": "2024-05-01T08:00:00+08:00", "landmark": "北门", "details": "第一行\n第二行",
+    }
+    assert report.media_url == "https://img.example.org/1.jpg"
+    contact = report.contact
+    assert (contact.name, contact.email, contact.phone, contact.device_id, contact.account_id) == (
+        "李四", "li@example.org", "13812345678", "dev-1", "acc-9")
+    assert report.area.code == "100101001"
+    assert report.case.timeline.first().actor_name == "open311:Civic App"
+    assert list(verify_chain()) == []
+
+
+def test_post_json_body(client, api_key):
+    lon, lat = f.centre("100102001")
+    payload = {"api_key": api_key.raw, "service_code": "0101", "lat": lat, "long": lon,
+               "description": "water main burst", "attribute": {"severity": "drip", "affected": ["road"], "depth_cm": 3},
+               "first_name": "Ann", "last_name": "Lee"}
+    r = client.post(BASE + "requests.json", json.dumps(payload), content_type="application/json")
+    assert r.status_code == 200, r.content
+    report = Report.objects.get(number=body(r)[0]["service_request_id"])
+    assert report.attributes == {"severity": "drip", "affected": ["road"], "depth_cm": 3}
+    assert report.contact.name == "Ann Lee"
+
+
+def test_post_json_body_with_form_style_keys(client, api_key):
+    lon, lat = f.centre("100103001")
+    payload = {"api_key": api_key.raw, "service_code": "0101", "lat": lat, "long": lon, "description": "leak",
+               "attribute[severity]": "drip", "attribute[affected][]": ["homes"]}
+    r = client.post(BASE + "requests.json", json.dumps(payload), content_type="application/json")
+    assert r.status_code == 200, r.content
+    assert Report.objects.get().attributes == {"severity": "drip", "affected": ["homes"]}
+
+
+def test_a_service_without_questions_needs_no_attributes(client, api_key):
+    lon, lat = f.centre("100104002")
+    r = client.post(BASE + "requests.json", {"api_key": api_key.raw, "service_code": "0102", "lat": lat, "long": lon})
+    assert r.status_code == 200, r.content
+    report = Report.objects.get()
+    assert report.title == "路灯", "without a description the service name is the title"
+    assert report.contact is None
+
+
+def test_address_string_or_address_id_locate_the_request(client, api_key):
+    r = client.post(BASE + "requests.json", {"api_key": api_key.raw, "service_code": "0102",
+                                             "address_id": "100102002", "description": "路灯不亮"})
+    assert r.status_code == 200, r.content
+    report = Report.objects.get(number=body(r)[0]["service_request_id"])
+    assert report.area.code == "100102002" and report.lat is None
+
+    r = client.post(BASE + "requests.json", {"api_key": api_key.raw, "service_code": "0102",
+                                             "address_string": "区3 人民路 12号", "description": "整条路的路灯都灭了"})
+    assert r.status_code == 200, r.content
+    report = Report.objects.get(number=body(r)[0]["service_request_id"])
+    assert report.address == "区3 人民路 12号"
+    assert report.area.code == "100103"
+
+
+def test_idempotency_key_returns_the_first_request(client, api_key):
+    form = leak_form(api_key)
+    first = client.post(BASE + "requests.json", form, HTTP_IDEMPOTENCY_KEY="abc-1")
+    again = client.post(BASE + "requests.json", form, HTTP_IDEMPOTENCY_KEY="abc-1")
+    assert first.status_code == again.status_code == 200
+    assert body(first)[0]["service_request_id"] == body(again)[0]["service_request_id"]
+    assert Report.objects.count() == 1
+
+
+# --------------------------------------------------------------------------- bad input: nothing is stored
+
+
+def _error(response, fmt="json"):
+    if fmt == "json":
+        (error,) = body(response)
+        return error["code"], error["description"]
+    root = body(response)
+    assert root.tag == "errors"
+    (error,) = root.findall("error")
+    return int(error.findtext("code")), error.findtext("description")
+
+
+BAD = [
+    ("missing service_code", {"service_code": None}, 400, "service_code"),
+    ("unknown service_code", {"service_code": "9999"}, 404, "service_code"),
+    ("group as service_code", {"service_code": "01"}, 404, "service_code"),
+    ("lat not a number", {"lat": "north"}, 400, "lat"),
+    ("lat out of range", {"lat": "91"}, 400, "lat"),
+    ("long out of range", {"long": "-181"}, 400, "long"),
+    ("long missing", {"long": None}, 400, "long"),
+    ("lat is NaN", {"lat": "nan"}, 400, "lat"),
+    ("no location", {"lat": None, "long": None}, 400, "lat"),
+    ("unknown address_id", {"lat": None, "long": None, "address_id": "999"}, 400, "address_id"),
+    ("required attribute missing", {"attribute[severity]": None}, 400, "attribute[severity]"),
+    ("singlevaluelist not a key", {"attribute[severity]": "huge"}, 400, "attribute[severity]"),
+    ("singlevaluelist two values", {"attribute[severity][]": ["drip", "flood"], "attribute[severity]": None}, 400,
+     "attribute[severity]"),
+    ("multivaluelist not a key", {"attribute[affected][]": ["road", "cars"]}, 400, "attribute[affected]"),
+    ("number not a number", {"attribute[depth_cm]": "deep"}, 400, "attribute[depth_cm]"),
+    ("number infinite", {"attribute[depth_cm]": "Infinity"}, 400, "attribute[depth_cm]"),
+    ("datetime not a datetime", {"attribute[since]": "yesterday"}, 400, "attribute[since]"),
+    ("datetime impossible", {"attribute[since]": "2024-02-30T10:00:00Z"}, 400, "attribute[since]"),
+    ("string with a line break", {"attribute[landmark]": "a\nb"}, 400, "attribute[landmark]"),
+    ("description too long", {"description": "漏" * 4001}, 400, "description"),
+    ("bad media_url", {"media_url": "javascript:alert(1)"}, 400, "media_url"),
+    ("bad email", {"email": "not an email"}, 400, "email"),
+    ("other jurisdiction", {"jurisdiction_id": "elsewhere.gov"}, 404, "jurisdiction_id"),
+]
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+@pytest.mark.parametrize(("why", "change", "status", "field"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_refused_and_nothing_is_stored(client, api_key, fmt, why, change, status, field):
+    before = counts()
+    r = client.post(BASE + f"requests.{fmt}", leak_form(api_key, **change))
+    assert r.status_code == status, r.content
+    code, description = _error(r, fmt)
+    assert code == status
+    assert field in description, description
+    assert counts() == before
+
+
+def test_description_of_exactly_4000_characters_is_fine(client, api_key):
+    r = client.post(BASE + "requests.json", leak_form(api_key, description="漏" * 4000))
+    assert r.status_code == 200, r.content
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_api_key_missing_wrong_or_revoked_is_403(client, api_key, fmt):
+    from chengyun.open311.services import revoke_api_key
+
+    before = counts()
+    for key in (None, "", "nope", api_key.raw + "x"):
+        r = client.post(BASE + f"requests.{fmt}", leak_form(api_key, api_key=key))
+        assert r.status_code == 403
+        code, description = _error(r, fmt)
+        assert code == 403 and "api_key" in description
+    revoke_api_key(api_key, by="test")
+    r = client.post(BASE + f"requests.{fmt}", leak_form(api_key))
+    assert r.status_code == 403
+    assert "api_key" in _error(r, fmt)[1]
+    assert counts() == before
+
+
+def test_bad_json_body(client, api_key):
+    before = counts()
+    r = client.post(BASE + "requests.json", "{not json", content_type="application/json")
+    assert r.status_code == 400
+    assert body(r)[0]["code"] == 400
+    r = client.post(BASE + "requests.json", "[1, 2]", content_type="application/json")
+    assert r.status_code == 400
+    assert counts() == before
+
+
+def test_errors_speak_english_when_asked(client, api_key):
+    r = client.post(BASE + "requests.json?locale=en", leak_form(api_key, **{"attribute[severity]": None}))
+    assert r.status_code == 400
+    assert "How bad is it?" in body(r)[0]["description"]

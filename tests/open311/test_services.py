@@ -1,0 +1,151 @@
+"""Discovery, the service list and service definitions, in JSON and XML."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import BASE, body
+
+
+def test_discovery_json_and_xml(client, services_world):
+    r = client.get(BASE + "discovery.json")
+    assert r.status_code == 200
+    assert r["Content-Type"] == "application/json; charset=utf-8"
+    data = body(r)
+    assert {"changeset", "contact", "key_service", "endpoints"} <= set(data)
+    (endpoint,) = data["endpoints"]
+    assert endpoint["specification"] == "http://wiki.open311.org/GeoReport_v2"
+    assert endpoint["url"] == "http://testserver/open311/v2"
+    assert endpoint["type"] == "production"
+    assert endpoint["formats"] == ["text/xml", "application/json"]
+
+    r = client.get(BASE + "discovery.xml")
+    assert r["Content-Type"] == "text/xml; charset=utf-8"
+    assert r.content.startswith(b'<?xml version="1.0" encoding="utf-8"?>')
+    root = body(r)
+    assert root.tag == "discovery"
+    assert root.findtext("endpoints/endpoint/url") == "http://testserver/open311/v2"
+    assert [x.text for x in root.findall("endpoints/endpoint/formats/format")] == ["text/xml", "application/json"]
+
+
+def test_services_lists_active_leaf_categories_in_chinese_by_default(client, services_world):
+    data = body(client.get(BASE + "services.json"))
+    assert [s["service_code"] for s in data] == ["0101", "0102"], "the parent category 01 is a group, not a service"
+    leak = data[0]
+    assert leak["service_name"] == "水管漏水"
+    assert leak["group"] == "供水设施"
+    assert leak["keywords"] == "漏水, 爆管"
+    assert leak["metadata"] is True
+    assert leak["type"] == "realtime"
+    assert leak["description"]
+    assert data[1]["metadata"] is False, "street lights ask no extra questions"
+
+
+@pytest.mark.parametrize("how", [{"QUERY_STRING": "locale=en"}, {"HTTP_ACCEPT_LANGUAGE": "en-GB,en;q=0.9,zh;q=0.5"}])
+def test_services_in_english_on_request(client, services_world, how):
+    data = body(client.get(BASE + "services.json", **how))
+    assert data[0]["service_name"] == "Water leak"
+    assert data[0]["group"] == "Water supply"
+    assert data[0]["keywords"] == "leak, burst pipe"
+
+
+def test_accept_language_preferring_chinese_gives_chinese(client, services_world):
+    data = body(client.get(BASE + "services.json", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9,en;q=0.8"))
+    assert data[0]["service_name"] == "水管漏水"
+
+
+def test_services_xml(client, services_world):
+    r = client.get(BASE + "services.xml", {"locale": "en"})
+    assert r.status_code == 200
+    root = body(r)
+    assert root.tag == "services"
+    services = root.findall("service")
+    assert [s.findtext("service_code") for s in services] == ["0101", "0102"]
+    assert services[0].findtext("service_name") == "Water leak"
+    assert services[0].findtext("metadata") == "true"
+    assert services[1].findtext("metadata") == "false"
+    assert services[0].findtext("group") == "Water supply"
+    for tag in ("description", "type", "keywords"):
+        assert services[0].find(tag) is not None
+
+
+def test_inactive_categories_are_not_services(client, services_world):
+    lights = services_world.categories["0102"]
+    lights.active = False
+    lights.save()
+    assert [s["service_code"] for s in body(client.get(BASE + "services.json"))] == ["0101"]
+
+
+def test_service_definition_json_has_every_datatype_in_order(client, services_world):
+    r = client.get(BASE + "services/0101.json", {"locale": "en"})
+    assert r.status_code == 200
+    data = body(r)
+    assert data["service_code"] == "0101"
+    attrs = data["attributes"]
+    assert [a["code"] for a in attrs] == ["severity", "affected", "depth_cm", "since", "landmark", "details", "note"]
+    assert [a["order"] for a in attrs] == [1, 2, 3, 4, 5, 6, 7]
+    assert {a["datatype"] for a in attrs} == {"string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"}
+    severity = attrs[0]
+    assert severity == {
+        "variable": True, "code": "severity", "datatype": "singlevaluelist", "required": True,
+        "datatype_description": None, "order": 1, "description": "How bad is it?",
+        "values": [{"key": "drip", "name": "Dripping"}, {"key": "flood", "name": "Flooding"}],
+    }
+    assert attrs[2]["datatype_description"] == "centimetres"
+    assert "values" not in attrs[2]
+    assert attrs[6]["variable"] is False
+
+
+def test_service_definition_xml_in_chinese(client, services_world):
+    r = client.get(BASE + "services/0101.xml")
+    root = body(r)
+    assert root.tag == "service_definition"
+    assert root.findtext("service_code") == "0101"
+    first = root.find("attributes/attribute")
+    assert first.findtext("variable") == "true"
+    assert first.findtext("code") == "severity"
+    assert first.findtext("required") == "true"
+    assert first.findtext("description") == "漏水程度"
+    assert first.find("datatype_description").text is None
+    values = first.findall("values/value")
+    assert [(v.findtext("key"), v.findtext("name")) for v in values] == [("drip", "滴漏"), ("flood", "大量冒水")]
+
+
+def test_service_without_questions_has_an_empty_definition(client, services_world):
+    assert body(client.get(BASE + "services/0102.json")) == {"service_code": "0102", "attributes": []}
+    root = body(client.get(BASE + "services/0102.xml"))
+    assert root.find("attributes") is not None and len(root.find("attributes")) == 0
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_unknown_service_is_404_with_an_error_list(client, services_world, fmt):
+    for code in ("9999", "01"):  # unknown; a group, not a service
+        r = client.get(BASE + f"services/{code}.{fmt}")
+        assert r.status_code == 404
+        if fmt == "json":
+            (error,) = body(r)
+            assert error["code"] == 404 and "service_code" in error["description"]
+        else:
+            root = body(r)
+            assert root.tag == "errors"
+            assert root.findtext("error/code") == "404"
+            assert "service_code" in root.findtext("error/description")
+
+
+def test_jurisdiction_id(client, services_world, settings):
+    settings.OPEN311_JURISDICTION = "testcity.gov.cn"
+    assert client.get(BASE + "services.json").status_code == 200
+    assert client.get(BASE + "services.json", {"jurisdiction_id": "testcity.gov.cn"}).status_code == 200
+    r = client.get(BASE + "services.json", {"jurisdiction_id": "elsewhere.gov"})
+    assert r.status_code == 404
+    assert "jurisdiction_id" in body(r)[0]["description"]
+
+
+def test_unknown_format_is_not_found(client, services_world):
+    assert client.get(BASE + "services.csv").status_code == 404
+
+
+def test_wrong_method(client, services_world):
+    r = client.post(BASE + "services.json")
+    assert r.status_code == 405
+    assert body(r)[0]["code"] == 405

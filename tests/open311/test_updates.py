@@ -1,0 +1,148 @@
+"""The servicerequestupdates extension: status changes out, partners' updates in."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from chengyun.audit.models import AuditRecord
+from chengyun.audit.services import verify_chain
+from chengyun.cases import services as case_services
+from chengyun.cases.models import Case, TimelineEntry
+from chengyun.clock import now
+from chengyun.intake.models import Report
+from chengyun.open311.models import PartnerUpdate
+
+from .conftest import BASE, body, leak_form
+
+
+@pytest.fixture
+def report(client, api_key):
+    r = client.post(BASE + "requests.json", leak_form(api_key))
+    assert r.status_code == 200, r.content
+    return Report.objects.get(number=body(r)[0]["service_request_id"])
+
+
+def test_status_changes_are_listed_oldest_first(client, report, staff):
+    case_services.start_case(Case.objects.get(pk=report.case_id), by=staff["root"])
+    r = client.get(BASE + "servicerequestupdates.json", {"locale": "en"})
+    assert r.status_code == 200
+    rows = body(r)
+    assert all(list(row) == ["update_id", "service_request_id", "status", "updated_datetime", "description",
+                             "media_url"] for row in rows)
+    assert {row["service_request_id"] for row in rows} == {report.number}
+    assert [row["description"] for row in rows] == ["Received", "Accepted", "Dispatched", "In progress"]
+    assert [row["status"] for row in rows] == ["open"] * 4
+    assert len({row["update_id"] for row in rows}) == 4
+    assert all(row["updated_datetime"].endswith("+08:00") for row in rows)
+
+    case_services.report_done(Case.objects.get(pk=report.case_id), by=staff["root"])
+    case_services.verify_case(Case.objects.get(pk=report.case_id), by=staff["root"], ok=True)
+    last = body(client.get(BASE + "servicerequestupdates.json", {"locale": "en"}))[-1]
+    assert (last["status"], last["description"]) == ("closed", "Closed")
+
+
+def test_updates_xml_and_window(client, report):
+    root = body(client.get(BASE + "servicerequestupdates.xml"))
+    assert root.tag == "service_request_updates"
+    updates = root.findall("request_update")
+    assert updates and updates[0].findtext("service_request_id") == report.number
+    assert updates[0].findtext("status") == "open"
+    later = (now() + timedelta(hours=1)).isoformat()
+    assert body(client.get(BASE + "servicerequestupdates.json", {"start_date": later})) == []
+    r = client.get(BASE + "servicerequestupdates.json", {"start_date": "yesterday"})
+    assert r.status_code == 400 and "start_date" in body(r)[0]["description"]
+    page = body(client.get(BASE + "servicerequestupdates.json", {"page_size": 1, "page": 2}))
+    assert page == body(client.get(BASE + "servicerequestupdates.json"))[1:2]
+
+
+def test_an_attached_report_sees_only_changes_after_it_arrived(client, api_key, report, staff):
+    again = client.post(BASE + "requests.json", leak_form(api_key))
+    second = Report.objects.get(number=body(again)[0]["service_request_id"])
+    assert second.case_id == report.case_id, "same place, same problem: attached to the open case"
+    rows = body(client.get(BASE + "servicerequestupdates.json"))
+    assert {row["service_request_id"] for row in rows} == {report.number}
+    case_services.start_case(Case.objects.get(pk=report.case_id), by=staff["root"])
+    rows = body(client.get(BASE + "servicerequestupdates.json", {"locale": "en"}))
+    assert [(row["service_request_id"], row["description"]) for row in rows if row["description"] == "In progress"] \
+        == [(report.number, "In progress"), (second.number, "In progress")]
+
+
+def _update(key, report, **extra):
+    form = {"api_key": key.raw, "service_request_id": report.number, "update_id": "p-1", "status": "IN_PROGRESS",
+            "updated_datetime": "2024-05-01T10:00:00Z", "description": "Crew on site", "email": "crew@partner.org",
+            "first_name": "Bob", "media_url": "https://partner.example.org/p1.jpg"}
+    form.update(extra)
+    return {k: v for k, v in form.items() if v is not None}
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_partner_posts_an_update_once(client, api_key, report, fmt):
+    status_before = Case.objects.get(pk=report.case_id).status
+    r = client.post(BASE + f"servicerequestupdates.{fmt}", _update(api_key, report))
+    assert r.status_code == 200, r.content
+    update = PartnerUpdate.objects.get()
+    if fmt == "json":
+        assert body(r) == [{"update_id": update.update_id}]
+    else:
+        assert body(r).tag == "service_request_updates"
+        assert body(r).findtext("request_update/update_id") == update.update_id
+    entry = update.entry
+    assert entry.case_id == report.case_id and entry.action == "open311_update"
+    assert entry.note == "Crew on site"
+    assert entry.actor_name == "open311:Civic App"
+    assert entry.data["update_id"] == "p-1" and entry.data["status"] == "in_progress"
+    assert "crew@partner.org" not in str(entry.data) and "Bob" not in str(entry.data), "no personal data kept"
+    assert AuditRecord.objects.filter(action="open311.update").count() == 1
+    assert Case.objects.get(pk=report.case_id).status == status_before, "an update does not move the case"
+
+    again = client.post(BASE + f"servicerequestupdates.{fmt}", _update(api_key, report, description="changed"))
+    assert again.status_code == 200
+    assert again.content == r.content
+    assert PartnerUpdate.objects.count() == 1
+    assert TimelineEntry.objects.filter(action="open311_update").count() == 1
+    assert list(verify_chain()) == []
+
+
+BAD = [
+    ("no key", {"api_key": None}, 403, "api_key"),
+    ("bad key", {"api_key": "nope"}, 403, "api_key"),
+    ("no request", {"service_request_id": None}, 400, "service_request_id"),
+    ("unknown request", {"service_request_id": "R1"}, 404, "service_request_id"),
+    ("no update_id", {"update_id": None}, 400, "update_id"),
+    ("no status", {"status": None}, 400, "status"),
+    ("bad status", {"status": "sleeping"}, 400, "status"),
+    ("no time", {"updated_datetime": None}, 400, "updated_datetime"),
+    ("bad time", {"updated_datetime": "now"}, 400, "updated_datetime"),
+    ("bad media_url", {"media_url": "ftp://x"}, 400, "media_url"),
+    ("too long", {"description": "x" * 4001}, 400, "description"),
+]
+
+
+@pytest.mark.parametrize(("why", "change", "status", "field"), BAD, ids=[b[0] for b in BAD])
+def test_bad_updates_are_refused(client, api_key, report, why, change, status, field):
+    entries = TimelineEntry.objects.count()
+    r = client.post(BASE + "servicerequestupdates.json", _update(api_key, report, **change))
+    assert r.status_code == status, r.content
+    (error,) = body(r)
+    assert error["code"] == status and field in error["description"]
+    assert TimelineEntry.objects.count() == entries
+    assert not PartnerUpdate.objects.exists()
+
+
+def test_a_merged_request_follows_the_case_it_was_merged_into(client, api_key, report, staff):
+    from .. import factories as f
+
+    f.make_category(code="0301", name="占道经营")  # no routing rule: its cases wait as new
+    r = client.post(BASE + "requests.json", leak_form(api_key, at="100104001", service_code="0301",
+                                                      description="路边摆摊占道", **{"attribute[severity]": None}))
+    other = Report.objects.get(number=body(r)[0]["service_request_id"])
+    case_services.merge_case(Case.objects.get(pk=other.case_id), into=Case.objects.get(pk=report.case_id),
+                             by=staff["root"])
+    case_services.start_case(Case.objects.get(pk=report.case_id), by=staff["root"])
+    rows = [row for row in body(client.get(BASE + "servicerequestupdates.json", {"locale": "en"}))
+            if row["service_request_id"] == other.number]
+    assert [row["description"] for row in rows][0] == "Received"
+    assert "earlier report" in rows[1]["description"] and rows[1]["status"] == "open"
+    assert rows[-1]["description"] == "In progress"
