@@ -69,7 +69,7 @@ def test_hotline_form_is_ordered_for_a_call_and_works_without_js(client, staff):
     assert order == sorted(order)
     assert re.search(r'name="phone"[^>]*autofocus', page)
     assert 'accesskey="s"' in page and 'type="submit"' in page
-    assert 'hx-trigger="keyup changed delay:300ms"' in page and 'name="token"' in page
+    assert 'hx-trigger="input changed delay:400ms"' in page and 'name="token"' in page
 
 
 def test_hotline_call_stores_contact_apart_masked_for_others_full_after_audited_reveal(client, staff):

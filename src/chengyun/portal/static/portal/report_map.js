@@ -1,0 +1,89 @@
+// Report form map (progressive enhancement): the city's district outlines
+// from our own API, no tile server. A click (or Enter on the focused map)
+// places a pin and fills in the longitude and latitude fields, which work
+// on their own without JavaScript.
+(function () {
+  "use strict";
+  var block = document.getElementById("map-block");
+  var lonInput = document.getElementById("id_lon"), latInput = document.getElementById("id_lat");
+  if (!block || !window.L || !lonInput || !latInput) return;
+  block.hidden = false;
+  var t = block.dataset, status = document.getElementById("map-status");
+  var zh = (document.documentElement.lang || "").toLowerCase().indexOf("zh") === 0;
+  var el = document.getElementById("map");
+  var map = L.map(el, { attributionControl: false, keyboard: true, zoomSnap: 0.25 }).setView([31, 121], 9);
+  var pin = null, seq = 0;
+
+  function say(text) { status.textContent = text; }
+
+  function place(lat, lon, announce) {
+    if (pin) pin.setLatLng([lat, lon]);
+    else pin = L.circleMarker([lat, lon], { radius: 12, color: "#8a1c12", weight: 4, fillColor: "#e53935", fillOpacity: 0.9 }).addTo(map);
+    if (!announce) return;
+    lonInput.value = lon.toFixed(6);
+    latInput.value = lat.toFixed(6);
+    var mine = ++seq;
+    fetch(t.locateUrl + "?lon=" + encodeURIComponent(lon) + "&lat=" + encodeURIComponent(lat))
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (mine !== seq) return;
+        if (!data || !data.chain || !data.chain.length) { say(t.tOutside); return; }
+        say(t.tPlaced + " " + data.chain.map(function (a) { return zh ? a.name : (a.name_en || a.name); }).join(" › "));
+      })
+      .catch(function () { say(t.tOutside); });
+  }
+
+  function clearPin() {
+    if (pin) { map.removeLayer(pin); pin = null; }
+    lonInput.value = ""; latInput.value = ""; seq++;
+    say(t.tCleared);
+  }
+
+  function fromInputs() {
+    var lon = parseFloat(lonInput.value), lat = parseFloat(latInput.value);
+    if (isFinite(lon) && isFinite(lat)) { place(lat, lon, false); return true; }
+    return false;
+  }
+
+  fetch(t.geojsonUrl + "?children=true")
+    .then(function (r) { return r.ok ? r.json() : null; })
+    .then(function (gj) {
+      if (!gj || !gj.features.length) return fetch(t.geojsonUrl).then(function (r) { return r.ok ? r.json() : null; });
+      return gj;
+    })
+    .then(function (gj) {
+      if (!gj || !gj.features.length) return;
+      var layer = L.geoJSON(gj, {
+        style: { color: "#0b3d91", weight: 2, fillColor: "#5c8dd6", fillOpacity: 0.08 },
+        onEachFeature: function (f, l) {
+          if (f.properties && f.properties.name) l.bindTooltip(f.properties.name, { sticky: true });
+        }
+      }).addTo(map);
+      map.fitBounds(layer.getBounds());
+      if (pin) map.panTo(pin.getLatLng());
+    });
+
+  map.on("click", function (e) { place(e.latlng.lat, e.latlng.lng, true); });
+  el.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      var c = map.getCenter();
+      place(c.lat, c.lng, true);
+    }
+  });
+  lonInput.addEventListener("change", fromInputs);
+  latInput.addEventListener("change", fromInputs);
+  document.getElementById("map-clear").addEventListener("click", clearPin);
+
+  var here = document.getElementById("map-here");
+  if (!navigator.geolocation) here.hidden = true;
+  here.addEventListener("click", function () {
+    say(t.tLocating);
+    navigator.geolocation.getCurrentPosition(function (p) {
+      place(p.coords.latitude, p.coords.longitude, true);
+      map.setView([p.coords.latitude, p.coords.longitude], Math.max(map.getZoom(), 14));
+    }, function () { say(t.tNogeo); }, { enableHighAccuracy: true, timeout: 15000 });
+  });
+
+  fromInputs();
+})();

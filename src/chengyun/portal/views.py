@@ -1,0 +1,227 @@
+"""The public portal: report a problem, track a report. No login, no
+JavaScript needed; the map is an extra for those who have it.
+
+Views check the form and call one service, :func:`chengyun.intake.services.submit`.
+The tracking page shows the public side of a case only: its status in plain
+words and the times its status changed, never names, notes or contact data.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+from django.views.decorators.http import require_GET, require_http_methods
+
+from chengyun.areas.models import Area
+from chengyun.cases.errors import CaseInvalid
+from chengyun.cases.models import Case
+from chengyun.cases.workflow import CaseStatus
+from chengyun.clock import now
+from chengyun.intake.models import DuplicateOutcome, Report
+from chengyun.intake.services import ReportInput, submit, timeline_for_reporter
+
+from .forms import ReportForm, TrackForm, new_token
+
+SOURCE = "portal"
+TEXT_COOKIE = "chengyun_text"
+TEXT_SIZES = ("normal", "large")
+MAX_MERGE_HOPS = 10
+
+# The case status as a reporter would say it: a short label and a sentence.
+STATUS_LABELS = {
+    CaseStatus.NEW: pgettext_lazy("report status", "Received"),
+    CaseStatus.ACCEPTED: _("Accepted"),
+    CaseStatus.DISPATCHED: _("With the department"),
+    CaseStatus.IN_PROGRESS: _("Being fixed"),
+    CaseStatus.AWAITING_VERIFICATION: _("Being checked"),
+    CaseStatus.CLOSED: _("Fixed"),
+    CaseStatus.RATED: _("Fixed"),
+    CaseStatus.REJECTED: _("Not taken up"),
+    CaseStatus.MERGED: _("Merged"),
+    CaseStatus.REOPENED: _("Opened again"),
+}
+STATUS_WORDS = {
+    CaseStatus.NEW: _("Received. The city operations centre will look at it soon."),
+    CaseStatus.ACCEPTED: _("Accepted. It will be sent to the department that handles it."),
+    CaseStatus.DISPATCHED: _("Sent to the department that handles it."),
+    CaseStatus.IN_PROGRESS: _("The department is working on it."),
+    CaseStatus.AWAITING_VERIFICATION: _("The department says it is fixed. Someone will check on site."),
+    CaseStatus.CLOSED: _("Fixed and closed."),
+    CaseStatus.RATED: _("Fixed and closed. Thank you for your feedback."),
+    CaseStatus.REJECTED: _("Not taken up: the city could not act on this report."),
+    CaseStatus.MERGED: _("Merged with an existing report of the same problem."),
+    CaseStatus.REOPENED: _("Opened again: work on it continues."),
+}
+
+# Timeline entries as a reporter would say them (status changes only).
+STEP_WORDS = {
+    "create": _("Report received"),
+    "accept": _("Accepted by the city operations centre"),
+    "reject": _("Not taken up"),
+    "merge": _("Merged with an existing report of the same problem"),
+    "unmerge": _("Handled on its own again"),
+    "self_dispose": _("Fixed on the spot by a city inspector"),
+    "dispatch": _("Sent to the department that handles it"),
+    "return": _("Being sent to another department"),
+    "start": _("Work started"),
+    "report_done": _("The department reports the work done"),
+    "verify_ok": _("Checked on site: fixed"),
+    "verify_fail": _("Checked on site: not fixed yet, work continues"),
+    "close": _("Closed"),
+    "callback": _("Your feedback was recorded"),
+    "reopen": _("Opened again"),
+}
+# Where one action may lead to different statuses.
+STEP_WORDS_BY_STATUS = {
+    ("callback", CaseStatus.REOPENED): _("Opened again after your feedback"),
+}
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def text_size(request) -> str:
+    size = request.COOKIES.get(TEXT_COOKIE)
+    return size if size in TEXT_SIZES else "normal"
+
+
+def page(request, template: str, context: dict | None = None, *, status: int = 200):
+    """Render a portal page in the text size the visitor chose (see :func:`text`)."""
+    return render(request, template, {"text_size": text_size(request), **(context or {})}, status=status)
+
+
+def week_start():
+    local = timezone.localtime(now())
+    return (local - timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@require_GET
+def home(request):
+    since = week_start()
+    figures = {
+        "received": Report.objects.filter(received_at__gte=since).count(),
+        "closed": Case.objects.filter(closed_at__gte=since, status__in=(CaseStatus.CLOSED, CaseStatus.RATED)).count(),
+    }
+    return page(request, "portal/home.html", {"active": "home", "figures": figures, "since": since, "track_form": TrackForm()})
+
+
+@require_http_methods(["GET", "POST"])
+def report(request):
+    if request.method == "POST":
+        form = ReportForm(request.POST, request.FILES)
+        if form.is_valid():
+            d = form.cleaned_data
+            try:
+                done = submit(ReportInput(
+                    channel="web", source=SOURCE, idempotency_key=d["token"],
+                    description=d["description"], category=d["category"] or None,
+                    lon=d["lon"], lat=d["lat"], address=d["address"],
+                    contact={"name": d["name"], "phone": d["phone"], "email": d["email"]},
+                    photos=[form.photo_bytes] if form.photo_bytes else [],
+                ))
+            except CaseInvalid as exc:
+                form.add_intake_error(exc)
+            else:
+                return redirect("portal:received", number=done.report.number)
+        token = form.cleaned_data.get("token") or new_token()  # the same form keeps its key
+    else:
+        form = ReportForm()
+        token = new_token()
+    root = Area.objects.filter(parent__isnull=True).order_by("code").first()
+    return page(request, "portal/report.html", {
+        "active": "report", "form": form, "token": token, "root": root,
+        "photo_lost": bool(form.is_bound and form.errors and request.FILES.get("photo") and "photo" not in form.errors),
+    })
+
+
+@require_GET
+def received(request, number: str):
+    found = Report.objects.filter(number=number).select_related("case").first()
+    if found is None:
+        return not_found(request, number)
+    return page(request, "portal/received.html", {"report": found, "attached": found.duplicate == DuplicateOutcome.ATTACHED})
+
+
+@require_GET
+def track(request):
+    if "number" in request.GET:
+        form = TrackForm(request.GET)
+        if form.is_valid():
+            return redirect("portal:track_detail", number=form.cleaned_data["number"])
+    else:
+        form = TrackForm()
+    return page(request, "portal/track.html", {"active": "track", "form": form})
+
+
+def _status(case: Case) -> dict:
+    return {"case": case, "label": STATUS_LABELS.get(case.status, case.get_status_display()),
+            "words": STATUS_WORDS.get(case.status, case.get_status_display())}
+
+
+def public_timeline(case: Case) -> list[dict]:
+    """Times and plain labels of the case's status changes; no names, no notes."""
+    statuses = dict(CaseStatus.choices)
+    return [
+        {"at": t.at, "label": STEP_WORDS_BY_STATUS.get((t.action, t.to_status)) or STEP_WORDS.get(t.action)
+         or statuses.get(t.to_status, t.to_status)}
+        for t in timeline_for_reporter(case)
+        if t.to_status != t.from_status
+    ]
+
+
+def _surviving(case: Case) -> Case:
+    """The case a merged case now lives on in (merges may chain)."""
+    seen = 0
+    while case.status == CaseStatus.MERGED and case.merged_into_id and seen < MAX_MERGE_HOPS:
+        case = Case.objects.select_related("category", "area").get(pk=case.merged_into_id)
+        seen += 1
+    return case
+
+
+@require_GET
+def track_detail(request, number: str):
+    number = number.strip().upper()
+    found = Report.objects.filter(number=number).select_related("case", "category", "area").first()
+    if found is None or found.case is None:
+        return not_found(request, number)
+    own = found.case
+    case = _surviving(own)  # the case whose status the reporter follows
+    merged = found.duplicate == DuplicateOutcome.ATTACHED or case.pk != own.pk
+    area = case.area if case.area_id else found.area
+    return page(request, "portal/track_detail.html", {
+        "active": "track", "report": found,
+        "category": case.category if case.category_id else found.category,
+        "chain": area.ancestors() if area is not None else [],
+        "status": _status(case),
+        "merged": merged,
+        "timeline": public_timeline(case),
+        "own_timeline": public_timeline(own) if case.pk != own.pk else [],
+    })
+
+
+def not_found(request, number: str):
+    form = TrackForm(initial={"number": number})
+    return page(request, "portal/not_found.html", {"active": "track", "number": number, "form": form}, status=404)
+
+
+@require_GET
+def text(request):
+    """The "larger text" switch: a plain link ``?text=large&next=/report/`` that
+    keeps the choice in a cookie and goes back, so it works without JavaScript."""
+    target = request.GET.get("next") or reverse("portal:home")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        target = reverse("portal:home")
+    response = redirect(target)
+    size = request.GET.get("text")
+    if size in TEXT_SIZES:
+        response.set_cookie(TEXT_COOKIE, size, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
+    return response

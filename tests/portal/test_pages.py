@@ -1,0 +1,97 @@
+"""The portal's pages in both languages, for screen readers and older eyes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from chengyun.intake.services import ReportInput, submit
+
+from .. import factories as f
+from .pages import EN, ZH
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_accessible_page(html: str, lang: str) -> None:
+    """The basics every portal page keeps: language, skip link, landmarks, labels."""
+    assert f'<html lang="{lang}"' in html
+    assert '<a class="skip" href="#main">' in html and '<main id="main"' in html
+    assert "<nav" in html and "<header" in html and "<footer" in html
+    assert len(re.findall(r"<h1[ >]", html)) == 1
+    ids = set(re.findall(r'\bid="([^"]+)"', html))
+    for target in re.findall(r'<label for="([^"]+)"', html):
+        assert target in ids, f"label for a missing field: {target}"
+    for described in re.findall(r'aria-describedby="([^"]+)"', html):
+        for target in described.split():
+            assert target in ids, f"aria-describedby points at nothing: {target}"
+
+
+@pytest.mark.parametrize("url", ["/", "/report/", "/track/"])
+def test_pages_in_chinese_and_english(client, intake_world, url):
+    zh = client.get(url, **ZH)
+    en = client.get(url, **EN)
+    assert zh.status_code == en.status_code == 200
+    assert_accessible_page(zh.content.decode(), "zh-Hans")
+    assert_accessible_page(en.content.decode(), "en")
+
+
+def test_home_offers_reporting_tracking_language_and_a_staff_login(client, intake_world):
+    html = client.get("/", **ZH).content.decode()
+    assert 'href="/report/"' in html and 'action="/track/"' in html
+    assert f'href="{reverse("console:login")}"' in html
+    # The language switch posts to Django's set_language, like the console.
+    assert 'action="/i18n/setlang/"' in html and 'name="language" value="en"' in html
+    assert 'value="zh-hans"' in client.get("/", **EN).content.decode()
+
+
+def test_language_switch_changes_the_portal_language(client, intake_world):
+    response = client.post("/i18n/setlang/", {"language": "en", "next": "/report/"}, **ZH)
+    assert response.status_code == 302 and response["Location"] == "/report/"
+    assert '<html lang="en"' in client.get("/report/", **ZH).content.decode()
+
+
+def test_home_figures_are_this_weeks_reports_from_the_database(client, intake_world):
+    for text in ("路灯不亮 晚上很黑", "水管爆裂 路面冒水"):
+        lon, lat = f.centre("100102001")
+        submit(ReportInput(channel="web", description=text, lon=lon, lat=lat))
+    html = client.get("/", **EN).content.decode()
+    figures = re.search(r'<dl class="figures">(.*?)</dl>', html, re.S).group(1)
+    assert re.findall(r"<dd>(\d+)</dd>", figures) == ["2", "0"]
+
+
+def test_report_form_groups_leaf_categories_under_their_parent(client, intake_world):
+    zh = client.get("/report/", **ZH).content.decode()
+    select = re.search(r'<select name="category".*?</select>', zh, re.S).group(0)
+    assert re.search(r'<option value=""[^>]*>', select), "the first choice lets the city decide"
+    assert select.index('value=""') < select.index("<optgroup")
+    group = re.search(r'<optgroup label="分类01">(.*?)</optgroup>', select, re.S).group(1)
+    assert 'value="0101"' in group and 'value="0102"' in group and "分类0101" in group
+    assert 'value="01"' not in select, "a parent is a heading, not a choice"
+    en = client.get("/report/", **EN).content.decode()
+    assert "Category 0101" in en and '<optgroup label="Category 01">' in en
+
+
+def test_report_form_needs_no_javascript(client, intake_world):
+    html = client.get("/report/", **EN).content.decode()
+    form = re.search(r'<form method="post" enctype="multipart/form-data".*?</form>', html, re.S).group(0)
+    for name in ("description", "address", "lon", "lat", "photo", "name", "phone", "email", "token"):
+        assert f'name="{name}"' in form
+    assert 'type="number" name="lon"' in form and 'type="file" name="photo"' in form
+    assert 'type="submit"' in form
+    # The map is an addition: hidden until its script shows it.
+    assert 'id="map-block" class="map-block" hidden' in html
+
+
+def test_larger_text_is_a_plain_link_remembered_in_a_cookie(client, intake_world):
+    html = client.get("/report/", **EN).content.decode()
+    assert 'class="text-normal"' in html
+    link = re.search(r'href="(/text-size/\?text=large[^"]*)"', html).group(1).replace("&amp;", "&")
+    response = client.get(link)
+    assert response.status_code == 302 and response["Location"] == "/report/"
+    html = client.get("/report/", **EN).content.decode()
+    assert 'class="text-large"' in html and "text=normal" in html
+    away = client.get("/text-size/", {"text": "large", "next": "https://evil.example/"})
+    assert away["Location"] == "/"

@@ -1,0 +1,163 @@
+"""Reporting a problem through the public form, as a browser without
+JavaScript sends it (the map only fills in the same longitude/latitude fields)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+
+from chengyun.cases.errors import CaseInvalid
+from chengyun.cases.models import Case
+from chengyun.intake.models import Report, ReporterContact, ReportPhoto
+from chengyun.intake.photos import clean_photo
+from chengyun.portal.forms import ReportForm
+
+from .. import factories as f
+from .pages import EN, ZH, jpeg_with_gps, report_form
+
+pytestmark = pytest.mark.django_db
+
+
+def counts() -> tuple[int, int, int, int]:
+    return Report.objects.count(), Case.objects.count(), ReportPhoto.objects.count(), ReporterContact.objects.count()
+
+
+def sent(response) -> Report:
+    """The report a successful POST made (it redirects to the confirmation page)."""
+    assert response.status_code == 302, response.content.decode()[:2000]
+    number = re.fullmatch(r"/report/received/(R\d+)/", response["Location"]).group(1)
+    return Report.objects.select_related("case", "area", "contact").get(number=number)
+
+
+def test_report_with_coordinates_gets_a_tracking_number(client, intake_world):
+    lon, lat = f.centre("100101001")
+    data = report_form(client, description="水管爆裂，路面一直冒水", lon=f"{lon:.6f}", lat=f"{lat:.6f}")
+    report = sent(client.post("/report/", data, **ZH))
+    assert (report.channel, report.source, report.idempotency_key) == ("web", "portal", data["token"])
+    assert (report.lon, report.lat) == pytest.approx((lon, lat))
+    assert report.area.code == "100101001" and report.case is not None
+    assert report.category.code == "0101" and not report.category_given, "the city decided the category"
+    assert report.contact is None, "no contact given, none stored"
+
+    page = client.get(f"/report/received/{report.number}/", **ZH).content.decode()
+    assert f'<p class="tracking-number" id="tracking-number">{report.number}</p>' in page
+    assert f'href="/track/{report.number}/"' in page
+    assert '<html lang="zh-Hans"' in page
+
+
+def test_chosen_category_and_contact_are_kept(client, intake_world):
+    lon, lat = f.centre("100102002")
+    report = sent(client.post("/report/", report_form(
+        client, category="0102", description="The lamp on the corner is out", lon=str(lon), lat=str(lat),
+        name="Li Si", phone="138 1234 5678", email="li@example.org",
+    ), **EN))
+    assert report.category.code == "0102" and report.category_given
+    assert (report.contact.name, report.contact.phone, report.contact.email) == ("Li Si", "138 1234 5678", "li@example.org")
+
+
+@pytest.mark.parametrize(("address", "area"), [
+    ("区1 街道1001 幸福路12号门口", "100101001"),
+    ("outside no. 3, District 2", "100102"),
+])
+def test_report_with_only_an_address_is_placed_in_the_named_area(client, intake_world, address, area):
+    report = sent(client.post("/report/", report_form(client, description="路灯不亮 晚上很黑", address=address), **ZH))
+    assert report.lon is None and report.lat is None
+    assert report.address == address and report.area.code == area
+
+
+def test_photo_position_is_used_and_its_metadata_is_not_stored(client, intake_world):
+    lon, lat = f.centre("100104001")
+    photo = SimpleUploadedFile("IMG_0001.jpg", jpeg_with_gps(lon=lon, lat=lat, make="SecretCam"), "image/jpeg")
+    report = sent(client.post("/report/", {**report_form(client, description="水管漏水 已经流了一上午"), "photo": photo}))
+    assert (report.lon, report.lat) == pytest.approx((lon, lat), abs=1e-4)
+    assert report.area.code == "100104001"
+    stored = report.photos.get()
+    assert (stored.exif_lon, stored.exif_lat) == pytest.approx((lon, lat), abs=1e-4)
+    with stored.file.open("rb") as fh:
+        content = fh.read()
+    assert b"SecretCam" not in content and b"Exif" not in content
+    with Image.open(io.BytesIO(content)) as img:
+        assert img.format == "JPEG" and len(img.getexif()) == 0
+
+
+def test_a_pin_wins_over_the_photo_position(client, intake_world):
+    pin = f.centre("100101002")
+    photo = SimpleUploadedFile("p.jpg", jpeg_with_gps(lon=121.25, lat=31.5), "image/jpeg")
+    report = sent(client.post("/report/", {
+        **report_form(client, description="水管漏水", lon=str(pin[0]), lat=str(pin[1])), "photo": photo,
+    }))
+    assert report.area.code == "100101002"
+
+
+def test_a_file_that_is_not_a_photo_is_refused_on_the_photo_field(client, intake_world):
+    before = counts()
+    fake = SimpleUploadedFile("photo.jpg", b"%PDF-1.4 this is a document, not a photo", "image/jpeg")
+    response = client.post("/report/", {
+        **report_form(client, description="路灯不亮", address="区1", name="王五", phone="13900001111"), "photo": fake,
+    }, **EN)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert counts() == before, "nothing is stored"
+    error = re.search(r'<p class="field-error" id="id_photo_error">(.*?)</p>', html, re.S).group(1)
+    assert "photo" in error.lower()
+    assert re.search(r'<input type="file" name="photo"[^>]*aria-invalid="true"[^>]*aria-describedby="[^"]*id_photo_error', html)
+    assert '<a href="#id_photo">' in html, "the error summary links to the field"
+    assert 'value="王五"' in html and 'value="13900001111"' in html
+
+
+def test_the_same_form_sent_twice_makes_one_report(client, intake_world):
+    before = counts()
+    lon, lat = f.centre("100103001")
+    data = report_form(client, description="路灯坏了好几天", lon=str(lon), lat=str(lat), phone="13800000000")
+    first = client.post("/report/", data)
+    second = client.post("/report/", data)
+    assert first["Location"] == second["Location"]
+    assert counts()[:2] == (before[0] + 1, before[1] + 1)
+    assert Report.objects.filter(source="portal", idempotency_key=data["token"]).count() == 1
+    assert report_form(client)["token"] != data["token"], "every form gets a token of its own"
+
+
+def test_missing_description_names_the_field_and_keeps_the_rest(client, intake_world):
+    before = counts()
+    data = report_form(client, category="0102", description="   ", address="区1 幸福路", name="李四",
+                       phone="13812345678", lon="abc", lat="31")
+    response = client.post("/report/", data, **EN)
+    html = response.content.decode()
+    assert response.status_code == 200 and counts() == before
+    assert "<title>Error: Report a problem" in html
+    summary = re.search(r'<div class="error-summary" id="error-summary" tabindex="-1" autofocus.*?</div>\s*</div>',
+                        html, re.S).group(0)
+    assert html.index('id="error-summary"') < html.index('<form method="post" enctype'), "the summary comes first"
+    assert '<a href="#id_description">Describe the problem: Enter a description of the problem.</a>' in summary
+    assert '<a href="#id_lon">Longitude: Enter a number.</a>' in summary
+    assert re.search(r'<textarea name="description"[^>]*aria-invalid="true"'
+                     r'[^>]*aria-describedby="id_description_helptext id_description_error"', html)
+    assert 'id="id_description_error"' in html
+    # Everything else the person typed is still there, with the same form token.
+    assert '<option value="0102" selected>' in html
+    assert 'value="区1 幸福路"' in html and 'value="李四"' in html and 'value="13812345678"' in html
+    assert f'name="token" value="{data["token"]}"' in html
+
+
+def test_errors_come_in_the_users_language(client, intake_world):
+    data = report_form(client, description="路灯不亮", lon="abc", lat="31")
+    html = client.post("/report/", data, **ZH).content.decode()
+    assert '<html lang="zh-Hans"' in html
+    assert '<a href="#id_lon">经度: 输入一个数字。</a>' in html
+    assert Report.objects.count() == 0
+
+
+def test_refusals_of_the_intake_pipeline_land_on_the_matching_field(intake_world):
+    form = ReportForm(data={"description": "x"})
+    assert form.is_valid()
+    try:
+        clean_photo(b"not an image", field="media")
+    except CaseInvalid as exc:
+        form.add_intake_error(exc)
+    form.add_intake_error(CaseInvalid("too far east", field="long"))
+    form.add_intake_error(CaseInvalid("something else", field="channel"))
+    assert list(form.errors) == ["photo", "lon", "__all__"]

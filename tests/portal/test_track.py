@@ -1,0 +1,100 @@
+"""Following a report: its public status, never names, notes or contact data."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from chengyun.cases import services as case_services
+from chengyun.cases.models import Case
+from chengyun.cases.workflow import CaseStatus
+from chengyun.intake.models import DuplicateOutcome, Report
+from chengyun.intake.services import ReportInput, submit
+from chengyun.portal.views import STATUS_LABELS
+
+from .. import factories as f
+from .pages import EN, ZH, report_form
+
+pytestmark = pytest.mark.django_db
+
+
+def track(client, number: str, **headers) -> str:
+    response = client.get(f"/track/{number}/", **headers)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_tracking_shows_the_status_and_never_contact_data_or_staff(client, intake_world):
+    lon, lat = f.centre("100101001")
+    client.post("/report/", report_form(
+        client, description="水管爆裂 路面冒水", lon=str(lon), lat=str(lat),
+        name="张三丰", phone="13812345678", email="zhang@example.org",
+    ))
+    report = Report.objects.select_related("case").get(source="portal")
+    assert report.contact.phone == "13812345678"
+    case = report.case
+    assert case.status == CaseStatus.DISPATCHED, "the classifier and the routing rule sent it on"
+    officer = f.make_user(username="wang.xiaoming", superuser=True)
+    case_services.start_case(case, by=officer, note="called the reporter at 13812345678, Mr 张三丰")
+
+    html = track(client, report.number, **EN)
+    assert "Status: Being fixed" in html and "The department is working on it." in html
+    steps = re.findall(r"<li><time[^>]*>[^<]*</time> <span>([^<]*)</span></li>", html)
+    assert steps == ["Report received", "Accepted by the city operations centre",
+                     "Sent to the department that handles it", "Work started"]
+    for secret in ("13812345678", "138****5678", "5678", "张三丰", "张*", "zhang@example.org", "wang.xiaoming", "intake",
+                   "called the reporter"):
+        assert secret not in html, secret
+
+    zh = track(client, report.number, **ZH)
+    assert '<html lang="zh-Hans"' in zh
+    assert "分类0101" in zh and "测试市 › 区1 › 街道1001" in zh
+    assert "13812345678" not in zh and "张三丰" not in zh
+
+
+def test_a_report_added_to_an_existing_case_says_so_and_shows_that_status(client, intake_world):
+    lon, lat = f.centre("100102001")
+    first = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+    again = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+    assert again.duplicate == DuplicateOutcome.ATTACHED and again.case_id == first.case_id
+    html = track(client, again.number, **EN)
+    assert "Merged with an existing report of the same problem" in html
+    assert f"Status: {STATUS_LABELS[first.case.status]}" in html
+    received = client.get(f"/report/received/{again.number}/", **EN).content.decode()
+    assert "Your report has been added to it" in received
+
+
+def test_a_case_merged_by_staff_shows_the_status_of_the_case_it_joined(client, intake_world, admin_user, settings):
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 1.01  # nothing is routed automatically: both wait as "new"
+    older = submit(ReportInput(channel="web", description="something odd at the corner", address="区1")).report
+    newer = submit(ReportInput(channel="web", description="odd thing at that corner", address="区1")).report
+    assert older.case.status == newer.case.status == CaseStatus.NEW and older.case_id != newer.case_id
+    case_services.merge_case(newer.case, into=older.case, by=admin_user, note="same as the other")
+    case_services.accept_case(Case.objects.get(pk=older.case_id), by=admin_user)
+
+    html = track(client, newer.number, **EN)
+    assert "Merged with an existing report of the same problem" in html
+    assert "Status: Accepted" in html and "It will be sent to the department" in html, "the status of the case it joined"
+    own = re.search(r'<h3>Your report</h3>\s*<ol class="timeline">(.*?)</ol>', html, re.S).group(1)
+    assert re.findall(r"<span>([^<]*)</span>", own) == ["Report received", "Merged with an existing report of the same problem"]
+    assert "same as the other" not in html and "root" not in html
+
+
+def test_unknown_number_is_a_helpful_404(client, intake_world):
+    response = client.get("/track/R202001010009999/", **EN)
+    assert response.status_code == 404
+    html = response.content.decode()
+    assert "We could not find this report" in html and "R202001010009999" in html
+    assert 'action="/track/"' in html and 'value="R202001010009999"' in html
+    assert '<html lang="en"' in html and '<a class="skip" href="#main">' in html
+
+
+def test_track_form_tidies_the_number_and_explains_a_wrong_one(client, intake_world):
+    report = submit(ReportInput(channel="web", description="路灯不亮", address="区2")).report
+    typed = " " + report.number.lower()[:6] + " " + report.number[6:] + " "
+    response = client.get("/track/", {"number": typed})
+    assert response.status_code == 302 and response["Location"] == f"/track/{report.number}/"
+    html = client.get("/track/", {"number": "12345"}, **EN).content.decode()
+    assert 'id="id_number_error"' in html and '<a href="#id_number">' in html
+    assert re.search(r'<input[^>]*name="number"[^>]*aria-invalid="true"', html)
