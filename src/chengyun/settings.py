@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "chengyun.intake",
     "chengyun.open311",
     "chengyun.portal",
+    "chengyun.signs",
     "chengyun.console",
     "chengyun.demo",
 ]
@@ -196,3 +197,11 @@ DUPLICATE_ASK_SCORE = float(os.environ.get("CHENGYUN_DUPLICATE_ASK", "0.5"))
 PHOTO_MAX_BYTES = int(os.environ.get("CHENGYUN_PHOTO_MAX_BYTES", str(10 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = PHOTO_MAX_BYTES * 3
 OPEN311_JURISDICTION = os.environ.get("CHENGYUN_OPEN311_JURISDICTION", "")
+
+# City vital signs (issue #4).
+SIGNS_MAX_FUTURE_SECONDS = int(os.environ.get("CHENGYUN_SIGNS_MAX_FUTURE_SECONDS", "300"))
+SIGNS_MAX_AGE_DAYS = int(os.environ.get("CHENGYUN_SIGNS_MAX_AGE_DAYS", "45"))
+SIGNS_RAW_DAYS = int(os.environ.get("CHENGYUN_SIGNS_RAW_DAYS", "60"))
+SIGNS_MINUTE_DAYS = int(os.environ.get("CHENGYUN_SIGNS_MINUTE_DAYS", "180"))
+SIGNS_HOUR_DAYS = int(os.environ.get("CHENGYUN_SIGNS_HOUR_DAYS", "1830"))
+MQTT_URL = os.environ.get("CHENGYUN_MQTT_URL", "mqtt://127.0.0.1:1883")

@@ -13,6 +13,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("open311/v2/", include("chengyun.open311.urls")),
+    path("console/signs/", include("chengyun.signs.urls")),
     path("", include("chengyun.portal.urls")),
     path("", include("chengyun.console.urls")),
 ]

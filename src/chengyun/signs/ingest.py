@@ -1,0 +1,240 @@
+"""Taking in readings: validate each, store each (sensor, time) once, keep
+the minute and hour rollups up to date, then let the rules look at the new
+values. One call is one transaction: a batch is stored whole or not at all,
+so an acknowledgement sent after :func:`ingest` returns is never a lie.
+
+A batch goes through a temporary table: bulk-insert the valid rows, delete
+the ones already stored (duplicates), copy the rest into the reading table,
+and fold them into the rollups with one ``INSERT … ON CONFLICT DO UPDATE`` per
+resolution. The same SQL runs on SQLite and PostgreSQL, apart from the
+two-argument min/max (``MIN``/``MAX`` on SQLite, ``LEAST``/``GREATEST`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils.translation import gettext as _
+
+from .models import HOUR_MS, MINUTE_MS, Sensor
+
+
+@dataclass
+class Refusal:
+    index: int
+    sensor: str
+    reason: str
+    field: str
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "sensor": self.sensor, "field": self.field, "reason": self.reason}
+
+
+@dataclass
+class IngestResult:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    refused: list[Refusal] = field(default_factory=list)
+    warnings_opened: int = 0
+    warnings_closed: int = 0
+
+    def as_dict(self) -> dict:
+        return {"received": self.received, "stored": self.stored, "duplicates": self.duplicates,
+                "refused": len(self.refused), "refusals": [r.as_dict() for r in self.refused[:1000]],
+                "warnings_opened": self.warnings_opened, "warnings_closed": self.warnings_closed}
+
+
+# --------------------------------------------------------------------------- sensors by code
+
+
+_sensor_lock = threading.Lock()
+_sensors: dict[str, int] = {}
+_sensors_loaded = [0.0]
+SENSOR_CACHE_SECONDS = 30.0
+
+
+def sensor_ids(codes: Iterable[str]) -> dict[str, int]:
+    """code -> id of active sensors, cached per process; an unknown code
+    reloads the cache (at most once a second) so new sensors are seen at once."""
+    codes = set(codes)
+    with _sensor_lock:
+        stale = time.monotonic() - _sensors_loaded[0] > SENSOR_CACHE_SECONDS
+        missing = codes - _sensors.keys()
+        if stale or (missing and time.monotonic() - _sensors_loaded[0] > 1.0):
+            _sensors.clear()
+            _sensors.update(Sensor.objects.filter(active=True).values_list("code", "id"))
+            _sensors_loaded[0] = time.monotonic()
+        return {c: _sensors[c] for c in codes if c in _sensors}
+
+
+def forget_sensors() -> None:
+    with _sensor_lock:
+        _sensors.clear()
+        _sensors_loaded[0] = 0.0
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_ts(value, tz: ZoneInfo) -> int:
+    """Milliseconds since the epoch from an RFC 3339 string (a string
+    without a zone is city time), a datetime, or a number (seconds, or
+    milliseconds when larger than 10^11)."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError
+        return int(value if abs(value) > 1e11 else value * 1000)
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = str(value).strip()
+        if not text:
+            raise ValueError
+        if text.replace(".", "", 1).isdigit():
+            return parse_ts(float(text), tz)
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=tz)
+    return int(dt.timestamp() * 1000)
+
+
+def parse_value(value) -> float:
+    if isinstance(value, bool):
+        raise ValueError
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError
+    return v
+
+
+# --------------------------------------------------------------------------- the batch
+
+
+def _sql_minmax() -> tuple[str, str]:
+    return ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+
+
+def _ensure_temp_table(cursor) -> None:
+    if connection.vendor == "postgresql":
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS signs_in (sensor_id bigint, ts bigint, value double precision)"
+                       " ON COMMIT DELETE ROWS")
+    else:
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS signs_in (sensor_id INTEGER, ts INTEGER, value REAL)")
+        cursor.execute("DELETE FROM signs_in")
+
+
+def _write(rows: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    """Store new rows, update rollups; returns the rows that were new."""
+    least, greatest = _sql_minmax()
+    with connection.cursor() as cur:
+        _ensure_temp_table(cur)
+        if connection.vendor == "postgresql":
+            with cur.cursor.copy("COPY signs_in (sensor_id, ts, value) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cur.executemany("INSERT INTO signs_in (sensor_id, ts, value) VALUES (%s, %s, %s)", rows)
+        cur.execute("DELETE FROM signs_in WHERE EXISTS (SELECT 1 FROM signs_reading r "
+                    "WHERE r.sensor_id = signs_in.sensor_id AND r.ts = signs_in.ts)")
+        duplicates = cur.rowcount if cur.rowcount and cur.rowcount > 0 else 0
+        cur.execute("INSERT INTO signs_reading (sensor_id, ts, value) SELECT sensor_id, ts, value FROM signs_in")
+        for resolution, size in (("m", MINUTE_MS), ("h", HOUR_MS)):
+            cur.execute(
+                f"INSERT INTO signs_rollup (sensor_id, resolution, bucket, count, min, max, sum) "
+                f"SELECT sensor_id, '{resolution}', (ts / {size}) * {size}, COUNT(*), MIN(value), MAX(value), SUM(value) "
+                f"FROM signs_in WHERE true GROUP BY sensor_id, ts / {size} "
+                f"ON CONFLICT (sensor_id, resolution, bucket) DO UPDATE SET "
+                f"count = signs_rollup.count + excluded.count, "
+                f"min = {least}(signs_rollup.min, excluded.min), max = {greatest}(signs_rollup.max, excluded.max), "
+                f"sum = signs_rollup.sum + excluded.sum"
+            )
+        if duplicates:
+            cur.execute("SELECT sensor_id, ts, value FROM signs_in")
+            new = [(int(a), int(b), float(c)) for a, b, c in cur.fetchall()]
+        else:
+            new = rows
+        if connection.vendor != "postgresql":
+            cur.execute("DELETE FROM signs_in")
+    return new
+
+
+def ingest(rows: Iterable, *, source: str = "", evaluate: bool = True, now_ms: int | None = None) -> IngestResult:
+    """Take in readings: each a mapping with ``sensor``, ``ts`` and ``value``
+    (or a (sensor, ts, value) tuple). Refused readings are counted with their
+    reason; the rest of the batch is kept."""
+    tz = ZoneInfo(settings.TIME_ZONE)
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    future = now_ms + settings.SIGNS_MAX_FUTURE_SECONDS * 1000
+    past = now_ms - settings.SIGNS_MAX_AGE_DAYS * 86_400_000
+    items = [r if isinstance(r, (tuple, list)) else (r.get("sensor"), r.get("ts"), r.get("value")) for r in rows]
+    result = IngestResult(received=len(items))
+    ids = sensor_ids(str(code) for code, _, _ in items if code is not None)
+    seen: dict[tuple[int, int], int] = {}
+    good: list[tuple[int, int, float]] = []
+    refuse = result.refused.append
+    for i, (code, ts, value) in enumerate(items):
+        sid = ids.get(str(code)) if code is not None else None
+        if sid is None:
+            refuse(Refusal(i, str(code or ""), _("Unknown sensor."), "sensor"))
+            continue
+        try:
+            t = parse_ts(ts, tz)
+        except (TypeError, ValueError, OverflowError):
+            refuse(Refusal(i, code, _("The time is not an RFC 3339 time or a number."), "ts"))
+            continue
+        if t > future:
+            refuse(Refusal(i, code, _("The time is in the future."), "ts"))
+            continue
+        if t < past:
+            refuse(Refusal(i, code, _("The time is too far in the past (more than %(days)s days).")
+                           % {"days": settings.SIGNS_MAX_AGE_DAYS}, "ts"))
+            continue
+        try:
+            v = parse_value(value)
+        except (TypeError, ValueError, OverflowError):
+            refuse(Refusal(i, code, _("The value is not a number."), "value"))
+            continue
+        key = (sid, t)
+        if key in seen:
+            result.duplicates += 1
+            continue
+        seen[key] = len(good)
+        good.append((sid, t, v))
+    if not good:
+        return result
+    with transaction.atomic():
+        new = _write(good)
+        result.duplicates += len(good) - len(new)
+        result.stored = len(new)
+        if new:
+            _update_last(new)
+            if evaluate:
+                from .rules import evaluate_batch
+
+                opened, closed = evaluate_batch(new)
+                result.warnings_opened, result.warnings_closed = opened, closed
+    return result
+
+
+def _update_last(rows: list[tuple[int, int, float]]) -> None:
+    latest: dict[int, tuple[int, float]] = {}
+    for sid, t, v in rows:
+        cur = latest.get(sid)
+        if cur is None or t > cur[0]:
+            latest[sid] = (t, v)
+    with connection.cursor() as cur:
+        cur.executemany(
+            "UPDATE signs_sensor SET last_ms = %s, last_value = %s WHERE id = %s AND (last_ms IS NULL OR last_ms < %s)",
+            [(t, v, sid, t) for sid, (t, v) in latest.items()],
+        )
