@@ -29,9 +29,20 @@ def test_batch_stores_each_reading_once_and_refuses_bad_ones_with_a_reason(press
     again = ingest(rows[:2])
     assert (again.stored, again.duplicates) == (0, 2)
     assert Reading.objects.count() == 2
-    minute = Rollup.objects.get(resolution="m")
-    assert (minute.count, minute.min, minute.max) == (2, 0.31, 0.33)
-    assert abs(minute.sum - 0.64) < 1e-9
+    hour = Rollup.objects.get(resolution="h")
+    assert (hour.count, hour.min, hour.max) == (2, 0.31, 0.33)
+    assert abs(hour.sum - 0.64) < 1e-9
+    # A sensor reporting once a minute keeps no minute rollups (its raw data are per minute).
+    assert not Rollup.objects.filter(resolution="m").exists()
+
+
+def test_fast_sensors_get_minute_rollups(pressure):
+    pressure.interval_s = 10
+    pressure.save()
+    t0 = now_ms()
+    ingest([("WP-0001", t0 + i * 10_000, float(i)) for i in range(12)])  # two minutes
+    minutes = list(Rollup.objects.filter(resolution="m").order_by("bucket").values_list("count", "min", "max", "sum"))
+    assert minutes == [(6, 0.0, 5.0, 15.0), (6, 6.0, 11.0, 51.0)]
 
 
 def test_one_excursion_makes_one_warning_with_hysteresis(pressure):

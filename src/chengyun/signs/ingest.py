@@ -6,7 +6,9 @@ so an acknowledgement sent after :func:`ingest` returns is never a lie.
 A batch goes through a temporary table: bulk-insert the valid rows, delete
 the ones already stored (duplicates), copy the rest into the reading table,
 and fold them into the rollups with one ``INSERT … ON CONFLICT DO UPDATE`` per
-resolution. The same SQL runs on SQLite and PostgreSQL, apart from the
+resolution. Minute rollups are kept for sensors that report more often than
+once a minute; for the others the raw readings already are per minute, and
+the hour rollups serve long ranges. The same SQL runs on SQLite and PostgreSQL, apart from the
 two-argument min/max (``MIN``/``MAX`` on SQLite, ``LEAST``/``GREATEST`` on PostgreSQL).
 """
 
@@ -20,11 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
 from .models import HOUR_MS, MINUTE_MS, Sensor
+
+
+MINUTE_ROLLUP_BELOW_S = 60  # minute rollups for sensors that report more often than this
 
 
 @dataclass
@@ -149,11 +155,14 @@ def _write(rows: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
                     "WHERE r.sensor_id = signs_in.sensor_id AND r.ts = signs_in.ts)")
         duplicates = cur.rowcount if cur.rowcount and cur.rowcount > 0 else 0
         cur.execute("INSERT INTO signs_reading (sensor_id, ts, value) SELECT sensor_id, ts, value FROM signs_in")
-        for resolution, size in (("m", MINUTE_MS), ("h", HOUR_MS)):
+        for resolution, size, only in (("m", MINUTE_MS, MINUTE_ROLLUP_BELOW_S), ("h", HOUR_MS, None)):
+            # A sensor reporting once a minute or less often gets no minute
+            # rollup: it would repeat its raw readings one for one.
+            where = (f"sensor_id IN (SELECT id FROM signs_sensor WHERE interval_s < {only})" if only else "true")
             cur.execute(
                 f"INSERT INTO signs_rollup (sensor_id, resolution, bucket, count, min, max, sum) "
                 f"SELECT sensor_id, '{resolution}', (ts / {size}) * {size}, COUNT(*), MIN(value), MAX(value), SUM(value) "
-                f"FROM signs_in WHERE true GROUP BY sensor_id, ts / {size} "
+                f"FROM signs_in WHERE {where} GROUP BY sensor_id, ts / {size} "
                 f"ON CONFLICT (sensor_id, resolution, bucket) DO UPDATE SET "
                 f"count = signs_rollup.count + excluded.count, "
                 f"min = {least}(signs_rollup.min, excluded.min), max = {greatest}(signs_rollup.max, excluded.max), "
@@ -169,53 +178,85 @@ def _write(rows: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
     return new
 
 
+def _as_float_array(raw: list, parse) -> tuple[np.ndarray, np.ndarray]:
+    """(values, ok) — the fast path converts the whole list at once; only a
+    list holding strings or None falls back to parsing item by item."""
+    try:
+        arr = np.array(raw, dtype=np.float64)
+        return arr, np.isfinite(arr)
+    except (TypeError, ValueError):
+        out = np.empty(len(raw), np.float64)
+        ok = np.ones(len(raw), bool)
+        for i, x in enumerate(raw):
+            try:
+                out[i] = parse(x)
+            except (TypeError, ValueError, OverflowError):
+                out[i], ok[i] = np.nan, False
+        return out, ok & np.isfinite(out)
+
+
 def ingest(rows: Iterable, *, source: str = "", evaluate: bool = True, now_ms: int | None = None) -> IngestResult:
     """Take in readings: each a mapping with ``sensor``, ``ts`` and ``value``
     (or a (sensor, ts, value) tuple). Refused readings are counted with their
-    reason; the rest of the batch is kept."""
+    reason; the rest of the batch is kept. Validation is vectorised: the
+    common batch (known sensors, numeric times and values) never loops in Python."""
     tz = ZoneInfo(settings.TIME_ZONE)
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    items = rows if isinstance(rows, list) else list(rows)
+    n = len(items)
+    result = IngestResult(received=n)
+    if not n:
+        return result
+    if isinstance(items[0], (tuple, list)):
+        codes, ts_raw, vals_raw = (list(x) for x in zip(*items, strict=True))
+    else:
+        codes = [r.get("sensor") for r in items]
+        ts_raw = [r.get("ts") for r in items]
+        vals_raw = [r.get("value") for r in items]
+    ids = sensor_ids({str(c) for c in codes if c is not None})
+    sid = np.array([ids.get(c if isinstance(c, str) else str(c), -1) if c is not None else -1 for c in codes], np.int64)
+    # Times: numbers are seconds or ms; strings are RFC 3339.
+    ts_num, ts_ok = _as_float_array(ts_raw, lambda x: parse_ts(x, tz) / 1000.0)
+    ts = np.where(np.abs(ts_num) > 1e11, ts_num, ts_num * 1000.0)
+    ts = np.where(ts_ok, ts, 0).astype(np.int64)
+    vals, val_ok = _as_float_array(vals_raw, parse_value)
+    bools = [i for i, x in enumerate(vals_raw) if isinstance(x, bool)]
+    if bools:
+        val_ok[bools] = False
     future = now_ms + settings.SIGNS_MAX_FUTURE_SECONDS * 1000
     past = now_ms - settings.SIGNS_MAX_AGE_DAYS * 86_400_000
-    items = [r if isinstance(r, (tuple, list)) else (r.get("sensor"), r.get("ts"), r.get("value")) for r in rows]
-    result = IngestResult(received=len(items))
-    ids = sensor_ids(str(code) for code, _, _ in items if code is not None)
-    seen: dict[tuple[int, int], int] = {}
-    good: list[tuple[int, int, float]] = []
-    refuse = result.refused.append
-    for i, (code, ts, value) in enumerate(items):
-        sid = ids.get(str(code)) if code is not None else None
-        if sid is None:
-            refuse(Refusal(i, str(code or ""), _("Unknown sensor."), "sensor"))
-            continue
-        try:
-            t = parse_ts(ts, tz)
-        except (TypeError, ValueError, OverflowError):
-            refuse(Refusal(i, code, _("The time is not an RFC 3339 time or a number."), "ts"))
-            continue
-        if t > future:
-            refuse(Refusal(i, code, _("The time is in the future."), "ts"))
-            continue
-        if t < past:
-            refuse(Refusal(i, code, _("The time is too far in the past (more than %(days)s days).")
-                           % {"days": settings.SIGNS_MAX_AGE_DAYS}, "ts"))
-            continue
-        try:
-            v = parse_value(value)
-        except (TypeError, ValueError, OverflowError):
-            refuse(Refusal(i, code, _("The value is not a number."), "value"))
-            continue
-        key = (sid, t)
-        if key in seen:
-            result.duplicates += 1
-            continue
-        seen[key] = len(good)
-        good.append((sid, t, v))
-    if not good:
+    known = sid >= 0
+    too_new = ts_ok & (ts > future)
+    too_old = ts_ok & (ts < past)
+    good = known & ts_ok & ~too_new & ~too_old & val_ok
+    if not good.all():
+        days = settings.SIGNS_MAX_AGE_DAYS
+        for i in np.flatnonzero(~good).tolist():
+            code = str(codes[i] or "")
+            if not known[i]:
+                reason, fld = _("Unknown sensor."), "sensor"
+            elif not ts_ok[i]:
+                reason, fld = _("The time is not an RFC 3339 time or a number."), "ts"
+            elif too_new[i]:
+                reason, fld = _("The time is in the future."), "ts"
+            elif too_old[i]:
+                reason, fld = _("The time is too far in the past (more than %(days)s days).") % {"days": days}, "ts"
+            else:
+                reason, fld = _("The value is not a number."), "value"
+            result.refused.append(Refusal(i, code, reason, fld))
+    sid, ts, vals = sid[good], ts[good], vals[good]
+    if not len(sid):
         return result
+    # One reading per (sensor, time) within the batch: the first one counts.
+    order = np.lexsort((np.arange(len(sid)), ts, sid))
+    sid, ts, vals = sid[order], ts[order], vals[order]
+    first = np.ones(len(sid), bool)
+    first[1:] = (sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1])
+    result.duplicates += int((~first).sum())
+    batch = list(zip(sid[first].tolist(), ts[first].tolist(), vals[first].tolist(), strict=True))
     with transaction.atomic():
-        new = _write(good)
-        result.duplicates += len(good) - len(new)
+        new = _write(batch)
+        result.duplicates += len(batch) - len(new)
         result.stored = len(new)
         if new:
             _update_last(new)
