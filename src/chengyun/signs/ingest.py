@@ -29,7 +29,6 @@ from django.utils.translation import gettext as _
 
 from .models import HOUR_MS, MINUTE_MS, Sensor
 
-
 MINUTE_ROLLUP_BELOW_S = 60  # minute rollups for sensors that report more often than this
 
 

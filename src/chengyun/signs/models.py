@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from chengyun.i18n import BilingualName
 
@@ -38,7 +39,7 @@ class Theme(models.TextChoices):
 
 
 class Status(models.TextChoices):
-    OK = "ok", _("Normal")
+    OK = "ok", pgettext_lazy("vital sign state", "Normal")
     WARNING = "warning", _("Warning")
     ALARM = "alarm", _("Alarm")
     SILENT = "silent", _("No data")

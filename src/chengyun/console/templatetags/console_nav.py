@@ -9,6 +9,9 @@ from chengyun.org.models import Role
 
 register = template.Library()
 
+# Who gets the vital signs board (城市体征) in the top bar.
+SIGNS_ROLES = {Role.LEADER, Role.SUPERVISOR, Role.DISPATCHER, Role.OPERATOR, Role.ADMIN}
+
 
 @register.simple_tag(takes_context=True)
 def console_nav(context) -> dict:
@@ -18,4 +21,5 @@ def console_nav(context) -> dict:
     return {
         "hotline": bool({Role.OPERATOR, Role.ADMIN} & roles),
         "inspect": bool({Role.INSPECTOR, Role.ADMIN} & roles),
+        "signs": bool(SIGNS_ROLES & roles),
     }
