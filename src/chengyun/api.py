@@ -55,5 +55,6 @@ api.add_router("/cases", "chengyun.cases.api.router")
 api.add_router("/reports", "chengyun.intake.api.router")
 api.add_router("/classifier", "chengyun.intake.api.classifier_router")
 api.add_router("/taxonomy", "chengyun.taxonomy.api.router")
+api.add_router("/signs", "chengyun.signs.api.router")
 
 __all__ = ["api", "APIKeyHeader"]

@@ -31,13 +31,12 @@ from chengyun.areas.models import Area
 from chengyun.clock import now
 from chengyun.intake.cluster import warning_title
 from chengyun.org import scope
-from chengyun.org.models import Role
 
 from . import queries
 from .models import HOUR_MS, Indicator, Level, Rule, Source, Status, Theme, Warning, from_ms, to_ms
 from .rules import acknowledge
+from .services import ACK_ROLES, may_acknowledge
 
-ACK_ROLES = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.LEADER, Role.ADMIN}
 MAP_LIMIT = 5000
 LAST_POINTS = 50
 # Worst first: the tiles of a theme are sorted by this.
@@ -429,7 +428,9 @@ def indicator(request, code):
 def acknowledge_warning(request, pk):
     if not can_acknowledge(request.user):
         raise PermissionDenied(_("Your role may not acknowledge warnings."))
-    w = get_object_or_404(Warning.objects.select_related("indicator"), pk=pk)
+    w = get_object_or_404(Warning.objects.select_related("indicator__sensor"), pk=pk)
+    if not may_acknowledge(request.user, w):
+        raise PermissionDenied(_("This warning is outside your area or department."))
     if w.acknowledged_at is not None:
         messages.info(request, _("This warning was already acknowledged."))
     else:
