@@ -188,8 +188,9 @@ def random_point_in(geom, rng: random.Random):
     return p.x, p.y
 
 
-def load_all(*, cases: int = 3000, seed: int = 20261127, log=print) -> None:
+def load_all(*, cases: int = 3000, seed: int = 20261127, sensors: int = 300, sensor_days: int = 30, log=print) -> None:
     from .generator import generate_cases
+    from .sensors import load_sensors
     from .texts import retrain_from_cases, train_demo_model
 
     log("Loading the demo city pack (Shanghai)…")
@@ -200,6 +201,7 @@ def load_all(*, cases: int = 3000, seed: int = 20261127, log=print) -> None:
     train_demo_model(log)
     generate_cases(cases, seed=seed, log=log)
     retrain_from_cases(log)
+    load_sensors(log, count=sensors, days=sensor_days, seed=seed)
 
 
 __all__ = ["load_all", "DEMO_USERS", "DEMO_PASSWORD", "timedelta", "random_point_in"]
