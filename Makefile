@@ -22,10 +22,15 @@ demo: install
 	$(BIN)/chengyun migrate --noinput
 	$(BIN)/chengyun load-demo --cases $(CASES)
 	@echo ""
-	@echo "  Chengyun demo: http://$(HOST):$(PORT)/   (log in with a demo login above; admin at /admin/, API at /api/v1/docs)"
-	@echo "  Background worker for deadline escalation: $(BIN)/chengyun worker   (in another terminal)"
+	@echo "  Chengyun demo: http://$(HOST):$(PORT)/   (public portal; staff log in at /login/ with a demo login above)"
+	@echo "  Admin at /admin/, JSON API at /api/v1/docs, Open311 at /open311/v2/discovery.json"
+	@echo "  Running beside the server: the worker (deadline escalation, vital-sign sweeps; var/worker.log)"
+	@echo "  and the sensor simulator (generated live readings; var/simulator.log). Ctrl+C stops all three."
 	@echo ""
-	$(BIN)/chengyun serve --host $(HOST) --port $(PORT)
+	@trap 'kill $$W $$S 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/chengyun worker > var/worker.log 2>&1 & W=$$!; \
+	  $(BIN)/chengyun simulate-sensors --via db > var/simulator.log 2>&1 & S=$$!; \
+	  $(BIN)/chengyun serve --host $(HOST) --port $(PORT)
 
 test: install
 	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadfile

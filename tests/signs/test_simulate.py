@@ -115,3 +115,13 @@ def test_only_generated_sensors_are_simulated_unless_asked(pressure):
     with pytest.raises(CommandError, match="not among"):
         call_command("simulate_sensors", "--include-real", "--incident", "NOPE", "--url", "mqtt://127.0.0.1:1",
                      "--count", "1", stdout=StringIO())
+
+
+def test_simulated_readings_can_go_straight_into_the_database(pressure_kind):
+    """``--via db`` (what ``make demo`` runs): no broker, no server, no token."""
+    demo_sensors(pressure_kind)
+    out = StringIO()
+    before = int(time.time() * 1000)
+    call_command("simulate_sensors", "--via", "db", "--rate", "300", "--count", "30", "--sensors", "SIM-", stdout=out)
+    assert_simulated(30, since=before)
+    assert "30 acknowledged" in out.getvalue()

@@ -251,6 +251,27 @@ class HttpSink:
             self.send([])
 
 
+class DbSink:
+    """Writes straight through :func:`chengyun.signs.ingest.ingest` into the
+    database this process uses: no broker, no server, no token (``make demo``)."""
+
+    def __init__(self):
+        self.sent = self.acknowledged = 0
+
+    def open(self, timeout: float = 10.0) -> None:
+        pass
+
+    def send(self, rows: list[tuple[str, int, float]]) -> None:
+        from chengyun.signs.ingest import ingest
+
+        self.sent += len(rows)
+        result = ingest(rows, source="simulator")
+        self.acknowledged += result.stored + result.duplicates
+
+    def close(self, timeout: float = 10.0) -> None:
+        pass
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -259,7 +280,9 @@ class Command(BaseCommand):
             "batch API) so the vital-signs board moves during a demo.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--via", choices=("mqtt", "http"), default="mqtt")
+        parser.add_argument("--via", choices=("mqtt", "http", "db"), default="mqtt",
+                            help="mqtt: publish to the broker; http: POST batches to the API; "
+                                 "db: write straight into this installation's database")
         parser.add_argument("--url", default=None,
                             help="MQTT broker (default settings.MQTT_URL) or, with --via http, the server "
                                  "(default http://127.0.0.1:8000)")
@@ -293,7 +316,9 @@ class Command(BaseCommand):
                                  "--include-real is given; check --sensors."))
         rate = o["rate"] if o["rate"] else max(1.0, sum(1 / s.interval_s for s in sensors))
         gen = ValueGenerator(sensors, seed=o["seed"])
-        if o["via"] == "http":
+        if o["via"] == "db":
+            sink = DbSink()
+        elif o["via"] == "http":
             if not o["token"]:
                 raise CommandError(_("--via http needs --token (or CHENGYUN_TOKEN)."))
             sink = HttpSink(o["url"] or "http://127.0.0.1:8000", token=o["token"], stderr=self.stderr)
