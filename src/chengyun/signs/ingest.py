@@ -252,29 +252,35 @@ def ingest(rows: Iterable, *, source: str = "", evaluate: bool = True, now_ms: i
     first = np.ones(len(sid), bool)
     first[1:] = (sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1])
     result.duplicates += int((~first).sum())
-    batch = list(zip(sid[first].tolist(), ts[first].tolist(), vals[first].tolist(), strict=True))
+    sid, ts, vals = sid[first], ts[first], vals[first]
+    batch = list(zip(sid.tolist(), ts.tolist(), vals.tolist(), strict=True))
     with transaction.atomic():
         new = _write(batch)
         result.duplicates += len(batch) - len(new)
         result.stored = len(new)
         if new:
-            _update_last(new)
+            if len(new) != len(batch):  # some were stored before: keep the new ones only
+                sid = np.fromiter((r[0] for r in new), np.int64, len(new))
+                ts = np.fromiter((r[1] for r in new), np.int64, len(new))
+                vals = np.fromiter((r[2] for r in new), np.float64, len(new))
+                order = np.lexsort((ts, sid))
+                sid, ts, vals = sid[order], ts[order], vals[order]
+            _update_last(sid, ts, vals)
             if evaluate:
-                from .rules import evaluate_batch
+                from .rules import evaluate_arrays
 
-                opened, closed = evaluate_batch(new)
+                opened, closed = evaluate_arrays(sid, ts, vals)
                 result.warnings_opened, result.warnings_closed = opened, closed
     return result
 
 
-def _update_last(rows: list[tuple[int, int, float]]) -> None:
-    latest: dict[int, tuple[int, float]] = {}
-    for sid, t, v in rows:
-        cur = latest.get(sid)
-        if cur is None or t > cur[0]:
-            latest[sid] = (t, v)
+def _update_last(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> None:
+    """Each sensor's newest reading (the arrays are sorted by sensor, then time)."""
+    last = np.ones(len(sid), bool)
+    last[:-1] = sid[1:] != sid[:-1]
+    rows = [(t, v, s_, t) for s_, t, v in zip(sid[last].tolist(), ts[last].tolist(), vals[last].tolist(), strict=True)]
     with connection.cursor() as cur:
         cur.executemany(
             "UPDATE signs_sensor SET last_ms = %s, last_value = %s WHERE id = %s AND (last_ms IS NULL OR last_ms < %s)",
-            [(t, v, sid, t) for sid, (t, v) in latest.items()],
+            rows,
         )

@@ -1,27 +1,55 @@
 """The rules that turn values into warnings (预警), each with hysteresis so
 that one excursion makes one warning, not a storm.
 
-* **band**: warning/alarm levels above and below. A band warning opens when a
-  value crosses a level, rises to alarm if the value goes on to cross the
-  alarm level, and ends only when the value is back inside the band by the
-  indicator's ``hysteresis``.
-* **rate**: the change per minute between consecutive readings exceeds
-  ``rate_limit`` (alarm at twice the limit); it ends when the rate is below
-  half the limit.
-* **anomaly**: the value is far from what is normal for this hour of the week:
-  robust z = |value − median| / (1.4826 · MAD) over the last weeks' hourly
-  means (:func:`compute_baselines`). Opens above ``anomaly_score`` (alarm at
-  twice that), ends below ``anomaly_clear``.
-* **missing**: the sensor has been silent for ``missing_intervals`` expected
-  intervals (checked by :func:`sweep_missing`); ends with the next reading.
+* **band**: warning/alarm levels above and below. A value *beyond* a level
+  (strictly above a high level, strictly below a low level) trips it; a value
+  exactly at a level does not. A band warning opens at the first value beyond
+  a level, rises to alarm if a later value goes beyond the alarm level, keeps
+  its highest level until it ends, and ends only at the first value back inside
+  the band by the indicator's ``hysteresis`` (``v <= warn_high - hysteresis``
+  above, ``v >= warn_low + hysteresis`` below; with no warning level the alarm
+  level is the edge). A jump from above the band to below it ends the high
+  warning and opens a low one at the same reading.
+* **rate**: the change per minute between consecutive readings,
+  ``|Δvalue| / Δminutes``, is above ``rate_limit`` (alarm above twice the
+  limit). It ends at the first reading whose rate is at most half the limit,
+  so a one-reading spike (up, then down) is one warning from the spike to the
+  first calm reading after it.
+* **anomaly**: the value is far from what is normal for this hour of the week.
+  ``z = |value − median| / (1.4826 · MAD)``, where median and MAD are those of
+  every per-minute value that fell into the same hour of the week over the
+  last weeks (:func:`compute_baselines`), so the spread includes the sensor's
+  own noise and is comparable with single readings. An hour's MAD is trusted
+  in proportion to how many values it rests on: it is pulled towards the
+  indicator's pooled MAD over all hours (worth 16 values), so an hourly sensor
+  with four values per hour of the week does not get a spread of almost 0 by
+  chance. Opens above ``anomaly_score`` (alarm above twice that), ends at the
+  first value with ``z < anomaly_clear``. When the MAD of an hour is 0 (more
+  than half the values equal) the mean absolute deviation stands in for it,
+  and then the pooled spread; a history with no spread at all leaves the rule
+  silent for values that differ (there is nothing to compare with) unless the
+  median is not 0, in which case 0.1 % of the median is the smallest spread.
+  Counts of case reports are never given a spread below the Poisson one,
+  √median.
+* **missing**: the sensor has been silent for more than ``missing_intervals``
+  expected intervals (checked by :func:`sweep_missing`); the warning starts
+  when the silence became too long and ends at the first reading newer than
+  the last one seen before the silence (a late batch of older readings does
+  not end it).
 
 An alarm-level warning becomes a case through the intake pipeline (channel
 ``sensor``) at the sensor's location, with the category of the indicator or
-of the sensor kind.
+of the sensor kind. If that fails the readings and the warning are still
+stored (the failure is logged and retried when the warning next changes).
+
+Speed: a batch is grouped by sensor with numpy; for an indicator whose new
+values are all inside the band, calm and usual, each rule costs a few array
+operations and no Python loop over the values.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -29,12 +57,15 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import BigIntegerField, Count, Exists, F, Max, OuterRef, Sum
+from django.db.models.functions import Cast
 from django.utils.translation import gettext as _
 
 from chengyun.audit.services import record
 from chengyun.clock import now
 
+from .ingest import MINUTE_ROLLUP_BELOW_S
 from .models import (
     HOUR_MS,
     Baseline,
@@ -43,22 +74,31 @@ from .models import (
     Reading,
     Rollup,
     Rule,
+    Source,
     Status,
     Warning,
 )
 
+log = logging.getLogger(__name__)
+
 MAD_SCALE = 1.4826  # MAD -> standard deviation for normal data
+MEAN_AD_TO_MAD = 1.2533 / MAD_SCALE  # mean absolute deviation -> MAD for normal data
+MIN_RELATIVE_SPREAD = 1e-3  # a perfectly flat history: 0.1 % of the median
 MIN_BASELINE_SAMPLES = 3
+SHRINK_SAMPLES = 16  # weight of the pooled spread in an hour's spread, in values
 RANK = {None: 0, Level.WARNING: 1, Level.ALARM: 2}
+CHUNK = 2000  # ids per IN (...) query
 
 
 def hour_of_week(ms: int | np.ndarray, tz: ZoneInfo | None = None):
     """0 = Monday 00:00-01:00 city time … 167 = Sunday 23:00."""
     tz = tz or ZoneInfo(settings.TIME_ZONE)
     if isinstance(ms, np.ndarray):
+        if not len(ms):
+            return np.zeros(0, np.int64)
         # City time zones of interest have no DST; use the offset at the first value.
-        offset = datetime.fromtimestamp(int(ms[0]) / 1000, UTC).astimezone(tz).utcoffset().total_seconds() * 1000
-        local_hours = ((ms + offset) // HOUR_MS).astype(np.int64)
+        offset = int(datetime.fromtimestamp(int(ms[0]) / 1000, UTC).astimezone(tz).utcoffset().total_seconds() * 1000)
+        local_hours = (ms.astype(np.int64) + offset) // HOUR_MS
         # 1970-01-01 was a Thursday: Monday-based day index = (days + 3) % 7
         return (((local_hours // 24) + 3) % 7) * 24 + local_hours % 24
     local = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz)
@@ -66,7 +106,7 @@ def hour_of_week(ms: int | np.ndarray, tz: ZoneInfo | None = None):
 
 
 def band_level(ind: Indicator, v: float) -> tuple[str | None, str | None]:
-    """(level, rule) of a value against the bands."""
+    """(level, rule) of a value against the bands; a value exactly at a level is inside."""
     if ind.alarm_high is not None and v > ind.alarm_high:
         return Level.ALARM, Rule.BAND_HIGH
     if ind.alarm_low is not None and v < ind.alarm_low:
@@ -87,16 +127,29 @@ def band_cleared(ind: Indicator, rule: str, v: float) -> bool:
     return v >= bottom + h
 
 
+def _baseline_arrays(baseline) -> tuple[np.ndarray, np.ndarray] | None:
+    """{hour_of_week: (median, mad)} -> two arrays of 168 (NaN where unknown)."""
+    if not baseline:
+        return None
+    if isinstance(baseline, tuple):
+        return baseline
+    med = np.full(168, np.nan)
+    mad = np.full(168, np.nan)
+    for h, (m, d) in baseline.items():
+        med[h], mad[h] = m, d
+    return med, mad
+
+
 class Evaluator:
     """Runs the rules over one indicator's new values (in time order),
     opening, raising and closing warnings."""
 
     def __init__(self, ind: Indicator, open_warnings: list[Warning], previous: tuple[int, float] | None,
-                 baseline: dict[int, tuple[float, float]] | None):
+                 baseline: dict[int, tuple[float, float]] | tuple[np.ndarray, np.ndarray] | None):
         self.ind = ind
         self.open = {w.rule: w for w in open_warnings}
         self.previous = previous
-        self.baseline = baseline or {}
+        self.baseline = _baseline_arrays(baseline)
         self.opened = self.closed = 0
         self.changed: dict[int, Warning] = {}  # by id(): new warnings have no pk yet
 
@@ -109,7 +162,7 @@ class Evaluator:
         self.opened += 1
         return w
 
-    def _update(self, w: Warning, level: str, t: int, v: float, worse: bool, extra: dict | None = None) -> None:
+    def _update(self, w: Warning, level: str | None, t: int, v: float, worse: bool, extra: dict | None = None) -> None:
         if RANK[level] > RANK[w.level]:
             w.level = level
             w.explanation = {**w.explanation, "raised_to_alarm_at": t, **(extra or {})}
@@ -120,7 +173,7 @@ class Evaluator:
 
     def _end(self, rule: str, t: int, v: float) -> None:
         w = self.open.pop(rule)
-        w.ended_ms = t
+        w.ended_ms = max(t, w.started_ms)
         w.last_value = v
         self.changed[id(w)] = w
         self.closed += 1
@@ -129,37 +182,44 @@ class Evaluator:
     def run(self, ts: np.ndarray, vs: np.ndarray) -> None:
         ind = self.ind
         if Rule.MISSING in self.open:
-            self._end(Rule.MISSING, int(ts[0]), float(vs[0]))
+            self._missing_ended(ts, vs)
         self._bands(ts, vs)
         if ind.rate_limit:
             self._rate(ts, vs)
-        if ind.anomaly and self.baseline:
+        if ind.anomaly and self.baseline is not None:
             self._anomaly(ts, vs)
+
+    def _missing_ended(self, ts, vs) -> None:
+        w = self.open[Rule.MISSING]
+        last = w.explanation.get("last_reading_ms")
+        newer = np.flatnonzero(ts > last) if last is not None else np.arange(len(ts))
+        if len(newer):
+            i = int(newer[0])
+            self._end(Rule.MISSING, int(ts[i]), float(vs[i]))
 
     def _bands(self, ts, vs) -> None:
         ind = self.ind
-        if all(x is None for x in (ind.warn_low, ind.warn_high, ind.alarm_low, ind.alarm_high)):
+        if ind.warn_low is None and ind.warn_high is None and ind.alarm_low is None and ind.alarm_high is None:
             return
-        lo = [x for x in (ind.warn_low, ind.alarm_low) if x is not None]
-        hi = [x for x in (ind.warn_high, ind.alarm_high) if x is not None]
-        inside = np.ones(len(vs), bool)
-        if lo:
-            inside &= vs >= max(lo)
-        if hi:
-            inside &= vs <= min(hi)
-        if inside.all() and Rule.BAND_HIGH not in self.open and Rule.BAND_LOW not in self.open:
-            return  # the common case: nothing to do
+        open_band = Rule.BAND_HIGH in self.open or Rule.BAND_LOW in self.open
+        if not open_band:
+            lo = [x for x in (ind.warn_low, ind.alarm_low) if x is not None]
+            hi = [x for x in (ind.warn_high, ind.alarm_high) if x is not None]
+            if (not lo or vs.min() >= max(lo)) and (not hi or vs.max() <= min(hi)):
+                return  # the common case: every value inside the band
         for t, v in zip(ts.tolist(), vs.tolist(), strict=True):
             level, rule = band_level(ind, v)
             for r in (Rule.BAND_HIGH, Rule.BAND_LOW):
                 w = self.open.get(r)
-                if w is None:
+                if w is None or t < w.started_ms:
                     continue
                 if rule == r:
                     worse = v > w.peak_value if r == Rule.BAND_HIGH else v < w.peak_value
                     self._update(w, level, t, v, worse)
                 elif band_cleared(ind, r, v):
                     self._end(r, t, v)
+                else:  # back inside, but not by the hysteresis yet
+                    self._update(w, None, t, v, False)
             if rule is not None and rule not in self.open:
                 limit = {(Level.ALARM, Rule.BAND_HIGH): ind.alarm_high, (Level.ALARM, Rule.BAND_LOW): ind.alarm_low,
                          (Level.WARNING, Rule.BAND_HIGH): ind.warn_high, (Level.WARNING, Rule.BAND_LOW): ind.warn_low}
@@ -171,28 +231,36 @@ class Evaluator:
 
     def _rate(self, ts, vs) -> None:
         limit = self.ind.rate_limit
-        prev_t, prev_v = self.previous if self.previous else (None, None)
-        all_t = np.concatenate([[prev_t], ts]) if prev_t is not None else ts
-        all_v = np.concatenate([[prev_v], vs]) if prev_t is not None else vs
+        if self.previous is not None and self.previous[0] < ts[0]:
+            all_t = np.concatenate([[self.previous[0]], ts])
+            all_v = np.concatenate([[self.previous[1]], vs])
+        else:
+            all_t, all_v = ts, vs
         if len(all_t) < 2:
             return
         dt_min = np.diff(all_t) / 60_000.0
         dv = np.diff(all_v)
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = np.where(dt_min > 0, np.abs(dv) / dt_min, 0.0)
-        if (rate <= limit).all() and Rule.RATE not in self.open:
+        w = self.open.get(Rule.RATE)
+        if w is None and rate.max() <= limit:
             return
         for i, r in enumerate(rate.tolist()):
             t, v = int(all_t[i + 1]), float(all_v[i + 1])
             w = self.open.get(Rule.RATE)
             level = Level.ALARM if r > 2 * limit else Level.WARNING if r > limit else None
             if w is not None:
+                if t < w.started_ms:
+                    continue
                 if level is not None:
-                    self._update(w, level, t, v, r > w.explanation.get("peak_rate", 0), {"peak_rate": r})
-                    if r > w.explanation.get("peak_rate", 0):
+                    worse = r > w.explanation.get("peak_rate", 0)
+                    self._update(w, level, t, v, worse)
+                    if worse:
                         w.explanation = {**w.explanation, "peak_rate": round(r, 6)}
                 elif r <= limit / 2:
                     self._end(Rule.RATE, t, v)
+                else:
+                    self._update(w, None, t, v, False)
             elif level is not None:
                 self._start(Rule.RATE, level, t, v, {
                     "rule": "rate", "rate_per_minute": round(r, 6), "limit_per_minute": limit, "peak_rate": round(r, 6),
@@ -202,21 +270,26 @@ class Evaluator:
     def _anomaly(self, ts, vs) -> None:
         ind = self.ind
         how = hour_of_week(ts)
-        med = np.array([self.baseline.get(int(h), (np.nan, np.nan))[0] for h in how])
-        mad = np.array([self.baseline.get(int(h), (np.nan, np.nan))[1] for h in how])
-        scale = MAD_SCALE * np.maximum(mad, 1e-9 + 0.01 * np.abs(med))  # a flat history still has some spread
-        z = np.abs(vs - med) / scale
-        z = np.where(np.isnan(z), 0.0, z)
-        if (z < ind.anomaly_score).all() and Rule.ANOMALY not in self.open:
+        med = self.baseline[0][how]
+        mad = self.baseline[1][how]
+        scale = MAD_SCALE * np.where(mad > 0, mad, MIN_RELATIVE_SPREAD * np.abs(med))
+        if ind.source == Source.CASES:  # counts: never tighter than Poisson
+            scale = np.maximum(scale, np.sqrt(np.maximum(np.nan_to_num(med), 1.0)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.abs(vs - med) / scale
+        z = np.where(np.isfinite(z), z, 0.0)  # no baseline for the hour, or no spread at all: no judgement
+        if Rule.ANOMALY not in self.open and z.max() <= ind.anomaly_score:
             return
         for i, zi in enumerate(z.tolist()):
             t, v = int(ts[i]), float(vs[i])
             w = self.open.get(Rule.ANOMALY)
             level = Level.ALARM if zi > 2 * ind.anomaly_score else Level.WARNING if zi > ind.anomaly_score else None
             if w is not None:
+                if t < w.started_ms:
+                    continue
                 if zi < ind.anomaly_clear:
                     self._end(Rule.ANOMALY, t, v)
-                elif level is not None:
+                else:
                     worse = zi > w.explanation.get("peak_z", 0)
                     self._update(w, level, t, v, worse)
                     if worse:
@@ -229,40 +302,107 @@ class Evaluator:
                 })
 
 
-def _baselines(indicator_ids) -> dict[int, dict[int, tuple[float, float]]]:
-    out: dict[int, dict[int, tuple[float, float]]] = defaultdict(dict)
-    for ind_id, how, med, mad, n in Baseline.objects.filter(indicator_id__in=indicator_ids).values_list(
-            "indicator_id", "hour_of_week", "median", "mad", "samples"):
-        if n >= MIN_BASELINE_SAMPLES:
-            out[ind_id][how] = (med, mad)
+def _chunks(items: list, size: int = CHUNK):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+# indicator id -> (fingerprint of its stored baseline, medians, MADs). A batch
+# asks the database only for the fingerprints (one small aggregate row per
+# indicator) and reads the 168 rows of an indicator again only when they changed.
+_baseline_cache: dict[int, tuple[tuple, np.ndarray, np.ndarray]] = {}
+
+
+def _baselines(indicator_ids) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    stale: dict[int, tuple] = {}
+    for ids in _chunks(list(indicator_ids)):
+        prints = (Baseline.objects.filter(indicator_id__in=ids, samples__gte=MIN_BASELINE_SAMPLES)
+                  .values("indicator_id").order_by()
+                  .annotate(n=Count("id"), last=Max("id"), at=Max("computed_at"), m=Sum("median"), d=Sum("mad"))
+                  .values_list("indicator_id", "n", "last", "at", "m", "d"))
+        for ind_id, *fingerprint in prints:
+            hit = _baseline_cache.get(ind_id)
+            if hit is not None and hit[0] == tuple(fingerprint):
+                out[ind_id] = hit[1], hit[2]
+            else:
+                stale[ind_id] = tuple(fingerprint)
+    for ids in _chunks(list(stale)):
+        rows = {}
+        for ind_id, how, m, d in Baseline.objects.filter(
+                indicator_id__in=ids, samples__gte=MIN_BASELINE_SAMPLES).values_list(
+                "indicator_id", "hour_of_week", "median", "mad"):
+            rows.setdefault(ind_id, []).append((how, m, d))
+        for ind_id, slots in rows.items():
+            arr = np.array(slots, np.float64)
+            med, mad = np.full(168, np.nan), np.full(168, np.nan)
+            med[arr[:, 0].astype(int)], mad[arr[:, 0].astype(int)] = arr[:, 1], arr[:, 2]
+            _baseline_cache[ind_id] = (stale[ind_id], med, mad)
+            out[ind_id] = med, mad
     return out
 
 
-def evaluate_batch(rows: list[tuple[int, int, float]]) -> tuple[int, int]:
-    """Run the rules of every indicator whose series got new values."""
-    by_sensor: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    for sid, t, v in rows:
-        by_sensor[sid].append((t, v))
-    indicators = list(Indicator.objects.filter(sensor_id__in=list(by_sensor), active=True).select_related("sensor"))
+def _previous(firsts: dict[int, int]) -> dict[int, tuple[int, float]]:
+    """sensor id -> (ts, value) of its last stored reading before the given time, in one query per chunk."""
+    out: dict[int, tuple[int, float]] = {}
+    items = list(firsts.items())
+    table = Reading._meta.db_table
+    with connection.cursor() as cur:
+        for part in _chunks(items, 500):
+            values = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(part))
+            cur.execute(
+                f"WITH b(sid, t) AS (VALUES {values}) "
+                f"SELECT b.sid, r.ts, r.value FROM b JOIN {table} r ON r.sensor_id = b.sid "
+                f"AND r.ts = (SELECT MAX(r2.ts) FROM {table} r2 WHERE r2.sensor_id = b.sid AND r2.ts < b.t)",
+                [x for pair in part for x in pair],
+            )
+            for sid, t, v in cur.fetchall():
+                out[int(sid)] = (int(t), float(v))
+    return out
+
+
+def evaluate_batch(rows) -> tuple[int, int]:
+    """Run the rules of every indicator whose series got new values.
+    ``rows``: (sensor id, ts ms, value) tuples, in any order."""
+    n = len(rows)
+    if not n:
+        return 0, 0
+    sid = np.fromiter((r[0] for r in rows), np.int64, n)
+    ts = np.fromiter((r[1] for r in rows), np.int64, n)
+    vs = np.fromiter((r[2] for r in rows), np.float64, n)
+    return evaluate_arrays(sid, ts, vs)
+
+
+def evaluate_arrays(sid: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> tuple[int, int]:
+    """:func:`evaluate_batch` for a batch already held as three arrays."""
+    n = len(sid)
+    if not n:
+        return 0, 0
+    if n > 1 and not ((sid[1:] > sid[:-1]) | ((sid[1:] == sid[:-1]) & (ts[1:] >= ts[:-1]))).all():
+        order = np.lexsort((ts, sid))
+        sid, ts, vs = sid[order], ts[order], vs[order]
+    cut = np.flatnonzero(sid[1:] != sid[:-1]) + 1
+    starts = np.concatenate([[0], cut]).tolist()
+    ends = np.concatenate([cut, [n]]).tolist()
+    span = {s: (a, b) for s, a, b in zip(sid[starts].tolist(), starts, ends, strict=True)}
+    indicators: list[Indicator] = []
+    for ids in _chunks(list(span)):
+        indicators.extend(Indicator.objects.filter(sensor_id__in=ids, active=True).select_related("sensor"))
     if not indicators:
         return 0, 0
     open_by: dict[int, list[Warning]] = defaultdict(list)
-    for w in Warning.objects.filter(indicator__in=indicators, ended_ms__isnull=True):
-        open_by[w.indicator_id].append(w)
+    for ids in _chunks([i.pk for i in indicators]):
+        for w in Warning.objects.filter(indicator_id__in=ids, ended_ms__isnull=True):
+            open_by[w.indicator_id].append(w)
     baselines = _baselines([i.pk for i in indicators if i.anomaly])
+    previous = _previous({i.sensor_id: int(ts[span[i.sensor_id][0]]) for i in indicators if i.rate_limit})
     opened = closed = 0
     changed: list[Warning] = []
     statuses: dict[str, list[int]] = {}
     for ind in indicators:
-        pts = sorted(by_sensor[ind.sensor_id])
-        ts = np.fromiter((p[0] for p in pts), np.int64, len(pts))
-        vs = np.fromiter((p[1] for p in pts), np.float64, len(pts))
-        previous = None
-        if ind.rate_limit:
-            previous = (Reading.objects.filter(sensor_id=ind.sensor_id, ts__lt=int(ts[0])).order_by("-ts")
-                        .values_list("ts", "value").first())
-        ev = Evaluator(ind, open_by.get(ind.pk, []), previous, baselines.get(ind.pk))
-        ev.run(ts, vs)
+        a, b = span[ind.sensor_id]
+        ev = Evaluator(ind, open_by.get(ind.pk, []), previous.get(ind.sensor_id), baselines.get(ind.pk))
+        ev.run(ts[a:b], vs[a:b])
         opened += ev.opened
         closed += ev.closed
         changed.extend(ev.changed.values())
@@ -297,7 +437,11 @@ def _save(changed: list[Warning]) -> None:
                 "value": w.peak_value,
             })
         if w.level == Level.ALARM and w.case_id is None:
-            raise_case(w)
+            try:
+                with transaction.atomic():  # a savepoint: a failed case must not lose the readings
+                    raise_case(w)
+            except Exception:
+                log.exception("signs: could not raise a case for warning %s", w.pk)
 
 
 def raise_case(w: Warning):
@@ -350,59 +494,99 @@ def acknowledge(w: Warning, *, by, note: str = "") -> Warning:
 
 def sweep_missing(now_ms: int | None = None) -> dict:
     """Open a 'missing' warning for every indicator whose sensor has been
-    silent for its number of intervals."""
+    silent for more than its number of intervals. The silent ones are found
+    in SQL, so a minute's sweep costs the same with a million quiet sensors."""
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-    opened = 0
-    candidates = Indicator.objects.filter(active=True, missing_intervals__gt=0, sensor__active=True).select_related("sensor")
-    already = set(Warning.objects.filter(rule=Rule.MISSING, ended_ms__isnull=True).values_list("indicator_id", flat=True))
+    watched = Indicator.objects.filter(active=True, missing_intervals__gt=0, sensor__active=True,
+                                       sensor__last_ms__isnull=False)
+    open_missing = Warning.objects.filter(indicator_id=OuterRef("pk"), rule=Rule.MISSING, ended_ms__isnull=True)
+    # bigint arithmetic: a year-long interval times many intervals overflows a PostgreSQL integer
+    allowed = Cast("missing_intervals", BigIntegerField()) * Cast("sensor__interval_s", BigIntegerField()) * 1000
+    silent = (watched.alias(allowed=allowed)
+              .filter(sensor__last_ms__lt=now_ms - F("allowed")).exclude(Exists(open_missing))
+              .select_related("sensor"))
     changed = []
-    with transaction.atomic():
-        for ind in candidates:
-            s = ind.sensor
-            allowed = ind.missing_intervals * s.interval_s * 1000
-            last = s.last_ms
-            if ind.pk in already or last is None or now_ms - last <= allowed:
-                continue
-            w = Warning(indicator=ind, rule=Rule.MISSING, level=Level.WARNING, started_ms=last + allowed,
-                        last_value=s.last_value, generated=s.generated, explanation={
-                            "rule": "missing", "last_reading_ms": last, "interval_s": s.interval_s,
-                            "intervals": ind.missing_intervals})
-            changed.append(w)
-            opened += 1
-        _save(changed)
-        for w in changed:
-            Indicator.objects.filter(pk=w.indicator_id, status__in=[Status.OK, Status.UNKNOWN]).update(status=Status.SILENT)
-    return {"checked": len(candidates), "opened": opened}
+    for ind in silent:
+        s = ind.sensor
+        allowed = ind.missing_intervals * s.interval_s * 1000
+        changed.append(Warning(indicator=ind, rule=Rule.MISSING, level=Level.WARNING, started_ms=s.last_ms + allowed,
+                               last_value=s.last_value, generated=s.generated, explanation={
+                                   "rule": "missing", "last_reading_ms": s.last_ms, "interval_s": s.interval_s,
+                                   "intervals": ind.missing_intervals}))
+    if changed:
+        with transaction.atomic():
+            _save(changed)
+            Indicator.objects.filter(pk__in=[w.indicator_id for w in changed],
+                                     status__in=[Status.OK, Status.UNKNOWN]).update(status=Status.SILENT)
+    return {"checked": watched.count(), "opened": len(changed)}
 
 
 # --------------------------------------------------------------------------- learned baseline
 
 
+def _spread(dev: np.ndarray) -> float:
+    """MAD of absolute deviations; the scaled mean absolute deviation when more than half are 0."""
+    if not len(dev):
+        return 0.0
+    mad = float(np.median(dev))
+    return mad if mad > 0 else float(dev.mean()) * MEAN_AD_TO_MAD
+
+
+def _shrunk(mad: float, n: int, pooled: float) -> float:
+    """An hour's spread, trusted in proportion to its number of values: the
+    root mean square of the hour's MAD (weight n) and the indicator's pooled
+    MAD over all hours (weight SHRINK_SAMPLES). An hour seen 240 times (a
+    minute sensor, four weeks) keeps its own spread; an hour seen 4 times (an
+    hourly sensor) mostly takes the pooled one; an hour with no spread at all
+    takes the pooled one."""
+    if mad <= 0:
+        return pooled
+    return float(np.sqrt((n * mad * mad + SHRINK_SAMPLES * pooled * pooled) / (n + SHRINK_SAMPLES)))
+
+
 def compute_baselines(indicators=None, *, weeks: int = 4, at: datetime | None = None) -> int:
-    """Median and MAD of the hourly means per hour of the week, over the last
-    ``weeks`` weeks, for every indicator with anomaly detection."""
+    """For every indicator with anomaly detection: per hour of the week, the
+    median and MAD of all per-minute values of the last ``weeks`` weeks that
+    fell into that hour (minute rollup means; the raw readings of a sensor
+    that reports once a minute or less often, which keeps no minute rollups).
+    Returns the number of indicators given a baseline."""
     at = at or now()
     end = int(at.timestamp() * 1000) // HOUR_MS * HOUR_MS
     start = end - weeks * 7 * 24 * HOUR_MS
     qs = indicators if indicators is not None else Indicator.objects.filter(anomaly=True, active=True)
     tz = ZoneInfo(settings.TIME_ZONE)
     done = 0
+    if hasattr(qs, "select_related"):
+        qs = qs.select_related("sensor")
     for ind in qs:
-        rows = list(Rollup.objects.filter(sensor_id=ind.sensor_id, resolution="h", bucket__gte=start, bucket__lt=end)
-                    .values_list("bucket", "sum", "count"))
+        if ind.sensor.interval_s >= MINUTE_ROLLUP_BELOW_S:  # no minute rollups: the raw readings are its minutes
+            rows = list(Reading.objects.filter(sensor_id=ind.sensor_id, ts__gte=start, ts__lt=end)
+                        .values_list("ts", "value"))
+        else:
+            rows = list(Rollup.objects.filter(sensor_id=ind.sensor_id, resolution="m", bucket__gte=start,
+                                              bucket__lt=end).values_list("bucket", "sum", "count"))
         if not rows:
             continue
-        buckets = np.array([r[0] for r in rows], np.int64)
-        means = np.array([r[1] / r[2] for r in rows])
-        how = hour_of_week(buckets, tz)
-        objs = []
+        arr = np.array(rows, dtype=np.float64)
+        stamps = arr[:, 0].astype(np.int64)
+        values = arr[:, 1] / arr[:, 2] if arr.shape[1] == 3 else arr[:, 1]
+        how = hour_of_week(stamps, tz)
+        order = np.argsort(how, kind="stable")
+        how, values = how[order], values[order]
+        bounds = np.searchsorted(how, np.arange(169))
+        slots = []
+        residuals = []
         for h in range(168):
-            sel = means[how == h]
-            if len(sel) == 0:
+            sel = values[bounds[h]:bounds[h + 1]]
+            if not len(sel):
                 continue
             med = float(np.median(sel))
-            mad = float(np.median(np.abs(sel - med)))
-            objs.append(Baseline(indicator=ind, hour_of_week=h, median=med, mad=mad, samples=len(sel), computed_at=at))
+            dev = np.abs(sel - med)
+            residuals.append(dev)
+            slots.append((h, med, _spread(dev), len(sel)))
+        pooled = _spread(np.concatenate(residuals))
+        objs = [Baseline(indicator=ind, hour_of_week=h, median=med, mad=_shrunk(mad, n, pooled), samples=n,
+                         computed_at=at) for h, med, mad, n in slots]
         with transaction.atomic():
             Baseline.objects.filter(indicator=ind).delete()
             Baseline.objects.bulk_create(objs)
@@ -422,4 +606,3 @@ def prune(at: datetime | None = None) -> dict:
     minute = Rollup.objects.filter(resolution="m", bucket__lt=ms - settings.SIGNS_MINUTE_DAYS * day).delete()[0]
     hour = Rollup.objects.filter(resolution="h", bucket__lt=ms - settings.SIGNS_HOUR_DAYS * day).delete()[0]
     return {"readings": raw, "minute_rollups": minute, "hour_rollups": hour}
-

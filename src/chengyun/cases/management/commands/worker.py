@@ -2,6 +2,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from chengyun.cases.tasks import schedule_sweep
+from chengyun.signs.tasks import schedule_signs
 
 
 class Command(BaseCommand):
@@ -12,6 +13,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         schedule_sweep()
+        schedule_signs()
         args = ["--queue-name", "*", "--no-reload"]
         if o["batch"]:
             args.append("--batch")
