@@ -88,6 +88,8 @@ class Case(models.Model):
         indexes = [
             models.Index(fields=["status", "due_at"]),
             models.Index(fields=["area_path", "status"]),
+            # duplicate candidates: recent cases of a category group
+            models.Index(fields=["category", "created_at"]),
         ]
 
     def __str__(self) -> str:

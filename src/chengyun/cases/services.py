@@ -336,13 +336,15 @@ def dispatch_case(
     lead: Department | None = None,
     assisting: Iterable[Department] = (),
     note: str = "",
+    decision=None,
 ) -> Case:
     """Send the case to a lead department (+ assisting). Without ``lead`` the
     routing rules choose; a person's choice that differs is recorded as an
-    override of the suggestion."""
+    override of the suggestion. ``decision``: the routing decision, if the
+    caller has just made it (the intake pipeline), so it is not made twice."""
     if case.category_id is None:
         raise CaseInvalid(_("Classify the case before dispatching it."), field="category")
-    decision = suggest_route(case)
+    decision = decision or suggest_route(case)
     assisting = [d for d in assisting if d is not None]
     if lead is None:
         if decision.lead is None:

@@ -27,7 +27,7 @@ from chengyun.audit.services import record
 from chengyun.cases import services as case_services
 from chengyun.cases.errors import CaseForbidden, CaseInvalid
 from chengyun.cases.models import Case, Channel, TimelineEntry
-from chengyun.cases.workflow import CaseStatus
+from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
 from chengyun.clock import now
 from chengyun.org import scope
 from chengyun.org.models import Role
@@ -166,7 +166,10 @@ def clean_input(inp: ReportInput) -> dict:
 def _existing(source: str, key: str) -> Report | None:
     if not key:
         return None
-    return Report.objects.select_related("case").filter(source=source, idempotency_key=key).first()
+    # The exclude() repeats the partial unique index's condition, so that the
+    # database uses that index instead of reading every report of the source.
+    return (Report.objects.select_related("case").exclude(idempotency_key="")
+            .filter(source=source, idempotency_key=key).first())
 
 
 def submit(inp: ReportInput, *, by=None) -> Submitted:
@@ -175,9 +178,12 @@ def submit(inp: ReportInput, *, by=None) -> Submitted:
     if found is not None:
         return Submitted(found, False)
     clean = clean_input(inp)
+    # The reading work (locate, classify, find duplicate candidates) happens
+    # before the write transaction, so the write lock is held only for writing.
+    prepared = _prepare(inp, clean)
     try:
         with transaction.atomic():
-            return Submitted(_submit(inp, clean, by), True)
+            return Submitted(_submit(inp, clean, by, prepared), True)
     except IntegrityError:
         found = _existing(inp.source, inp.idempotency_key)  # another request with the same key won
         if found is not None:
@@ -216,13 +222,40 @@ def _area_for(lon, lat, address: str, chosen: Area | None = None) -> Area | None
     return Area.objects.get(pk=info.id) if info else None
 
 
-def _submit(inp: ReportInput, clean: dict, by) -> Report:
+@dataclass
+class Prepared:
+    at: object
+    area: Area | None
+    text: str
+    category: Category | None
+    suggestion: Category | None
+    confidence: float | None
+    version: int | None
+    explanation: dict
+    certain: bool
+    match: dedup.Match
+
+
+def _prepare(inp: ReportInput, clean: dict) -> Prepared:
     at = now()
-    person = by if by is not None and not isinstance(by, str) else None
     lon, lat = clean["lon"], clean["lat"]
     area = _area_for(lon, lat, inp.address, clean["area"])
     text = f"{clean['title']}\n{clean['description']}"
     category, suggestion, confidence, version, explanation, certain = classify(text, clean["category"])
+    if inp.self_dispose_note.strip():
+        match = dedup.Match(None, 0.0, "new", {"reason": "closed on the spot: not checked"})
+    else:
+        match = dedup.find_duplicate(category=category or suggestion, lon=lon, lat=lat, at=at, text=text)
+    return Prepared(at, area, text, category, suggestion, confidence, version, explanation, certain, match)
+
+
+def _submit(inp: ReportInput, clean: dict, by, prep: Prepared) -> Report:
+    at = prep.at
+    person = by if by is not None and not isinstance(by, str) else None
+    lon, lat = clean["lon"], clean["lat"]
+    area = prep.area
+    category, suggestion, confidence = prep.category, prep.suggestion, prep.confidence
+    version, explanation, certain = prep.version, prep.explanation, prep.certain
     contact = None
     if any(clean["contact"].values()):
         contact = ReporterContact.objects.create(created_at=at, **clean["contact"])
@@ -244,8 +277,11 @@ def _submit(inp: ReportInput, clean: dict, by) -> Report:
         )
 
     self_dispose = bool(inp.self_dispose_note.strip())
-    match = dedup.Match(None, 0.0, "new", {"reason": "closed on the spot: not checked"}) if self_dispose else \
-        dedup.find_duplicate(category=category or suggestion, lon=lon, lat=lat, at=at, text=text)
+    match = prep.match
+    if match.outcome == "attach":  # still open? (it was read before the transaction)
+        match.case.refresh_from_db(fields=["status"])
+        if match.case.status not in OPEN_STATUSES:
+            match = dedup.Match(None, 0.0, "new", {**match.explanation, "reason": "the matching case closed meanwhile"})
     report.duplicate_explanation = match.explanation
     if match.outcome == "attach":
         report.case = match.case
@@ -291,7 +327,8 @@ def auto_route(case: Case, explanation: dict) -> bool:
         return False
     why = {"classification": {k: explanation.get(k) for k in ("decided_by", "confidence", "model", "terms")}}
     case_services.accept_case(case, by=SYSTEM_ACTOR, note=_("Accepted automatically: the category is certain enough."))
-    case_services.dispatch_case(case, by=SYSTEM_ACTOR, note=_("Dispatched automatically by the routing rules."))
+    case_services.dispatch_case(case, by=SYSTEM_ACTOR, note=_("Dispatched automatically by the routing rules."),
+                                decision=decision)
     Case.objects.filter(pk=case.pk).update(route_explanation={**case.route_explanation, **why})
     case.route_explanation = {**case.route_explanation, **why}
     return True

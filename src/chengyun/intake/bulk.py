@@ -1,0 +1,1307 @@
+"""Bulk intake: history migration and feeds from other hotline systems.
+
+The same decisions as :func:`chengyun.intake.services.submit`, made for a
+batch of reports at once (say 20,000)::
+
+    skip rows already imported (same source and key)
+    -> classify the batch (one featurisation, one matrix product)
+    -> locate the batch (one vectorised locator query)
+    -> in time order, per report: duplicate check against an in-memory
+       spatial hash of the open cases -> attach | new case (+ ask a dispatcher)
+    -> route the certain new cases (in-memory routing table, equal to
+       :func:`chengyun.taxonomy.services.route`) with deadlines (vectorised
+       working calendar, equal to :func:`chengyun.cases.services.compute_deadlines`)
+    -> one transaction: raw inserts of contacts, cases, reports, handling
+       parts, timeline entries and duplicate questions, and ONE audit record
+
+Differences from :func:`submit`, on purpose (they keep a million reports
+within a minute):
+
+* a report keeps its original ``received_at``; its case is created, and if
+  routed accepted and dispatched, at that time (deadlines count from it);
+* the classification explanation has the model, category, confidence and
+  threshold, but not the terms and alternatives (computing those per report
+  costs more than the classification itself; staff can re-run ``predict``);
+* a case gets one timeline entry, ``create`` to its final status (new,
+  dispatched or closed), noting the import; a case that gains an imported
+  duplicate gets ``report_attached`` as with :func:`submit`;
+* one audit record per batch (``report.bulk_import``) with the counts, the
+  first and last report number and a SHA-256 digest over the batch's reports
+  (:func:`report_digest`, checked by :func:`verify_batch`), instead of one
+  record per report and per automatic action;
+* no cluster warnings (history would raise warnings about long-past bursts);
+  no photos;
+* rows marked closed in the source system are imported closed, without
+  duplicate check or routing;
+* open cases that another process creates *during* the import, inside a time
+  span the import has already loaded, are not seen by its duplicate check.
+
+Duplicates: candidates are open cases of the same or a sibling category
+within the category's radius and window, scored exactly as in
+:mod:`.dedup`; the text similarity (the only costly part) is computed only
+when distance and time alone could lift the pair to the ask threshold.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import scipy.sparse as sp
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils.translation import gettext as _
+
+from chengyun.areas.locator import get_locator
+from chengyun.areas.models import Area, AreaLevel
+from chengyun.audit.services import actor_name, record
+from chengyun.cases.calendar import MAX_DAYS, WorkingCalendar
+from chengyun.cases.models import (
+    AssignmentRole,
+    Case,
+    CaseAssignment,
+    Channel,
+    DeadlineState,
+    PartStatus,
+    TimelineEntry,
+)
+from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
+from chengyun.clock import now
+from chengyun.org.models import Department, DepartmentKind
+from chengyun.taxonomy.models import PRIORITY_DEADLINE_FACTOR, Category, Priority, RoutingRule
+
+from .classifier import active_model
+from .dedup import SIBLING_FACTOR, WEIGHTS
+from .geo import EARTH_RADIUS_M, area_from_address
+from .models import DuplicateOutcome, DuplicateSuggestion, Report, ReporterContact, SuggestionStatus
+from .services import MAX_DESCRIPTION, SYSTEM_ACTOR
+from .textfeatures import CharNgramTfidf
+
+BATCH_SIZE = 20_000
+FEATURE_SLICE = 5_000
+NOT_EMPTY_KEY = """NOT ("idempotency_key" = '')"""  # word for word the condition of the report_idempotency index
+SQLITE_CACHE_KIB = 256 * 1024  # the indexes of a growing table stay in memory while importing
+AUDIT_ACTION = "report.bulk_import"
+DIGEST_FORMAT = "v1"
+FIELDS = ("description", "title", "category", "lon", "lat", "address", "received_at", "channel", "external_id",
+          "phone", "name", "email", "status", "closed_at")
+CLOSED_WORDS = {"closed", "close", "done", "已办结", "办结", "已结案", "结案", "已关闭", "关闭", "已完成"}
+OPEN_WORDS = {"", "open", "new", "未办结", "办理中", "处理中", "待处理", "受理", "已受理"}
+FUTURE_SLACK = timedelta(hours=1)
+_US = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@dataclass(slots=True)
+class ImportRow:
+    """One clean report, ready for the pipeline (see :class:`RowCleaner`)."""
+
+    line: int
+    key: str  # the idempotency key: the sender's id, else a digest of the row
+    title: str
+    description: str
+    category_id: int | None  # given in the file
+    lon: float | None
+    lat: float | None
+    address: str
+    received_at: datetime  # aware, UTC
+    channel: str
+    external_id: str = ""
+    name: str = ""
+    phone: str = ""
+    email: str = ""
+    closed_at: datetime | None = None  # set: already closed in the sending system
+
+
+class RowRefused(Exception):
+    """A row that cannot be imported; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = str(message)
+
+
+_DATE_TIME = re.compile(
+    r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
+    r"(?:[\sT]*(\d{1,2})\s*[:：时点]\s*(\d{1,2})\s*分?(?:\s*[:：]?\s*(\d{1,2})(?:\.(\d{1,6}))?\s*秒?)?)?"
+    r"\s*(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def parse_time(value, tz: ZoneInfo) -> datetime:
+    """ISO 8601, ``2024/5/1 8:00``, ``2024年5月1日 08:00``; without a zone,
+    the city's time. Returns an aware UTC datetime; ``ValueError`` if unreadable."""
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = str(value).strip()
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            m = _DATE_TIME.match(text)
+            if m is None:
+                raise ValueError(text) from None
+            y, mo, d, h, mi, s, frac, zone = m.groups()
+            dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0),
+                          int((frac or "0").ljust(6, "0")))
+            if zone:
+                dt = datetime.fromisoformat(dt.isoformat() + ("+00:00" if zone == "Z" else zone))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=tz)
+    return dt.astimezone(UTC)
+
+
+def _text(raw: dict, name: str) -> str:
+    value = raw.get(name)
+    return "" if value is None else str(value).replace("\x00", "").strip()
+
+
+class RowCleaner:
+    """Check one row of our field names (values as read from a file) and turn
+    it into an :class:`ImportRow`; raise :class:`RowRefused` naming the field."""
+
+    def __init__(self, *, channel: str = Channel.HOTLINE, tz: str | None = None):
+        if channel not in Channel.values:
+            raise ValueError(channel)
+        self.channel = channel
+        self.tz = ZoneInfo(tz or settings.TIME_ZONE)
+        self.now = now()
+        self.categories: dict[str, int | None] = {}  # code or name -> id (None: ambiguous)
+        rows = list(Category.objects.filter(active=True).values_list("id", "code", "name", "name_en", "parent_id"))
+        leaves = {r[0] for r in rows} - {r[4] for r in rows if r[4]}
+        names: dict[str, list[int]] = {}
+        for pk, _code, name, name_en, _parent in rows:
+            for n in {name.strip(), name_en.strip().casefold()} - {""}:
+                names.setdefault(n, []).append(pk)
+        for n, ids in names.items():
+            leaf_ids = [i for i in ids if i in leaves]
+            ids = leaf_ids or ids
+            self.categories[n] = ids[0] if len(ids) == 1 else None
+        for pk, code, *_rest in rows:
+            self.categories[code] = pk
+
+    def category(self, value: str) -> int | None:
+        if not value:
+            return None
+        found = self.categories.get(value, False)
+        if found is False:
+            found = self.categories.get(value.casefold(), False)
+        if found is False and " " in value:  # "0101 上水井盖"
+            found = self.categories.get(value.split()[0], False)
+        if found is None:
+            raise RowRefused("category", _("The category “%(value)s” names more than one category; give its code.")
+                             % {"value": value})
+        if found is False:
+            raise RowRefused("category", _("Unknown category “%(value)s”.") % {"value": value})
+        return found
+
+    def coordinate(self, raw: dict, name: str, low: float, high: float) -> float | None:
+        value = _text(raw, name)
+        if value == "":
+            return None
+        try:
+            v = float(value)
+        except ValueError:
+            raise RowRefused(name, _("%(field)s must be a number.") % {"field": name}) from None
+        if not math.isfinite(v) or not (low <= v <= high):
+            raise RowRefused(name, _("%(field)s must be between %(low)s and %(high)s.")
+                             % {"field": name, "low": low, "high": high})
+        return v
+
+    def time(self, raw: dict, name: str) -> datetime | None:
+        value = raw.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            at = parse_time(value, self.tz)
+        except (ValueError, OverflowError):
+            raise RowRefused(name, _("%(field)s is not a date and time: “%(value)s”.")
+                             % {"field": name, "value": value}) from None
+        if at > self.now + FUTURE_SLACK:
+            raise RowRefused(name, _("%(field)s is in the future.") % {"field": name})
+        return at
+
+    def clean(self, raw: dict, line: int) -> ImportRow:
+        description, title = _text(raw, "description"), _text(raw, "title")
+        if not description and not title:
+            raise RowRefused("description", _("Describe the problem: the description is empty."))
+        if len(description) > MAX_DESCRIPTION:
+            raise RowRefused("description", _("The description is too long (at most %(n)s characters).")
+                             % {"n": MAX_DESCRIPTION})
+        if len(title) > 200:
+            raise RowRefused("title", _("The title is too long (at most 200 characters)."))
+        if not title:
+            first = description.splitlines()[0]
+            title = first if len(first) <= 60 else first[:59] + "…"
+        lon = self.coordinate(raw, "lon", -180, 180)
+        lat = self.coordinate(raw, "lat", -90, 90)
+        if (lon is None) != (lat is None):
+            raise RowRefused("lat" if lat is None else "lon", _("Give both latitude and longitude, or neither."))
+        if lon == 0 and lat == 0:
+            raise RowRefused("lon", _("0, 0 is not a place in the city; leave the coordinates empty instead."))
+        received_at = self.time(raw, "received_at") or self.now
+        channel = _text(raw, "channel") or self.channel
+        if channel not in Channel.values:
+            raise RowRefused("channel", _("Unknown channel “%(channel)s”.") % {"channel": channel})
+        status = _text(raw, "status").casefold()
+        if status not in CLOSED_WORDS and status not in OPEN_WORDS:
+            raise RowRefused("status", _("The status must be open or closed, not “%(value)s”.") % {"value": status})
+        closed_at = None
+        if status in CLOSED_WORDS:
+            closed_at = self.time(raw, "closed_at") or received_at
+            if closed_at < received_at:
+                raise RowRefused("closed_at", _("closed_at is before received_at."))
+        contact = {}
+        for name, limit in (("external_id", 120), ("address", 300), ("name", 100), ("phone", 40), ("email", 254)):
+            contact[name] = _text(raw, name)
+            if len(contact[name]) > limit:
+                raise RowRefused(name, _("%(field)s is too long (at most %(n)s characters).") % {"field": name, "n": limit})
+        if contact["email"] and ("@" not in contact["email"] or " " in contact["email"]):
+            raise RowRefused("email", _("This is not an email address."))
+        key = contact["external_id"] or "row:" + hashlib.sha256(
+            "\x1f".join(_text(raw, k) for k in FIELDS).encode()).hexdigest()[:40]
+        return ImportRow(
+            line=line, key=key, title=title, description=description, category_id=self.category(_text(raw, "category")),
+            lon=lon, lat=lat, address=contact["address"], received_at=received_at, channel=channel,
+            external_id=contact["external_id"], name=contact["name"], phone=contact["phone"], email=contact["email"],
+            closed_at=closed_at,
+        )
+
+
+# --------------------------------------------------------------------------- routing
+
+_PLACE = "\x00located_in\x00"
+_PLACE_JSON = json.dumps(_PLACE)
+
+
+@dataclass(slots=True)
+class _Rule:
+    id: int
+    category_id: int
+    area_id: int | None
+    level_id: int | None
+    lead_department_id: int | None
+    lead_kind_id: int | None
+    order: int
+    assisting_departments: list[int]
+    assisting_kinds: list[int]
+
+
+@dataclass(slots=True)
+class Route:
+    rule_id: int | None
+    lead_id: int | None
+    assisting_ids: list[int]
+    explanation: dict
+    explanation_json: str = ""  # "located_in" a placeholder; without the closing brace
+
+
+class Placed:
+    """A decision for one area: the decision shared by the areas that route
+    alike, with the area's own code as ``located_in``."""
+
+    __slots__ = ("base", "located")
+
+    def __init__(self, base: Route, located: str | None) -> None:
+        self.base, self.located = base, located
+
+    @property
+    def rule_id(self) -> int | None:
+        return self.base.rule_id
+
+    @property
+    def lead_id(self) -> int | None:
+        return self.base.lead_id
+
+    @property
+    def assisting_ids(self) -> list[int]:
+        return self.base.assisting_ids
+
+    @property
+    def explanation(self) -> dict:
+        return {**self.base.explanation, "located_in": self.located}
+
+    @property
+    def explanation_json(self) -> str:
+        """The explanation as JSON without its closing brace (to append the classification)."""
+        return self.base.explanation_json.replace(_PLACE_JSON, json.dumps(self.located, ensure_ascii=False))
+
+
+class RoutePlanner:
+    """:func:`chengyun.taxonomy.services.route` over tables held in memory.
+
+    ``route()`` costs a handful of queries (~3 ms); a city has thousands of
+    (category, area) pairs. This gives the same decision and explanation from
+    rules and departments loaded once (tests hold the two equal). Areas
+    without departments or rules of their own (communities, grid cells) do
+    not change a decision, so pairs are reduced to the deepest area that does.
+    """
+
+    def __init__(self) -> None:
+        self.cat_parent = dict(Category.objects.values_list("id", "parent_id"))
+        self.cat_code = dict(Category.objects.values_list("id", "code"))
+        self.level_key = dict(AreaLevel.objects.values_list("id", "key"))
+        self.kind_key = dict(DepartmentKind.objects.values_list("id", "kind"))
+        self.area_code, self.area_level, self.chains = {}, {}, {}
+        paths = {}
+        for pk, code, level_id, path in Area.objects.values_list("id", "code", "level_id", "path"):
+            self.area_code[pk], self.area_level[pk], paths[pk] = code, level_id, path
+        for pk, path in paths.items():
+            ids = [int(x) for x in path.strip("/").split("/") if x]
+            self.chains[pk] = tuple(i for i in ids if i in paths)
+        self.dept_code, self.dept_active = {}, {}
+        self.by_kind_area: dict[tuple[int, int], int] = {}
+        self.kind_areas: dict[int, set[int]] = {}
+        for pk, code, kind_id, area_id, active in Department.objects.order_by("code").values_list(
+                "id", "code", "kind_id", "area_id", "active"):
+            self.dept_code[pk], self.dept_active[pk] = code, active
+            if active:  # later (larger code) wins, as in route()'s dict of found departments
+                self.by_kind_area[(kind_id, area_id)] = pk
+                self.kind_areas.setdefault(kind_id, set()).add(area_id)
+        through_d = RoutingRule.assisting_departments.through.objects.order_by("department__code")
+        through_k = RoutingRule.assisting_kinds.through.objects.order_by("departmentkind__kind")
+        assisting_d, assisting_k = {}, {}
+        for rule_id, dept_id in through_d.values_list("routingrule_id", "department_id"):
+            assisting_d.setdefault(rule_id, []).append(dept_id)
+        for rule_id, kind_id in through_k.values_list("routingrule_id", "departmentkind_id"):
+            assisting_k.setdefault(rule_id, []).append(kind_id)
+        self.rules: dict[int, list[_Rule]] = {}
+        for r in RoutingRule.objects.filter(active=True).values_list(
+                "id", "category_id", "area_id", "level_id", "lead_department_id", "lead_kind_id", "order"):
+            rule = _Rule(*r, assisting_d.get(r[0], []), assisting_k.get(r[0], []))
+            self.rules.setdefault(rule.category_id, []).append(rule)
+        self._relevant: dict[int, set[int]] = {}
+        self._reduced: dict[tuple[int, int | None], Route] = {}
+        self.cache: dict[tuple[int, int | None], Placed] = {}
+
+    def lineage(self, cat_id: int) -> list[int]:
+        out, node = [], cat_id
+        while node is not None:
+            out.append(node)
+            node = self.cat_parent.get(node)
+        return out
+
+    def relevant(self, cat_id: int) -> set[int]:
+        """Areas that can change this category's decision: rule areas and the
+        areas of departments of the kinds its rules name."""
+        found = self._relevant.get(cat_id)
+        if found is None:
+            found = set()
+            for c in self.lineage(cat_id):
+                for rule in self.rules.get(c, ()):
+                    if rule.area_id:
+                        found.add(rule.area_id)
+                    for kind in ([rule.lead_kind_id] if rule.lead_kind_id else []) + rule.assisting_kinds:
+                        found |= self.kind_areas.get(kind, set())
+            self._relevant[cat_id] = found
+        return found
+
+    def route(self, cat_id: int, area_id: int | None) -> Placed:
+        key = (cat_id, area_id)
+        found = self.cache.get(key)
+        if found is not None:
+            return found
+        chain = self.chains.get(area_id, ()) if area_id else ()
+        relevant = self.relevant(cat_id)
+        reduced = next((a for a in reversed(chain) if a in relevant), None)
+        base = self._reduced.get((cat_id, reduced))
+        if base is None:
+            base = self._reduced[(cat_id, reduced)] = self._decide(cat_id, self.chains[reduced] if reduced else ())
+            if base.lead_id is not None:
+                base.explanation["overridden"] = False  # as dispatch_case() adds it
+            base.explanation_json = json.dumps({**base.explanation, "located_in": _PLACE}, ensure_ascii=False)[:-1]
+        found = self.cache[key] = Placed(base, self.area_code[chain[-1]] if chain else None)
+        return found
+
+    def _find_kind(self, kind_id: int, chain: tuple, level_id: int | None) -> int | None:
+        candidates = chain if level_id is None else [a for a in chain if self.area_level[a] == level_id]
+        for area in reversed(candidates):  # deepest first
+            dept = self.by_kind_area.get((kind_id, area))
+            if dept is not None:
+                return dept
+        return None
+
+    def _decide(self, cat_id: int, chain: tuple) -> Route:
+        depth_of = {a: i for i, a in enumerate(chain)}
+        lineage = self.lineage(cat_id)
+        spec = {c: i for i, c in enumerate(lineage)}
+        rules = [r for c in lineage for r in self.rules.get(c, ()) if r.area_id is None or r.area_id in depth_of]
+        rules.sort(key=lambda r: (spec[r.category_id], -(depth_of.get(r.area_id, -1)), r.order, r.id))
+        located = self.area_code[chain[-1]] if chain else None
+        skipped = []
+        for rule in rules:
+            lead = rule.lead_department_id
+            if lead is None and rule.lead_kind_id:
+                lead = self._find_kind(rule.lead_kind_id, chain, rule.level_id)
+            if lead is None or not self.dept_active[lead]:
+                skipped.append({
+                    "rule": rule.id, "kind": self.kind_key[rule.lead_kind_id] if rule.lead_kind_id else None,
+                    "level": self.level_key[rule.level_id] if rule.level_id else None, "reason": "no_department",
+                })
+                continue
+            assisting = [d for d in rule.assisting_departments if self.dept_active[d] and d != lead]
+            for kind in rule.assisting_kinds:
+                d = self._find_kind(kind, chain, rule.level_id) or self._find_kind(kind, chain, None)
+                if d is not None and d != lead and d not in assisting:
+                    assisting.append(d)
+            return Route(rule.id, lead, assisting, {
+                "outcome": "routed", "rule": rule.id, "rule_category": self.cat_code[rule.category_id],
+                "category": self.cat_code[cat_id], "inherited": rule.category_id != cat_id,
+                "rule_area": self.area_code[rule.area_id] if rule.area_id else None,
+                "level": self.level_key[rule.level_id] if rule.level_id else None,
+                "lead_kind": self.kind_key[rule.lead_kind_id] if rule.lead_kind_id else None,
+                "located_in": located, "lead": self.dept_code[lead], "assisting": [self.dept_code[d] for d in assisting],
+                "skipped": skipped,
+            })
+        return Route(None, None, [], {"outcome": "no_rule", "category": self.cat_code[cat_id], "located_in": located,
+                                      "skipped": skipped})
+
+
+# --------------------------------------------------------------------------- deadlines
+
+
+def micros(dt: datetime) -> int:
+    return (dt - _EPOCH) // _US
+
+
+def hours_micros(hours) -> int:
+    return timedelta(hours=float(hours)) // _US
+
+
+class DeadlineCalculator:
+    """:func:`chengyun.cases.services.compute_deadlines` for many start times
+    at once, to the microsecond: working time is a piecewise linear clock
+    (cumulative working microseconds at each window), so "start + h working
+    hours" is two binary searches."""
+
+    def __init__(self, calendar: WorkingCalendar | None = None) -> None:
+        self.cal = calendar or WorkingCalendar.from_db()
+
+    def _windows(self, first: date, last_start: int, need: int) -> tuple[np.ndarray, np.ndarray]:
+        ws, we = [], []
+        day, after = first, 0
+        span = (last_start - micros(datetime.combine(first, datetime.min.time(), self.cal.tz))) // 86_400_000_000
+        for _day in range(MAX_DAYS + span + 2):
+            if self.cal.is_working_day(day):
+                for a, b in self.cal.windows:
+                    s, e = micros(datetime.combine(day, a, self.cal.tz)), micros(datetime.combine(day, b, self.cal.tz))
+                    ws.append(s)
+                    we.append(e)
+                    if e > last_start:
+                        after += e - max(s, last_start)
+            if after >= need and after > 0:
+                return np.array(ws, np.int64), np.array(we, np.int64)
+            day += timedelta(days=1)
+        raise ValueError("deadline is more than ten years away")
+
+    def add(self, starts: np.ndarray, hours: np.ndarray, working: np.ndarray) -> np.ndarray:
+        """``starts`` and ``hours`` in microseconds (int64); ``working``: count
+        in working hours (else calendar hours). Returns the due times (µs)."""
+        out = starts + hours
+        if working.any():
+            s, h = starts[working], hours[working]
+            first = datetime.fromtimestamp(int(s.min()) / 1e6, UTC).astimezone(self.cal.tz).date()
+            ws, we = self._windows(first, int(s.max()), int(h.max()))
+            cum_end = np.cumsum(we - ws)
+            cum = cum_end - (we - ws)
+            k = np.searchsorted(we, s, side="right")
+            target = cum[k] + np.clip(s - ws[k], 0, None) + h
+            k2 = np.maximum(np.searchsorted(cum_end, target, side="left"), k)
+            out[working] = we[k2] - (cum_end[k2] - target)
+        return out
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def _row_dot(A, i: int, B, j: int) -> float:
+    """Cosine similarity of row i of A and row j of B (L2-normalised CSR rows)."""
+    a0, a1, b0, b1 = A.indptr[i], A.indptr[i + 1], B.indptr[j], B.indptr[j + 1]
+    _common, ia, ib = np.intersect1d(A.indices[a0:a1], B.indices[b0:b1], assume_unique=True, return_indices=True)
+    return float(np.dot(A.data[a0:a1][ia], B.data[b0:b1][ib])) if len(ia) else 0.0
+
+
+_RAD = math.pi / 180
+
+
+class OpenCaseIndex:
+    """Open cases with a category and a point, by (category group, grid cell).
+
+    A group is a parent's children (siblings are duplicate candidates of each
+    other) or a category without parent on its own; its cell is as large as
+    the group's largest duplicate radius, so a search looks at 3 x 3 cells.
+    Entries: ``[created µs, lon, lat, case id, category id, number, matrix, row]``.
+    """
+
+    def __init__(self, features, *, lat_ref: float) -> None:
+        self.features = features
+        cats = list(Category.objects.values_list("id", "parent_id", "duplicate_radius_m", "duplicate_window_hours"))
+        self.group = {pk: ("p", parent) if parent else ("c", pk) for pk, parent, *_ in cats}
+        self.radius = {pk: r for pk, _p, r, _w in cats}
+        self.radius_deg = {pk: math.degrees(r / EARTH_RADIUS_M) for pk, r in self.radius.items()}
+        self.window = {pk: w * 3_600_000_000 for pk, _p, _r, w in cats}
+        self.window_hours = {pk: w for pk, _p, _r, w in cats}
+        self.max_window = max(self.window.values(), default=0)
+        kx = 1.0 / max(0.01, math.cos(math.radians(lat_ref)))
+        self.cell = {}
+        for pk, group in self.group.items():
+            r = max(1.0, float(self.radius[pk]))
+            old = self.cell.get(group, (0.0, 0.0))
+            dlat = math.degrees(r / EARTH_RADIUS_M)
+            if dlat > old[0]:
+                self.cell[group] = (dlat, dlat * kx)
+        self.cells: dict[tuple, list] = {}
+        self.loaded: tuple[int, int] | None = None
+        self.size = 0
+
+    def add(self, entry: list) -> None:
+        group = self.group[entry[4]]
+        dlat, dlon = self.cell[group]
+        self.cells.setdefault((group, math.floor(entry[1] / dlon), math.floor(entry[2] / dlat)), []).append(entry)
+        self.size += 1
+
+    def forget_before(self, t: int) -> None:
+        """Drop cases opened before ``t``: no later report can match them."""
+        kept = {}
+        size = 0
+        for key, entries in self.cells.items():
+            left = [e for e in entries if e[0] >= t]
+            if left:
+                kept[key] = left
+                size += len(left)
+        self.cells, self.size = kept, size
+        if self.loaded is not None:
+            self.loaded = (max(self.loaded[0], t), self.loaded[1])
+
+    def load(self, lo: int, hi: int) -> int:
+        """Make sure the open cases created in [lo, hi] (µs) are in the index
+        (a case loaded twice, after an unsorted batch, is harmless)."""
+        spans = [(lo, hi)] if self.loaded is None or hi < self.loaded[0] or lo > self.loaded[1] else [
+            (lo, self.loaded[0] - 1), (self.loaded[1] + 1, hi)]
+        added = 0
+        for a, b in spans:
+            if a > b:
+                continue
+            # Only the time range in SQL: given the open statuses too, SQLite
+            # walks the (status, due_at) index through every open case.
+            qs = Case.objects.filter(created_at__gte=_EPOCH + a * _US, created_at__lte=_EPOCH + b * _US).values_list(
+                "id", "number", "lon", "lat", "created_at", "category_id", "title", "description", "status")
+            rows = [r for r in qs.iterator(chunk_size=5000)
+                    if r[8] in OPEN_STATUSES and r[5] is not None and r[2] is not None and r[3] is not None]
+            if not rows:
+                continue
+            X = self.features.transform([f"{r[6]}\n{r[7]}" for r in rows])
+            for j, (pk, number, lon, lat, created, cat, *_rest) in enumerate(rows):
+                self.add([micros(created), lon, lat, pk, cat, number, X, j])
+            added += len(rows)
+        if self.loaded is None or hi < self.loaded[0] or lo > self.loaded[1]:
+            self.loaded = (lo, hi)
+        else:
+            self.loaded = (min(lo, self.loaded[0]), max(hi, self.loaded[1]))
+        return added
+
+    def best(self, cat: int, lon: float, lat: float, t: int, X, i: int, ask_at: float):
+        """-> (best entry or None, score, parts, number of candidates)."""
+        group = self.group[cat]
+        dlat, dlon = self.cell[group]
+        radius = self.radius[cat]
+        window = self.window[cat]
+        lat1 = lat * _RAD
+        cos1 = math.cos(lat1)
+        r_lat = self.radius_deg[cat]  # the square around the circle, as geo.box()
+        r_lon = r_lat / max(0.01, cos1)
+        x0, x1 = math.floor((lon - r_lon) / dlon), math.floor((lon + r_lon) / dlon)
+        y0, y1 = math.floor((lat - r_lat) / dlat), math.floor((lat + r_lat) / dlat)
+        cells = self.cells
+        best, best_score, best_parts, n = None, -1.0, None, 0
+        for cx in range(x0, x1 + 1):
+            for cy in range(y0, y1 + 1):
+                entries = cells.get((group, cx, cy))
+                if not entries:
+                    continue
+                for e in entries:
+                    age = t - e[0]
+                    if age < 0 or age > window:
+                        continue
+                    lat2 = e[2] * _RAD
+                    a = math.sin((lat2 - lat1) / 2) ** 2 + cos1 * math.cos(lat2) * math.sin((e[1] - lon) * _RAD / 2) ** 2
+                    d = 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+                    if d > radius:
+                        continue
+                    n += 1
+                    factor = 1.0 if e[4] == cat else SIBLING_FACTOR
+                    dist = 1.0 - d / radius if radius else 1.0
+                    tim = max(0.0, 1.0 - age / window) if window else 0.0
+                    rest = WEIGHTS["distance"] * dist + WEIGHTS["time"] * tim
+                    if factor * (WEIGHTS["text"] + rest) < ask_at:
+                        continue  # even the same words could not make it a question
+                    text = max(0.0, min(1.0, _row_dot(X, i, e[6], e[7])))
+                    score = factor * (WEIGHTS["text"] * text + rest)
+                    if score > best_score:
+                        best, best_score = e, score
+                        best_parts = {"text": round(text, 4), "distance": round(dist, 4), "time": round(tim, 4),
+                                      "distance_m": round(d, 1), "category_factor": factor}
+        return best, best_score, best_parts, n
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class _Tables:
+    """Raw inserts with ids chosen up front: one multi-row statement stream per
+    table (SQLite ``executemany``, PostgreSQL ``COPY``)."""
+
+    def __init__(self) -> None:
+        self.vendor = connection.vendor
+        self.seconds: dict[str, float] = {}  # time spent inserting, per table
+        if self.vendor not in ("sqlite", "postgresql"):
+            raise NotImplementedError(f"bulk intake supports SQLite and PostgreSQL, not {self.vendor}")
+        if self.vendor == "sqlite":
+            with connection.cursor() as cur:
+                cur.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+
+    def dt(self, value: datetime | None):
+        """A datetime as the database takes it (SQLite: Django's UTC text form)."""
+        if value is None or self.vendor != "sqlite":
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+
+    def dt_us(self, value: int):
+        if self.vendor == "sqlite":
+            return (_EPOCH_NAIVE + value * _US).isoformat(" ")
+        return _EPOCH + value * _US
+
+    def allocate(self, model, n: int) -> list[int]:
+        if n == 0:
+            return []
+        table = model._meta.db_table
+        with connection.cursor() as cur:
+            if self.vendor == "sqlite":
+                cur.execute(f'SELECT MAX(id) FROM "{table}"')
+                top = cur.fetchone()[0] or 0
+                cur.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+                row = cur.fetchone()
+                start = max(top, row[0] if row else 0) + 1
+                return list(range(start, start + n))
+            cur.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n])
+            return [r[0] for r in cur.fetchall()]
+
+    def insert(self, model, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        if not rows:
+            return
+        started = time.perf_counter()
+        table = model._meta.db_table
+        names = ", ".join(f'"{c}"' for c in columns)
+        with connection.cursor() as cur:
+            if self.vendor == "sqlite":
+                cur.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join(["%s"] * len(columns))})', rows)
+            else:
+                with cur.cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        self.seconds[table] = self.seconds.get(table, 0.0) + time.perf_counter() - started
+
+
+def _columns(model) -> tuple[str, ...]:
+    return tuple(f.column for f in model._meta.concrete_fields)
+
+
+def report_digest(rows: Iterable[tuple]) -> str:
+    """SHA-256 over a batch's reports, in id order. Each row: (number, case
+    number, idempotency key, received_at (a datetime, or microseconds since
+    1970-01-01 UTC), category code, lon, lat, duplicate, title, description);
+    written as text with received_at in microseconds, fields joined by U+001F,
+    rows ended by a newline."""
+    h = hashlib.sha256()
+    for number, case_number, key, received, code, lon, lat, dup, title, description in rows:
+        h.update("\x1f".join((
+            number, case_number or "", key, str(received if isinstance(received, int) else micros(received)), code or "",
+            "" if lon is None else repr(float(lon)), "" if lat is None else repr(float(lat)), dup, title, description,
+        )).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def verify_batch(audit) -> bool:
+    """Recompute a ``report.bulk_import`` record's digest from the reports in the database."""
+    data = audit.data
+    qs = (Report.objects.filter(source=data["source"], pk__gte=data["first_id"], pk__lte=data["last_id"])
+          .order_by("pk").values_list("number", "case__number", "idempotency_key", "received_at", "category__code",
+                                      "lon", "lat", "duplicate", "title", "description"))
+    return report_digest(qs.iterator(chunk_size=5000)) == data["digest"]
+
+
+# --------------------------------------------------------------------------- the importer
+
+
+@dataclass
+class Counts:
+    rows: int = 0
+    reports: int = 0
+    cases: int = 0
+    attached: int = 0
+    asked: int = 0
+    routed: int = 0
+    closed: int = 0
+    already: int = 0
+
+    def add(self, other: Counts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+class _Batch:
+    """One batch on its way through the pipeline. :meth:`BulkImporter.prepare`
+    fills the arrays (no database); :meth:`keep` drops rows already imported;
+    the per-report loop then works on plain lists."""
+
+    def __init__(self, rows: list[ImportRow]) -> None:
+        for r in rows:
+            if r.received_at.utcoffset():
+                r.received_at = r.received_at.astimezone(UTC)
+        rows.sort(key=lambda r: r.received_at)
+        self.rows, self.n = rows, len(rows)
+        self.texts = [f"{r.title}\n{r.description}" for r in rows]
+        self.seconds: dict[str, float] = {}
+        self.X = None
+        self.arrays: dict[str, np.ndarray] = {}  # pred, conf, given, decided, certain, check, area
+
+    def keep(self, known: set[str]) -> int:
+        """Drop rows whose key is known or repeated in the batch; returns how many."""
+        seen, keep = set(), []
+        for i, r in enumerate(self.rows):
+            if r.key not in known and r.key not in seen:
+                seen.add(r.key)
+                keep.append(i)
+        dropped = self.n - len(keep)
+        if dropped:
+            self.rows = [self.rows[i] for i in keep]
+            self.texts = [self.texts[i] for i in keep]
+            self.X = self.X[keep]
+            self.arrays = {k: v[keep] for k, v in self.arrays.items()}
+            self.n = len(keep)
+        a = self.arrays
+        self.t = [micros(r.received_at) for r in self.rows]
+        self.pred, self.conf, self.given = a["pred"].tolist(), a["conf"].tolist(), a["given"].tolist()
+        self.decided, self.certain, self.check = a["decided"].tolist(), a["certain"].tolist(), a["check"].tolist()
+        self.area = a["area"].tolist()
+        self.case_of: list[int | None] = [None] * self.n
+        self.dup_of = [DuplicateOutcome.NEW] * self.n
+        self.dup_json = [""] * self.n
+        self.cases: list[tuple] = []  # (row, case id, number, status, route or None)
+        self.attached: list[tuple] = []  # (case id, row, score)
+        self.suggestions: list[tuple] = []  # (row, case id, candidate case id, score)
+        self.case_number: dict[int, str] = {}
+        self.deadlines: dict[int, tuple[int, int]] = {}
+        return dropped
+
+
+class _Clock:
+    def __init__(self, into: dict) -> None:
+        self.into, self.t = into, time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        t = time.perf_counter()
+        self.into[phase] = self.into.get(phase, 0.0) + t - self.t
+        self.t = t
+
+
+@dataclass
+class BatchResult:
+    counts: Counts = field(default_factory=Counts)
+    first: str = ""
+    last: str = ""
+    digest: str = ""
+    seconds: dict = field(default_factory=dict)
+
+
+class BulkImporter:
+    """Import reports in batches; each :meth:`import_batch` is one transaction.
+
+    ``source`` names the sender (``import:hotline-2024.csv``); with the rows'
+    keys it makes the import idempotent.
+    """
+
+    def __init__(self, *, source: str, by=None, generated: bool = False) -> None:
+        if not source or len(source) > 80:
+            raise ValueError("source must be 1..80 characters")
+        self.source = source
+        self.by = by if by is not None else SYSTEM_ACTOR
+        self.person_id = by.pk if by is not None and not isinstance(by, str) else None
+        self.actor = actor_name(self.by)
+        self.generated = generated
+        self.tables = _Tables()
+        self.tz = ZoneInfo(settings.TIME_ZONE)
+        self.threshold = settings.INTAKE_CONFIDENCE_THRESHOLD
+        self.attach_at = settings.DUPLICATE_ATTACH_SCORE
+        self.ask_at = settings.DUPLICATE_ASK_SCORE
+        self.version, self.model = active_model()
+        cats = {c.pk: c for c in Category.objects.all()}
+        self.cats = cats
+        self.cat_code = {pk: c.code for pk, c in cats.items()}
+        self.code_json = {pk: json.dumps(c.code, ensure_ascii=False) for pk, c in cats.items()}
+        self.cat_priority = {pk: c.priority for pk, c in cats.items()}
+        if self.model is not None:
+            by_code = {c.code: pk for pk, c in cats.items()}
+            self.model_cat = np.array([by_code.get(code, -1) for code in self.model.codes], np.int64)
+            self.features = self.model.features
+        else:
+            self.model_cat = np.zeros(0, np.int64)
+            self.features = None  # fitted on the first batch
+        self.locator = get_locator()
+        self.loc_ids = np.array([a.id for a in self.locator.areas] or [0], np.int64)
+        self.area_path = dict(Area.objects.values_list("id", "path"))
+        self.planner = RoutePlanner()
+        self.deadlines = DeadlineCalculator()
+        self.index: OpenCaseIndex | None = None
+        self.totals = Counts()
+        self._address_area: dict[str, int | None] = {}
+        self._days: dict[int, str] = {}
+        self._json_cache: dict = {}
+        self._specs: dict[int, tuple[int, int, bool]] = {}
+        self._analyze_at = 0
+        self.note = _("Imported from %(source)s.") % {"source": source}
+        self.attach_note = ""
+
+    # ---------------------------------------------------------------- helpers
+
+    def _day(self, t_us: int) -> str:
+        """The city's date (YYYYMMDD) of a moment; cached per UTC quarter hour."""
+        q = t_us // 900_000_000
+        day = self._days.get(q)
+        if day is None:
+            day = self._days[q] = f"{datetime.fromtimestamp(q * 900, UTC).astimezone(self.tz):%Y%m%d}"
+        return day
+
+    def _area_of_address(self, address: str) -> int | None:
+        if address not in self._address_area:
+            info = area_from_address(address)
+            self._address_area[address] = info.id if info else None
+        return self._address_area[address]
+
+    def _statistics(self) -> None:
+        """PostgreSQL plans by table statistics, which autovacuum refreshes
+        late after a bulk load: without them it takes the reports' ``source``
+        index for the idempotency check and reads every report of the source.
+        Refreshed at the start and whenever this import has doubled the tables."""
+        if connection.vendor != "postgresql" or self.totals.reports < self._analyze_at:
+            return
+        with connection.cursor() as cur:
+            cur.execute(f'ANALYZE "{Report._meta.db_table}", "{Case._meta.db_table}"')
+        self._analyze_at = max(2 * self.totals.reports, BATCH_SIZE)
+
+    def _known(self, keys: list[str]) -> set[str]:
+        """The keys among ``keys`` this source has already sent (raw SQL: the
+        ORM spends longer building a 20,000-value IN than the database answers
+        it). The condition is spelled as the unique index's, so that SQLite
+        uses that index rather than scanning every report of the source."""
+        table = Report._meta.db_table
+        found: set[str] = set()
+        with connection.cursor() as cur:
+            if connection.vendor == "postgresql":
+                cur.execute(f'SELECT idempotency_key FROM "{table}" WHERE source = %s AND idempotency_key = ANY(%s) '
+                            f"AND {NOT_EMPTY_KEY}", [self.source, keys])
+                found.update(r[0] for r in cur.fetchall())
+                return found
+            for s in range(0, len(keys), 900):
+                chunk = keys[s:s + 900]
+                cur.execute(f'SELECT idempotency_key FROM "{table}" WHERE source = %s AND idempotency_key IN '
+                            f'({", ".join(["%s"] * len(chunk))}) AND {NOT_EMPTY_KEY}', [self.source, *chunk])
+                found.update(r[0] for r in cur.fetchall())
+        return found
+
+    # ---------------------------------------------------------------- the pipeline
+
+    def run(self, rows: Iterable[ImportRow], batch_size: int = BATCH_SIZE,
+            on_batch: Callable[[BatchResult], None] | None = None) -> Counts:
+        """Import ``rows`` in batches of ``batch_size``, one transaction each."""
+        for result, _meta in self.import_batches((chunk, None) for chunk in batches(rows, batch_size)):
+            if on_batch:
+                on_batch(result)
+        return self.totals
+
+    def import_batches(self, items: Iterable[tuple[list[ImportRow], object]]) -> Iterator[tuple[BatchResult, object]]:
+        """Import ``(rows, anything)`` items, yielding ``(result, anything)`` once
+        each batch is committed. The next batch is classified and located in a
+        second thread while the current one is written (the database and numpy
+        work without holding the interpreter lock)."""
+        items = iter(items)
+        item = next(items, None)
+        if item is None:
+            return
+        batch, meta = self.prepare(item[0]), item[1]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-prepare") as pool:
+            while batch is not None:
+                item = next(items, None)
+                future = None
+
+                def start_next(item=item):
+                    # Started when the writing begins: before, both threads would
+                    # mostly wait for each other's hold on the interpreter.
+                    nonlocal future
+                    if item is not None and future is None:
+                        future = pool.submit(self.prepare, item[0])
+
+                result = self.import_prepared(batch, before_write=start_next)
+                start_next()
+                yield result, meta
+                batch, meta = (future.result(), item[1]) if item is not None else (None, None)
+
+    def import_batch(self, rows: list[ImportRow]) -> BatchResult:
+        """Import one batch in one transaction; rows already imported are skipped."""
+        return self.import_prepared(self.prepare(rows))
+
+    def prepare(self, rows: list[ImportRow]) -> _Batch:
+        """Classify and locate a batch: numpy only, no database (safe in another thread)."""
+        b = _Batch(rows)
+        clock = _Clock(b.seconds)
+        self._classify(b)
+        clock("classify")
+        self._locate(b)
+        clock("locate")
+        return b
+
+    def import_prepared(self, b: _Batch, before_write: Callable[[], None] | None = None) -> BatchResult:
+        result = BatchResult()
+        result.counts.rows = b.n
+        result.seconds.update(b.seconds)
+        gc_was_on = gc.isenabled()
+        gc.disable()  # millions of fresh tuples, no cycles: the collector would only rescan them
+        try:
+            with transaction.atomic():
+                clock = _Clock(result.seconds)
+                self._statistics()
+                result.counts.already = b.keep(self._known([r.key for r in b.rows]))
+                clock("skip imported")
+                if b.n:
+                    self._addresses(b)
+                    self._open_cases(b)
+                    clock("open cases")
+                    self._decide(b, result.counts)
+                    clock("dedup+route")
+                    self._deadlines(b)
+                    clock("deadlines")
+                    if before_write is not None:
+                        before_write()
+                    self._write(b, result)
+                    clock("write")
+        except BaseException:
+            self.index = None  # it may hold cases of the rolled-back batch: load afresh
+            raise
+        finally:
+            if gc_was_on:
+                gc.enable()
+        self.totals.add(result.counts)
+        return result
+
+    def _classify(self, b: _Batch) -> None:
+        rows, n = b.rows, b.n
+        if self.features is None:
+            self.features = CharNgramTfidf(min_df=1).fit(b.texts)
+        # In slices: featurising holds a (texts x longest text) array per n-gram length.
+        X = b.X = sp.vstack([self.features.transform(b.texts[s:s + FEATURE_SLICE])
+                             for s in range(0, n, FEATURE_SLICE)], format="csr")
+        if self.model is not None:
+            P = self.model.probabilities(X)
+            best = P.argmax(axis=1)
+            pred, conf = self.model_cat[best], P[np.arange(n), best]
+        else:
+            pred, conf = np.full(n, -1, np.int64), np.full(n, np.nan, np.float32)
+        given = np.array([r.category_id if r.category_id is not None else -1 for r in rows], np.int64)
+        has_given = given >= 0
+        confident = (pred >= 0) & (conf >= self.threshold)
+        decided = np.where(has_given, given, np.where(confident, pred, -1))
+        certain = np.where(has_given, ~(confident & (pred != given)), confident)
+        check = np.where(decided >= 0, decided, pred)  # submit() checks the suggestion too
+        b.arrays.update(pred=pred, conf=conf, given=has_given, decided=decided, certain=certain, check=check)
+
+    def _locate(self, b: _Batch) -> None:
+        rows = b.rows
+        has_point = np.array([r.lon is not None for r in rows], bool)
+        area = np.full(b.n, -1, np.int64)
+        if has_point.any():
+            lons = np.array([r.lon for r in rows if r.lon is not None], np.float64)
+            lats = np.array([r.lat for r in rows if r.lon is not None], np.float64)
+            idx = self.locator.locate_many(lons, lats)
+            area[has_point] = np.where(idx >= 0, self.loc_ids[np.maximum(idx, 0)], -1)
+        b.arrays["area"] = area
+
+    def _addresses(self, b: _Batch) -> None:
+        """Reports without a point: the area their address names."""
+        for i, r in enumerate(b.rows):
+            if r.lon is None and r.address:
+                found = self._area_of_address(r.address)
+                b.area[i] = found if found is not None else -1
+
+    def _open_cases(self, b: _Batch) -> None:
+        if self.index is None:
+            lats = [r.lat for r in b.rows if r.lat is not None]
+            self.index = OpenCaseIndex(self.features, lat_ref=float(np.median(lats)) if lats else 30.0)
+        index = self.index
+        index.forget_before(b.t[0] - index.max_window)
+        index.load(b.t[0] - index.max_window, b.t[-1])
+
+    def _decide(self, b: _Batch, c: Counts) -> None:
+        """Duplicate check, case or attachment, route: one report at a time, in time order."""
+        rows, n, index, planner = b.rows, b.n, self.index, self.planner
+        b.report_ids = self.tables.allocate(Report, n)
+        case_ids = self.tables.allocate(Case, n)
+        decided, check, certain, area, t, X = b.decided, b.check, b.certain, b.area, b.t, b.X
+        ask_at, attach_at = self.ask_at, self.attach_at
+        case_of, dup_of, dup_json = b.case_of, b.dup_of, b.dup_json
+        cases, attached, suggestions = b.cases, b.attached, b.suggestions
+        day = self._day
+        not_checked = '{"reason": "no category or no point: not checked"}'
+        closed_json = '{"reason": "closed in the sending system: not checked"}'
+        next_case = 0
+        for i, r in enumerate(rows):
+            cat = decided[i]
+            outcome = "new"
+            if r.closed_at is not None:
+                dup_json[i] = closed_json
+            elif check[i] < 0 or r.lon is None:
+                dup_json[i] = not_checked
+            else:
+                entry, score, parts, candidates = index.best(check[i], r.lon, r.lat, t[i], X, i, ask_at)
+                if entry is not None:
+                    outcome = "attach" if score >= attach_at else "ask" if score >= ask_at else "new"
+                dup_json[i] = self._dup_json(check[i], candidates, entry, score, parts)
+            if outcome == "attach":
+                case_of[i] = entry[3]
+                b.case_number[entry[3]] = entry[5]
+                dup_of[i] = DuplicateOutcome.ATTACHED
+                attached.append((entry[3], i, score))
+                continue
+            case_id = case_ids[next_case]
+            next_case += 1
+            number = f"{day(t[i])}{case_id:07d}"
+            case_of[i] = case_id
+            b.case_number[case_id] = number
+            plan = None
+            if r.closed_at is not None:
+                status = CaseStatus.CLOSED
+                c.closed += 1
+            else:
+                status = CaseStatus.NEW
+                if outcome == "ask":
+                    dup_of[i] = DuplicateOutcome.ASK
+                    suggestions.append((i, case_id, entry[3], score))
+                elif certain[i] and cat >= 0 and area[i] >= 0:
+                    plan = planner.route(cat, area[i])
+                    if plan.lead_id is None:
+                        plan = None
+                    else:
+                        status = CaseStatus.DISPATCHED
+                        c.routed += 1
+                if cat >= 0 and r.lon is not None:
+                    index.add([t[i], r.lon, r.lat, case_id, cat, number, X, i])
+            cases.append((i, case_id, number, status, plan))
+        c.reports, c.cases, c.attached, c.asked = n, len(cases), len(attached), len(suggestions)
+
+    def _deadlines(self, b: _Batch) -> None:
+        """compute_deadlines() of every dispatched case, as arrays."""
+        routed = [k for k, case in enumerate(b.cases) if case[4] is not None]
+        if not routed:
+            return
+        spec = [self._deadline_spec(b.decided[b.cases[k][0]]) for k in routed]
+        starts = np.array([b.t[b.cases[k][0]] for k in routed], np.int64)
+        working = np.array([s[2] for s in spec], bool)
+        due = self.deadlines.add(starts, np.array([s[0] for s in spec], np.int64), working).tolist()
+        response = self.deadlines.add(starts, np.array([s[1] for s in spec], np.int64), working).tolist()
+        b.deadlines = {k: (due[j], response[j]) for j, k in enumerate(routed)}
+
+    def _deadline_spec(self, cat_id: int) -> tuple[int, int, bool]:
+        spec = self._specs.get(cat_id)
+        if spec is None:
+            cat = self.cats[cat_id]
+            factor = PRIORITY_DEADLINE_FACTOR.get(cat.priority, 1.0)
+            spec = self._specs[cat_id] = (hours_micros(Decimal(cat.deadline_hours) * Decimal(str(factor))),
+                                          hours_micros(cat.response_hours), cat.deadline_kind != "calendar")
+        return spec
+
+    def _write(self, b: _Batch, result: BatchResult) -> None:
+        rows, n, tables = b.rows, b.n, self.tables
+        fmt = tables.dt
+        at = [fmt(r.received_at) for r in rows]
+        person, actor, generated = self.person_id, self.actor, self.generated
+        decided, pred, conf, given, area, t = b.decided, b.pred, b.conf, b.given, b.area, b.t
+        by = ["reporter" if given[i] else "classifier" if decided[i] >= 0 else "nobody" for i in range(n)]
+
+        with_contact = [i for i, r in enumerate(rows) if r.name or r.phone or r.email]
+        contact_ids = tables.allocate(ReporterContact, len(with_contact))
+        contact_of = dict(zip(with_contact, contact_ids, strict=True))
+        tables.insert(ReporterContact, CONTACT_COLUMNS, [
+            (pk, rows[i].name, rows[i].phone, rows[i].email, "", "", at[i]) for pk, i in zip(contact_ids, with_contact,
+                                                                                             strict=True)])
+
+        now_us, share = micros(now()), settings.NEAR_DUE_SHARE
+        case_rows, part_rows, timeline_rows = [], [], []
+        note, path, priority_of, deadlines = self.note, self.area_path, self.cat_priority, b.deadlines
+        timeline_data = {}
+        for k, (i, case_id, number, status, plan) in enumerate(b.cases):
+            r = rows[i]
+            cat = decided[i]
+            area_id = area[i] if area[i] >= 0 else None
+            accepted = response_due = due = closed = None
+            deadline_state = DeadlineState.ON_TIME
+            route_json, rule_id, lead = "{}", None, None
+            if plan is not None:
+                accepted = at[i]
+                due_us, response_us = deadlines[k]
+                due, response_due = tables.dt_us(due_us), tables.dt_us(response_us)
+                if now_us >= due_us:
+                    deadline_state = DeadlineState.OVERDUE
+                elif due_us - now_us <= (due_us - t[i]) * share:
+                    deadline_state = DeadlineState.NEAR_DUE
+                rule_id, lead = plan.rule_id, plan.lead_id
+                route_json = (plan.explanation_json + ', "classification": '
+                              + self._route_classification_json(pred[i], conf[i], by[i]) + "}")
+                part_rows.append((AssignmentRole.LEAD, PartStatus.DISPATCHED, True, at[i], None, None, "", case_id, lead))
+                for d in plan.assisting_ids:
+                    part_rows.append((AssignmentRole.ASSISTING, PartStatus.DISPATCHED, True, at[i], None, None, "",
+                                      case_id, d))
+            elif status == CaseStatus.CLOSED:
+                closed = fmt(r.closed_at)
+            case_rows.append((
+                case_id, number, r.title, r.description, priority_of[cat] if cat >= 0 else Priority.NORMAL, status,
+                r.channel, r.lon, r.lat, r.address, path.get(area_id, "") if area_id else "", at[i], accepted, accepted,
+                None, response_due, due, None, closed, deadline_state, 0, route_json, None, "", generated, 0,
+                area_id, cat if cat >= 0 else None, person, None, None, rule_id,
+            ))
+            data = timeline_data.get((r.channel, lead))
+            if data is None:
+                payload = {"channel": r.channel, "import": self.source}
+                if lead is not None:
+                    payload["lead"] = self.planner.dept_code[lead]
+                data = timeline_data[(r.channel, lead)] = json.dumps(payload, ensure_ascii=False)
+            timeline_rows.append((at[i], actor, "create", "", status, note, data, person, case_id))
+        tables.insert(Case, CASE_COLUMNS, case_rows)
+        del case_rows
+
+        report_ids, case_of, dup_of, dup_json, source = b.report_ids, b.case_of, b.dup_of, b.dup_json, self.source
+        number = [f"R{self._day(t[i])}{report_ids[i]:07d}" for i in range(n)]
+        tables.insert(Report, REPORT_COLUMNS, [(
+            report_ids[i], number[i], r.channel, source, r.key, r.external_id, r.title, r.description, given[i],
+            None if conf[i] != conf[i] else conf[i], self.version,
+            self._classification_json(pred[i], conf[i], by[i], given[i], b.certain[i]),
+            r.lon, r.lat, r.address, "{}", "", dup_of[i], dup_json[i], at[i], generated,
+            area[i] if area[i] >= 0 else None, case_of[i], decided[i] if decided[i] >= 0 else None, person,
+            pred[i] if pred[i] >= 0 else None, contact_of.get(i),
+        ) for i, r in enumerate(rows)])
+
+        part_ids = tables.allocate(CaseAssignment, len(part_rows))
+        tables.insert(CaseAssignment, PART_COLUMNS, [(pk, *row) for pk, row in zip(part_ids, part_rows, strict=True)])
+        for case_id, i, score in b.attached:
+            timeline_rows.append((at[i], actor, "report_attached", "", "", "", json.dumps(
+                {"report": number[i], "channel": rows[i].channel, "score": round(score, 4)}, ensure_ascii=False),
+                person, case_id))
+        timeline_ids = tables.allocate(TimelineEntry, len(timeline_rows))
+        tables.insert(TimelineEntry, TIMELINE_COLUMNS, [(pk, *row) for pk, row in zip(timeline_ids, timeline_rows,
+                                                                                        strict=True)])
+        suggestion_ids = tables.allocate(DuplicateSuggestion, len(b.suggestions))
+        tables.insert(DuplicateSuggestion, SUGGESTION_COLUMNS, [
+            (pk, score, dup_json[i], SuggestionStatus.PENDING, at[i], None, candidate, case_id, None, report_ids[i])
+            for pk, (i, case_id, candidate, score) in zip(suggestion_ids, b.suggestions, strict=True)])
+
+        order = sorted(range(n), key=report_ids.__getitem__)
+        first, last = order[0], order[-1]
+        result.first, result.last = number[first], number[last]
+        result.digest = report_digest(
+            (number[i], b.case_number[case_of[i]], rows[i].key, t[i], self.cat_code.get(decided[i]),
+             rows[i].lon, rows[i].lat, dup_of[i], rows[i].title, rows[i].description) for i in order)
+        record(AUDIT_ACTION, actor=self.by, object_type="intake.report", object_id=report_ids[first], data={
+            "source": source, **result.counts.as_dict(), "first": result.first, "last": result.last,
+            "first_id": report_ids[first], "last_id": report_ids[last],
+            "digest": result.digest, "digest_format": DIGEST_FORMAT, "classifier_version": self.version,
+        })
+
+    def _classification_json(self, p: int, conf: float, by: str, given: bool, certain: bool) -> str:
+        """The report's ``classification`` (as :func:`services.classify`, without terms)."""
+        if p < 0:
+            return '{"model": null, "threshold": %s, "decided_by": "%s", "bulk": true}' % (self.threshold, by)
+        extra = ', "disagrees": %s' % ("false" if certain else "true") if given else ""
+        return '{"model": %s, "category": %s, "confidence": %s, "threshold": %s, "decided_by": "%s"%s, "bulk": true}' % (
+            self.version, self.code_json[p], round(conf, 4), self.threshold, by, extra)
+
+    def _route_classification_json(self, p: int, conf: float, by: str) -> str:
+        """The ``classification`` part of a route explanation (as :func:`services.auto_route`)."""
+        return '{"decided_by": "%s", "confidence": %s, "model": %s, "terms": []}' % (
+            by, "null" if p < 0 else round(conf, 4), "null" if p < 0 else self.version)
+
+    def _dup_json(self, cat: int, candidates: int, entry, score: float, parts) -> str:
+        """The report's ``duplicate_explanation`` (as :func:`dedup.find_duplicate`)."""
+        key = (cat, candidates)
+        base = self._json_cache.get(key)
+        if base is None:
+            index = self.index
+            explanation = {
+                "radius_m": index.radius[cat], "window_hours": index.window_hours[cat], "candidates": candidates,
+                "attach_at": self.attach_at, "ask_at": self.ask_at, "weights": WEIGHTS,
+            }
+            if candidates:
+                explanation["text_compared_only_above"] = self.ask_at
+            base = self._json_cache[key] = json.dumps(explanation, ensure_ascii=False)
+        if entry is None:
+            return base
+        return base[:-1] + ", " + json.dumps({"best_case": entry[5], "score": round(score, 4), **parts},
+                                              ensure_ascii=False)[1:]
+
+
+CASE_COLUMNS = (
+    "id", "number", "title", "description", "priority", "status", "channel", "lon", "lat", "address", "area_path",
+    "created_at", "accepted_at", "dispatched_at", "responded_at", "response_due_at", "due_at", "done_at", "closed_at",
+    "deadline_state", "escalation_level", "route_explanation", "resolved", "satisfaction", "generated", "version",
+    "area_id", "category_id", "created_by_id", "escalated_to_id", "merged_into_id", "route_rule_id",
+)
+REPORT_COLUMNS = (
+    "id", "number", "channel", "source", "idempotency_key", "external_id", "title", "description", "category_given",
+    "confidence", "classifier_version", "classification", "lon", "lat", "address", "attributes", "media_url",
+    "duplicate", "duplicate_explanation", "received_at", "generated", "area_id", "case_id", "category_id",
+    "created_by_id", "suggested_category_id", "contact_id",
+)
+CONTACT_COLUMNS = ("id", "name", "phone", "email", "device_id", "account_id", "created_at")
+PART_COLUMNS = ("id", "role", "status", "active", "dispatched_at", "started_at", "done_at", "note", "case_id",
+                "department_id")
+TIMELINE_COLUMNS = ("id", "at", "actor_name", "action", "from_status", "to_status", "note", "data", "actor_id",
+                    "case_id")
+SUGGESTION_COLUMNS = ("id", "score", "explanation", "status", "created_at", "decided_at", "candidate_id", "case_id",
+                      "decided_by_id", "report_id")
+
+
+def check_columns() -> None:
+    """The raw inserts name every column; fail loudly when a model changes."""
+    for model, columns in ((Case, CASE_COLUMNS), (Report, REPORT_COLUMNS), (CaseAssignment, PART_COLUMNS),
+                           (TimelineEntry, TIMELINE_COLUMNS), (DuplicateSuggestion, SUGGESTION_COLUMNS),
+                           (ReporterContact, CONTACT_COLUMNS)):
+        if set(_columns(model)) != set(columns):
+            raise RuntimeError(f"bulk intake: {model._meta.label} columns changed: {sorted(set(_columns(model)) ^ set(columns))}")
+
+
+def batches(rows: Iterable, size: int) -> Iterator[list]:
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,360 @@
+"""``chengyun import-reports FILE``: bulk import of reports from a CSV or JSON
+Lines file (history migration, other hotline systems).
+
+Columns are found by name: our field name, else the first of the usual
+headers of hotline exports that the file has, else ``--map field=column``:
+
+=============  ==========================================================
+field          also found under
+=============  ==========================================================
+description    诉求内容, 描述, 问题描述, 内容
+title          标题, 诉求标题 (default: the description's first line)
+category       分类, 事项, 事项分类, 诉求分类 (a code, or a category's
+               Chinese or English name)
+lon, lat       lng/longitude, 经度; latitude, 纬度 (WGS84)
+address        地址, 事发地址, 诉求地址
+received_at    受理时间, 来电时间, 时间 (ISO 8601, 2024/5/1 8:00,
+               2024年5月1日 8时0分; without a zone: the city's time)
+channel        渠道, 来源渠道 (default: --channel, hotline)
+external_id    id, 工单编号, 工单号, 编号 (the key of idempotency)
+phone, name    来电号码, 联系电话, 电话; 联系人, 姓名
+email          邮箱, 电子邮箱
+status         状态, 办理状态: open (empty, 未办结, 办理中 …) or closed
+               (已办结, 办结, 已结案 …); closed rows are imported closed
+closed_at      办结时间, 结案时间 (default: received_at)
+=============  ==========================================================
+
+Rows that cannot be imported are written, with the reason naming the field,
+to ``FILE.refused.csv`` (row number, line, field, reason, then the row as
+read). The import commits in batches and keeps a checkpoint
+(``FILE.progress.json``: the file's size and the SHA-256 of its first MB, the
+last committed row and byte offset) after each one, so after Ctrl+C or a
+crash the same command continues after the last committed batch; rows already
+imported (same source and ``external_id``, or without an id the same row
+content) are skipped in any case. ``--restart`` ignores the checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+from tqdm import tqdm
+
+from chengyun.cases.models import Channel
+from chengyun.clock import now
+from chengyun.intake.bulk import BATCH_SIZE, FIELDS, BulkImporter, Counts, RowCleaner, RowRefused
+
+# Our field -> the column names tried, in order, when --map does not name one.
+HEADERS = {
+    "description": ["description", "诉求内容", "描述", "问题描述", "内容"],
+    "title": ["title", "标题", "诉求标题"],
+    "category": ["category", "分类", "事项", "事项分类", "诉求分类"],
+    "lon": ["lon", "lng", "longitude", "经度"],
+    "lat": ["lat", "latitude", "纬度"],
+    "address": ["address", "地址", "事发地址", "诉求地址"],
+    "received_at": ["received_at", "受理时间", "来电时间", "时间"],
+    "channel": ["channel", "渠道", "来源渠道"],
+    "external_id": ["external_id", "id", "工单编号", "工单号", "编号"],
+    "phone": ["phone", "来电号码", "联系电话", "电话"],
+    "name": ["name", "联系人", "姓名"],
+    "email": ["email", "邮箱", "电子邮箱"],
+    "status": ["status", "状态", "办理状态"],
+    "closed_at": ["closed_at", "办结时间", "结案时间"],
+}
+HEAD_BYTES = 1024 * 1024
+CHECKPOINT_VERSION = 1
+
+
+def _head_digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
+
+
+class _Lines:
+    """Decoded lines of a file opened in binary, with the byte offset after
+    the last line handed out (csv.reader pulls exactly the lines of a record)."""
+
+    def __init__(self, f, encoding: str, offset: int, lines: int = 0) -> None:
+        self.f, self.encoding, self.offset, self.lines = f, encoding, offset, lines
+        f.seek(offset)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        raw = self.f.readline()
+        if not raw:
+            raise StopIteration
+        self.offset += len(raw)
+        self.lines += 1
+        try:
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError:
+            raise CommandError(_("The file is not %(encoding)s near byte %(offset)s; convert it (for example "
+                                 "iconv -f GBK -t UTF-8) or give --encoding.")
+                               % {"encoding": self.encoding, "offset": self.offset - len(raw)}) from None
+
+
+class _Refused:
+    """The refused rows, as CSV (row, line, field, reason, then the row itself)."""
+
+    def __init__(self, path: Path, keep_bytes: int, columns: list[str]) -> None:
+        self.path, self.columns, self.count = path, columns, 0
+        self.f = None
+        if keep_bytes and path.exists():
+            self.f = path.open("r+b")
+            self.f.truncate(keep_bytes)
+            self.f.seek(keep_bytes)
+        elif path.exists():
+            path.unlink()
+
+    def write(self, row: int, line: int, field: str, reason: str, values: list[str]) -> None:
+        if self.f is None:
+            self.f = self.path.open("wb")
+            self.f.write(b"\xef\xbb\xbf")  # a BOM, so that spreadsheet programs read UTF-8
+            self._put(["row", "line", "field", "reason", *self.columns])
+        self._put([row, line, field, reason, *values])
+        self.count += 1
+
+    def _put(self, values: list) -> None:
+        buf = io.StringIO()
+        csv.writer(buf).writerow(values)
+        self.f.write(buf.getvalue().encode("utf-8"))
+
+    def size(self) -> int:
+        if self.f is None:
+            return 0
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        return self.f.tell()
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+
+
+class Command(BaseCommand):
+    help = (
+        "Import reports from a CSV (UTF-8, BOM tolerated) or JSON Lines file through the bulk intake pipeline "
+        "(classify, locate, duplicate check, route), in batches of one transaction each. Columns, by our name or "
+        "the usual headers of hotline exports: "
+        + "; ".join(f"{field} ({', '.join(names[1:])})" for field, names in HEADERS.items())
+        + ". Or name them with --map field=column. Times without a zone are the city's time. Refused rows go "
+        "to FILE.refused.csv with the reason naming the field. A rerun continues after the last committed batch "
+        "(FILE.progress.json); rows already imported are skipped."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file")
+        parser.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name (.csv, .jsonl)")
+        parser.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                            help="take FIELD from COLUMN (repeatable); fields: " + ", ".join(FIELDS))
+        parser.add_argument("--channel", default=Channel.HOTLINE, choices=Channel.values,
+                            help="channel of rows without one (default: hotline)")
+        parser.add_argument("--source", help="the sender's name, with external_id the key of idempotency "
+                                             "(default: import:<file name>)")
+        parser.add_argument("--refused", help="where refused rows go (default: FILE.refused.csv)")
+        parser.add_argument("--encoding", default="utf-8", help="text encoding of the file (default: utf-8)")
+        parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="rows per transaction")
+        parser.add_argument("--restart", action="store_true", help="ignore the checkpoint and read from the start")
+
+    # ------------------------------------------------------------------ setup
+
+    def handle(self, *args, **o):
+        path = Path(o["file"])
+        if not path.is_file():
+            raise CommandError(_("No such file: %(path)s") % {"path": path})
+        fmt = o["format"] or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}.get(
+            path.suffix.lower())
+        if fmt is None:
+            raise CommandError(_("Cannot tell the format from the file name; give --format csv or --format jsonl."))
+        if o["batch_size"] < 1:
+            raise CommandError(_("--batch-size must be at least 1."))
+        mapping = self.parse_map(o["map"])
+        source = (o["source"] or f"import:{path.name}")[:80]
+        encoding = "utf-8-sig" if o["encoding"].lower().replace("_", "-") in ("utf-8", "utf8") else o["encoding"]
+        self.checkpoint_path = Path(f"{path}.progress.json")
+        refused_path = Path(o["refused"]) if o["refused"] else Path(f"{path}.refused.csv")
+        state = self.load_checkpoint(path, source, restart=o["restart"])
+
+        importer = BulkImporter(source=source)
+        cleaner = RowCleaner(channel=o["channel"])
+        totals = Counts(**state["counts"])
+        self.read, self.refused_total = state["read"], state["refused"]
+        with path.open("rb") as f:
+            if fmt == "csv":
+                columns, start, header_lines = self.csv_header(f, encoding)
+                if state["offset"] < start:
+                    state["offset"], state["line"] = start, header_lines
+                lines = _Lines(f, encoding, state["offset"], state["line"])
+                records = self.csv_records(lines, state["row"], columns, mapping)
+            else:
+                columns = ["record"]
+                lines = _Lines(f, encoding, state["offset"], state["line"])
+                records = self.jsonl_records(lines, state["row"], mapping)
+            refused = _Refused(refused_path, state["refused_bytes"], columns)
+            progress = tqdm(total=path.stat().st_size, initial=state["offset"], unit="B", unit_scale=True,
+                            desc=path.name, file=self.stderr, disable=None)
+            batches = self.batches(records, cleaner, refused, lines, progress, o["batch_size"])
+            try:
+                for result, cut in importer.import_batches(batches):
+                    totals.add(result.counts)
+                    self.checkpoint(cut, totals, path, source)
+            except KeyboardInterrupt:
+                raise CommandError(_("Interrupted. Everything up to row %(row)s is imported; run the same command "
+                                     "again to continue.") % {"row": self.committed_row}, returncode=130) from None
+            finally:
+                progress.close()
+                refused.close()
+        self.checkpoint_path.unlink(missing_ok=True)
+        self.summary(totals, refused_path if self.refused_total else None)
+
+    def batches(self, records, cleaner: RowCleaner, refused: _Refused, lines: _Lines, progress,
+                size: int) -> Iterator[tuple[list, dict]]:
+        """Clean rows into batches; each comes with where the file stands after
+        it (what the checkpoint needs once the batch is committed)."""
+        batch, cut = [], None
+        for row_no, line_no, raw, values, end in records:
+            self.read += 1
+            try:
+                if isinstance(raw, RowRefused):
+                    raise raw
+                batch.append(cleaner.clean(raw, row_no))
+            except RowRefused as exc:
+                refused.write(row_no, line_no, exc.field, exc.message, values)
+                self.refused_total += 1
+            cut = {"row": row_no, "line": lines.lines, "offset": end}
+            progress.update(end - progress.n)
+            if len(batch) >= size:
+                yield batch, {**cut, "refused_bytes": refused.size(), "read": self.read, "refused": self.refused_total}
+                batch = []
+        if batch:
+            yield batch, {**cut, "refused_bytes": refused.size(), "read": self.read, "refused": self.refused_total}
+
+    def parse_map(self, items: list[str]) -> dict[str, str]:
+        mapping = {}
+        for item in items:
+            field, sep, column = item.partition("=")
+            field, column = field.strip(), column.strip()
+            if not sep or not column:
+                raise CommandError(_("--map takes FIELD=COLUMN, not “%(item)s”.") % {"item": item})
+            if field not in FIELDS:
+                raise CommandError(_("Unknown field “%(field)s” in --map; fields: %(fields)s.")
+                                   % {"field": field, "fields": ", ".join(FIELDS)})
+            mapping[field] = column
+        return mapping
+
+    # ------------------------------------------------------------------ checkpoint
+
+    def load_checkpoint(self, path: Path, source: str, *, restart: bool) -> dict:
+        fresh = {"row": 0, "line": 0, "offset": 0, "refused_bytes": 0, "counts": {}, "read": 0, "refused": 0}
+        self.size, self.head = path.stat().st_size, _head_digest(path)
+        self.committed_row = 0
+        if restart or not self.checkpoint_path.exists():
+            return fresh
+        try:
+            state = json.loads(self.checkpoint_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.stderr.write(_("The checkpoint %(path)s cannot be read; starting from the beginning.")
+                              % {"path": self.checkpoint_path})
+            return fresh
+        if (state.get("version") != CHECKPOINT_VERSION or state.get("size") != self.size
+                or state.get("head_sha256") != self.head or state.get("source") != source):
+            self.stderr.write(_("The file or the source changed since the checkpoint was written; starting from the "
+                                "beginning (rows already imported are skipped)."))
+            return fresh
+        self.committed_row = state["row"]
+        self.stdout.write(_("Continuing after row %(row)s (checkpoint of %(at)s).") % {"row": state["row"],
+                                                                                    "at": state["updated_at"]})
+        return {**fresh, **{k: state[k] for k in fresh if k in state}}
+
+    def checkpoint(self, cut: dict, totals: Counts, path: Path, source: str) -> None:
+        """After a committed batch: where to continue from (written atomically)."""
+        self.committed_row = cut["row"]
+        state = {
+            "version": CHECKPOINT_VERSION, "file": str(path.resolve()), "size": self.size, "head_sha256": self.head,
+            "source": source, **cut, "counts": totals.as_dict(), "updated_at": now().isoformat(),
+        }
+        tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
+        tmp.write_text(json.dumps(state, ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(tmp, self.checkpoint_path)
+
+    # ------------------------------------------------------------------ reading
+
+    def csv_header(self, f, encoding: str) -> tuple[list[str], int, int]:
+        """(columns, byte offset after the header, lines it takes)."""
+        lines = _Lines(f, encoding, 0)
+        header = next(csv.reader(lines), None)
+        if not header:
+            raise CommandError(_("The file is empty: no header row."))
+        return [h.strip() for h in header], lines.offset, lines.lines
+
+    def columns_for(self, available, mapping: dict[str, str]) -> dict[str, str]:
+        """Our field -> the column holding it."""
+        found = {}
+        for field in FIELDS:
+            if field in mapping:
+                found[field] = mapping[field]
+                continue
+            for name in HEADERS[field]:
+                if name in available:
+                    found[field] = name
+                    break
+        return found
+
+    def csv_records(self, lines: _Lines, row: int, columns: list[str], mapping: dict[str, str]) -> Iterator[tuple]:
+        """(row number, first line, our fields, the values as read, byte offset after the row)."""
+        missing = [c for c in mapping.values() if c not in columns]
+        if missing:
+            raise CommandError(_("No column “%(column)s” in the file; its columns: %(columns)s.")
+                               % {"column": missing[0], "columns": ", ".join(columns)})
+        found = self.columns_for(columns, mapping)
+        if "description" not in found and "title" not in found:
+            raise CommandError(_("No column for the description; name it with --map description=COLUMN."))
+        where = {field: columns.index(column) for field, column in found.items()}
+        before = lines.lines
+        for values in csv.reader(lines):
+            first, before = before + 1, lines.lines
+            if not any(v.strip() for v in values):
+                continue
+            row += 1
+            raw = {field: values[i] if i < len(values) else "" for field, i in where.items()}
+            yield row, first, raw, values, lines.offset
+
+    def jsonl_records(self, lines: _Lines, row: int, mapping: dict[str, str]) -> Iterator[tuple]:
+        for text in lines:
+            if not text.strip():
+                continue
+            row += 1
+            try:
+                obj = json.loads(text)
+            except ValueError as exc:
+                obj = RowRefused("record", _("Not JSON: %(error)s") % {"error": exc})
+            if not isinstance(obj, dict | RowRefused):
+                obj = RowRefused("record", _("Each line must be a JSON object."))
+            raw = obj if isinstance(obj, RowRefused) else {
+                field: obj.get(column) for field, column in self.columns_for(obj, mapping).items()}
+            yield row, lines.lines, raw, [text.strip()], lines.offset
+
+    # ------------------------------------------------------------------ report
+
+    def summary(self, totals: Counts, refused_path: Path | None) -> None:
+        w = self.stdout.write
+        w(_("Rows read: %(n)s") % {"n": self.read})
+        w(_("Taken as new cases: %(n)s (routed to a department: %(routed)s; closed in the sending system: %(closed)s; "
+            "possible duplicates for a dispatcher to decide: %(asked)s)")
+          % {"n": totals.cases, "routed": totals.routed, "closed": totals.closed, "asked": totals.asked})
+        w(_("Attached to an open case as duplicates: %(n)s") % {"n": totals.attached})
+        w(_("Already imported: %(n)s") % {"n": totals.already})
+        if refused_path is not None:
+            w(_("Refused: %(n)s (see %(path)s)") % {"n": self.refused_total, "path": refused_path})
+        else:
+            w(_("Refused: %(n)s") % {"n": self.refused_total})

@@ -1,0 +1,256 @@
+"""``chengyun import-reports``: CSV and JSON Lines through the bulk intake
+pipeline, refused rows, idempotent reruns, resuming after a crash."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from chengyun.audit.models import AuditRecord
+from chengyun.audit.services import verify_chain
+from chengyun.cases.models import AssignmentRole, Case, TimelineEntry
+from chengyun.cases.services import compute_deadlines
+from chengyun.cases.workflow import CaseStatus
+from chengyun.intake import bulk
+from chengyun.intake.models import DuplicateOutcome, DuplicateSuggestion, Report
+
+from .. import factories as f
+
+CN_HEADER = ["工单编号", "诉求内容", "分类", "经度", "纬度", "地址", "来电号码", "联系人", "受理时间"]
+
+
+def write_csv(path, header, rows, *, bom=True):
+    with path.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def write_jsonl(path, objects):
+    path.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objects), encoding="utf-8")
+    return path
+
+
+def run(path, *args):
+    out, err = StringIO(), StringIO()
+    call_command("import_reports", str(path), *args, stdout=out, stderr=err)
+    return out.getvalue()
+
+
+def read_refused(path):
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_csv_with_chinese_headers(intake_world, tmp_path):
+    lon, lat = f.centre("100101001")
+    far_lon, far_lat = f.centre("100104002")
+    path = write_csv(tmp_path / "hotline.csv", CN_HEADER, [
+        ["H1", "小区门口水管爆裂，路面一直冒水", "0101", lon, lat, "测试市区1", "13800001111", "王先生", "2026-11-20 10:00"],
+        ["H2", "这一排路灯全灭了，晚上很黑", "路灯", far_lon, far_lat, "", "", "", "2026/11/20 11:30"],
+        ["H3", "自来水管道破裂 地面积水", "", far_lon - 0.3, far_lat, "", "", "", "2026年11月20日 12:00"],
+        ["H4", "", "0101", lon, lat, "", "", "", "2026-11-20 10:00"],
+        ["H5", "井盖不见了", "9999", lon, lat, "", "", "", "2026-11-20 10:00"],
+        ["H6", "路灯不亮", "", "200", lat, "", "", "", "2026-11-20 10:00"],
+        ["H7", "路灯不亮", "", lon, lat, "", "", "", "昨天下午"],
+        ["H8", "长" * 4001, "", lon, lat, "", "", "", "2026-11-20 10:00"],
+    ])
+    out = run(path)
+
+    assert "Rows read: 8" in out
+    assert "Taken as new cases: 3" in out
+    assert "Refused: 5" in out
+    refused = read_refused(tmp_path / "hotline.csv.refused.csv")
+    assert [(r["row"], r["field"]) for r in refused] == [
+        ("4", "description"), ("5", "category"), ("6", "lon"), ("7", "received_at"), ("8", "description")]
+    assert "9999" in refused[1]["reason"] and refused[1]["工单编号"] == "H5"
+    assert "too long" in refused[4]["reason"]
+
+    h1 = Report.objects.select_related("case", "contact", "category", "area").get(external_id="H1")
+    assert h1.number.startswith("R20261120")
+    assert h1.received_at == datetime(2026, 11, 20, 2, 0, tzinfo=UTC)  # city time (Asia/Shanghai) without a zone
+    assert h1.channel == "hotline" and h1.source == "import:hotline.csv"
+    assert h1.category.code == "0101" and h1.category_given
+    assert h1.area.code == "100101001"
+    assert h1.contact.phone == "13800001111" and h1.contact.name == "王先生"
+    case = h1.case
+    assert case.number.startswith("20261120") and case.created_at == h1.received_at
+    assert case.status == CaseStatus.DISPATCHED
+    assert case.lead.department == intake_world.dept("water", "100101")
+    assisting = [a.department for a in case.assignments.filter(role=AssignmentRole.ASSISTING)]
+    assert assisting == [intake_world.dept("roads", "100101")]
+    assert (case.response_due_at, case.due_at) == compute_deadlines(case.category, case.priority, h1.received_at)
+    assert case.route_explanation["lead"] == "WATER-100101"
+    assert case.route_explanation["located_in"] == "100101001"
+    entries = list(case.timeline.values_list("action", "to_status"))
+    assert entries == [("create", CaseStatus.DISPATCHED)]
+
+    h2 = Report.objects.get(external_id="H2")
+    assert h2.category.code == "0102"  # given by its Chinese name
+    assert h2.case.lead.department == intake_world.dept("water", "100104")
+    h3 = Report.objects.get(external_id="H3")
+    assert h3.category.code == "0101" and not h3.category_given  # decided by the classifier
+    assert h3.classification["decided_by"] == "classifier" and h3.confidence >= 0.5
+    assert h3.received_at == datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+    assert list(verify_chain()) == []
+
+
+def test_jsonl_with_map_and_duplicates_in_the_file_attach_to_one_case(intake_world, tmp_path):
+    lon, lat = f.centre("100102001")
+    path = write_jsonl(tmp_path / "feed.jsonl", [
+        {"id": "J1", "text": "路边水管破了一直在喷水", "x": lon, "y": lat, "when": "2026-11-20T09:00:00+08:00"},
+        {"id": "J2", "text": "路边水管破了一直在喷水", "x": lon + 0.0003, "y": lat, "when": "2026-11-20T09:20:00+08:00",
+         "tel": "13900002222"},
+        {"id": "J3", "text": "路边水管破了 一直在喷水！", "x": lon, "y": lat + 0.0002, "when": "2026-11-20T09:40:00+08:00"},
+        {"id": "J4", "text": "路边水管破了一直在喷水", "x": lon + 0.5, "y": lat, "when": "2026-11-20T09:45:00+08:00"},
+        ["not", "an", "object"],
+    ])
+    out = run(path, "--map", "description=text", "--map", "lon=x", "--map", "lat=y", "--map", "received_at=when",
+              "--map", "external_id=id", "--map", "phone=tel", "--channel", "department")
+
+    assert "Taken as new cases: 2" in out
+    assert "Attached to an open case as duplicates: 2" in out
+    assert "Refused: 1" in out
+    first = Report.objects.get(external_id="J1")
+    for ext in ("J2", "J3"):
+        report = Report.objects.get(external_id=ext)
+        assert report.case_id == first.case_id
+        assert report.duplicate == DuplicateOutcome.ATTACHED
+        assert report.duplicate_explanation["best_case"] == first.case.number
+        assert report.duplicate_explanation["score"] >= 0.72
+        assert report.channel == "department"
+    assert Report.objects.get(external_id="J2").contact.phone == "13900002222"
+    assert Report.objects.get(external_id="J4").case_id != first.case_id  # 48 km away: its own case
+    attached = TimelineEntry.objects.filter(case=first.case, action="report_attached")
+    assert sorted(e.data["report"] for e in attached) == sorted(
+        Report.objects.filter(external_id__in=["J2", "J3"]).values_list("number", flat=True))
+    refused = read_refused(tmp_path / "feed.jsonl.refused.csv")
+    assert refused[0]["row"] == "5" and refused[0]["field"] == "record"
+
+
+def test_grey_zone_asks_a_dispatcher(intake_world, tmp_path):
+    lon, lat = f.centre("100103002")
+    path = write_csv(tmp_path / "grey.csv", ["external_id", "description", "category", "lon", "lat", "received_at"], [
+        ["G1", "水管爆裂 路面冒水", "0101", lon, lat, "2026-11-20 09:00"],
+        ["G2", "这一排路灯全灭了 晚上很黑", "0101", lon, lat, "2026-11-20 09:01"],
+    ], bom=False)
+    run(path)
+    g1, g2 = Report.objects.get(external_id="G1"), Report.objects.get(external_id="G2")
+    assert g2.duplicate == DuplicateOutcome.ASK
+    assert g2.case_id != g1.case_id and g2.case.status == CaseStatus.NEW  # not routed while in question
+    suggestion = DuplicateSuggestion.objects.get(report=g2)
+    assert (suggestion.case_id, suggestion.candidate_id) == (g2.case_id, g1.case_id)
+    assert 0.5 <= suggestion.score < 0.72
+
+
+def test_rerun_imports_nothing_twice(intake_world, tmp_path):
+    lon, lat = f.centre("100101002")
+    rows = [[f"描述{i} 路灯不亮", "0102", lon + i * 0.01, lat, f"2026-11-2{i % 3} 08:00"] for i in range(6)]
+    path = write_csv(tmp_path / "no-ids.csv", ["description", "category", "lon", "lat", "received_at"], rows)
+    run(path)
+    before = (Report.objects.count(), Case.objects.count(), TimelineEntry.objects.count())
+    out = run(path)
+    assert "Already imported: 6" in out and "Taken as new cases: 0" in out
+    assert (Report.objects.count(), Case.objects.count(), TimelineEntry.objects.count()) == before
+    assert not (tmp_path / "no-ids.csv.progress.json").exists()
+
+
+def test_resume_after_a_crash_continues_after_the_last_committed_batch(intake_world, tmp_path, monkeypatch):
+    lon, lat = f.centre("100104001")
+    rows = []
+    for i in range(1, 11):
+        text = "路灯不亮" if i != 3 else ""  # row 3 is refused
+        rows.append([f"C{i}", text, "0102", lon + i * 0.01, lat, f"2026-11-20 {8 + i:02d}:00"])
+    path = write_csv(tmp_path / "big.csv", ["external_id", "description", "category", "lon", "lat", "received_at"], rows)
+    real_write = bulk.BulkImporter._write
+    calls = {"n": 0}
+
+    def crash_in_third_batch(self, b, result):
+        calls["n"] += 1
+        real_write(self, b, result)
+        if calls["n"] == 3:
+            raise RuntimeError("power cut")
+
+    monkeypatch.setattr(bulk.BulkImporter, "_write", crash_in_third_batch)
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(path, "--batch-size", "2")
+    checkpoint = json.loads((tmp_path / "big.csv.progress.json").read_text(encoding="utf-8"))
+    assert checkpoint["row"] == 5  # batches (1, 2) and (4, 5) committed; row 3 refused
+    assert sorted(Report.objects.values_list("external_id", flat=True)) == ["C1", "C2", "C4", "C5"]
+
+    monkeypatch.setattr(bulk.BulkImporter, "_write", real_write)
+    out = run(path, "--batch-size", "2")
+    assert "Continuing after row 5" in out
+    assert "Rows read: 10" in out and "Taken as new cases: 9" in out and "Refused: 1" in out
+    assert sorted(Report.objects.values_list("external_id", flat=True)) == sorted(f"C{i}" for i in range(1, 11) if i != 3)
+    assert Case.objects.count() == 9
+    assert [r["row"] for r in read_refused(tmp_path / "big.csv.refused.csv")] == ["3"]
+    assert not (tmp_path / "big.csv.progress.json").exists()
+    assert list(verify_chain()) == []
+
+
+def test_restart_ignores_the_checkpoint_and_a_changed_file_starts_over(intake_world, tmp_path):
+    lon, lat = f.centre("100101001")
+    path = write_csv(tmp_path / "r.csv", ["external_id", "description", "lon", "lat"], [
+        ["R1", "路灯不亮", lon, lat], ["R2", "水管爆裂", lon + 0.1, lat]])
+    (tmp_path / "r.csv.progress.json").write_text(json.dumps({"version": 1, "size": 1, "head_sha256": "x"}))
+    out = run(path)
+    assert "Rows read: 2" in out and "Taken as new cases: 2" in out
+    out = run(path, "--restart")
+    assert "Already imported: 2" in out
+
+
+def test_closed_rows_are_imported_closed_without_routing(intake_world, tmp_path):
+    lon, lat = f.centre("100102002")
+    path = write_csv(tmp_path / "history.csv", ["external_id", "description", "category", "lon", "lat", "received_at",
+                                                "status", "closed_at"], [
+        ["O1", "水管爆裂 路面冒水", "0101", lon, lat, "2026-10-10 09:00", "已办结", "2026-10-11 09:00"],
+        ["O2", "水管爆裂 路面冒水", "0101", lon, lat, "2026-10-10 09:05", "closed", ""],
+        ["O3", "水管爆裂 路面冒水", "0101", lon, lat, "2026-10-10 09:10", "pending?", ""],
+    ])
+    out = run(path)
+    assert "closed in the sending system: 2" in out
+    o1 = Report.objects.select_related("case").get(external_id="O1")
+    assert o1.case.status == CaseStatus.CLOSED and not o1.case.assignments.exists()
+    assert o1.case.closed_at == datetime(2026, 10, 11, 1, 0, tzinfo=UTC)
+    o2 = Report.objects.select_related("case").get(external_id="O2")
+    assert o2.case_id != o1.case_id  # closed cases are not duplicate candidates
+    assert read_refused(tmp_path / "history.csv.refused.csv")[0]["field"] == "status"
+
+
+def test_each_batch_is_one_audit_record_whose_digest_can_be_checked(intake_world, tmp_path):
+    lon, lat = f.centre("100103001")
+    rows = [[f"A{i}", f"路灯坏了 第{i}处", lon + i * 0.01, lat] for i in range(5)]
+    path = write_csv(tmp_path / "audit.csv", ["external_id", "description", "lon", "lat"], rows)
+    before = AuditRecord.objects.count()
+    run(path, "--batch-size", "2")
+    records = list(AuditRecord.objects.filter(action=bulk.AUDIT_ACTION).order_by("seq"))
+    assert AuditRecord.objects.count() - before == 3 == len(records)
+    assert [r.data["reports"] for r in records] == [2, 2, 1]
+    numbers = list(Report.objects.order_by("pk").values_list("number", flat=True))
+    assert (records[0].data["first"], records[-1].data["last"]) == (numbers[0], numbers[-1])
+    assert all(bulk.verify_batch(r) for r in records)
+    assert list(verify_chain()) == []
+    Report.objects.filter(number=numbers[0]).update(description="changed afterwards")
+    assert not bulk.verify_batch(records[0]) and bulk.verify_batch(records[1])
+
+
+def test_bad_options_are_explained(intake_world, tmp_path):
+    path = write_csv(tmp_path / "x.csv", ["text"], [["路灯不亮"]])
+    with pytest.raises(CommandError, match="description"):
+        run(path)
+    with pytest.raises(CommandError, match="Unknown field"):
+        run(path, "--map", "colour=text")
+    with pytest.raises(CommandError, match="No column"):
+        run(path, "--map", "description=body")
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(CommandError, match="--format"):
+        run(tmp_path / "x.txt")
+    assert "Taken as new cases: 1" in run(path, "--map", "description=text")
