@@ -63,6 +63,6 @@ def check_cluster(report: Report, *, open_case) -> ClusterWarning | None:
 
 def warning_title(warning: ClusterWarning) -> str:
     return _("Smart discovery: %(count)s reports of “%(category)s” within %(radius)s m in %(minutes)s minutes") % {
-        "count": warning.report_count, "category": warning.category.name, "radius": warning.radius_m,
+        "count": warning.report_count, "category": warning.category.display_name, "radius": warning.radius_m,
         "minutes": warning.window_minutes,
     }
