@@ -153,7 +153,11 @@ def _write(rows: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
         cur.execute("DELETE FROM signs_in WHERE EXISTS (SELECT 1 FROM signs_reading r "
                     "WHERE r.sensor_id = signs_in.sensor_id AND r.ts = signs_in.ts)")
         duplicates = cur.rowcount if cur.rowcount and cur.rowcount > 0 else 0
-        cur.execute("INSERT INTO signs_reading (sensor_id, ts, value) SELECT sensor_id, ts, value FROM signs_in")
+        # A fixed order (sensor, time) for every write: two batches sharing
+        # buckets then take their row locks in the same order and cannot
+        # deadlock each other on PostgreSQL.
+        cur.execute("INSERT INTO signs_reading (sensor_id, ts, value) SELECT sensor_id, ts, value FROM signs_in "
+                    "ORDER BY sensor_id, ts")
         for resolution, size, only in (("m", MINUTE_MS, MINUTE_ROLLUP_BELOW_S), ("h", HOUR_MS, None)):
             # A sensor reporting once a minute or less often gets no minute
             # rollup: it would repeat its raw readings one for one.
@@ -161,7 +165,7 @@ def _write(rows: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
             cur.execute(
                 f"INSERT INTO signs_rollup (sensor_id, resolution, bucket, count, min, max, sum) "
                 f"SELECT sensor_id, '{resolution}', (ts / {size}) * {size}, COUNT(*), MIN(value), MAX(value), SUM(value) "
-                f"FROM signs_in WHERE {where} GROUP BY sensor_id, ts / {size} "
+                f"FROM signs_in WHERE {where} GROUP BY sensor_id, ts / {size} ORDER BY sensor_id, ts / {size} "
                 f"ON CONFLICT (sensor_id, resolution, bucket) DO UPDATE SET "
                 f"count = signs_rollup.count + excluded.count, "
                 f"min = {least}(signs_rollup.min, excluded.min), max = {greatest}(signs_rollup.max, excluded.max), "

@@ -20,7 +20,8 @@ class Command(BaseCommand):
                                  % " and ".join(DEFAULT_TOPICS))
         parser.add_argument("--client-id", default="chengyun-ingest",
                             help="fixed client id: the broker keeps this session's unacknowledged messages")
-        parser.add_argument("--batch", type=int, default=5000, help="readings per database write")
+        parser.add_argument("--batch", type=int, default=50_000,
+                            help="readings per database write at most (--flush-ms keeps batches small at low rates)")
         parser.add_argument("--flush-ms", type=int, default=200, help="write a smaller batch after this long")
         parser.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
         parser.add_argument("--stats-every", type=float, default=10.0, help="seconds between stats lines")
