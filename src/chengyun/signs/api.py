@@ -28,15 +28,12 @@ from chengyun.areas.models import Area
 from chengyun.cases.errors import CaseError, CaseForbidden, CaseInvalid
 from chengyun.clock import now
 
-from . import services
-from .ingest import MINUTE_ROLLUP_BELOW_S, ingest, parse_ts
+from . import queries, services
+from .ingest import ingest, parse_ts
 from .models import (
     HOUR_MS,
-    MINUTE_MS,
     Indicator,
     Level,
-    Reading,
-    Rollup,
     Rule,
     Sensor,
     SensorKind,
@@ -55,9 +52,6 @@ router = Router(tags=["vital signs"])
 
 MAX_BATCH = 100_000          # readings in one POST
 MAX_POINTS = 10_000          # points in one series answer
-RAW_MAX_SPAN_MS = 6 * HOUR_MS            # auto: raw readings up to 6 hours
-MINUTE_MAX_SPAN_MS = 7 * 24 * HOUR_MS    # auto: minute rollups up to 7 days, hour rollups beyond
-COARSER = {"raw": "m", "m": "h", "h": None}
 CSV_TYPES = ("text/csv", "application/csv")
 # Stand-ins for a JSON item that is not an object and a short CSV row (ingest
 # takes a batch of mappings or a batch of tuples, not a mix).
@@ -697,31 +691,6 @@ def update_indicator(request, code: str, body: IndicatorPatch):
     return indicator_out(_indicator_or_404(code))
 
 
-def choose_resolution(span_ms: int) -> str:
-    """auto: raw readings up to 6 hours, minute rollups up to 7 days, hour rollups beyond."""
-    if span_ms <= RAW_MAX_SPAN_MS:
-        return "raw"
-    if span_ms <= MINUTE_MAX_SPAN_MS:
-        return "m"
-    return "h"
-
-
-def series_points(sensor: Sensor, resolution: str, start: int, end: int, limit: int) -> list[tuple]:
-    """Up to ``limit`` points [ts_ms, mean, min, max, count] in [start, end);
-    rollup buckets count when they overlap the range. A sensor reporting once
-    a minute or less often keeps no minute rollups: its minute series is its
-    raw readings."""
-    if resolution == "raw" or (resolution == "m" and sensor.interval_s >= MINUTE_ROLLUP_BELOW_S):
-        rows = (Reading.objects.filter(sensor_id=sensor.pk, ts__gte=start, ts__lt=end).order_by("ts")
-                .values_list("ts", "value")[:limit])
-        return [(t, v, v, v, 1) for t, v in rows]
-    size = MINUTE_MS if resolution == "m" else HOUR_MS
-    rows = (Rollup.objects.filter(sensor_id=sensor.pk, resolution=resolution, bucket__gte=start // size * size,
-                                  bucket__lt=end).order_by("bucket")
-            .values_list("bucket", "sum", "min", "max", "count")[:limit])
-    return [(b, s / n, lo, hi, n) for b, s, lo, hi, n in rows if n]
-
-
 @router.get(
     "/indicators/{code}/series", response=SeriesOut, summary="An indicator's values over a range",
     description=(
@@ -746,11 +715,11 @@ def get_series(request, code: str, start: str | None = None, end: str | None = N
     if start_ms >= end_ms:
         raise CaseInvalid(_("The end must be after the start."), field="end")
     auto = resolution == "auto"
-    chosen = choose_resolution(end_ms - start_ms) if auto else resolution
+    chosen = queries.resolution_for(end_ms - start_ms) if auto else resolution
     while True:
-        points = series_points(ind.sensor, chosen, start_ms, end_ms, MAX_POINTS + 1)
-        if auto and COARSER[chosen] and (len(points) > MAX_POINTS or not points):
-            chosen = COARSER[chosen]  # too many points, or the finer data is pruned already
+        points = queries.points(ind.sensor, chosen, start_ms, end_ms, MAX_POINTS + 1)
+        if auto and chosen in queries.COARSER and (len(points) > MAX_POINTS or not points):
+            chosen = queries.COARSER[chosen]  # too many points, or the finer data is pruned already
             continue
         if len(points) <= MAX_POINTS:
             break

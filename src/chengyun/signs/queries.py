@@ -56,18 +56,32 @@ class Series:
     points: list[tuple[int, float, float, float, int]] = field(default_factory=list)  # (t, mean, min, max, count)
 
 
-def _raw(sensor_id: int, start_ms: int, end_ms: int) -> list[tuple[int, float, float, float, int]]:
+def _raw(sensor_id: int, start_ms: int, end_ms: int, limit: int | None = None):
     rows = (Reading.objects.filter(sensor_id=sensor_id, ts__gte=start_ms, ts__lt=end_ms).order_by("ts")
             .values_list("ts", "value"))
-    return [(t, v, v, v, 1) for t, v in rows]
+    return [(t, v, v, v, 1) for t, v in (rows[:limit] if limit else rows)]
 
 
-def _rollups(sensor_id: int, resolution: str, start_ms: int, end_ms: int) -> list[tuple[int, float, float, float, int]]:
+def _rollups(sensor_id: int, resolution: str, start_ms: int, end_ms: int, limit: int | None = None):
     size = HOUR_MS if resolution == HOUR else 60_000
     rows = (Rollup.objects.filter(sensor_id=sensor_id, resolution=resolution, bucket__gte=start_ms // size * size,
                                   bucket__lt=end_ms).order_by("bucket")
             .values_list("bucket", "sum", "count", "min", "max"))
-    return [(b, s / n, lo, hi, n) for b, s, n, lo, hi in rows if n]
+    return [(b, s / n, lo, hi, n) for b, s, n, lo, hi in (rows[:limit] if limit else rows) if n]
+
+
+def reads_raw(sensor: Sensor, resolution: str) -> bool:
+    """Raw readings serve this resolution: asked for, or minute values of a
+    sensor that keeps no minute rollups (it reports once a minute or less often)."""
+    return resolution == RAW or (resolution == MINUTE and sensor.interval_s >= MINUTE_ROLLUP_BELOW_S)
+
+
+def points(sensor: Sensor, resolution: str, start_ms: int, end_ms: int, limit: int | None = None):
+    """(t, mean, min, max, count) in [start, end) at ``resolution``; rollup
+    buckets count when they overlap the range."""
+    if reads_raw(sensor, resolution):
+        return _raw(sensor.pk, start_ms, end_ms, limit)
+    return _rollups(sensor.pk, resolution, start_ms, end_ms, limit)
 
 
 def series(sensor: Sensor, start_ms: int, end_ms: int, resolution: str | None = None) -> Series:
@@ -75,10 +89,9 @@ def series(sensor: Sensor, start_ms: int, end_ms: int, resolution: str | None = 
     chosen = resolution or resolution_for(end_ms - start_ms)
     res = chosen
     while True:
-        readings = res == RAW or (res == MINUTE and sensor.interval_s >= MINUTE_ROLLUP_BELOW_S)
-        points = _raw(sensor.pk, start_ms, end_ms) if readings else _rollups(sensor.pk, res, start_ms, end_ms)
-        if points or res not in COARSER:
-            return Series(resolution=res, chosen=chosen, from_readings=readings, points=points)
+        found = points(sensor, res, start_ms, end_ms)
+        if found or res not in COARSER:
+            return Series(resolution=res, chosen=chosen, from_readings=reads_raw(sensor, res), points=found)
         res = COARSER[res]
 
 
