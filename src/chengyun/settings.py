@@ -197,6 +197,16 @@ DUPLICATE_ASK_SCORE = float(os.environ.get("CHENGYUN_DUPLICATE_ASK", "0.5"))
 PHOTO_MAX_BYTES = int(os.environ.get("CHENGYUN_PHOTO_MAX_BYTES", str(10 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = PHOTO_MAX_BYTES * 3
 OPEN311_JURISDICTION = os.environ.get("CHENGYUN_OPEN311_JURISDICTION", "")
+# Machine channels (Open311, /api/v1/reports): "worker" stores a report and
+# answers at once; the worker's batch pipeline classifies, checks duplicates
+# and routes it, usually within a second. "inline" runs that pipeline for the
+# report before answering (slower; the tests use it).
+INTAKE_QUEUE = os.environ.get("CHENGYUN_INTAKE_QUEUE", "worker")
+if INTAKE_QUEUE not in ("worker", "inline"):
+    raise ValueError(f"CHENGYUN_INTAKE_QUEUE must be 'worker' or 'inline', not {INTAKE_QUEUE!r}")
+# The worker rebuilds its routing tables and reloads the classifier this often
+# (a change to routing rules reaches queued reports within this time).
+INTAKE_PIPELINE_REFRESH_SECONDS = int(os.environ.get("CHENGYUN_INTAKE_PIPELINE_REFRESH", "60"))
 
 # City vital signs (issue #4).
 SIGNS_MAX_FUTURE_SECONDS = int(os.environ.get("CHENGYUN_SIGNS_MAX_FUTURE_SECONDS", "300"))

@@ -126,6 +126,17 @@ class ImportRow:
     phone: str = ""
     email: str = ""
     closed_at: datetime | None = None  # set: already closed in the sending system
+    # Set for a report a machine channel stored as received (:func:`process_received`):
+    report_id: int | None = None
+    number: str = ""
+    area_id: int | None = None  # the area the sender chose (used when there is no point)
+    source: str = ""
+    generated: bool = False
+
+
+class Raced(RuntimeError):
+    """Another process changed rows this batch was about to write: the batch
+    is rolled back and may be prepared again."""
 
 
 class RowRefused(Exception):
@@ -569,6 +580,7 @@ class OpenCaseIndex:
         self.cells: dict[tuple, list] = {}
         self.loaded: tuple[int, int] | None = None
         self.size = 0
+        self.gone: set[int] = set()  # cases that left the open statuses after they were loaded
 
     def add(self, entry: list) -> None:
         group = self.group[entry[4]]
@@ -602,19 +614,23 @@ class OpenCaseIndex:
             # walks the (status, due_at) index through every open case.
             qs = Case.objects.filter(created_at__gte=_EPOCH + a * _US, created_at__lte=_EPOCH + b * _US).values_list(
                 "id", "number", "lon", "lat", "created_at", "category_id", "title", "description", "status")
-            rows = [r for r in qs.iterator(chunk_size=5000)
-                    if r[8] in OPEN_STATUSES and r[5] is not None and r[2] is not None and r[3] is not None]
-            if not rows:
-                continue
-            X = self.features.transform([f"{r[6]}\n{r[7]}" for r in rows])
-            for j, (pk, number, lon, lat, created, cat, *_rest) in enumerate(rows):
-                self.add([micros(created), lon, lat, pk, cat, number, X, j])
-            added += len(rows)
+            added += self.add_rows(qs.iterator(chunk_size=5000))
         if self.loaded is None or hi < self.loaded[0] or lo > self.loaded[1]:
             self.loaded = (lo, hi)
         else:
             self.loaded = (min(lo, self.loaded[0]), max(hi, self.loaded[1]))
         return added
+
+    def add_rows(self, rows: Iterable[tuple]) -> int:
+        """Add cases given as (id, number, lon, lat, created_at, category id,
+        title, description, status); those not open or without category or
+        point are left out. Returns how many were added."""
+        rows = [r for r in rows if r[8] in OPEN_STATUSES and r[5] is not None and r[2] is not None and r[3] is not None]
+        if rows:
+            X = self.features.transform([f"{r[6]}\n{r[7]}" for r in rows])
+            for j, (pk, number, lon, lat, created, cat, *_rest) in enumerate(rows):
+                self.add([micros(created), lon, lat, pk, cat, number, X, j])
+        return len(rows)
 
     def best(self, cat: int, lon: float, lat: float, t: int, X, i: int, ask_at: float):
         """-> (best entry or None, score, parts, number of candidates)."""
@@ -628,7 +644,7 @@ class OpenCaseIndex:
         r_lon = r_lat / max(0.01, cos1)
         x0, x1 = math.floor((lon - r_lon) / dlon), math.floor((lon + r_lon) / dlon)
         y0, y1 = math.floor((lat - r_lat) / dlat), math.floor((lat + r_lat) / dlat)
-        cells = self.cells
+        cells, gone = self.cells, self.gone
         best, best_score, best_parts, n = None, -1.0, None, 0
         for cx in range(x0, x1 + 1):
             for cy in range(y0, y1 + 1):
@@ -637,7 +653,7 @@ class OpenCaseIndex:
                     continue
                 for e in entries:
                     age = t - e[0]
-                    if age < 0 or age > window:
+                    if age < 0 or age > window or e[3] in gone:
                         continue
                     lat2 = e[2] * _RAD
                     a = math.sin((lat2 - lat1) / 2) ** 2 + cos1 * math.cos(lat2) * math.sin((e[1] - lon) * _RAD / 2) ** 2
@@ -782,7 +798,7 @@ class _Batch:
         self.rows, self.n = rows, len(rows)
         self.texts = [f"{r.title}\n{r.description}" for r in rows]
         self.seconds: dict[str, float] = {}
-        self.X = None
+        self.X = self.P = None
         self.arrays: dict[str, np.ndarray] = {}  # pred, conf, given, decided, certain, check, area
 
     def keep(self, known: set[str]) -> int:
@@ -797,6 +813,8 @@ class _Batch:
             self.rows = [self.rows[i] for i in keep]
             self.texts = [self.texts[i] for i in keep]
             self.X = self.X[keep]
+            if self.P is not None:
+                self.P = self.P[keep]
             self.arrays = {k: v[keep] for k, v in self.arrays.items()}
             self.n = len(keep)
         a = self.arrays
@@ -1021,7 +1039,7 @@ class BulkImporter:
         X = b.X = sp.vstack([self.features.transform(b.texts[s:s + FEATURE_SLICE])
                              for s in range(0, n, FEATURE_SLICE)], format="csr")
         if self.model is not None:
-            P = self.model.probabilities(X)
+            P = b.P = self.model.probabilities(X)
             best = P.argmax(axis=1)
             pred, conf = self.model_cat[best], P[np.arange(n), best]
         else:
@@ -1048,7 +1066,9 @@ class BulkImporter:
     def _addresses(self, b: _Batch) -> None:
         """Reports without a point: the area their address names."""
         for i, r in enumerate(b.rows):
-            if r.lon is None and r.address:
+            if r.lon is None and r.area_id is not None:
+                b.area[i] = r.area_id
+            elif r.lon is None and r.address:
                 found = self._area_of_address(r.address)
                 b.area[i] = found if found is not None else -1
 
@@ -1063,7 +1083,7 @@ class BulkImporter:
     def _decide(self, b: _Batch, c: Counts) -> None:
         """Duplicate check, case or attachment, route: one report at a time, in time order."""
         rows, n, index, planner = b.rows, b.n, self.index, self.planner
-        b.report_ids = self.tables.allocate(Report, n)
+        b.report_ids = self._report_ids(b)
         case_ids = self.tables.allocate(Case, n)
         decided, check, certain, area, t, X = b.decided, b.check, b.certain, b.area, b.t, b.X
         ask_at, attach_at = self.ask_at, self.attach_at
@@ -1143,7 +1163,7 @@ class BulkImporter:
         fmt = tables.dt
         at = [fmt(r.received_at) for r in rows]
         person, actor, generated = self.person_id, self.actor, self.generated
-        decided, pred, conf, given, area, t = b.decided, b.pred, b.conf, b.given, b.area, b.t
+        decided, given, area, t = b.decided, b.given, b.area, b.t
         by = ["reporter" if given[i] else "classifier" if decided[i] >= 0 else "nobody" for i in range(n)]
 
         with_contact = [i for i, r in enumerate(rows) if r.name or r.phone or r.email]
@@ -1155,7 +1175,7 @@ class BulkImporter:
 
         now_us, share = micros(now()), settings.NEAR_DUE_SHARE
         case_rows, part_rows, timeline_rows = [], [], []
-        note, path, priority_of, deadlines = self.note, self.area_path, self.cat_priority, b.deadlines
+        path, priority_of, deadlines = self.area_path, self.cat_priority, b.deadlines
         timeline_data = {}
         for k, (i, case_id, number, status, plan) in enumerate(b.cases):
             r = rows[i]
@@ -1174,7 +1194,7 @@ class BulkImporter:
                     deadline_state = DeadlineState.NEAR_DUE
                 rule_id, lead = plan.rule_id, plan.lead_id
                 route_json = (plan.explanation_json + ', "classification": '
-                              + self._route_classification_json(pred[i], conf[i], by[i]) + "}")
+                              + self._route_classification_json(b, i, by[i]) + "}")
                 part_rows.append((AssignmentRole.LEAD, PartStatus.DISPATCHED, True, at[i], None, None, "", case_id, lead))
                 for d in plan.assisting_ids:
                     part_rows.append((AssignmentRole.ASSISTING, PartStatus.DISPATCHED, True, at[i], None, None, "",
@@ -1184,29 +1204,21 @@ class BulkImporter:
             case_rows.append((
                 case_id, number, r.title, r.description, priority_of[cat] if cat >= 0 else Priority.NORMAL, status,
                 r.channel, r.lon, r.lat, r.address, path.get(area_id, "") if area_id else "", at[i], accepted, accepted,
-                None, response_due, due, None, closed, deadline_state, 0, route_json, None, "", generated, 0,
+                None, response_due, due, None, closed, deadline_state, 0, route_json, None, "", generated or r.generated, 0,
                 area_id, cat if cat >= 0 else None, person, None, None, rule_id,
             ))
-            data = timeline_data.get((r.channel, lead))
+            data = timeline_data.get((r.channel, r.source, lead))
             if data is None:
-                payload = {"channel": r.channel, "import": self.source}
+                payload = self._create_payload(r)
                 if lead is not None:
                     payload["lead"] = self.planner.dept_code[lead]
-                data = timeline_data[(r.channel, lead)] = json.dumps(payload, ensure_ascii=False)
-            timeline_rows.append((at[i], actor, "create", "", status, note, data, person, case_id))
+                data = timeline_data[(r.channel, r.source, lead)] = json.dumps(payload, ensure_ascii=False)
+            timeline_rows.extend(self._case_entries(r, at[i], case_id, status, plan, data))
         tables.insert(Case, CASE_COLUMNS, case_rows)
         del case_rows
 
-        report_ids, case_of, dup_of, dup_json, source = b.report_ids, b.case_of, b.dup_of, b.dup_json, self.source
-        number = [f"R{self._day(t[i])}{report_ids[i]:07d}" for i in range(n)]
-        tables.insert(Report, REPORT_COLUMNS, [(
-            report_ids[i], number[i], r.channel, source, r.key, r.external_id, r.title, r.description, given[i],
-            None if conf[i] != conf[i] else conf[i], self.version,
-            self._classification_json(pred[i], conf[i], by[i], given[i], b.certain[i]),
-            r.lon, r.lat, r.address, "{}", "", dup_of[i], dup_json[i], at[i], generated,
-            area[i] if area[i] >= 0 else None, case_of[i], decided[i] if decided[i] >= 0 else None, person,
-            pred[i] if pred[i] >= 0 else None, contact_of.get(i),
-        ) for i, r in enumerate(rows)])
+        report_ids, case_of, dup_of, dup_json = b.report_ids, b.case_of, b.dup_of, b.dup_json
+        number = self._store_reports(b, at, by, contact_of)
 
         part_ids = tables.allocate(CaseAssignment, len(part_rows))
         tables.insert(CaseAssignment, PART_COLUMNS, [(pk, *row) for pk, row in zip(part_ids, part_rows, strict=True)])
@@ -1228,22 +1240,61 @@ class BulkImporter:
         result.digest = report_digest(
             (number[i], b.case_number[case_of[i]], rows[i].key, t[i], self.cat_code.get(decided[i]),
              rows[i].lon, rows[i].lat, dup_of[i], rows[i].title, rows[i].description) for i in order)
-        record(AUDIT_ACTION, actor=self.by, object_type="intake.report", object_id=report_ids[first], data={
-            "source": source, **result.counts.as_dict(), "first": result.first, "last": result.last,
+        record(self.audit_action, actor=self.by, object_type="intake.report", object_id=report_ids[first], data={
+            "source": self.source, **result.counts.as_dict(), "first": result.first, "last": result.last,
             "first_id": report_ids[first], "last_id": report_ids[last],
             "digest": result.digest, "digest_format": DIGEST_FORMAT, "classifier_version": self.version,
+            **self._audit_extra(b),
         })
+        self._after_write(b)
 
-    def _classification_json(self, p: int, conf: float, by: str, given: bool, certain: bool) -> str:
+    # ---------------------------------------------------------------- what live intake changes
+
+    audit_action = AUDIT_ACTION
+
+    def _report_ids(self, b: _Batch) -> list[int]:
+        return self.tables.allocate(Report, b.n)
+
+    def _create_payload(self, r: ImportRow) -> dict:
+        """The data of a new case's ``create`` timeline entry."""
+        return {"channel": r.channel, "import": self.source}
+
+    def _case_entries(self, r: ImportRow, at, case_id: int, status: str, plan: Placed | None, data: str) -> list[tuple]:
+        """A new case's timeline: one ``create`` entry to its final status, noting the import."""
+        return [(at, self.actor, "create", "", status, self.note, data, self.person_id, case_id)]
+
+    def _store_reports(self, b: _Batch, at: list, by: list[str], contact_of: dict[int, int]) -> list[str]:
+        """Insert the batch's reports; returns their tracking numbers."""
+        rows, t, report_ids, given, conf, pred, area, decided = (
+            b.rows, b.t, b.report_ids, b.given, b.conf, b.pred, b.area, b.decided)
+        number = [f"R{self._day(t[i])}{report_ids[i]:07d}" for i in range(b.n)]
+        self.tables.insert(Report, REPORT_COLUMNS, [(
+            report_ids[i], number[i], r.channel, self.source, r.key, r.external_id, r.title, r.description, given[i],
+            None if conf[i] != conf[i] else conf[i], self.version, self._classification_json(b, i, by[i]),
+            r.lon, r.lat, r.address, "{}", "", b.dup_of[i], b.dup_json[i], at[i], self.generated,
+            area[i] if area[i] >= 0 else None, b.case_of[i], decided[i] if decided[i] >= 0 else None, self.person_id,
+            pred[i] if pred[i] >= 0 else None, contact_of.get(i),
+        ) for i, r in enumerate(rows)])
+        return number
+
+    def _audit_extra(self, b: _Batch) -> dict:
+        return {}
+
+    def _after_write(self, b: _Batch) -> None:
+        pass
+
+    def _classification_json(self, b: _Batch, i: int, by: str) -> str:
         """The report's ``classification`` (as :func:`services.classify`, without terms)."""
+        p, conf, given, certain = b.pred[i], b.conf[i], b.given[i], b.certain[i]
         if p < 0:
             return '{"model": null, "threshold": %s, "decided_by": "%s", "bulk": true}' % (self.threshold, by)
         extra = ', "disagrees": %s' % ("false" if certain else "true") if given else ""
         return '{"model": %s, "category": %s, "confidence": %s, "threshold": %s, "decided_by": "%s"%s, "bulk": true}' % (
             self.version, self.code_json[p], round(conf, 4), self.threshold, by, extra)
 
-    def _route_classification_json(self, p: int, conf: float, by: str) -> str:
+    def _route_classification_json(self, b: _Batch, i: int, by: str) -> str:
         """The ``classification`` part of a route explanation (as :func:`services.auto_route`)."""
+        p, conf = b.pred[i], b.conf[i]
         return '{"decided_by": "%s", "confidence": %s, "model": %s, "terms": []}' % (
             by, "null" if p < 0 else round(conf, 4), "null" if p < 0 else self.version)
 

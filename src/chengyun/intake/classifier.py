@@ -89,17 +89,24 @@ class TextClassifier:
 
     def predict(self, text: str, n_terms: int = 6, n_alternatives: int = 3) -> Prediction:
         X = self.features.transform([text])
-        P = self.probabilities(X)[0]
-        order = np.argsort(-P)
+        return self.explain_row(X, self.probabilities(X), 0, n_terms, n_alternatives)
+
+    def explain_row(self, X, P: np.ndarray, i: int, n_terms: int = 6, n_alternatives: int = 3) -> Prediction:
+        """The prediction for row ``i`` of a featurised batch ``X`` with its
+        probabilities ``P``: the best category, the runners-up, and the terms
+        that pushed most towards the best one (feature value x weight)."""
+        p = P[i]
+        order = np.argsort(-p)
         best = int(order[0])
-        row = X[0]
-        contrib = row.data * self.coef[best, row.indices]
+        start, end = X.indptr[i], X.indptr[i + 1]
+        indices = X.indices[start:end]
+        contrib = X.data[start:end] * self.coef[best, indices]
         top = np.argsort(-contrib)[:n_terms]
-        terms = [(self.features.feature_text(int(row.indices[i])).strip() or "␣", float(contrib[i]))
-                 for i in top if contrib[i] > 0]
+        terms = [(self.features.feature_text(int(indices[j])).strip() or "␣", float(contrib[j]))
+                 for j in top if contrib[j] > 0]
         return Prediction(
-            code=self.codes[best], confidence=float(P[best]),
-            alternatives=[(self.codes[int(i)], float(P[i])) for i in order[1: 1 + n_alternatives]],
+            code=self.codes[best], confidence=float(p[best]),
+            alternatives=[(self.codes[int(j)], float(p[j])) for j in order[1: 1 + n_alternatives]],
             terms=terms,
         )
 

@@ -45,6 +45,7 @@ class DuplicateOutcome(models.TextChoices):
     ATTACHED = "attached", _("Attached to an open case")
     ASK = "ask", _("Possible duplicate: a dispatcher decides")
     DETACHED = "detached", _("Detached by staff (own case)")
+    PENDING = "pending", _("Received: waiting for the intake pipeline")
 
 
 class Report(models.Model):
@@ -103,6 +104,9 @@ class Report(models.Model):
         indexes = [
             models.Index(fields=["category", "received_at"]),
             models.Index(fields=["lat", "lon"]),
+            # Only the reports the worker has still to process: small, so that
+            # receiving a report adds little and the worker finds them at once.
+            models.Index(fields=["id"], condition=Q(duplicate="pending"), name="report_pending"),
         ]
 
     def __str__(self) -> str:

@@ -20,8 +20,11 @@ Choices the spec leaves open:
   ``Idempotency-Key`` header (not in the spec) makes a retry return the first
   request instead of filing a second one. Unknown attributes are ignored.
   ``address_id`` is the code of an area of our area tree.
-- Requests are created at once (``type`` is ``realtime``), so no token is
-  returned; ``tokens/{token}`` accepts the request id as its token.
+- A request is stored and gets its id at once (``type`` is ``realtime``), so
+  no token is returned; ``tokens/{token}`` accepts the request id as its
+  token. Classification, duplicate check, case and routing follow in the
+  worker's batch pipeline, usually within a second; until then GET shows the
+  request ``open`` with a notice saying so.
 - ``GET requests`` pages with ``page`` (from 1) and ``page_size`` (at most
   1000, the default), newest first. Without dates it covers the last 90
   days; an explicit window may span at most 90 days.
@@ -53,7 +56,7 @@ from chengyun.cases.errors import CaseError
 from chengyun.cases.models import Channel
 from chengyun.clock import now
 from chengyun.intake.models import Report
-from chengyun.intake.services import MAX_DESCRIPTION, ReportInput, submit
+from chengyun.intake.services import MAX_DESCRIPTION, ReportInput, receive
 
 from . import attributes as attrs
 from . import queries
@@ -355,7 +358,7 @@ CONTACT_FIELD = {"name": "first_name", "phone": "phone", "email": "email", "devi
 
 
 def _create(request, fmt, params):
-    """POST requests: check everything, then one call to the intake pipeline."""
+    """POST requests: check everything, then store the request (the worker's pipeline does the rest)."""
     key = _key(params)
     category = _service(params.get("service_code"))
     lon, lat, address, area = _location(params)
@@ -380,13 +383,17 @@ def _create(request, fmt, params):
         idempotency_key=request.headers.get("Idempotency-Key", "").strip(), attributes=answers, media_url=media_url,
     )
     try:
-        result = submit(inp, by=key.actor)
+        result = receive(inp, by=key.actor)
     except CaseError as e:
         field = CONTACT_FIELD.get(e.field or "", e.field or "request")
         raise Open311Error(400, _("%(field)s: %(message)s") % {"field": field, "message": e.message}) from None
-    row = queries.request_rows(Report.objects.filter(pk=result.report.pk))[0]
-    data = [{"service_request_id": row["service_request_id"], "service_notice": row["service_notice"],
-             "account_id": None}]
+    if result.report.case_id is None:  # waiting for the pipeline: answer from what is in hand
+        data = [{"service_request_id": result.report.number, "service_notice": queries.RECEIVED_NOTICE(),
+                 "account_id": None}]
+    else:
+        row = queries.request_rows(Report.objects.filter(pk=result.report.pk))[0]
+        data = [{"service_request_id": row["service_request_id"], "service_notice": row["service_notice"],
+                 "account_id": None}]
     return render(fmt, data, root="service_requests", item="request")
 
 

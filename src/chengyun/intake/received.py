@@ -1,0 +1,341 @@
+"""The second half of machine intake: the batch pipeline over received reports.
+
+Open311 and ``/api/v1/reports`` store a report as *received*
+(:func:`chengyun.intake.services.receive`: one short transaction, the
+tracking number at once). The worker then takes what has arrived, a few
+hundred reports at a time, through the bulk pipeline of :mod:`.bulk` —
+classify, locate, duplicate check, case or attachment, route with deadlines —
+and, unlike a history import:
+
+* the reports exist already: they are updated (``WHERE duplicate =
+  'pending'``, so two workers can never process one report twice), not
+  inserted; contacts, attributes and media stay as received;
+* each report's classification keeps its explanation in full (alternatives
+  and the terms that drove it), as :func:`.services.classify` writes it;
+* the open-case index stays in memory between batches and is brought up to
+  date each batch: cases others opened since (the portal, the hotline) are
+  added, cases closed or merged since are left out;
+* cluster warnings are checked for the new reports, as for ``submit()``;
+* one audit record per batch (``report.process``) holds the counts, the id
+  ranges and a SHA-256 digest over the batch's reports
+  (:func:`verify_processed` recomputes it).
+
+The cases are created at the reports' ``received_at``: deadlines count from
+the moment the city was told, not from when the worker got to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import close_old_connections, connection
+from django.utils.translation import gettext as _
+
+from chengyun.cases.models import Case, TimelineEntry
+from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
+
+from . import cluster
+from .bulk import (
+    DIGEST_FORMAT,
+    BulkImporter,
+    Counts,
+    ImportRow,
+    Raced,
+    _Batch,
+    micros,
+    report_digest,
+)
+from .models import DuplicateOutcome, Report
+from .services import SYSTEM_ACTOR
+
+log = logging.getLogger(__name__)
+
+LIVE_BATCH = 500  # reports per transaction: on SQLite the write lock is held for about 100 µs per report
+AUDIT_ACTION = "report.process"
+POLL_SECONDS = 0.2  # how long the worker rests when nothing is waiting
+PENDING = DuplicateOutcome.PENDING.value
+_FIELDS = ("id", "number", "channel", "source", "external_id", "title", "description",
+           "category_id", "lon", "lat", "address", "area_id", "received_at", "generated")
+
+
+class ReceivedPipeline(BulkImporter):
+    """:class:`.bulk.BulkImporter` for reports already stored as received."""
+
+    audit_action = AUDIT_ACTION
+
+    def __init__(self) -> None:
+        super().__init__(source="received")
+        self.note = _("Taken in by the intake pipeline.")
+        self.accept_note = _("Accepted automatically: the category is certain enough.")
+        self.dispatch_note = _("Dispatched automatically by the routing rules.")
+        self._senders: dict[str, tuple[str, int | None]] = {}
+        self.built_at = time.monotonic()
+        self._case_mark = self._entry_mark = 0
+        self._own: set[int] = set()
+
+    # ---------------------------------------------------------------- rows
+
+    @staticmethod
+    def pending(ids: list[int] | None = None, limit: int = LIVE_BATCH) -> list[ImportRow]:
+        """Received reports not yet processed, oldest first (``ids``: only these)."""
+        qs = Report.objects.filter(duplicate=PENDING)
+        if ids is not None:
+            qs = qs.filter(pk__in=ids)
+        rows = []
+        for (pk, number, channel, source, external_id, title, description, category_id, lon, lat, address,
+             area_id, received_at, generated) in qs.order_by("pk").values_list(*_FIELDS)[:limit]:
+            rows.append(ImportRow(
+                line=pk, key=f"#{pk}", title=title, description=description, category_id=category_id, lon=lon,
+                lat=lat, address=address, received_at=received_at, channel=channel, external_id=external_id,
+                report_id=pk, number=number, area_id=area_id, source=source, generated=generated,
+            ))
+        return rows
+
+    def _known(self, keys: list[str]) -> set[str]:
+        """The batch's reports that another worker has processed (or, on
+        PostgreSQL, is processing: locked rows are skipped) since they were read."""
+        ids = [int(k[1:]) for k in keys]
+        table = Report._meta.db_table
+        with connection.cursor() as cur:
+            if connection.vendor == "postgresql":
+                cur.execute(f'SELECT id FROM "{table}" WHERE id = ANY(%s) AND duplicate = %s '
+                            "FOR UPDATE SKIP LOCKED", [ids, PENDING])
+                free = {r[0] for r in cur.fetchall()}
+            else:
+                free = set()
+                for s in range(0, len(ids), 900):
+                    chunk = ids[s:s + 900]
+                    cur.execute(f'SELECT id FROM "{table}" WHERE id IN ({", ".join(["%s"] * len(chunk))}) '
+                                "AND duplicate = %s", [*chunk, PENDING])
+                    free.update(r[0] for r in cur.fetchall())
+        return {f"#{pk}" for pk in ids if pk not in free}
+
+    def _report_ids(self, b: _Batch) -> list[int]:
+        return [r.report_id for r in b.rows]
+
+    # ---------------------------------------------------------------- open cases
+
+    def _marks(self) -> tuple[int, int]:
+        with connection.cursor() as cur:
+            cur.execute(f'SELECT MAX(id) FROM "{Case._meta.db_table}"')
+            case_mark = cur.fetchone()[0] or 0
+            cur.execute(f'SELECT MAX(id) FROM "{TimelineEntry._meta.db_table}"')
+            return case_mark, cur.fetchone()[0] or 0
+
+    def _open_cases(self, b: _Batch) -> None:
+        if self.index is None:
+            self._case_mark, self._entry_mark = self._marks()  # before loading: what comes after is caught below
+            super()._open_cases(b)
+            self._own.clear()
+            return
+        index = self.index
+        index.forget_before(b.t[0] - index.max_window)
+        since = index.loaded[0] if index.loaded else 0
+        new = [r for r in Case.objects.filter(pk__gt=self._case_mark).values_list(
+            "id", "number", "lon", "lat", "created_at", "category_id", "title", "description", "status")
+            if r[0] not in self._own]
+        index.add_rows(r for r in new if r[4] is not None and micros(r[4]) >= since)
+        left = TimelineEntry.objects.filter(pk__gt=self._entry_mark).exclude(to_status="").values_list(
+            "id", "case_id", "to_status")
+        for pk, case_id, status in left:
+            self._entry_mark = max(self._entry_mark, pk)
+            if status not in OPEN_STATUSES:
+                index.gone.add(case_id)
+        self._case_mark = max([self._case_mark, *(r[0] for r in new)])
+        self._own.clear()
+
+    # ---------------------------------------------------------------- writing
+
+    def _create_payload(self, r: ImportRow) -> dict:
+        return {"channel": r.channel, "source": r.source, "report": r.number}
+
+    def _sender(self, source: str) -> tuple[str, int | None]:
+        """Who sent a report, as timelines name them: ``open311:<partner>`` for an
+        API key, the user for a token; else the pipeline itself."""
+        found = self._senders.get(source)
+        if found is None:
+            kind, _sep, pk = source.partition(":")
+            found = (SYSTEM_ACTOR, None)
+            if kind == "apikey" and pk.isdigit():
+                from chengyun.open311.models import ApiKey
+
+                key = ApiKey.objects.filter(pk=int(pk)).first()
+                if key is not None:
+                    found = (key.actor, None)
+            elif kind == "user" and pk.isdigit():
+                user = get_user_model().objects.filter(pk=int(pk)).first()
+                if user is not None:
+                    found = (user.get_username(), user.pk)
+            self._senders[source] = found
+        return found
+
+    def _case_entries(self, r: ImportRow, at, case_id: int, status: str, plan, data: str) -> list[tuple]:
+        """The timeline :func:`.services.submit` writes: created by the sender;
+        if routed, accepted and dispatched by the pipeline."""
+        actor, person = self._sender(r.source)
+        created = json.dumps({"channel": r.channel, "report": r.number}, ensure_ascii=False)
+        if plan is None:
+            return [(at, actor, "create", "", status, "", created, person, case_id)]
+        code = self.planner.dept_code
+        dispatch = json.dumps({"lead": code[plan.lead_id], "assisting": [code[d] for d in plan.assisting_ids],
+                               "rule": plan.rule_id, "overridden": False}, ensure_ascii=False)
+        return [
+            (at, actor, "create", "", CaseStatus.NEW, "", created, person, case_id),
+            (at, SYSTEM_ACTOR, "accept", CaseStatus.NEW, CaseStatus.ACCEPTED, self.accept_note, "{}", None, case_id),
+            (at, SYSTEM_ACTOR, "dispatch", CaseStatus.ACCEPTED, CaseStatus.DISPATCHED, self.dispatch_note, dispatch,
+             None, case_id),
+        ]
+
+    def _classification_json(self, b: _Batch, i: int, by: str) -> str:
+        """As :func:`.services.classify` writes it, terms and alternatives included."""
+        explanation = self._explanation(b, i)
+        explanation["threshold"] = self.threshold
+        explanation["decided_by"] = by
+        if b.given[i]:
+            explanation["disagrees"] = not b.certain[i]
+        return json.dumps(explanation, ensure_ascii=False)
+
+    def _route_classification_json(self, b: _Batch, i: int, by: str) -> str:
+        e = self._explanation(b, i)
+        return json.dumps({"decided_by": by, "confidence": e.get("confidence"), "model": e.get("model"),
+                           "terms": e.get("terms", [])}, ensure_ascii=False)
+
+    def _explanation(self, b: _Batch, i: int) -> dict:
+        cache = b.__dict__.setdefault("explanations", {})
+        if i not in cache:
+            if self.model is None or b.P is None or not b.texts[i].strip():
+                cache[i] = {"model": None}
+            else:
+                cache[i] = self.model.explain_row(b.X, b.P, i).explanation(self.version)
+        return dict(cache[i])
+
+    def _store_reports(self, b: _Batch, at: list, by: list[str], contact_of: dict[int, int]) -> list[str]:
+        """Fill in what the pipeline decided; only reports still pending are touched."""
+        rows, conf, pred, area, decided = b.rows, b.conf, b.pred, b.area, b.decided
+        table = Report._meta.db_table
+        params = [(
+            b.case_of[i], decided[i] if decided[i] >= 0 else None, pred[i] if pred[i] >= 0 else None,
+            None if conf[i] != conf[i] else conf[i], self.version, self._classification_json(b, i, by[i]),
+            area[i] if area[i] >= 0 else None, b.dup_of[i], b.dup_json[i], r.report_id, PENDING,
+        ) for i, r in enumerate(rows)]
+        with connection.cursor() as cur:
+            cur.executemany(
+                f'UPDATE "{table}" SET case_id = %s, category_id = %s, suggested_category_id = %s, confidence = %s, '
+                "classifier_version = %s, classification = %s, area_id = %s, duplicate = %s, "
+                "duplicate_explanation = %s WHERE id = %s AND duplicate = %s", params)
+            changed = cur.rowcount
+        if changed != b.n:  # another worker got there first: roll the batch back and read again
+            raise Raced(f"{b.n - changed} of {b.n} reports were processed meanwhile")
+        self._own.update(case_id for _i, case_id, *_rest in b.cases)
+        return [r.number for r in rows]
+
+    def _audit_extra(self, b: _Batch) -> dict:
+        return {"ranges": _ranges(b.report_ids), "digest_format": f"received-{DIGEST_FORMAT}"}
+
+    def _after_write(self, b: _Batch) -> None:
+        """Cluster warnings: the same check as :func:`.services.submit` makes, per new report in time order."""
+        from .services import _open_cluster_case
+
+        ids = [r.report_id for i, r in enumerate(b.rows)
+               if r.lon is not None and b.decided[i] >= 0 and self.cats[b.decided[i]].cluster_reports]
+        if not ids:
+            return
+        reports = Report.objects.select_related("category", "area").filter(pk__in=ids).order_by("received_at", "pk")
+        for report in reports:
+            cluster.check_cluster(report, open_case=_open_cluster_case)
+
+
+def _ranges(ids: list[int]) -> list[list[int]]:
+    """Sorted ids as [first, last] runs: [1, 2, 3, 7] -> [[1, 3], [7, 7]]."""
+    out: list[list[int]] = []
+    for pk in sorted(ids):
+        if out and pk == out[-1][1] + 1:
+            out[-1][1] = pk
+        else:
+            out.append([pk, pk])
+    return out
+
+
+def verify_processed(audit) -> bool:
+    """Recompute a ``report.process`` record's digest from the reports in the database."""
+    from django.db.models import Q
+
+    q = Q()
+    for first, last in audit.data["ranges"]:
+        q |= Q(pk__gte=first, pk__lte=last)
+    rows = (Report.objects.filter(q).order_by("pk").values_list(
+        "pk", "number", "case__number", "received_at", "category__code", "lon", "lat", "duplicate", "title",
+        "description"))
+    return report_digest((number, case, f"#{pk}", received, code, lon, lat, dup, title, description)
+                         for pk, number, case, received, code, lon, lat, dup, title, description in
+                         rows.iterator(chunk_size=5000)) == audit.data["digest"]
+
+
+# --------------------------------------------------------------------------- running it
+
+_cached: list[ReceivedPipeline | None] = [None]
+_cache_lock = threading.Lock()
+
+
+def _pipeline(fresh: bool) -> ReceivedPipeline:
+    """The worker keeps one pipeline (routing tables, classifier, open cases in
+    memory) and rebuilds it every ``INTAKE_PIPELINE_REFRESH_SECONDS`` or when
+    another classifier is made active."""
+    if fresh:
+        return ReceivedPipeline()
+    from .classifier import active_model
+
+    p = _cached[0]
+    if p is None or time.monotonic() - p.built_at > settings.INTAKE_PIPELINE_REFRESH_SECONDS \
+            or active_model()[0] != p.version:
+        p = _cached[0] = ReceivedPipeline()
+    return p
+
+
+def process_received(*, ids: list[int] | None = None, limit: int = LIVE_BATCH, attempts: int = 3) -> Counts:
+    """Run the pipeline over received reports (all waiting, oldest first, at
+    most ``limit``; or only ``ids``). One transaction; returns the counts."""
+    with _cache_lock:  # one batch at a time per process: the pipeline keeps state between batches
+        fresh = ids is not None or settings.INTAKE_QUEUE == "inline"
+        for attempt in range(attempts):
+            pipeline = _pipeline(fresh)
+            rows = pipeline.pending(ids, limit)
+            if not rows:
+                return Counts()
+            try:
+                result = pipeline.import_prepared(pipeline.prepare(rows))
+                return result.counts
+            except Raced:
+                _cached[0] = None
+                if attempt == attempts - 1:
+                    raise
+        return Counts()
+
+
+def waiting() -> int:
+    """How many received reports wait for the pipeline."""
+    return Report.objects.filter(duplicate=PENDING).count()
+
+
+def run_forever(stop: threading.Event | None = None, *, limit: int = LIVE_BATCH) -> None:
+    """The worker's intake loop: process what has arrived, rest briefly when nothing has."""
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        close_old_connections()
+        try:
+            counts = process_received(limit=limit)
+        except Exception:  # keep the loop alive; the batch rolled back and is retried
+            log.exception("intake pipeline batch failed")
+            _cached[0] = None
+            stop.wait(1.0)
+            continue
+        if counts.rows:
+            log.info("intake pipeline: %s", counts.as_dict())
+        if counts.rows < limit:
+            stop.wait(POLL_SECONDS)
+    connection.close()

@@ -1,0 +1,152 @@
+"""Machine intake as it runs in production (``INTAKE_QUEUE = "worker"``): a
+POST stores the request and answers at once; the worker's batch pipeline
+then classifies, checks duplicates, opens or attaches to a case, routes it
+and checks for clusters — with the same decisions and explanations as the
+synchronous pipeline, one audit record per batch."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from chengyun.audit.models import AuditRecord
+from chengyun.audit.services import verify_chain
+from chengyun.cases import services as case_services
+from chengyun.cases.models import Case, CaseStatus
+from chengyun.intake import received
+from chengyun.intake.models import ClusterWarning, DuplicateOutcome, Report
+from chengyun.intake.services import ReportInput, submit
+
+from .. import factories as f
+from .conftest import BASE, body, leak_form
+
+
+@pytest.fixture(autouse=True)
+def queued(settings):
+    settings.INTAKE_QUEUE = "worker"
+    received._cached[0] = None  # each test builds its own pipeline (ids repeat between tests)
+    yield
+    received._cached[0] = None
+
+
+def post(client, api_key, **extra):
+    r = client.post(BASE + "requests.json", leak_form(api_key, **extra))
+    assert r.status_code == 200, r.content
+    return body(r)[0]
+
+
+def test_a_post_is_stored_at_once_and_processed_by_the_worker(client, api_key, staff):
+    row = post(client, api_key, phone="13812345678")
+    report = Report.objects.get(number=row["service_request_id"])
+    assert report.case is None and report.duplicate == DuplicateOutcome.PENDING
+    assert "being classified" in row["service_notice"]
+    assert report.contact.phone == "13812345678" and report.attributes == {"severity": "flood"}
+    assert Case.objects.count() == 0
+
+    shown = body(client.get(BASE + f"requests/{report.number}.json", {"locale": "en"}))[0]
+    assert shown["status"] == "open" and shown["agency_responsible"] is None
+    assert "being classified" in shown["service_notice"]
+
+    counts = received.process_received()
+    assert (counts.rows, counts.cases, counts.routed) == (1, 1, 1)
+    report.refresh_from_db()
+    case = report.case
+    assert case.status == CaseStatus.DISPATCHED and case.channel == "open311"
+    assert case.created_at == report.received_at  # deadlines count from when the city was told
+    assert report.duplicate == DuplicateOutcome.NEW and report.area.code == "100101001"
+    # The explanation is the synchronous pipeline's: decided by the reporter, with the model's terms.
+    assert report.classification["decided_by"] == "reporter"
+    assert report.classification["terms"] and report.classification["alternatives"] is not None
+    assert case.route_explanation["classification"]["decided_by"] == "reporter"
+    timeline = list(case.timeline.order_by("at", "pk").values_list("action", "actor_name", "to_status"))
+    assert timeline == [("create", "open311:Civic App", "new"), ("accept", "intake", "accepted"),
+                        ("dispatch", "intake", "dispatched")]
+    assert case.assignments.filter(active=True, role="lead").count() == 1 and case.due_at is not None
+
+    shown = body(client.get(BASE + f"requests/{report.number}.json", {"locale": "en"}))[0]
+    assert shown["status"] == "open" and shown["agency_responsible"]
+    assert shown["expected_datetime"] is not None
+
+    audit = AuditRecord.objects.get(action=received.AUDIT_ACTION)
+    assert audit.data["ranges"] == [[report.pk, report.pk]] and audit.data["reports"] == 1
+    assert received.verify_processed(audit)
+    assert list(verify_chain()) == []
+
+
+def test_a_batch_finds_its_own_duplicates_and_cases_opened_elsewhere(client, api_key, intake_world):
+    first = post(client, api_key)
+    again = post(client, api_key, description="水管爆裂，路面一直冒水，很严重")
+    counts = received.process_received()
+    assert (counts.rows, counts.cases, counts.attached) == (2, 1, 1)
+    a, b = (Report.objects.get(number=x["service_request_id"]) for x in (first, again))
+    assert b.case_id == a.case_id and b.duplicate == DuplicateOutcome.ATTACHED
+    assert b.duplicate_explanation["best_case"] == a.case.number
+    assert a.case.timeline.filter(action="report_attached").count() == 1
+
+    # A case the portal opens after the pipeline has loaded its open cases is seen by the next batch.
+    lon, lat = f.centre("100102001")
+    portal = submit(ReportInput(channel="web", description="路灯不亮 晚上很黑", lon=lon, lat=lat)).report
+    later = post(client, api_key, service_code="0102", description="路灯不亮 晚上很黑", at="100102001",
+                 **{"attribute[severity]": None})
+    received.process_received()
+    assert Report.objects.get(number=later["service_request_id"]).case_id == portal.case_id
+
+    # A case closed since it was loaded takes no more reports (what the pipeline reads: the
+    # timeline entry every status change writes).
+    Case.objects.filter(pk=a.case_id).update(status=CaseStatus.CLOSED)
+    case_services._timeline(a.case, "close", "test", at=a.received_at, from_status="dispatched", to_status="closed")
+    third = post(client, api_key)
+    received.process_received()
+    assert Report.objects.get(number=third["service_request_id"]).case_id != a.case_id
+
+
+def test_reports_are_processed_once_however_often_the_pipeline_runs(client, api_key):
+    numbers = [post(client, api_key)["service_request_id"] for _ in range(3)]
+    assert received.waiting() == 3
+    assert received.process_received(limit=2).rows == 2
+    assert received.process_received().rows == 1
+    assert received.process_received().rows == 0
+    assert received.waiting() == 0
+    assert Report.objects.filter(number__in=numbers, case__isnull=False).count() == 3
+    # A batch read before another worker processed it writes nothing.
+    pipeline = received.ReceivedPipeline()
+    extra = post(client, api_key)
+    rows = pipeline.pending()
+    assert [r.number for r in rows] == [extra["service_request_id"]]
+    received.process_received()
+    result = pipeline.import_prepared(pipeline.prepare(rows))
+    assert result.counts.already == 1 and result.counts.reports == 0
+    assert Case.objects.filter(reports__number=extra["service_request_id"]).count() == 1
+
+
+def test_tampering_with_a_processed_report_shows_in_the_batch_digest(client, api_key):
+    post(client, api_key)
+    post(client, api_key, at="100102001")
+    received.process_received()
+    audit = AuditRecord.objects.get(action=received.AUDIT_ACTION)
+    assert received.verify_processed(audit)
+    Report.objects.filter(pk=audit.data["ranges"][0][0]).update(title="changed afterwards")
+    assert not received.verify_processed(audit)
+
+
+def test_received_reports_raise_cluster_warnings(client, api_key):
+    for text in ("水管爆裂", "这里水管漏水", "自来水管破了"):
+        post(client, api_key, description=text)
+    received.process_received()
+    warning = ClusterWarning.objects.get()
+    assert warning.report_count == 3 and warning.case is not None
+
+
+def test_the_command_processes_what_is_waiting(client, api_key, capsys):
+    post(client, api_key)
+    call_command("process_intake", "--once")
+    out = capsys.readouterr().out
+    assert "processed 1 received reports" in out and "0 waiting" in out
+    assert Report.objects.get().case is not None
+
+
+def test_the_same_key_twice_while_waiting_is_one_report(client, api_key):
+    one = client.post(BASE + "requests.json", leak_form(api_key), HTTP_IDEMPOTENCY_KEY="alarm-7")
+    two = client.post(BASE + "requests.json", leak_form(api_key), HTTP_IDEMPOTENCY_KEY="alarm-7")
+    assert body(one)[0]["service_request_id"] == body(two)[0]["service_request_id"]
+    assert Report.objects.count() == 1
