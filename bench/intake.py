@@ -534,6 +534,7 @@ def summarize_profile(path: Path, top: int = 12) -> list[str]:
 def bench_http(args, log, label: str = "(b) http") -> dict:
     from chengyun.areas.models import Area
     from chengyun.intake.models import Report
+    from chengyun.intake.received import waiting
     from chengyun.org.models import Role, RoleAssignment, User
     from chengyun.org.services import create_token
 
@@ -577,6 +578,12 @@ def bench_http(args, log, label: str = "(b) http") -> dict:
         [str(BIN / "chengyun"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)],
         stdout=server_log, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True,
     )
+    # The intake pipeline runs beside the server, as `chengyun worker` runs it in production: the
+    # HTTP figures are taken while it processes what arrives, on the same two cores.
+    worker_log = (work / "worker.log").open("w")
+    worker = None if args.no_worker else subprocess.Popen(
+        [str(BIN / "chengyun"), "process-intake"], stdout=worker_log, stderr=subprocess.STDOUT,
+        env=os.environ.copy(), start_new_session=True)
     spy = None
     try:
         wait_for(f"http://127.0.0.1:{port}/open311/v2/discovery.json" if open311 else f"http://127.0.0.1:{port}/")
@@ -599,10 +606,21 @@ def bench_http(args, log, label: str = "(b) http") -> dict:
         if spy is not None:
             spy.wait(timeout=args.seconds + 60)
         time.sleep(1.0)  # requests in flight when wrk stopped finish
+        waiting_at_end = waiting()
+        drained_in = None
+        if worker is not None:
+            started = time.perf_counter()
+            while waiting() and time.perf_counter() - started < 600:
+                time.sleep(0.5)
+            drained_in = time.perf_counter() - started if not waiting() else None
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         server_log.close()
+        if worker is not None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=30)
+        worker_log.close()
     line = next(x for x in run.stdout.splitlines() if x.startswith("RESULT"))
     r = {k: int(v) for k, v in (p.split("=") for p in line.split()[1:])}
     ids = [x for f in sorted(work.glob("ids-*")) if not f.name.endswith(".errors")
@@ -620,7 +638,8 @@ def bench_http(args, log, label: str = "(b) http") -> dict:
         "p50_ms": r["p50"] / 1000, "p90_ms": r["p90"] / 1000, "p99_ms": r["p99"] / 1000, "max_ms": r["max"] / 1000,
         "bad": r["bad"], "socket_errors": {k: r[k] for k in ("connect", "read", "write", "timeout")},
         "ids": len(ids), "unique_ids": len(numbers), "ids_in_db": found, "rows_in_db": in_db,
-        "per_request": per_request,
+        "per_request": per_request, "waiting_at_end": waiting_at_end, "drained_in_s": drained_in,
+        "processed": Report.objects.filter(source=source).exclude(case=None).count(),
     }
     log(f"  accepted: {r['ok']:,} in {seconds:.1f} s = {out['rate']:,.0f} creates/s; other responses: {r['bad']}; "
         f"socket errors: {out['socket_errors']}")
@@ -629,6 +648,12 @@ def bench_http(args, log, label: str = "(b) http") -> dict:
     log(f"  zero lost: {found:,} of {len(numbers):,} accepted ids are in the database"
         f" ({'all' if found == len(numbers) == r['ok'] else 'NOT ALL'}); reports stored during the run: {in_db:,}"
         f" (includes requests still in flight when wrk stopped)")
+    if worker is None:
+        log(f"  intake pipeline not running (--no-worker): {waiting_at_end:,} reports wait for it")
+    else:
+        log(f"  intake pipeline (chengyun process-intake beside the server): {waiting_at_end:,} reports still "
+            f"waiting when wrk stopped, all processed {drained_in:.1f} s later" if drained_in is not None else
+            f"  intake pipeline: {waiting_at_end:,} waiting when wrk stopped, NOT drained within 600 s")
     if errors:
         log(f"  first errors: {errors[:3]}")
     if spy is not None and (work / "profile.txt").exists():
@@ -669,6 +694,7 @@ def main():
     ap.add_argument("--connections", type=int, default=16, help="wrk connections")
     ap.add_argument("--bodies", type=int, default=5000, help="distinct request bodies")
     ap.add_argument("--http-again", action="store_true", help="run the HTTP part again after the bulk import")
+    ap.add_argument("--no-worker", action="store_true", help="do not run the intake pipeline beside the server")
     ap.add_argument("--profile", action="store_true", help="sample the server with py-spy (/tmp/prof/bin or /tmp/prof-venv/bin)")
     ap.add_argument("--data-dir", help="use this data directory instead of a temporary one")
     ap.add_argument("--keep", action="store_true", help="keep the database and files")

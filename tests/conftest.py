@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from chengyun.areas import locator as locator_mod
+from chengyun.open311.services import clear_recent
 
 from . import factories as f
 
@@ -20,10 +21,13 @@ hypothesis_settings.load_profile("chengyun")
 
 @pytest.fixture(autouse=True)
 def _fresh_locator():
-    """The locator is a per-process cache; each test starts and ends without one."""
+    """The locator and Open311's recent lookups are per-process caches; each
+    test starts and ends without them (ids repeat between tests)."""
     locator_mod.invalidate()
+    clear_recent()
     yield
     locator_mod.invalidate()
+    clear_recent()
 
 
 @pytest.fixture(autouse=True)

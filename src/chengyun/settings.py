@@ -116,6 +116,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend with a finer wait for the write lock (see chengyun/sqlite/base.py).
+    DATABASES["default"]["ENGINE"] = "chengyun.sqlite"
     # WAL lets readers and the writer work at once; a generous timeout turns
     # short write contention into waiting instead of "database is locked".
     DATABASES["default"]["OPTIONS"] = {
@@ -123,9 +125,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("CHENGYUN_TEST_DB_NAME") or None}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and not DATABASES["default"]["TEST"]["NAME"]:
+if DATABASES["default"]["ENGINE"] == "chengyun.sqlite" and not DATABASES["default"]["TEST"]["NAME"]:
     # A file, not the in-memory default, so that tests can run real concurrent
     # writers (threads) against SQLite too; pytest-xdist adds a suffix per worker.
     # The process id keeps two test runs at once (two terminals) apart.

@@ -718,6 +718,21 @@ class _Tables:
             cur.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n])
             return [r[0] for r in cur.fetchall()]
 
+    def reserve(self, model, n: int) -> list[int]:
+        """Like :meth:`allocate`, but the ids stay taken when this returns,
+        outside any longer transaction: on SQLite the table's AUTOINCREMENT
+        counter is moved past them in a transaction of its own (on PostgreSQL
+        ``nextval`` does that anyway)."""
+        if n == 0 or self.vendor != "sqlite":
+            return self.allocate(model, n)
+        table = model._meta.db_table
+        with transaction.atomic(), connection.cursor() as cur:
+            ids = self.allocate(model, n)
+            cur.execute("UPDATE sqlite_sequence SET seq = %s WHERE name = %s", [ids[-1], table])
+            if cur.rowcount == 0:
+                cur.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (%s, %s)", [table, ids[-1]])
+        return ids
+
     def insert(self, model, columns: tuple[str, ...], rows: list[tuple]) -> None:
         if not rows:
             return
@@ -1084,7 +1099,7 @@ class BulkImporter:
         """Duplicate check, case or attachment, route: one report at a time, in time order."""
         rows, n, index, planner = b.rows, b.n, self.index, self.planner
         b.report_ids = self._report_ids(b)
-        case_ids = self.tables.allocate(Case, n)
+        case_ids = self._case_ids(n)
         decided, check, certain, area, t, X = b.decided, b.check, b.certain, b.area, b.t, b.X
         ask_at, attach_at = self.ask_at, self.attach_at
         case_of, dup_of, dup_json = b.case_of, b.dup_of, b.dup_json
@@ -1254,6 +1269,9 @@ class BulkImporter:
 
     def _report_ids(self, b: _Batch) -> list[int]:
         return self.tables.allocate(Report, b.n)
+
+    def _case_ids(self, n: int) -> list[int]:
+        return self.tables.allocate(Case, n)
 
     def _create_payload(self, r: ImportRow) -> dict:
         """The data of a new case's ``create`` timeline entry."""

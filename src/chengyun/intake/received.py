@@ -26,6 +26,7 @@ the moment the city was told, not from when the worker got to it.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -33,7 +34,7 @@ import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils.translation import gettext as _
 
 from chengyun.cases.models import Case, TimelineEntry
@@ -42,11 +43,13 @@ from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
 from . import cluster
 from .bulk import (
     DIGEST_FORMAT,
+    BatchResult,
     BulkImporter,
     Counts,
     ImportRow,
     Raced,
     _Batch,
+    _Clock,
     micros,
     report_digest,
 )
@@ -117,6 +120,61 @@ class ReceivedPipeline(BulkImporter):
 
     def _report_ids(self, b: _Batch) -> list[int]:
         return [r.report_id for r in b.rows]
+
+    def _case_ids(self, n: int) -> list[int]:
+        return self.tables.reserve(Case, n)
+
+    def import_prepared(self, b: _Batch, before_write=None) -> BatchResult:
+        """On SQLite only the writing holds the write lock: the decisions are made
+        from reads beforehand (new case ids reserved), so the server's requests
+        wait for the lock no longer than the inserts take. A report processed or
+        an attached case closed meanwhile is caught inside the write transaction
+        (:class:`.bulk.Raced`: the batch is rolled back and read again).
+        PostgreSQL has no single writer: the whole batch is one transaction there."""
+        if connection.vendor != "sqlite":
+            return super().import_prepared(b, before_write)
+        result = BatchResult()
+        result.counts.rows = b.n
+        result.seconds.update(b.seconds)
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            clock = _Clock(result.seconds)
+            result.counts.already = b.keep(self._known([r.key for r in b.rows]))
+            clock("skip processed")
+            if b.n:
+                self._addresses(b)
+                self._open_cases(b)
+                clock("open cases")
+                self._decide(b, result.counts)
+                clock("dedup+route")
+                self._deadlines(b)
+                clock("deadlines")
+                with transaction.atomic():
+                    self._write(b, result)
+                clock("write")
+        except BaseException:
+            self.index = None
+            raise
+        finally:
+            if gc_was_on:
+                gc.enable()
+        self.totals.add(result.counts)
+        return result
+
+    def _write(self, b: _Batch, result: BatchResult) -> None:
+        self._check_attached(b)
+        super()._write(b, result)
+
+    def _check_attached(self, b: _Batch) -> None:
+        """The cases reports are attached to must still be open (they were read
+        before the write transaction)."""
+        ids = sorted({case_id for case_id, _i, _score in b.attached} - {c[1] for c in b.cases})  # not this batch's own
+        if not ids:
+            return
+        still = set(Case.objects.filter(pk__in=ids, status__in=OPEN_STATUSES).values_list("pk", flat=True))
+        if len(still) != len(ids):
+            raise Raced(f"{len(ids) - len(still)} matched cases closed meanwhile")
 
     # ---------------------------------------------------------------- open cases
 

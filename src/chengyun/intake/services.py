@@ -193,24 +193,43 @@ def submit(inp: ReportInput, *, by=None) -> Submitted:
         raise
 
 
-def _new_report_id() -> int | None:
-    """The next report id, chosen before the INSERT so that the tracking
-    number (which holds it) is written with the row: no second statement and,
-    on PostgreSQL, no wait on the unique index for a placeholder number.
-    SQLite: the transaction already holds the write lock (``BEGIN IMMEDIATE``),
-    so ``MAX(id) + 1`` cannot be taken by anyone else."""
-    table = Report._meta.db_table
+def _new_id(model) -> int:
+    """The next id of ``model``'s table, chosen before the INSERT (a report's
+    tracking number holds its id, so it is written with the row: no second
+    statement and, on PostgreSQL, no wait on the unique index for a
+    placeholder number). SQLite: the transaction already holds the write lock
+    (``BEGIN IMMEDIATE``), so ``MAX(id) + 1`` cannot be taken by anyone else."""
+    table = model._meta.db_table
     with connection.cursor() as cur:
         if connection.vendor == "postgresql":
             cur.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [table])
             return cur.fetchone()[0]
-        if connection.vendor == "sqlite":
-            cur.execute(f'SELECT MAX(id) FROM "{table}"')
-            top = cur.fetchone()[0] or 0
-            cur.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
-            row = cur.fetchone()
-            return max(top, row[0] if row else 0) + 1
-    return None
+        cur.execute(f'SELECT MAX(id) FROM "{table}"')
+        top = cur.fetchone()[0] or 0
+        cur.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+        row = cur.fetchone()
+        return max(top, row[0] if row else 0) + 1
+
+
+_INSERT_SQL: dict = {}
+
+
+def _insert(obj) -> None:
+    """INSERT one model instance whose primary key is set, as the ORM would
+    (each field's own conversion to the database value), without building the
+    statement anew: on the receive path the ORM's SQL compiler cost more than
+    the database's work (measured: ~150 µs of a ~1 ms request)."""
+    model = type(obj)
+    fields = model._meta.concrete_fields
+    sql = _INSERT_SQL.get((model, connection.vendor))
+    if sql is None:
+        quote = connection.ops.quote_name
+        sql = _INSERT_SQL[(model, connection.vendor)] = (
+            f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))})")
+    with connection.cursor() as cur:
+        cur.execute(sql, [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields])
+    obj._state.adding, obj._state.db = False, connection.alias
 
 
 def tracking_number(at, pk: int) -> str:
@@ -240,19 +259,18 @@ def receive(inp: ReportInput, *, by=None) -> Submitted:
         with transaction.atomic():
             contact = None
             if any(clean["contact"].values()):
-                contact = ReporterContact.objects.create(created_at=at, **clean["contact"])
-            pk = _new_report_id()
-            report = Report.objects.create(
-                pk=pk, number=tracking_number(at, pk) if pk else "", channel=inp.channel, source=inp.source,
+                contact = ReporterContact(pk=_new_id(ReporterContact), created_at=at, **clean["contact"])
+                _insert(contact)
+            pk = _new_id(Report)
+            report = Report(
+                pk=pk, number=tracking_number(at, pk), channel=inp.channel, source=inp.source,
                 idempotency_key=inp.idempotency_key or "", external_id=inp.external_id or "",
                 title=clean["title"], description=clean["description"], category=category,
                 category_given=category is not None, lon=clean["lon"], lat=clean["lat"], address=inp.address or "",
                 area=clean["area"], contact=contact, attributes=inp.attributes or {}, media_url=inp.media_url or "",
                 duplicate=DuplicateOutcome.PENDING, received_at=at, created_by=person, generated=inp.generated,
             )
-            if not pk:  # a database without a way to know the id first
-                report.number = tracking_number(at, report.pk)
-                Report.objects.filter(pk=report.pk).update(number=report.number)
+            _insert(report)
     except IntegrityError:
         found = _existing(inp.source, inp.idempotency_key)  # another request with the same key won
         if found is not None:

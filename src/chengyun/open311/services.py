@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -66,20 +68,62 @@ def revoke_api_key(key: ApiKey, *, by) -> ApiKey:
     at = now()
     with transaction.atomic():
         changed = ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=at, revoked_by=actor_name(by))
+        recent_keys.clear()
         if changed:
             record("open311.key.revoke", actor=by, obj=key, at=at, data={"name": key.name, "prefix": key.prefix})
     key.refresh_from_db(fields=["revoked_at", "revoked_by"])
     return key
 
 
+class Recent:
+    """Lookups a process made in the last ``seconds`` (API keys, services and
+    their questions): a partner posting a thousand requests a second should not
+    cost a thousand identical queries. Admin changes and revocations take
+    effect within that time (at once in the process that made them)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.items: dict = {}
+        self.lock = threading.Lock()
+
+    def get(self, key, load):
+        t = time.monotonic()
+        found = self.items.get(key)
+        if found is not None and t - found[1] < self.seconds:
+            return found[0]
+        value = load()
+        with self.lock:
+            if len(self.items) > 10_000:  # many distinct keys: start afresh rather than grow
+                self.items.clear()
+            self.items[key] = (value, t)
+        return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+
+RECENT_SECONDS = 5.0
+recent_keys = Recent(RECENT_SECONDS)
+recent_services = Recent(RECENT_SECONDS)
+
+
+def clear_recent() -> None:
+    recent_keys.clear()
+    recent_services.clear()
+
+
 def authenticate(raw: str | None) -> ApiKey | None:
-    """The active key with this value, or ``None``."""
+    """The active key with this value, or ``None`` (a revoked key stops
+    working within :data:`RECENT_SECONDS` in every server process)."""
     raw = (raw or "").strip()
     if not raw or len(raw) > 200:
         return None
-    key = ApiKey.objects.filter(key_hash=hash_key(raw), revoked_at__isnull=True).first()
+    digest = hash_key(raw)
+    key = recent_keys.get(digest, lambda: ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).first())
     at = now()
     if key is not None and (key.last_used_at is None or at - key.last_used_at > timedelta(minutes=1)):
+        key.last_used_at = at
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=at)  # at most once a minute: not a write per request
     return key
 

@@ -62,7 +62,7 @@ from . import attributes as attrs
 from . import queries
 from .formats import errors, parse_w3c, render, w3c
 from .models import ServiceAttribute
-from .services import authenticate, post_update
+from .services import authenticate, post_update, recent_services
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 MAX_RESULTS = 1000
@@ -252,7 +252,7 @@ def _service(code: str):
     code = (code or "").strip()
     if not code:
         raise _bad("service_code", _("is required."))
-    category = queries.services().filter(code=code).first()
+    category = recent_services.get(("service", code), lambda: queries.services().filter(code=code).first())
     if category is None:
         raise Open311Error(404, _("service_code: “%(code)s” is not a service of this city.") % {"code": code})
     return category
@@ -363,7 +363,8 @@ def _create(request, fmt, params):
     category = _service(params.get("service_code"))
     lon, lat, address, area = _location(params)
     try:
-        answers = attrs.clean(attrs.definition(category), attrs.collect(params))
+        definition = recent_services.get(("definition", category.pk), lambda: attrs.definition(category))
+        answers = attrs.clean(definition, attrs.collect(params))
     except attrs.AttributeInvalid as e:
         raise Open311Error(400, e.message) from None
     description = params.get("description")
