@@ -62,13 +62,19 @@ class Report(models.Model):
     external_id = models.CharField(_("id in the sending system"), max_length=120, blank=True)
     title = models.CharField(_("title"), max_length=200)
     description = models.TextField(_("description"), blank=True)
+    # Indexes cost every report a page write (the receive path is one INSERT):
+    # the category is found through the (category, received_at) index; the
+    # classifier's suggestion, the area and the person who entered it are
+    # never searched by, so they have none (deleting a category, area or user
+    # reads the reports instead; those are rare admin acts).
     category = models.ForeignKey(
-        "taxonomy.Category", null=True, blank=True, on_delete=models.PROTECT, related_name="reports", verbose_name=_("category")
+        "taxonomy.Category", null=True, blank=True, on_delete=models.PROTECT, related_name="reports", verbose_name=_("category"),
+        db_index=False,
     )
     category_given = models.BooleanField(_("category chosen by the reporter"), default=False)
     suggested_category = models.ForeignKey(
         "taxonomy.Category", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-        verbose_name=_("classifier's suggestion"),
+        verbose_name=_("classifier's suggestion"), db_index=False,
     )
     confidence = models.FloatField(_("confidence"), null=True, blank=True)
     classifier_version = models.PositiveIntegerField(_("classifier version"), null=True, blank=True)
@@ -77,7 +83,8 @@ class Report(models.Model):
     lat = models.FloatField(_("latitude"), null=True, blank=True)
     address = models.CharField(_("address"), max_length=300, blank=True)
     area = models.ForeignKey(
-        "areas.Area", null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("area")
+        "areas.Area", null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("area"),
+        db_index=False,
     )
     contact = models.OneToOneField(
         ReporterContact, null=True, blank=True, on_delete=models.SET_NULL, related_name="report", verbose_name=_("contact")
@@ -88,7 +95,8 @@ class Report(models.Model):
     duplicate_explanation = models.JSONField(_("why (not) a duplicate"), default=dict, blank=True)
     received_at = models.DateTimeField(_("received"), db_index=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("entered by")
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("entered by"),
+        db_index=False,
     )
     generated = models.BooleanField(_("generated demo data"), default=False)
 
@@ -103,7 +111,6 @@ class Report(models.Model):
         ]
         indexes = [
             models.Index(fields=["category", "received_at"]),
-            models.Index(fields=["lat", "lon"]),
             # Only the reports the worker has still to process: small, so that
             # receiving a report adds little and the worker finds them at once.
             models.Index(fields=["id"], condition=Q(duplicate="pending"), name="report_pending"),
