@@ -583,7 +583,8 @@ def bench_http(args, log, label: str = "(b) http") -> dict:
     worker_log = (work / "worker.log").open("w")
     worker = None if args.no_worker else subprocess.Popen(
         [str(BIN / "chengyun"), "process-intake"], stdout=worker_log, stderr=subprocess.STDOUT,
-        env=os.environ.copy(), start_new_session=True)
+        env={**os.environ, "CHENGYUN_LOG_LEVEL": "DEBUG" if args.keep else os.environ.get("CHENGYUN_LOG_LEVEL", "WARNING")},
+        start_new_session=True)
     spy = None
     try:
         wait_for(f"http://127.0.0.1:{port}/open311/v2/discovery.json" if open311 else f"http://127.0.0.1:{port}/")

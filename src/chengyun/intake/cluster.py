@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import transaction
 from django.utils.translation import gettext as _
 
 from chengyun.audit.services import record
@@ -18,7 +19,9 @@ from .models import ClusterWarning, Report
 
 def check_cluster(report: Report, *, open_case) -> ClusterWarning | None:
     """Add ``report`` to an ongoing warning, or raise a new one when the
-    threshold is reached. ``open_case(warning)`` creates the warning's case."""
+    threshold is reached. ``open_case(warning)`` creates the warning's case.
+    Reads first; what it writes is one transaction (so that a caller outside
+    a transaction holds SQLite's write lock only when there is something to write)."""
     category = report.category
     if category is None or not category.cluster_reports or report.lon is None or report.lat is None:
         return None
@@ -31,8 +34,9 @@ def check_cluster(report: Report, *, open_case) -> ClusterWarning | None:
     ]
     if ongoing:
         warning = ongoing[0]
-        warning.reports.add(report)
-        ClusterWarning.objects.filter(pk=warning.pk).update(report_count=warning.reports.count(), last_report_at=at)
+        with transaction.atomic():
+            warning.reports.add(report)
+            ClusterWarning.objects.filter(pk=warning.pk).update(report_count=warning.reports.count(), last_report_at=at)
         return warning
     min_lon, min_lat, max_lon, max_lat = box(report.lon, report.lat, radius)
     near = [
@@ -46,6 +50,11 @@ def check_cluster(report: Report, *, open_case) -> ClusterWarning | None:
         return None
     lon = sum(r.lon for r in near) / len(near)
     lat = sum(r.lat for r in near) / len(near)
+    with transaction.atomic():
+        return _raise(report, category, near, lon, lat, at, radius, open_case)
+
+
+def _raise(report, category, near, lon, lat, at, radius, open_case) -> ClusterWarning:
     warning = ClusterWarning.objects.create(
         category=category, lon=lon, lat=lat, radius_m=radius, window_minutes=category.cluster_window_minutes,
         threshold=category.cluster_reports, area=report.area, started_at=min(r.received_at for r in near),

@@ -58,7 +58,7 @@ from .services import SYSTEM_ACTOR
 
 log = logging.getLogger(__name__)
 
-LIVE_BATCH = 500  # reports per transaction: on SQLite the write lock is held for about 100 µs per report
+LIVE_BATCH = 200  # reports per transaction: on SQLite the write lock is held for 50-100 µs per report
 AUDIT_ACTION = "report.process"
 POLL_SECONDS = 0.2  # how long the worker rests when nothing is waiting
 PENDING = DuplicateOutcome.PENDING.value
@@ -150,9 +150,13 @@ class ReceivedPipeline(BulkImporter):
                 clock("dedup+route")
                 self._deadlines(b)
                 clock("deadlines")
+                self._explain_all(b)
+                clock("explain")
                 with transaction.atomic():
                     self._write(b, result)
                 clock("write")
+                self._check_clusters(b)
+                clock("clusters")
         except BaseException:
             self.index = None
             raise
@@ -263,6 +267,11 @@ class ReceivedPipeline(BulkImporter):
         return json.dumps({"decided_by": by, "confidence": e.get("confidence"), "model": e.get("model"),
                            "terms": e.get("terms", [])}, ensure_ascii=False)
 
+    def _explain_all(self, b: _Batch) -> None:
+        """Every report's explanation, before the write transaction (not while holding the lock)."""
+        for i in range(b.n):
+            self._explanation(b, i)
+
     def _explanation(self, b: _Batch, i: int) -> dict:
         cache = b.__dict__.setdefault("explanations", {})
         if i not in cache:
@@ -296,7 +305,14 @@ class ReceivedPipeline(BulkImporter):
         return {"ranges": _ranges(b.report_ids), "digest_format": f"received-{DIGEST_FORMAT}"}
 
     def _after_write(self, b: _Batch) -> None:
-        """Cluster warnings: the same check as :func:`.services.submit` makes, per new report in time order."""
+        if connection.vendor != "sqlite":
+            self._check_clusters(b)
+
+    def _check_clusters(self, b: _Batch) -> None:
+        """Cluster warnings: the same check as :func:`.services.submit` makes, per
+        new report in time order. On SQLite right after the batch's transaction,
+        so that the write lock is not held for the reading (each warning raised
+        or joined is a transaction of its own); on PostgreSQL in the batch's."""
         from .services import _open_cluster_case
 
         ids = [r.report_id for i, r in enumerate(b.rows)
@@ -367,6 +383,7 @@ def process_received(*, ids: list[int] | None = None, limit: int = LIVE_BATCH, a
                 return Counts()
             try:
                 result = pipeline.import_prepared(pipeline.prepare(rows))
+                log.debug("intake batch of %s: %s", len(rows), {k: round(v, 4) for k, v in result.seconds.items()})
                 return result.counts
             except Raced:
                 _cached[0] = None
