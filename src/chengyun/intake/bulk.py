@@ -52,6 +52,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -1013,14 +1014,20 @@ class BulkImporter:
         clock("locate")
         return b
 
+    def _decide_in_transaction(self) -> bool:
+        """Whether the decisions are made inside the batch's transaction (an
+        import: yes) or only the writing is (see :mod:`.received`)."""
+        return True
+
     def import_prepared(self, b: _Batch, before_write: Callable[[], None] | None = None) -> BatchResult:
         result = BatchResult()
         result.counts.rows = b.n
         result.seconds.update(b.seconds)
+        inside = self._decide_in_transaction()
         gc_was_on = gc.isenabled()
         gc.disable()  # millions of fresh tuples, no cycles: the collector would only rescan them
         try:
-            with transaction.atomic():
+            with transaction.atomic() if inside else nullcontext():
                 clock = _Clock(result.seconds)
                 self._statistics()
                 result.counts.already = b.keep(self._known([r.key for r in b.rows]))
@@ -1033,10 +1040,15 @@ class BulkImporter:
                     clock("dedup+route")
                     self._deadlines(b)
                     clock("deadlines")
+                    self._before_write(b)
                     if before_write is not None:
                         before_write()
-                    self._write(b, result)
+                    with nullcontext() if inside else transaction.atomic():
+                        self._write(b, result)
                     clock("write")
+            if b.n:
+                self._after_commit(b)
+                clock("after commit")
         except BaseException:
             self.index = None  # it may hold cases of the rolled-back batch: load afresh
             raise
@@ -1298,7 +1310,13 @@ class BulkImporter:
     def _audit_extra(self, b: _Batch) -> dict:
         return {}
 
+    def _before_write(self, b: _Batch) -> None:
+        pass
+
     def _after_write(self, b: _Batch) -> None:
+        pass
+
+    def _after_commit(self, b: _Batch) -> None:
         pass
 
     def _classification_json(self, b: _Batch, i: int, by: str) -> str:

@@ -26,7 +26,6 @@ the moment the city was told, not from when the worker got to it.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import threading
@@ -34,7 +33,7 @@ import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection
 from django.utils.translation import gettext as _
 
 from chengyun.cases.models import Case, TimelineEntry
@@ -49,7 +48,6 @@ from .bulk import (
     ImportRow,
     Raced,
     _Batch,
-    _Clock,
     micros,
     report_digest,
 )
@@ -124,47 +122,19 @@ class ReceivedPipeline(BulkImporter):
     def _case_ids(self, n: int) -> list[int]:
         return self.tables.reserve(Case, n)
 
-    def import_prepared(self, b: _Batch, before_write=None) -> BatchResult:
+    def _decide_in_transaction(self) -> bool:
         """On SQLite only the writing holds the write lock: the decisions are made
         from reads beforehand (new case ids reserved), so the server's requests
         wait for the lock no longer than the inserts take. A report processed or
         an attached case closed meanwhile is caught inside the write transaction
         (:class:`.bulk.Raced`: the batch is rolled back and read again).
         PostgreSQL has no single writer: the whole batch is one transaction there."""
-        if connection.vendor != "sqlite":
-            return super().import_prepared(b, before_write)
-        result = BatchResult()
-        result.counts.rows = b.n
-        result.seconds.update(b.seconds)
-        gc_was_on = gc.isenabled()
-        gc.disable()
-        try:
-            clock = _Clock(result.seconds)
-            result.counts.already = b.keep(self._known([r.key for r in b.rows]))
-            clock("skip processed")
-            if b.n:
-                self._addresses(b)
-                self._open_cases(b)
-                clock("open cases")
-                self._decide(b, result.counts)
-                clock("dedup+route")
-                self._deadlines(b)
-                clock("deadlines")
-                self._explain_all(b)
-                clock("explain")
-                with transaction.atomic():
-                    self._write(b, result)
-                clock("write")
-                self._check_clusters(b)
-                clock("clusters")
-        except BaseException:
-            self.index = None
-            raise
-        finally:
-            if gc_was_on:
-                gc.enable()
-        self.totals.add(result.counts)
-        return result
+        return connection.vendor != "sqlite"
+
+    def _before_write(self, b: _Batch) -> None:
+        """Every report's explanation, before the write transaction (not while holding the lock)."""
+        for i in range(b.n):
+            self._explanation(b, i)
 
     def _write(self, b: _Batch, result: BatchResult) -> None:
         self._check_attached(b)
@@ -267,11 +237,6 @@ class ReceivedPipeline(BulkImporter):
         return json.dumps({"decided_by": by, "confidence": e.get("confidence"), "model": e.get("model"),
                            "terms": e.get("terms", [])}, ensure_ascii=False)
 
-    def _explain_all(self, b: _Batch) -> None:
-        """Every report's explanation, before the write transaction (not while holding the lock)."""
-        for i in range(b.n):
-            self._explanation(b, i)
-
     def _explanation(self, b: _Batch, i: int) -> dict:
         cache = b.__dict__.setdefault("explanations", {})
         if i not in cache:
@@ -305,7 +270,11 @@ class ReceivedPipeline(BulkImporter):
         return {"ranges": _ranges(b.report_ids), "digest_format": f"received-{DIGEST_FORMAT}"}
 
     def _after_write(self, b: _Batch) -> None:
-        if connection.vendor != "sqlite":
+        if self._decide_in_transaction():
+            self._check_clusters(b)
+
+    def _after_commit(self, b: _Batch) -> None:
+        if not self._decide_in_transaction():
             self._check_clusters(b)
 
     def _check_clusters(self, b: _Batch) -> None:
