@@ -366,11 +366,30 @@ def waiting() -> int:
     return Report.objects.filter(duplicate=PENDING).count()
 
 
+CHECKPOINT_SECONDS = 1.0
+
+
+def checkpoint() -> None:
+    """SQLite: copy the write-ahead log back into the database file now.
+
+    Otherwise the web request whose commit crosses ``wal_autocheckpoint``
+    (settings) does it, and waits for it. ``PASSIVE`` blocks neither readers
+    nor writers; whatever it cannot copy yet is copied next time."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cur:
+            cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
 def run_forever(stop: threading.Event | None = None, *, limit: int = LIVE_BATCH) -> None:
-    """The worker's intake loop: process what has arrived, rest briefly when nothing has."""
+    """The worker's intake loop: process what has arrived, rest briefly when
+    nothing has; on SQLite also checkpoint the write-ahead log every second."""
     stop = stop or threading.Event()
+    checkpointed = time.monotonic()
     while not stop.is_set():
         close_old_connections()
+        if time.monotonic() - checkpointed > CHECKPOINT_SECONDS:
+            checkpoint()
+            checkpointed = time.monotonic()
         try:
             counts = process_received(limit=limit)
         except Exception:  # keep the loop alive; the batch rolled back and is retried
