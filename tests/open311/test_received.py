@@ -150,3 +150,23 @@ def test_the_same_key_twice_while_waiting_is_one_report(client, api_key):
     two = client.post(BASE + "requests.json", leak_form(api_key), HTTP_IDEMPOTENCY_KEY="alarm-7")
     assert body(one)[0]["service_request_id"] == body(two)[0]["service_request_id"]
     assert Report.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_loop_processes_what_arrives(client, api_key):
+    import threading
+    import time
+
+    stop = threading.Event()
+    loop = threading.Thread(target=received.run_forever, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        number = post(client, api_key)["service_request_id"]
+        deadline = time.monotonic() + 30
+        while Report.objects.get(number=number).case_id is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join(10)
+    assert not loop.is_alive()
+    assert Report.objects.get(number=number).case.status == CaseStatus.DISPATCHED
