@@ -98,3 +98,18 @@ def test_track_form_tidies_the_number_and_explains_a_wrong_one(client, intake_wo
     html = client.get("/track/", {"number": "12345"}, **EN).content.decode()
     assert 'id="id_number_error"' in html and '<a href="#id_number">' in html
     assert re.search(r'<input[^>]*name="number"[^>]*aria-invalid="true"', html)
+
+
+def test_a_report_sent_by_a_partner_system_is_trackable_before_the_pipeline_has_run(client, intake_world, settings):
+    from chengyun.intake import received
+    from chengyun.intake.services import receive
+
+    settings.INTAKE_QUEUE = "worker"
+    lon, lat = f.centre("100101001")
+    report = receive(ReportInput(channel="open311", description="水管爆裂 路面冒水", lon=lon, lat=lat,
+                                 contact={"phone": "13812345678"}, source="apikey:1")).report
+    assert report.case is None
+    page = track(client, report.number, **EN)
+    assert "being sent to the responsible department" in page and "13812345678" not in page
+    received.process_received(ids=[report.pk])
+    assert "being sent to the responsible department" not in track(client, report.number, **EN)

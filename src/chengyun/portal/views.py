@@ -191,6 +191,8 @@ def _surviving(case: Case) -> Case:
 def track_detail(request, number: str):
     number = number.strip().upper()
     found = Report.objects.filter(number=number).select_related("case", "category", "area").first()
+    if found is not None and found.case is None and found.duplicate == DuplicateOutcome.PENDING:
+        return _received_not_processed(request, found)
     if found is None or found.case is None:
         return not_found(request, number)
     own = found.case
@@ -205,6 +207,19 @@ def track_detail(request, number: str):
         "merged": merged,
         "timeline": public_timeline(case),
         "own_timeline": public_timeline(own) if case.pk != own.pk else [],
+    })
+
+
+def _received_not_processed(request, report: Report):
+    """A report a partner system sent a moment ago: stored, not yet through the
+    intake pipeline (the worker does that within seconds)."""
+    return page(request, "portal/track_detail.html", {
+        "active": "track", "report": report, "category": report.category,
+        "chain": report.area.ancestors() if report.area_id else [],
+        "status": {"case": None, "label": _("Received"),
+                   "words": _("Your report has been received and is being sent to the responsible department. "
+                              "This takes a moment: reload this page.")},
+        "merged": False, "timeline": [{"at": report.received_at, "label": _("Received")}], "own_timeline": [],
     })
 
 
