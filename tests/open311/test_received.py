@@ -46,6 +46,9 @@ def test_a_post_is_stored_at_once_and_processed_by_the_worker(client, api_key, s
     shown = body(client.get(BASE + f"requests/{report.number}.json", {"locale": "en"}))[0]
     assert shown["status"] == "open" and shown["agency_responsible"] is None
     assert "being classified" in shown["service_notice"]
+    listed = body(client.get(BASE + "requests.json", {"status": "open", "service_code": "0101"}))
+    assert [r["service_request_id"] for r in listed] == [report.number]
+    assert body(client.get(BASE + "requests.json", {"status": "closed"})) == []
 
     counts = received.process_received()
     assert (counts.rows, counts.cases, counts.routed) == (1, 1, 1)

@@ -104,7 +104,8 @@ def find_requests(*, numbers: list[str] | None = None, codes: list[str] | None =
     if statuses and statuses != {"open", "closed"}:
         qs = qs.annotate(effective_status=effective_status_expression())
         closed = Q(effective_status__in=CLOSED_STATUSES)
-        qs = qs.filter(closed if statuses == {"closed"} else ~closed)
+        waiting = Q(effective_status__isnull=True)  # received, no case yet: open
+        qs = qs.filter(closed if statuses == {"closed"} else (~closed | waiting))
     if start is not None:
         qs = qs.filter(received_at__gte=start)
     if end is not None:
