@@ -98,6 +98,17 @@ def test_json_batch_keeps_good_readings_refuses_bad_ones_with_reasons_and_stores
     assert Sensor.objects.get(code="WP-0001").last_value == 0.32
 
 
+def test_a_nan_or_infinite_value_in_a_json_body_is_refused_alone(client, pressure, gateway):
+    # NaN and Infinity are not strict JSON; the body is still read and only those readings are refused.
+    t0 = hour_ago_ms()
+    body = (f'{{"readings": [{{"sensor": "WP-0001", "ts": {t0}, "value": NaN}}, '
+            f'{{"sensor": "WP-0001", "ts": {t0 + MINUTE_MS}, "value": 0.3}}, '
+            f'{{"sensor": "WP-0001", "ts": {t0 + 2 * MINUTE_MS}, "value": -Infinity}}]}}')
+    res = post_readings(client, gateway, body)
+    assert (res["received"], res["stored"], res["refused"]) == (3, 1, 2)
+    assert [(r["index"], r["field"]) for r in res["refusals"]] == [(0, "value"), (2, "value")]
+
+
 def test_readings_open_and_close_warnings_and_report_it(client, pressure, gateway):
     t0 = hour_ago_ms()
     res = post_readings(client, gateway, {"readings": [

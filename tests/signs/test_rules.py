@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from chengyun.signs.ingest import forget_sensors, ingest
@@ -235,3 +236,57 @@ def test_a_gap_filled_later_by_buffered_readings_ends_the_warning_at_its_start(p
     sweep_missing(t0 + 10 * MIN)
     feed("WP-0001", t0 + MIN, [0.3, 0.3, 0.3, 0.3, 0.3])  # a gateway uploads what it buffered
     assert summary() == [("missing", "warning", t0 + 3 * MIN, t0 + 3 * MIN, None)]
+
+
+# --------------------------------------------------------------------------- the numpy screen
+
+
+def test_the_screen_sends_every_indicator_that_could_trip_to_the_evaluator(pressure_kind, monkeypatch):
+    """The same random batches with and without the numpy screen of rate and
+    anomaly rules give the same warnings and statuses."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from chengyun.signs import rules
+
+    codes = [f"SC-{i}" for i in range(12)]
+    for i, code in enumerate(codes):
+        ind = make_indicator(sensor=make_sensor(code=code, kind=pressure_kind, interval_s=60), warn_low=-100,
+                             warn_high=100, rate_limit=(4.0 if i % 3 != 2 else None), anomaly=i % 3 != 0,
+                             source="cases" if i == 4 else "sensor", missing_intervals=0)
+        if ind.anomaly:
+            Baseline.objects.bulk_create([Baseline(indicator=ind, hour_of_week=h, median=10.0, mad=0.5 + (h % 3),
+                                                   samples=20, computed_at=timezone.now()) for h in range(168)])
+    rng = np.random.default_rng(7)
+    t0 = base_ms()
+    batches = []
+    for b in range(3):
+        values = 10 + rng.standard_normal((len(codes), 20)) * 2
+        values[rng.random(values.shape) < 0.03] += 15  # spikes: fast changes and unusual values
+        batches.append([(code, t0 + (b * 20 + k) * MIN, float(values[i, k]))
+                        for k in range(20) for i, code in enumerate(codes)])
+
+    screened_out = []
+
+    def counting(screen):
+        def wrapped(inds, *args):
+            tripping = screen(inds, *args)
+            screened_out.append(len(inds) - len(tripping))
+            return tripping
+        return wrapped
+
+    def outcome(screen: bool):
+        for name in ("_rates_tripping", "_anomalies_tripping"):
+            monkeypatch.setattr(rules, name, counting(getattr(rules, name)) if screen
+                                else lambda inds, *a: {i.pk for i in inds})
+        point = transaction.savepoint()
+        for rows in batches:
+            ingest(rows)
+        got = (summary(), sorted(Indicator.objects.values_list("code", "status")))
+        transaction.savepoint_rollback(point)
+        monkeypatch.undo()
+        return got
+
+    screened = outcome(True)
+    assert screened[0] and any(screened_out)  # rules trip, and the screen spared the evaluator some indicators
+    assert screened == outcome(False)

@@ -100,9 +100,16 @@ class Sensor(models.Model):
 
 
 class Reading(models.Model):
-    """One value of one sensor at one time. (sensor, ts) is unique: a reading
-    sent twice is stored once."""
+    """One value of one sensor at one time. (sensor, ts) is the primary key:
+    a reading sent twice is stored once, and the table is that one key and
+    nothing else — no ``id`` column and no second index to keep up to date.
+    On SQLite the table is ``WITHOUT ROWID`` (migration 0003), so each reading
+    sits in a single b-tree ordered by sensor and time; on PostgreSQL the key
+    is the table's only b-tree. A migration that rebuilds this table on SQLite
+    must keep ``WITHOUT ROWID`` (Django's own table rebuild drops it;
+    ``tests/signs/test_storage.py`` checks)."""
 
+    pk = models.CompositePrimaryKey("sensor", "ts")
     sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="+", db_index=False)
     ts = models.BigIntegerField(_("time (ms since epoch, UTC)"))
     value = models.FloatField(_("value"))
@@ -110,7 +117,6 @@ class Reading(models.Model):
     class Meta:
         verbose_name = _("reading")
         verbose_name_plural = _("readings")
-        constraints = [models.UniqueConstraint(fields=["sensor", "ts"], name="reading_once")]
 
 
 class Resolution(models.TextChoices):

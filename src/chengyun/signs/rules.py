@@ -42,9 +42,13 @@ An alarm-level warning becomes a case through the intake pipeline (channel
 of the sensor kind. If that fails the readings and the warning are still
 stored (the failure is logged and retried when the warning next changes).
 
-Speed: a batch is grouped by sensor with numpy; for an indicator whose new
-values are all inside the band, calm and usual, each rule costs a few array
-operations and no Python loop over the values.
+Speed: a batch is grouped by sensor with numpy. The indicators it touches
+are read as plain tuples (:class:`IndicatorRules`), not model instances;
+numpy passes over the whole batch set apart those with every new value inside
+the band, no open warning, no change faster than the rate limit and no value
+beyond the anomaly score — nothing can happen to them but their status
+becoming ok — and only the others go through the :class:`Evaluator`, where a
+calm rule costs a few array operations and no Python loop over the values.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -59,13 +64,14 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Count, Exists, F, Max, OuterRef, Sum
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.utils.translation import gettext as _
 
 from chengyun.audit.services import record
 from chengyun.clock import now
 
-from .ingest import MINUTE_ROLLUP_BELOW_S
+from .ingest import MINUTE_ROLLUP_BELOW_S, id_set_sql
 from .models import (
     HOUR_MS,
     Baseline,
@@ -97,15 +103,66 @@ def hour_of_week(ms: int | np.ndarray, tz: ZoneInfo | None = None):
         if not len(ms):
             return np.zeros(0, np.int64)
         # City time zones of interest have no DST; use the offset at the first value.
-        offset = int(datetime.fromtimestamp(int(ms[0]) / 1000, UTC).astimezone(tz).utcoffset().total_seconds() * 1000)
-        local_hours = (ms.astype(np.int64) + offset) // HOUR_MS
-        # 1970-01-01 was a Thursday: Monday-based day index = (days + 3) % 7
-        return (((local_hours // 24) + 3) % 7) * 24 + local_hours % 24
+        return _week_hours(ms, _utc_offset_ms(int(ms[0]), tz))
     local = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz)
     return local.weekday() * 24 + local.hour
 
 
-def band_level(ind: Indicator, v: float) -> tuple[str | None, str | None]:
+def _utc_offset_ms(ms: int, tz: ZoneInfo) -> int:
+    return int(datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).utcoffset().total_seconds() * 1000)
+
+
+def _week_hours(ms: np.ndarray, offset_ms: int | np.ndarray) -> np.ndarray:
+    local_hours = (ms.astype(np.int64) + offset_ms) // HOUR_MS
+    # 1970-01-01 was a Thursday: Monday-based day index = (days + 3) % 7
+    return (((local_hours // 24) + 3) % 7) * 24 + local_hours % 24
+
+
+def _rate_per_minute(dt_ms: np.ndarray, dv: np.ndarray) -> np.ndarray:
+    """|Δvalue| per minute between consecutive readings; 0 where no time passed."""
+    dt_min = dt_ms / 60_000.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(dt_min > 0, np.abs(dv) / dt_min, 0.0)
+
+
+def _anomaly_z(vs: np.ndarray, med: np.ndarray, mad: np.ndarray, counts: bool | np.ndarray) -> np.ndarray:
+    """Robust z of each value against the median and MAD of its hour of the
+    week; 0 where there is no baseline for the hour or no spread at all (no
+    judgement). ``counts``: the values are counts of case reports, whose spread
+    is never taken tighter than the Poisson one."""
+    scale = MAD_SCALE * np.where(mad > 0, mad, MIN_RELATIVE_SPREAD * np.abs(med))
+    scale = np.where(counts, np.maximum(scale, np.sqrt(np.maximum(np.nan_to_num(med), 1.0))), scale)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(vs - med) / scale
+    return np.where(np.isfinite(z), z, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorRules:
+    """What the rules read of an indicator, loaded with ``values_list``: a
+    batch touching thousands of indicators builds no model instances (their
+    construction once cost more than the rules themselves)."""
+
+    pk: int
+    sensor_id: int
+    warn_low: float | None
+    warn_high: float | None
+    alarm_low: float | None
+    alarm_high: float | None
+    hysteresis: float
+    rate_limit: float | None
+    anomaly: bool
+    anomaly_score: float
+    anomaly_clear: float
+    source: str
+    status: str
+    generated: bool  # the sensor's: warnings on generated demo data are generated too
+
+
+RULE_COLUMNS = [f.name for f in fields(IndicatorRules) if f.name != "generated"] + ["sensor__generated"]
+
+
+def band_level(ind: IndicatorRules, v: float) -> tuple[str | None, str | None]:
     """(level, rule) of a value against the bands; a value exactly at a level is inside."""
     if ind.alarm_high is not None and v > ind.alarm_high:
         return Level.ALARM, Rule.BAND_HIGH
@@ -118,7 +175,7 @@ def band_level(ind: Indicator, v: float) -> tuple[str | None, str | None]:
     return None, None
 
 
-def band_cleared(ind: Indicator, rule: str, v: float) -> bool:
+def band_cleared(ind: IndicatorRules, rule: str, v: float) -> bool:
     h = ind.hysteresis or 0.0
     if rule == Rule.BAND_HIGH:
         top = ind.warn_high if ind.warn_high is not None else ind.alarm_high
@@ -144,7 +201,7 @@ class Evaluator:
     """Runs the rules over one indicator's new values (in time order),
     opening, raising and closing warnings."""
 
-    def __init__(self, ind: Indicator, open_warnings: list[Warning], previous: tuple[int, float] | None,
+    def __init__(self, ind: IndicatorRules, open_warnings: list[Warning], previous: tuple[int, float] | None,
                  baseline: dict[int, tuple[float, float]] | tuple[np.ndarray, np.ndarray] | None):
         self.ind = ind
         self.open = {w.rule: w for w in open_warnings}
@@ -155,8 +212,8 @@ class Evaluator:
 
     # -- helpers
     def _start(self, rule: str, level: str, t: int, v: float, explanation: dict) -> Warning:
-        w = Warning(indicator=self.ind, rule=rule, level=level, started_ms=t, peak_value=v, peak_ms=t, last_value=v,
-                    explanation=explanation, generated=self.ind.sensor.generated)
+        w = Warning(indicator_id=self.ind.pk, rule=rule, level=level, started_ms=t, peak_value=v, peak_ms=t,
+                    last_value=v, explanation=explanation, generated=self.ind.generated)
         self.open[rule] = w
         self.changed[id(w)] = w
         self.opened += 1
@@ -238,10 +295,8 @@ class Evaluator:
             all_t, all_v = ts, vs
         if len(all_t) < 2:
             return
-        dt_min = np.diff(all_t) / 60_000.0
-        dv = np.diff(all_v)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rate = np.where(dt_min > 0, np.abs(dv) / dt_min, 0.0)
+        dt_ms = np.diff(all_t)
+        rate = _rate_per_minute(dt_ms, np.diff(all_v))
         w = self.open.get(Rule.RATE)
         if w is None and rate.max() <= limit:
             return
@@ -264,7 +319,7 @@ class Evaluator:
             elif level is not None:
                 self._start(Rule.RATE, level, t, v, {
                     "rule": "rate", "rate_per_minute": round(r, 6), "limit_per_minute": limit, "peak_rate": round(r, 6),
-                    "from": float(all_v[i]), "to": v, "minutes": round(float(dt_min[i]), 3),
+                    "from": float(all_v[i]), "to": v, "minutes": round(float(dt_ms[i] / 60_000.0), 3),
                 })
 
     def _anomaly(self, ts, vs) -> None:
@@ -272,12 +327,7 @@ class Evaluator:
         how = hour_of_week(ts)
         med = self.baseline[0][how]
         mad = self.baseline[1][how]
-        scale = MAD_SCALE * np.where(mad > 0, mad, MIN_RELATIVE_SPREAD * np.abs(med))
-        if ind.source == Source.CASES:  # counts: never tighter than Poisson
-            scale = np.maximum(scale, np.sqrt(np.maximum(np.nan_to_num(med), 1.0)))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.abs(vs - med) / scale
-        z = np.where(np.isfinite(z), z, 0.0)  # no baseline for the hour, or no spread at all: no judgement
+        z = _anomaly_z(vs, med, mad, ind.source == Source.CASES)
         if Rule.ANOMALY not in self.open and z.max() <= ind.anomaly_score:
             return
         for i, zi in enumerate(z.tolist()):
@@ -302,6 +352,11 @@ class Evaluator:
                 })
 
 
+def _id_set(ids: list[int]) -> RawSQL:
+    """Ids for ``__in`` as one query parameter (see :func:`.ingest.id_set_sql`)."""
+    return RawSQL(*id_set_sql(ids))
+
+
 def _chunks(items: list, size: int = CHUNK):
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -313,24 +368,25 @@ def _chunks(items: list, size: int = CHUNK):
 _baseline_cache: dict[int, tuple[tuple, np.ndarray, np.ndarray]] = {}
 
 
-def _baselines(indicator_ids) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def _baselines(indicator_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    if not indicator_ids:
+        return {}
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     stale: dict[int, tuple] = {}
-    for ids in _chunks(list(indicator_ids)):
-        prints = (Baseline.objects.filter(indicator_id__in=ids, samples__gte=MIN_BASELINE_SAMPLES)
-                  .values("indicator_id").order_by()
-                  .annotate(n=Count("id"), last=Max("id"), at=Max("computed_at"), m=Sum("median"), d=Sum("mad"))
-                  .values_list("indicator_id", "n", "last", "at", "m", "d"))
-        for ind_id, *fingerprint in prints:
-            hit = _baseline_cache.get(ind_id)
-            if hit is not None and hit[0] == tuple(fingerprint):
-                out[ind_id] = hit[1], hit[2]
-            else:
-                stale[ind_id] = tuple(fingerprint)
-    for ids in _chunks(list(stale)):
-        rows = {}
+    prints = (Baseline.objects.filter(indicator_id__in=_id_set(indicator_ids), samples__gte=MIN_BASELINE_SAMPLES)
+              .values("indicator_id").order_by()
+              .annotate(n=Count("id"), last=Max("id"), at=Max("computed_at"), m=Sum("median"), d=Sum("mad"))
+              .values_list("indicator_id", "n", "last", "at", "m", "d"))
+    for ind_id, *fingerprint in prints:
+        hit = _baseline_cache.get(ind_id)
+        if hit is not None and hit[0] == tuple(fingerprint):
+            out[ind_id] = hit[1], hit[2]
+        else:
+            stale[ind_id] = tuple(fingerprint)
+    if stale:
+        rows: dict[int, list] = {}
         for ind_id, how, m, d in Baseline.objects.filter(
-                indicator_id__in=ids, samples__gte=MIN_BASELINE_SAMPLES).values_list(
+                indicator_id__in=_id_set(list(stale)), samples__gte=MIN_BASELINE_SAMPLES).values_list(
                 "indicator_id", "hour_of_week", "median", "mad"):
             rows.setdefault(ind_id, []).append((how, m, d))
         for ind_id, slots in rows.items():
@@ -374,33 +430,51 @@ def evaluate_batch(rows) -> tuple[int, int]:
 
 
 def evaluate_arrays(sid: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> tuple[int, int]:
-    """:func:`evaluate_batch` for a batch already held as three arrays."""
+    """:func:`evaluate_batch` for a batch already held as three arrays.
+
+    Most indicators of a batch have every new value inside their band, no
+    warning open, no change faster than their rate limit and no value beyond
+    their anomaly score: nothing can change for them but their status (to
+    ok). They are picked out with numpy passes over the whole batch (each
+    sensor's smallest and largest new value against the band edges, its
+    fastest change, its largest robust z) doing the same arithmetic as the
+    :class:`Evaluator`'s first checks, and only the others are run through it."""
     n = len(sid)
     if not n:
         return 0, 0
     if n > 1 and not ((sid[1:] > sid[:-1]) | ((sid[1:] == sid[:-1]) & (ts[1:] >= ts[:-1]))).all():
         order = np.lexsort((ts, sid))
         sid, ts, vs = sid[order], ts[order], vs[order]
-    cut = np.flatnonzero(sid[1:] != sid[:-1]) + 1
-    starts = np.concatenate([[0], cut]).tolist()
-    ends = np.concatenate([cut, [n]]).tolist()
-    span = {s: (a, b) for s, a, b in zip(sid[starts].tolist(), starts, ends, strict=True)}
-    indicators: list[Indicator] = []
-    for ids in _chunks(list(span)):
-        indicators.extend(Indicator.objects.filter(sensor_id__in=ids, active=True).select_related("sensor"))
+    starts = np.flatnonzero(np.concatenate(([True], sid[1:] != sid[:-1])))
+    ends = np.append(starts[1:], n)
+    position = {s: i for i, s in enumerate(sid[starts].tolist())}
+    indicators = [IndicatorRules(*row) for row in Indicator.objects.filter(
+        sensor_id__in=_id_set(list(position)), active=True).order_by().values_list(*RULE_COLUMNS)]
     if not indicators:
         return 0, 0
     open_by: dict[int, list[Warning]] = defaultdict(list)
-    for ids in _chunks([i.pk for i in indicators]):
-        for w in Warning.objects.filter(indicator_id__in=ids, ended_ms__isnull=True):
-            open_by[w.indicator_id].append(w)
+    for w in Warning.objects.filter(indicator_id__in=_id_set([i.pk for i in indicators]), ended_ms__isnull=True):
+        open_by[w.indicator_id].append(w)
+    at = np.array([position[i.sensor_id] for i in indicators], np.int64)
+    low, high = _band_edges(indicators)
+    inside = ((np.minimum.reduceat(vs, starts)[at] >= low) & (np.maximum.reduceat(vs, starts)[at] <= high)).tolist()
     baselines = _baselines([i.pk for i in indicators if i.anomaly])
-    previous = _previous({i.sensor_id: int(ts[span[i.sensor_id][0]]) for i in indicators if i.rate_limit})
+    starts_l, ends_l = starts.tolist(), ends.tolist()
+    previous = _previous({i.sensor_id: int(ts[starts_l[position[i.sensor_id]]]) for i in indicators if i.rate_limit})
+    tripping = (_rates_tripping([i for i in indicators if i.rate_limit], ts, vs, starts, position, previous)
+                | _anomalies_tripping([i for i in indicators if i.anomaly and i.pk in baselines], ts, vs, starts,
+                                      ends, position, baselines))
+    look = [i for i, calm in zip(indicators, inside, strict=True) if not calm or i.pk in open_by or i.pk in tripping]
+    statuses: dict[str, list[int]] = {}
+    looked = {i.pk for i in look}
+    for ind in indicators:
+        if ind.pk not in looked and ind.status != Status.OK:
+            statuses.setdefault(Status.OK, []).append(ind.pk)
     opened = closed = 0
     changed: list[Warning] = []
-    statuses: dict[str, list[int]] = {}
-    for ind in indicators:
-        a, b = span[ind.sensor_id]
+    for ind in look:
+        p = position[ind.sensor_id]
+        a, b = starts_l[p], ends_l[p]
         ev = Evaluator(ind, open_by.get(ind.pk, []), previous.get(ind.sensor_id), baselines.get(ind.pk))
         ev.run(ts[a:b], vs[a:b])
         opened += ev.opened
@@ -411,8 +485,66 @@ def evaluate_arrays(sid: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> tuple[in
             statuses.setdefault(status, []).append(ind.pk)
     _save(changed)
     for status, pks in statuses.items():
-        Indicator.objects.filter(pk__in=pks).update(status=status)
+        Indicator.objects.filter(pk__in=_id_set(pks)).update(status=status)
     return opened, closed
+
+
+def _rates_tripping(indicators: list[IndicatorRules], ts: np.ndarray, vs: np.ndarray, starts: np.ndarray,
+                    position: dict[int, int], previous: dict[int, tuple[int, float]]) -> set[int]:
+    """Of these indicators with a rate limit, those whose new values change
+    faster than the limit somewhere — between two new readings, or from the
+    stored reading before the first (what :meth:`Evaluator._rate` checks
+    first), all sensors of the batch in one numpy pass."""
+    if not indicators:
+        return set()
+    rate = np.zeros(len(ts))
+    rate[1:] = _rate_per_minute(np.diff(ts), np.diff(vs))
+    rate[starts] = 0.0  # across two sensors: no rate
+    at = np.array([position[i.sensor_id] for i in indicators], np.int64)
+    peak = np.maximum.reduceat(rate, starts)[at]
+    first = starts[at]
+    before = [previous.get(i.sensor_id, (np.iinfo(np.int64).max, 0.0)) for i in indicators]
+    before_t = np.array([b[0] for b in before], np.int64)
+    before_v = np.array([b[1] for b in before], np.float64)
+    later = before_t < ts[first]  # the stored reading is older than the first new one
+    peak = np.where(later, np.maximum(peak, _rate_per_minute(ts[first] - before_t, vs[first] - before_v)), peak)
+    limit = np.array([i.rate_limit for i in indicators], np.float64)
+    return {i.pk for i, trips in zip(indicators, (peak > limit).tolist(), strict=True) if trips}
+
+
+def _anomalies_tripping(indicators: list[IndicatorRules], ts: np.ndarray, vs: np.ndarray, starts: np.ndarray,
+                        ends: np.ndarray, position: dict[int, int],
+                        baselines: dict[int, tuple[np.ndarray, np.ndarray]]) -> set[int]:
+    """Of these indicators with a learned baseline, those with a new value
+    beyond their anomaly score (what :meth:`Evaluator._anomaly` checks first),
+    all in one numpy pass; each sensor's hours of the week are counted with
+    the UTC offset at its first new reading, as the evaluator does."""
+    if not indicators:
+        return set()
+    at = np.array([position[i.sensor_id] for i in indicators], np.int64)
+    first, lengths = starts[at], ends[at] - starts[at]
+    idx = np.concatenate([np.arange(a, b) for a, b in zip(first.tolist(), ends[at].tolist(), strict=True)])
+    tz = ZoneInfo(settings.TIME_ZONE)
+    how = _week_hours(ts[idx], np.repeat([_utc_offset_ms(t, tz) for t in ts[first].tolist()], lengths))
+    row = np.repeat(np.arange(len(indicators)), lengths)
+    med = np.stack([baselines[i.pk][0] for i in indicators])[row, how]
+    mad = np.stack([baselines[i.pk][1] for i in indicators])[row, how]
+    counts = np.repeat([i.source == Source.CASES for i in indicators], lengths)
+    z = _anomaly_z(vs[idx], med, mad, counts)
+    peak = np.maximum.reduceat(z, np.concatenate(([0], np.cumsum(lengths)[:-1])))
+    return {i.pk for i, p in zip(indicators, peak.tolist(), strict=True) if p > i.anomaly_score}
+
+
+def _band_edges(indicators: list[IndicatorRules]) -> tuple[np.ndarray, np.ndarray]:
+    """The innermost low and high edge of each indicator's band (what
+    :meth:`Evaluator._bands` checks first): -inf / +inf where there is none."""
+    def column(name: str) -> np.ndarray:  # None (no such level) becomes NaN
+        return np.array([getattr(i, name) for i in indicators], np.float64)
+
+    # fmax/fmin pass over NaN: the one level given, or NaN when neither is
+    low = np.nan_to_num(np.fmax(column("warn_low"), column("alarm_low")), nan=-np.inf)
+    high = np.nan_to_num(np.fmin(column("warn_high"), column("alarm_high")), nan=np.inf)
+    return low, high
 
 
 def status_of(open_warnings) -> str:
