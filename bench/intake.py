@@ -566,7 +566,7 @@ def bench_http(args, log, label: str = "(b) http") -> dict:
 
     per_request = queries_per_request(open311, bodies[0], token)
     endpoint = "Open311 POST " + path if open311 else "JSON API POST " + path + " (bearer token)"
-    log(f"\n{label}: {endpoint}, {args.workers} gunicorn workers x 2 threads, wrk {args.threads} threads "
+    log(f"\n{label}: {endpoint}, {args.workers} gunicorn workers x {args.server_threads} threads, wrk {args.threads} threads "
         f"x {args.connections} connections, {args.seconds} s")
     log(f"  one request in-process: status {per_request['status']}, {per_request['queries']} SQL queries, "
         f"{per_request['audit_records']} audit records appended")
@@ -575,7 +575,8 @@ def bench_http(args, log, label: str = "(b) http") -> dict:
     port = free_port()
     server_log = (work / "server.log").open("w")
     server = subprocess.Popen(
-        [str(BIN / "chengyun"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)],
+        [str(BIN / "chengyun"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
+         "--threads", str(args.server_threads)],
         stdout=server_log, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True,
     )
     # The intake pipeline runs beside the server, as `chengyun worker` runs it in production: the
@@ -695,6 +696,7 @@ def main():
     ap.add_argument("--connections", type=int, default=16, help="wrk connections")
     ap.add_argument("--bodies", type=int, default=5000, help="distinct request bodies")
     ap.add_argument("--http-again", action="store_true", help="run the HTTP part again after the bulk import")
+    ap.add_argument("--server-threads", type=int, default=2, help="threads per gunicorn worker")
     ap.add_argument("--no-worker", action="store_true", help="do not run the intake pipeline beside the server")
     ap.add_argument("--profile", action="store_true", help="sample the server with py-spy (/tmp/prof/bin or /tmp/prof-venv/bin)")
     ap.add_argument("--data-dir", help="use this data directory instead of a temporary one")

@@ -13,6 +13,8 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("CHENGYUN_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("CHENGYUN_PORT", "8000")))
         parser.add_argument("--workers", type=int, default=int(os.environ.get("CHENGYUN_WORKERS", "0")) or None)
+        parser.add_argument("--threads", type=int, default=int(os.environ.get("CHENGYUN_THREADS", "2")),
+                            help="threads per worker process (default 2)")
         parser.add_argument("--no-collectstatic", action="store_true")
 
     def handle(self, *args, **o):
@@ -22,12 +24,13 @@ class Command(BaseCommand):
             call_command("collectstatic", interactive=False, verbosity=0)
         workers = o["workers"] or min(2 * multiprocessing.cpu_count() + 1, 9)
         bind = f"{o['host']}:{o['port']}"
+        threads = max(1, o["threads"])
 
         class App(BaseApplication):
             def load_config(self):
                 self.cfg.set("bind", bind)
                 self.cfg.set("workers", workers)
-                self.cfg.set("threads", 2)
+                self.cfg.set("threads", threads)
                 self.cfg.set("accesslog", "-")
                 self.cfg.set("timeout", 60)
                 self.cfg.set("proc_name", "chengyun")
@@ -40,5 +43,5 @@ class Command(BaseCommand):
                 return application
 
         db = settings.DATABASES["default"]
-        self.stdout.write(f"Chengyun on http://{bind}/ ({workers} workers, database {db['ENGINE'].rsplit('.', 1)[-1]}: {db['NAME']})")
+        self.stdout.write(f"Chengyun on http://{bind}/ ({workers} workers x {threads} threads, database {db['ENGINE'].rsplit('.', 1)[-1]}: {db['NAME']})")
         App().run()
