@@ -261,3 +261,23 @@ def drive_to(case: Case, status: str, *, by: User, **dispatch) -> Case:
     case = Case.objects.get(pk=case.pk)
     assert case.status == status, (case.status, status)
     return case
+
+
+def add_routing_edge_cases(w, lights: Category) -> tuple[DepartmentKind, Category]:
+    """Routing rules that exercise every branch of the decision (for tests that
+    compare a fast router with ``taxonomy.services.route``): a named lead and
+    an assisting department, a rule whose kind has no department, a rule
+    without a level, an inactive department, a calendar-day category whose
+    only rule is by level. Returns the street-office kind and that category."""
+    water = w.categories["0101"]
+    parks = make_department_kind(kind="parks")
+    street_kind = make_department_kind(kind="street_office")
+    make_department(code="OFFICE-100101001", kind=street_kind, area=w.areas["100101001"])
+    make_department(code="OFFICE-100102002", kind=street_kind, area=w.areas["100102002"], active=False)
+    make_routing_rule(category=lights, lead_department=w.dept("roads", "100102"), area=w.areas["100102"],
+                      assisting_departments=(w.dept("water", "100103"),))
+    make_routing_rule(category=lights, lead_kind=parks, level=AreaLevel.objects.get(key="district"), order=1)
+    make_routing_rule(category=water, lead_kind=street_kind, assisting_kinds=(w.kinds["roads"],), order=5)
+    lone = make_category(code="02", deadline_hours=24, deadline_kind="calendar")
+    make_routing_rule(category=lone, lead_kind=w.kinds["water"], level=AreaLevel.objects.get(key="street"))
+    return street_kind, lone

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from chengyun.areas.models import Area, AreaLevel
+from chengyun.areas.models import Area
 from chengyun.cases.models import WorkingDayOverride
 from chengyun.cases.services import compute_deadlines
 from chengyun.intake.bulk import (
@@ -38,17 +38,7 @@ def routing_world(intake_world):
     lead, a rule whose kind has no department, a rule without a level, an
     inactive department, assisting departments named outright."""
     w = intake_world
-    lights, water = w.categories["0102"], w.categories["0101"]
-    parks = f.make_department_kind(kind="parks")
-    street_kind = f.make_department_kind(kind="street_office")
-    f.make_department(code="OFFICE-100101001", kind=street_kind, area=w.areas["100101001"])
-    f.make_department(code="OFFICE-100102002", kind=street_kind, area=w.areas["100102002"], active=False)
-    f.make_routing_rule(category=lights, lead_department=w.dept("roads", "100102"), area=w.areas["100102"],
-                        assisting_departments=(w.dept("water", "100103"),))
-    f.make_routing_rule(category=lights, lead_kind=parks, level=AreaLevel.objects.get(key="district"), order=1)
-    f.make_routing_rule(category=water, lead_kind=street_kind, assisting_kinds=(w.kinds["roads"],), order=5)
-    lone = f.make_category(code="02", deadline_hours=24, deadline_kind="calendar")
-    f.make_routing_rule(category=lone, lead_kind=w.kinds["water"], level=AreaLevel.objects.get(key="street"))
+    _street_kind, lone = f.add_routing_edge_cases(w, w.categories["0102"])
     w.categories["02"] = lone
     return w
 

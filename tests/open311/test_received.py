@@ -30,7 +30,7 @@ def queued(settings):
 
 
 def post(client, api_key, **extra):
-    r = client.post(BASE + "requests.json", leak_form(api_key, **extra))
+    r = client.post(BASE + "requests.json", leak_form(api_key, **extra), HTTP_ACCEPT_LANGUAGE="en")
     assert r.status_code == 200, r.content
     return body(r)[0]
 

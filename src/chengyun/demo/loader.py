@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import shapely
+from django.contrib.auth.hashers import make_password
 from django.db import transaction
 
 from chengyun.areas.models import Area, AreaLevel
@@ -154,10 +155,14 @@ def load_taxonomy(log=print) -> None:
 @transaction.atomic
 def load_users(log=print) -> list[tuple[str, str, str]]:
     shown = []
+    hashed = ""
     for username, display, role, area_code, dept_code in DEMO_USERS:
         user, created = User.objects.get_or_create(username=username, defaults={"display_name": display})
         if created:
-            user.set_password(DEMO_PASSWORD)
+            # The logins share one published password; hashing it once (a
+            # quarter of a second each time, by design) serves them all.
+            hashed = hashed or make_password(DEMO_PASSWORD)
+            user.password = hashed
         user.display_name = display
         user.is_staff = role == Role.ADMIN
         user.is_superuser = role == Role.ADMIN
@@ -188,10 +193,18 @@ def random_point_in(geom, rng: random.Random):
     return p.x, p.y
 
 
-def load_all(*, cases: int = 3000, seed: int = 20261127, sensors: int = 300, sensor_days: int = 30, log=print) -> None:
+def load_all(*, cases: int = 3000, seed: int = 20261127, sensors: int = 300, sensor_days: int = 30, log=print,
+             background: bool = False) -> None:
+    """Load everything, in the order the parts depend on each other.
+
+    ``background``: retrain the classifier from the generated cases in a
+    separate process while the sensors load (the two take about as long, and
+    a small machine has a second core); the new model's activation waits until
+    both are done, so the sensors' planted reports are classified by the first
+    model either way."""
     from .generator import generate_cases
     from .sensors import load_sensors
-    from .texts import retrain_from_cases, train_demo_model
+    from .texts import start_retraining, train_demo_model
 
     log("Loading the demo city pack (Shanghai)…")
     load_areas(log)
@@ -200,8 +213,12 @@ def load_all(*, cases: int = 3000, seed: int = 20261127, sensors: int = 300, sen
     load_users(log)
     train_demo_model(log)
     generate_cases(cases, seed=seed, log=log)
-    retrain_from_cases(log)
-    load_sensors(log, count=sensors, days=sensor_days, seed=seed)
+    retraining = start_retraining(background=background)
+    try:
+        load_sensors(log, count=sensors, days=sensor_days, seed=seed)
+    finally:
+        if retraining is not None:
+            retraining.finish(log)
 
 
 __all__ = ["load_all", "DEMO_USERS", "DEMO_PASSWORD", "timedelta", "random_point_in"]

@@ -13,11 +13,15 @@ are not a measure of accuracy on real reports.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 
 from chengyun.taxonomy.models import Category
 
+from . import detached
 from .loader import PACK
 
 PLACES = ["小区门口", "十字路口", "菜场旁边", "公交站旁", "学校门口", "弄堂里", "地铁站出口", "商场附近", "河道边", "停车场",
@@ -79,24 +83,84 @@ def train_demo_model(log=print) -> None:
         f"held-out accuracy {result.metrics['accuracy']:.1%}, macro F1 {result.metrics['macro_f1']:.1%}")
 
 
-def retrain_from_cases(log=print) -> None:
-    from chengyun.intake.classifier import train_and_store
+@dataclass
+class Retraining:
+    """The demo's second model, trained from the generated cases. Training
+    takes a while and needs no database until it stores the model, so
+    :func:`start_retraining` may run it in a separate process (the other core)
+    while the sensors load; :meth:`finish` waits for it, activates the new
+    version if it scores at least as well as the first, and reports."""
+
+    texts: list[str]
+    info: dict
+    first_accuracy: float
+    future: Future | None = None
+    pool: ProcessPoolExecutor | None = None
+    result: tuple[int, float] | None = None
+
+    def finish(self, log=print) -> None:
+        from chengyun.intake.classifier import activate_version
+
+        if self.future is not None:
+            try:
+                self.result = self.future.result()
+            finally:
+                self.pool.shutdown()
+        version, accuracy = self.result
+        better = accuracy >= self.first_accuracy
+        if better:
+            activate_version(version, by="load-demo")
+        log(f"  classifier: v{version} retrained from {len(self.texts)} generated cases, "
+            f"held-out accuracy {accuracy:.1%}; "
+            + ("active, v1 kept for rollback" if better else f"kept inactive (v1 scored {self.first_accuracy:.1%})"))
+
+
+def start_retraining(*, background: bool = False) -> Retraining | None:
+    """Retrain from the generated cases (as a city would from its own closed
+    cases), unless the demo's first model is not the only one or there are
+    too few cases. The examples are read now, so what the model learns does
+    not depend on what happens while it trains. ``background``: train in a
+    separate process; its activation still waits for :meth:`Retraining.finish`."""
+    from django.db import connection
+
     from chengyun.intake.models import ClassifierModel
     from chengyun.intake.services import training_examples
 
     if ClassifierModel.objects.count() != 1:
-        return
+        return None
     texts, labels, weights, info = training_examples()
     if len(set(labels)) < 2 or len(texts) < 200:
-        return
-    first = ClassifierModel.objects.get()
-    result = train_and_store(texts, labels, weights, by="load-demo", test_share=0.2, seed=0, activate=False,
-                             note=f"generated demo cases ({info['cases']} cases, {info['corrected']} corrected)")
-    better = result.metrics["accuracy"] >= first.accuracy
-    if better:
-        from chengyun.intake.classifier import activate_version
+        return None
+    job = Retraining(texts, info, ClassifierModel.objects.get().accuracy)
+    note = f"generated demo cases ({info['cases']} cases, {info['corrected']} corrected)"
+    if background and _shareable(connection):
+        job.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=detached.setup, initargs=(connection.settings_dict["NAME"],))
+        job.future = job.pool.submit(_train, texts, labels, weights, note)
+    else:
+        job.result = _train(texts, labels, weights, note)
+    return job
 
-        activate_version(result.record.version, by="load-demo")
-    log(f"  classifier: v{result.record.version} retrained from {len(texts)} generated cases, "
-        f"held-out accuracy {result.metrics['accuracy']:.1%}; "
-        + ("active, v1 kept for rollback" if better else f"kept inactive (v1 scored {first.accuracy:.1%})"))
+
+def _shareable(connection) -> bool:
+    """Whether another process can work on this database: it sees only
+    committed rows, and nothing of an in-memory SQLite database."""
+    in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()
+    return not in_memory and not connection.in_atomic_block
+
+
+def _train(texts: list[str], labels: list[str], weights: list[float], note: str) -> tuple[int, float]:
+    """Train and store (inactive); -> (version, held-out accuracy).
+
+    With one BLAS thread: it runs beside the sensors' loading, which needs
+    the other core (on a 2-core machine a second BLAS thread did not make
+    the fits faster but doubled their CPU time, docs/performance.md)."""
+    from threadpoolctl import threadpool_limits
+
+    from chengyun.intake.classifier import train_and_store
+
+    with threadpool_limits(1):
+        result = train_and_store(texts, labels, weights, by="load-demo", test_share=0.2, seed=0, activate=False,
+                                 note=note)
+    return result.record.version, result.metrics["accuracy"]
+

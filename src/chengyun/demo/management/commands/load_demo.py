@@ -15,7 +15,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         load_all(cases=o["cases"], seed=o["seed"], sensors=o["sensors"], sensor_days=o["sensor_days"],
-                 log=self.stdout.write)
+                 log=self.stdout.write, background=True)
         self.stdout.write("\nDemo logins (password for all: %s):" % DEMO_PASSWORD)
         for username, display, role, _area, _dept in DEMO_USERS:
             self.stdout.write(f"  {username:<20} {role.label:<14} {display}")
