@@ -1048,7 +1048,7 @@ class BulkImporter:
                     clock("write")
             if b.n:
                 self._after_commit(b)
-                clock("after commit")
+                clock("commit" if inside else "after commit")  # with the transaction around it all: its COMMIT
         except BaseException:
             self.index = None  # it may hold cases of the rolled-back batch: load afresh
             raise
