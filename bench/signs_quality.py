@@ -25,7 +25,12 @@ Two runs per series:
    (a real oddity); the precision without those is printed beside it.
 
     .venv/bin/python bench/signs_quality.py [--series hotgym,co2] [--seed 7]
-        [--anomaly-score 6] [--database-url postgres://…]   (default: a scratch SQLite file)
+        [--anomaly-score 6] [--history-weeks 4] [--database-url postgres://…]   (default: a scratch SQLite file)
+
+``--history-weeks 1`` (or 2) plays a young sensor: the gyms' rules and first
+baselines rest on one (two) weeks of readings, and the anomaly warnings of the
+first three weeks after it, while the baselines still hold fewer than three
+weeks, are counted apart.
 
 Nothing here is a test: figures go to docs/performance.md by hand.
 """
@@ -58,6 +63,7 @@ WEEK = 7 * DAY
 # whole weeks (728 weeks, about 14 years) so weekdays stay what they were.
 CO2_SHIFT = 728 * WEEK
 ANOMALY_SCORE = 6.0  # the default of an indicator; --anomaly-score to try another
+HISTORY_WEEKS = 4  # the gyms' history; --history-weeks to play a young sensor
 
 
 # --------------------------------------------------------------------------- data
@@ -292,7 +298,7 @@ def print_untouched(title: str, warnings: list, series: list[Series], shift: int
 
 def run_hotgym(rng) -> None:
     series = load_hotgym()
-    history = 4 * 7 * 96  # four weeks of 15-minute readings
+    history = HISTORY_WEEKS * 7 * 96  # weeks of 15-minute readings
     rules = {s.code: calibrate(s, history, bands=True) for s in series}
     t0 = time.perf_counter()
     untouched = replay(series, rules, history, HOUR, DAY)
@@ -301,6 +307,9 @@ def run_hotgym(rng) -> None:
     print(f"\n## hotgym: {len(series)} meters, {n:,} readings, replayed in {seconds:.1f} s "
           f"({n / seconds:,.0f} readings/s with rules, sweeps and daily baselines)")
     print_untouched("untouched", untouched, series)
+    young = int(series[0].t[history]) + 3 * WEEK
+    print(f"  anomaly warnings in the first three weeks after the history: "
+          f"{sum(w[1] == 'anomaly' and w[3] < young for w in untouched)}")
     for s in series:  # the real zero readings (a meter that read nothing for 15 minutes)
         for i in np.flatnonzero(s.v == 0):
             t = int(s.t[i])
@@ -328,6 +337,14 @@ def run_hotgym(rng) -> None:
             kinds[(ev.kind, rule)][0] += rule in got
             kinds[(ev.kind, rule)][1] += 1
     print("by kind: " + ", ".join(f"{k}→{r} {d}/{m}" for (k, r), (d, m) in sorted(kinds.items())))
+    early = [ev for ev in events if ev.start < young and "anomaly" in EXPECT[ev.kind]]
+    found = sum(any(w[0] == ev.code and w[1] == "anomaly" and overlaps(w[3], w[4], ev.start, ev.end) for w in warned)
+                for ev in early)
+    false = sum(w[1] == "anomaly" and w[3] < young
+                and not any(ev.code == w[0] and overlaps(w[3], w[4], ev.start, ev.end) for ev in events)
+                for w in warned)
+    print(f"first three weeks after the history: anomaly found {found}/{len(early)} planted events; "
+          f"{false} anomaly warnings overlapping none")
 
 
 def run_co2(rng) -> None:
@@ -371,8 +388,10 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--database-url", default="")
     ap.add_argument("--anomaly-score", type=float, default=ANOMALY_SCORE)
+    ap.add_argument("--history-weeks", type=int, default=HISTORY_WEEKS, choices=range(1, 9))
     args = ap.parse_args()
     globals()["ANOMALY_SCORE"] = args.anomaly_score
+    globals()["HISTORY_WEEKS"] = args.history_weeks
     scratch = None
     if not args.database_url:
         scratch = Path(tempfile.mkdtemp()) / "signs_quality.sqlite3"
@@ -390,7 +409,7 @@ def main():
     print(f"# signs quality — {datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {sys.version.split()[0]}, numpy {numpy.__version__}, "
           f"database {'SQLite (scratch file)' if scratch else args.database_url.split('@')[-1]}, "
-          f"anomaly score {ANOMALY_SCORE:g}, seed {args.seed}")
+          f"anomaly score {ANOMALY_SCORE:g}, seed {args.seed}, gyms' history {HISTORY_WEEKS} weeks")
     rng = np.random.default_rng(args.seed)
     for name in args.series.split(","):
         {"hotgym": run_hotgym, "co2": run_co2}[name](rng)

@@ -297,7 +297,9 @@ def test_registering_indicators_of_each_source(client, pressure_kind, people, wo
                        ({"sensor": "NOPE"}, "sensor"), ({"theme": "weather"}, "theme"),
                        ({"source": "aggregate", "sensor": None, "inputs": []}, "inputs"),
                        ({"anomaly_score": 2, "anomaly_clear": 3}, "anomaly_clear"),
-                       ({"missing_intervals": -1}, "missing_intervals")):
+                       ({"missing_intervals": -1}, "missing_intervals"),
+                       ({"flatline_minutes": 1.5}, "flatline_minutes"),
+                       ({"flatline_tolerance": -0.1}, "flatline_tolerance")):
         body = {"code": "P-12", "name": "压力12", "sensor": "WP-0012", **bad}
         assert call(client, admin, "post", f"{API}/indicators", body=body, expect=400)["field"] == field
     call(client, people["operator"], "post", f"{API}/indicators", expect=403,
@@ -305,9 +307,14 @@ def test_registering_indicators_of_each_source(client, pressure_kind, people, wo
 
     changed = call(client, admin, "patch", f"{API}/indicators/P-11", body={"warn_high": 0.45, "rate_limit": 0.05})
     assert changed["bands"]["warn_high"] == 0.45 and changed["rate_limit"] == 0.05
+    assert (changed["flatline_minutes"], changed["flatline_tolerance"]) == (None, 0.0)
+    stuck = call(client, admin, "patch", f"{API}/indicators/P-11",
+                 body={"flatline_minutes": 120, "flatline_tolerance": 0.001})
+    assert (stuck["flatline_minutes"], stuck["flatline_tolerance"]) == (120, 0.001)
+    assert call(client, admin, "patch", f"{API}/indicators/P-11", body={"flatline_minutes": 0})["flatline_minutes"] is None
     assert call(client, admin, "patch", f"{API}/indicators/P-11", body={"warn_high": 0.1}, expect=400)["field"] == "warn_high"
     assert call(client, admin, "patch", f"{API}/indicators/P-11", body={"source": "cases"}, expect=400)["field"] == "source"
-    audit = AuditRecord.objects.filter(action="signs.indicator.update").get()
+    audit = AuditRecord.objects.filter(action="signs.indicator.update").order_by("pk").first()
     assert audit.data["changed"]["warn_high"] == [0.5, 0.45]
 
 

@@ -93,6 +93,20 @@ def test_import_updates_by_code(tmp_path, kinds, world):
     assert update.data["changed"]["area"] == ["100101001", "100102001"]
 
 
+def test_import_sets_the_flat_line_rule_and_names_a_bad_cell(tmp_path, kinds, world):
+    header = "code,kind,lon,lat,warn_high,flatline_minutes,flatline_tolerance\n"
+    lon, lat = f.centre("100101001")
+    run(write(tmp_path, header + f"WP-1,water_pressure,{lon},{lat},0.5,120,0.001\n"))
+    ind = Indicator.objects.get(code="WP-1")
+    assert (ind.flatline_minutes, ind.flatline_tolerance) == (120, 0.001)
+    err = StringIO()
+    with pytest.raises(CommandError, match="nothing imported"):
+        call_command("import_sensors", str(write(tmp_path, header + f"WP-1,water_pressure,{lon},{lat},0.5,2h,\n",
+                                                 "bad.csv")), stdout=StringIO(), stderr=err)
+    assert "Row 2, column flatline_minutes" in err.getvalue(), err.getvalue()
+    assert Indicator.objects.get(code="WP-1").flatline_minutes == 120
+
+
 @pytest.mark.parametrize(("bad_row", "expected"), [
     (row("WP-3", "100101002", kind="laser"), "Row 3, column kind"),
     (row("WP-3", "100101002", rules="0.6,0.5,,,,,,"), "Row 3, column warn_high"),
@@ -148,13 +162,13 @@ def test_admin_registers_a_sensor_through_the_services(client, kinds, world, adm
 
     response = client.post("/admin/signs/indicator/add/", {
         "code": "MH-7", "name": "井盖7", "name_en": "", "theme": "roads", "source": "sensor", "sensor": sensor.pk,
-        "aggregate": "", "warn_high": "15", "alarm_high": "10", "hysteresis": "0", "missing_intervals": "3",
-        "anomaly_score": "6", "anomaly_clear": "3", "active": "on"})
+        "aggregate": "", "warn_high": "15", "alarm_high": "10", "hysteresis": "0", "flatline_tolerance": "0",
+        "missing_intervals": "3", "anomaly_score": "6", "anomaly_clear": "3", "active": "on"})
     assert response.status_code == 200 and "The alarm level above" in response.content.decode()
     response = client.post("/admin/signs/indicator/add/", {
         "code": "MH-7", "name": "井盖7", "name_en": "", "theme": "roads", "source": "sensor", "sensor": sensor.pk,
-        "aggregate": "", "warn_high": "10", "alarm_high": "15", "hysteresis": "0", "missing_intervals": "3",
-        "anomaly_score": "6", "anomaly_clear": "3", "active": "on"})
+        "aggregate": "", "warn_high": "10", "alarm_high": "15", "hysteresis": "0", "flatline_tolerance": "0",
+        "missing_intervals": "3", "anomaly_score": "6", "anomaly_clear": "3", "active": "on"})
     assert response.status_code == 302, response.content.decode()[:3000]
     ind = Indicator.objects.get(code="MH-7")
     assert ind.alarm_high == 15 and ind.name_en == "井盖7"
@@ -162,11 +176,12 @@ def test_admin_registers_a_sensor_through_the_services(client, kinds, world, adm
     # Bands are editable; the status is not.
     response = client.post(f"/admin/signs/indicator/{ind.pk}/change/", {
         "name": "井盖7", "name_en": "Cover 7", "theme": "roads", "aggregate": "", "warn_high": "8",
-        "alarm_high": "15", "hysteresis": "0.5", "missing_intervals": "3", "anomaly_score": "6",
-        "anomaly_clear": "3", "active": "on", "status": "alarm"})
+        "alarm_high": "15", "hysteresis": "0.5", "flatline_minutes": "60", "flatline_tolerance": "0.1",
+        "missing_intervals": "3", "anomaly_score": "6", "anomaly_clear": "3", "active": "on", "status": "alarm"})
     assert response.status_code == 302, response.content.decode()[:3000]
     ind.refresh_from_db()
     assert (ind.warn_high, ind.hysteresis, ind.name_en, ind.status) == (8, 0.5, "Cover 7", "unknown")
+    assert (ind.flatline_minutes, ind.flatline_tolerance) == (60, 0.1)
     (update,) = AuditRecord.objects.filter(action="signs.indicator.update", actor="root")
     assert update.data["changed"]["warn_high"] == [10.0, 8.0]
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from chengyun.signs.ingest import forget_sensors, ingest
-from chengyun.signs.models import Baseline, Indicator, Reading, Warning
-from chengyun.signs.rules import compute_baselines, sweep_missing
+from chengyun.signs.models import Baseline, Indicator, Reading, Rollup, Sensor, Warning
+from chengyun.signs.rules import compute_baselines, hour_of_week, sweep_missing
 
 from .conftest import make_indicator, make_sensor
 
@@ -101,6 +101,33 @@ def test_a_late_reading_older_than_the_warning_does_not_end_it(level):
     assert Reading.objects.count() == 2
 
 
+def test_a_batch_older_than_the_last_stored_reading_is_stored_but_opens_nothing(level):
+    """Two batches processed out of time order: the older one, out of band at
+    its end, must not open a warning that would stay open until the sensor's
+    next reading. Its readings are still stored and rolled up."""
+    t0 = base_ms()
+    feed("LV-1", t0 + 10 * MIN, [30, 31])
+    res = feed("LV-1", t0, [30, 55, 65])  # older than the stored 30, 31
+    assert (res.stored, res.warnings_opened, res.warnings_closed) == (3, 0, 0)
+    assert summary() == []
+    assert Indicator.objects.get(code="LV-1").status == "ok"
+    assert Reading.objects.count() == 5
+    hour = Rollup.objects.get(resolution="h", bucket=t0)
+    assert (hour.count, hour.max) == (5, 65)
+    sensor = Sensor.objects.get(code="LV-1")
+    assert (sensor.last_ms, sensor.last_value) == (t0 + 11 * MIN, 31)
+
+
+def test_an_older_batch_does_not_end_an_open_warning_and_a_mixed_batch_is_judged_on_its_newer_part(level):
+    t0 = base_ms()
+    feed("LV-1", t0 + 10 * MIN, [55])
+    feed("LV-1", t0, [30, 30])  # older, in band: the excursion goes on
+    assert summary() == [("band_high", "warning", t0 + 10 * MIN, None, 55)]
+    # older values far out of band, then newer ones back inside: the warning ends at the newer 40
+    feed("LV-1", t0 + 5 * MIN, [70, 70, 5, 5, 5, 5, 40])  # t0+5 … t0+11 min
+    assert summary() == [("band_high", "warning", t0 + 10 * MIN, t0 + 11 * MIN, 55)]
+
+
 def test_an_in_band_batch_opens_nothing(level):
     t0 = base_ms()
     res = feed("LV-1", t0, [20 + (i % 31) for i in range(600)], step=10_000)
@@ -176,7 +203,9 @@ def learn(ind, pattern, weeks: int = 2):
 def test_anomaly_opens_above_the_score_rises_to_alarm_and_ends_below_the_clear_level(usual):
     now = learn(usual, [9, 10, 11])  # every hour: median 10, MAD 1 -> z = |v - 10| / 1.4826
     b = Baseline.objects.filter(indicator=usual)
-    assert b.count() == 168 and {(x.median, x.mad, x.samples) for x in b} == {(10, 1, 12)}
+    assert b.count() == 168 and {(x.median, x.mad) for x in b} == {(10, 1)}
+    # two weeks: each hour of the week is that hour of all weekdays (5 × 2 × 6 values) or weekend days (2 × 2 × 6)
+    assert {x.samples for x in b} == {60, 24}
     # z: 6.07 (opens), 3.04 (stays), 10.1, 12.14 (alarm), 2.70 (ends)
     res = ingest([("AN-1", now + i * MIN, v) for i, v in enumerate([10, 19, 14.5, 25, 28, 14, 10])], now_ms=now + HOUR)
     assert (res.warnings_opened, res.warnings_closed) == (1, 1)
@@ -212,6 +241,19 @@ def test_a_perfectly_flat_history_uses_a_tiny_spread_and_an_all_zero_history_non
     assert summary() == []  # nothing to compare with: no judgement
 
 
+@pytest.mark.parametrize(("weeks", "monday"), [(2, 10), (3, 20)])
+def test_an_hour_of_the_week_is_its_own_baseline_from_three_weeks_on(usual, weeks, monday):
+    """Mondays read 20, other days 10. With two weeks of history a Monday hour
+    is judged against all weekdays' same hour (median 10: two odd Mondays do
+    not make the normal); with three it is its own (median 20)."""
+    now = int(time.time() * 1000) // HOUR * HOUR
+    times = range(now - weeks * 168 * HOUR, now, 10 * MIN)
+    ingest([("AN-1", t, 20.0 if hour_of_week(t) < 24 else 10.0) for t in times], evaluate=False)
+    compute_baselines(Indicator.objects.filter(pk=usual.pk), at=datetime.fromtimestamp(now / 1000, UTC))
+    medians = dict(Baseline.objects.filter(indicator=usual).values_list("hour_of_week", "median"))
+    assert (medians[8], medians[24 + 8], medians[5 * 24 + 8]) == (monday, 10, 10)
+
+
 # --------------------------------------------------------------------------- missing data
 
 
@@ -238,6 +280,53 @@ def test_a_gap_filled_later_by_buffered_readings_ends_the_warning_at_its_start(p
     assert summary() == [("missing", "warning", t0 + 3 * MIN, t0 + 3 * MIN, None)]
 
 
+# --------------------------------------------------------------------------- stuck values
+
+
+@pytest.fixture
+def gauge(pressure_kind):
+    """A minute sensor that is stuck when it stays within 0.01 for 10 minutes."""
+    s = make_sensor(code="ST-1", kind=pressure_kind)
+    make_indicator(sensor=s, flatline_minutes=10, flatline_tolerance=0.01, missing_intervals=0)
+    return s
+
+
+def test_a_stuck_value_is_one_warning_from_the_start_of_the_flat_stretch_until_the_value_moves(gauge):
+    t0 = base_ms()
+    moving = [0.30, 0.32, 0.29, 0.33]
+    res = feed("ST-1", t0, moving + [0.31, 0.314, 0.306] + [0.31] * 9 + [0.35, 0.30])
+    # the flat stretch starts at 0.31 (t0+4); it spans 10 minutes at t0+14; 0.35 ends it
+    assert (res.warnings_opened, res.warnings_closed) == (1, 1)
+    (w,) = Warning.objects.all()
+    assert (w.rule, w.level, w.started_ms, w.ended_ms, w.last_value) == (
+        "flatline", "warning", t0 + 4 * MIN, t0 + 16 * MIN, 0.35)
+    assert w.explanation["tripped_at"] == t0 + 14 * MIN and w.explanation["readings"] == 11
+    assert (w.explanation["low"], w.explanation["high"]) == (0.306, 0.314)
+    assert w.case is None  # a device fault: a warning, never an alarm case
+
+
+def test_a_flat_stretch_over_many_batches_is_found_and_ends_in_a_later_batch(gauge):
+    t0 = base_ms()
+    feed("ST-1", t0, [0.2, 0.4])
+    for k in range(6):  # 0.3 from t0+2: three readings a batch
+        feed("ST-1", t0 + (2 + 3 * k) * MIN, [0.3, 0.3, 0.3])
+        opened = Warning.objects.count()
+        assert opened == (1 if 2 + 3 * k + 2 >= 12 else 0), k
+    assert Indicator.objects.get(code="ST-1").status == "warning"
+    feed("ST-1", t0 + 20 * MIN, [0.3, 0.5])
+    assert summary() == [("flatline", "warning", t0 + 2 * MIN, t0 + 21 * MIN, 0.3)]
+    assert Indicator.objects.get(code="ST-1").status == "ok"
+
+
+def test_a_value_that_keeps_moving_or_a_short_flat_stretch_is_not_stuck(gauge):
+    t0 = base_ms()
+    feed("ST-1", t0, [0.30 + 0.006 * (i % 4) for i in range(30)])  # moves 0.018 over 4 minutes: beyond 0.01
+    feed("ST-1", t0 + 30 * MIN, [0.5] * 10 + [0.6])  # 9 minutes flat
+    # slow drift in steps within the tolerance is not a flat line either
+    feed("ST-1", t0 + 41 * MIN, [0.6 + 0.004 * i for i in range(30)])
+    assert summary() == []
+
+
 # --------------------------------------------------------------------------- the numpy screen
 
 
@@ -253,18 +342,19 @@ def test_the_screen_sends_every_indicator_that_could_trip_to_the_evaluator(press
     for i, code in enumerate(codes):
         ind = make_indicator(sensor=make_sensor(code=code, kind=pressure_kind, interval_s=60), warn_low=-100,
                              warn_high=100, rate_limit=(4.0 if i % 3 != 2 else None), anomaly=i % 3 != 0,
-                             source="cases" if i == 4 else "sensor", missing_intervals=0)
+                             source="cases" if i == 4 else "sensor", missing_intervals=0,
+                             flatline_minutes=6 if i % 4 == 1 else None, flatline_tolerance=0.3)
         if ind.anomaly:
             Baseline.objects.bulk_create([Baseline(indicator=ind, hour_of_week=h, median=10.0, mad=0.5 + (h % 3),
                                                    samples=20, computed_at=timezone.now()) for h in range(168)])
     rng = np.random.default_rng(7)
     t0 = base_ms()
-    batches = []
-    for b in range(3):
-        values = 10 + rng.standard_normal((len(codes), 20)) * 2
-        values[rng.random(values.shape) < 0.03] += 15  # spikes: fast changes and unusual values
-        batches.append([(code, t0 + (b * 20 + k) * MIN, float(values[i, k]))
-                        for k in range(20) for i, code in enumerate(codes)])
+    values = 10 + rng.standard_normal((len(codes), 60)) * 2
+    values[rng.random(values.shape) < 0.03] += 15  # spikes: fast changes and unusual values
+    values[1::2, 15:24] = values[1::2, 15:16]  # stuck for 8 minutes, across the second batch's start
+    values[1::4, 45:48] = values[1::4, 44:45] + 0.2  # 3 minutes within the tolerance: not stuck
+    batches = [[(code, t0 + k * MIN, float(values[i, k])) for k in range(b * 20, b * 20 + 20)
+                for i, code in enumerate(codes)] for b in range(3)]
 
     screened_out = []
 
@@ -276,17 +366,20 @@ def test_the_screen_sends_every_indicator_that_could_trip_to_the_evaluator(press
         return wrapped
 
     def outcome(screen: bool):
-        for name in ("_rates_tripping", "_anomalies_tripping"):
+        for name in ("_rates_tripping", "_anomalies_tripping", "_flatlines_tripping"):
             monkeypatch.setattr(rules, name, counting(getattr(rules, name)) if screen
                                 else lambda inds, *a: {i.pk for i in inds})
         point = transaction.savepoint()
         for rows in batches:
             ingest(rows)
-        got = (summary(), sorted(Indicator.objects.values_list("code", "status")))
+        got = (list(Warning.objects.order_by("started_ms", "rule", "indicator__code").values_list(
+            "indicator__code", "rule", "level", "started_ms", "ended_ms", "peak_value")),
+            sorted(Indicator.objects.values_list("code", "status")))
         transaction.savepoint_rollback(point)
         monkeypatch.undo()
         return got
 
     screened = outcome(True)
     assert screened[0] and any(screened_out)  # rules trip, and the screen spared the evaluator some indicators
+    assert {"rate", "anomaly", "flatline"} <= {rule for _code, rule, *_rest in screened[0]}
     assert screened == outcome(False)

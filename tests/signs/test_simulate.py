@@ -11,8 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from chengyun.org.services import create_token
+from chengyun.signs.ingest import ingest
 from chengyun.signs.management.commands.simulate_sensors import ValueGenerator, sim_sensor
-from chengyun.signs.models import Reading, Sensor
+from chengyun.signs.models import Reading, Sensor, Warning
 
 from .. import factories as f
 from .conftest import make_indicator, make_sensor
@@ -78,6 +79,20 @@ def test_an_incident_leaves_the_band_and_comes_back(pressure):
     assert all(b <= a + 1e-9 for a, b in zip(after[:back], after[1:back], strict=False))  # never further out
 
 
+def test_a_stuck_sensor_repeats_its_value_and_the_flat_line_rule_sees_it(pressure_kind):
+    sensor = make_sensor(code="WP-STUCK", kind=pressure_kind, generated=True)
+    make_indicator(sensor=sensor, warn_low=0.2, warn_high=0.5, flatline_minutes=30, missing_intervals=0)
+    s = sim_sensor(Sensor.objects.select_related("indicator").get(pk=sensor.pk), random.Random(5))
+    gen = ValueGenerator([s], seed=5)
+    gen.stuck.add("WP-STUCK")
+    start = int(time.time() * 1000) // MIN * MIN - 2 * 60 * MIN
+    rows = day_of_values(gen, start=start, minutes=60, every_s=60)
+    assert len({v for _c, _t, v in rows}) == 1
+    ingest(rows)
+    (w,) = Warning.objects.all()
+    assert (w.rule, w.started_ms, w.ended_ms) == ("flatline", start, None)
+
+
 @pytest.mark.skipif(MOSQUITTO is None, reason="the mosquitto broker binary is not installed (apt install mosquitto)")
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("gateway", [False, True], ids=["one-message-per-reading", "gateway-batches"])
@@ -112,9 +127,10 @@ def test_simulated_readings_go_to_the_http_batch_api(pressure_kind, live_server)
 def test_only_generated_sensors_are_simulated_unless_asked(pressure):
     with pytest.raises(CommandError, match="generated"):
         call_command("simulate_sensors", "--url", "mqtt://127.0.0.1:1", "--count", "1", stdout=StringIO())
-    with pytest.raises(CommandError, match="not among"):
-        call_command("simulate_sensors", "--include-real", "--incident", "NOPE", "--url", "mqtt://127.0.0.1:1",
-                     "--count", "1", stdout=StringIO())
+    for option in ("--incident", "--stuck"):
+        with pytest.raises(CommandError, match="not among"):
+            call_command("simulate_sensors", "--include-real", option, "NOPE", "--url", "mqtt://127.0.0.1:1",
+                         "--count", "1", stdout=StringIO())
 
 
 def test_simulated_readings_can_go_straight_into_the_database(pressure_kind):

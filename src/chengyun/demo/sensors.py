@@ -489,6 +489,16 @@ class DemoSensors:
             p.values = p.values + 22 * _ramp(p.ts, t0, 10 * MINUTE_MS, 4 * H, 10 * MINUTE_MS)
             p.note = "incident:noise"
             self.planted.append(f"night construction noise at {p.code} from {self._when(t0)} for 4 h")
+        # 8. A pressure gauge stuck at its reading of 9 h ago (the flat-line rule's warning), still stuck.
+        gauges = [p for p in self.of_kind("water_pressure") if not p.note.startswith("incident")]
+        if gauges:
+            p = gauges[-1]
+            t0 = max(self.eval_ms + 2 * H, T - 9 * H)
+            stuck = p.ts >= t0
+            if stuck.any():
+                p.values = np.where(stuck, p.values[np.argmax(stuck)], p.values)
+                p.note = "incident:stuck"
+                self.planted.append(f"pressure gauge {p.code} stuck since {self._when(t0)}, still stuck")
 
     def _rain(self, t0: int, *, river: float, ponding: float, heavy: bool) -> None:
         alarmed = False

@@ -203,6 +203,8 @@ class IndicatorOut(Schema):
     hysteresis: float
     rate_limit: float | None
     missing_intervals: int
+    flatline_minutes: int | None
+    flatline_tolerance: float
     anomaly: bool
     anomaly_score: float
     anomaly_clear: float
@@ -230,6 +232,11 @@ class RulesIn(Schema):
     hysteresis: float | None = Field(None, description="A band warning ends only this far back inside the band.")
     rate_limit: float | None = Field(None, description="Largest change per minute; empty or 0: not used.")
     missing_intervals: int | None = Field(None, description="Silent after this many intervals; 0: not used.")
+    flatline_minutes: int | None = Field(None, description="Stuck value: a warning when the readings stay within "
+                                                           "flatline_tolerance for this many minutes; empty or 0: "
+                                                           "not used.")
+    flatline_tolerance: float | None = Field(None, description="Changes up to this much count as no change "
+                                                               "(default 0: the same value).")
     anomaly: bool | None = Field(None, description="Learned anomaly detection (robust z per hour of week).")
     anomaly_score: float | None = None
     anomaly_clear: float | None = None
@@ -419,6 +426,7 @@ def indicator_out(ind: Indicator) -> dict:
         "bands": {"warn_low": ind.warn_low, "warn_high": ind.warn_high,
                   "alarm_low": ind.alarm_low, "alarm_high": ind.alarm_high},
         "hysteresis": ind.hysteresis, "rate_limit": ind.rate_limit, "missing_intervals": ind.missing_intervals,
+        "flatline_minutes": ind.flatline_minutes, "flatline_tolerance": ind.flatline_tolerance,
         "anomaly": ind.anomaly, "anomaly_score": ind.anomaly_score, "anomaly_clear": ind.anomaly_clear,
         "alarm_category": ind.alarm_category.code if ind.alarm_category_id else None,
         "active": ind.active, "status": ind.status,

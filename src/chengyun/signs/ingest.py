@@ -443,19 +443,20 @@ def _worth_retrying(error: OperationalError) -> bool:
 
 
 def _store_and_evaluate(sid: np.ndarray, ts: np.ndarray, vals: np.ndarray, evaluate: bool) -> tuple[int, int, int]:
-    """The transactional part of :func:`ingest`: store, note each sensor's
-    newest reading, run the rules. Returns (stored, warnings opened, closed)."""
+    """The transactional part of :func:`ingest`: store, run the rules (which
+    judge only values newer than each sensor's newest reading so far), then
+    note each sensor's newest reading. Returns (stored, warnings opened, closed)."""
     new = _write(sid, ts, vals)
     if new is not None:  # some were stored before: keep the new ones only (still in order)
         sid, ts, vals = sid[new], ts[new], vals[new]
     if not len(sid):
         return 0, 0, 0
-    _update_last(sid, ts, vals)
     opened = closed = 0
-    if evaluate:
+    if evaluate:  # before the sensors' last readings move: the rules judge only values newer than those
         from .rules import evaluate_arrays
 
         opened, closed = evaluate_arrays(sid, ts, vals)
+    _update_last(sid, ts, vals)
     return len(sid), opened, closed
 
 

@@ -186,6 +186,11 @@ class Indicator(BilingualName, models.Model):
     rate_limit = models.FloatField(_("rate-of-change limit (per minute)"), null=True, blank=True)
     missing_intervals = models.PositiveIntegerField(_("silent after N intervals"), default=3,
                                                     help_text=_("0 = no missing-data rule"))
+    flatline_minutes = models.PositiveIntegerField(
+        _("stuck after (minutes)"), null=True, blank=True,
+        help_text=_("a value that stays within the tolerance this long is a stuck sensor; empty or 0 = not used"))
+    flatline_tolerance = models.FloatField(_("stuck tolerance"), default=0.0,
+                                           help_text=_("changes up to this much count as no change"))
     anomaly = models.BooleanField(_("learned anomaly detection"), default=False)
     anomaly_score = models.FloatField(_("anomaly threshold (robust z)"), default=6.0)
     anomaly_clear = models.FloatField(_("anomaly ends below (robust z)"), default=3.0)
@@ -227,6 +232,7 @@ class Rule(models.TextChoices):
     RATE = "rate", _("Changing too fast")
     MISSING = "missing", _("Silent")
     ANOMALY = "anomaly", _("Unusual for the time of week")
+    FLATLINE = "flatline", _("Stuck value")
 
 
 class Warning(models.Model):

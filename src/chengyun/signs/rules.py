@@ -19,7 +19,9 @@ that one excursion makes one warning, not a storm.
   ``z = |value − median| / (1.4826 · MAD)``, where median and MAD are those of
   every per-minute value that fell into the same hour of the week over the
   last weeks (:func:`compute_baselines`), so the spread includes the sensor's
-  own noise and is comparable with single readings. An hour's MAD is trusted
+  own noise and is comparable with single readings. An hour of the week seen
+  in fewer than three weeks takes the same hour of all weekdays (or of all
+  weekend days) instead, so a young sensor keeps the weekly swing. An hour's MAD is trusted
   in proportion to how many values it rests on: it is pulled towards the
   indicator's pooled MAD over all hours (worth 16 values), so an hourly sensor
   with four values per hour of the week does not get a spread of almost 0 by
@@ -36,6 +38,23 @@ that one excursion makes one warning, not a storm.
   when the silence became too long and ends at the first reading newer than
   the last one seen before the silence (a late batch of older readings does
   not end it).
+* **flatline** (stuck value): the readings have stayed within
+  ``flatline_tolerance`` of each other (largest minus smallest) for at least
+  ``flatline_minutes``, over at least three readings — a stuck gauge repeats
+  its last number. The warning (never an alarm: the device, not the city, is
+  at fault) starts at the first reading of that flat stretch and ends at the
+  first reading that takes the stretch's values further apart than the
+  tolerance. Across batches the stretch is found again in the stored
+  readings: for a sensor whose first new value is within the tolerance of its
+  last stored one, the readings of the last ``2 · flatline_minutes`` are read
+  back (a stretch that began earlier is dated from the earliest of them).
+
+Only values newer than the sensor's last stored reading *before the batch*
+are judged (:func:`evaluate_arrays` runs before the batch moves it). Readings
+that arrive late, after newer ones, are stored and rolled up but open and
+close nothing: the state of the rules has moved past them, and an older
+out-of-band value would otherwise open a warning that stays open until the
+sensor's next reading.
 
 An alarm-level warning becomes a case through the intake pipeline (channel
 ``sensor``) at the sensor's location, with the category of the indicator or
@@ -45,17 +64,21 @@ stored (the failure is logged and retried when the warning next changes).
 Speed: a batch is grouped by sensor with numpy. The indicators it touches
 are read as plain tuples (:class:`IndicatorRules`), not model instances;
 numpy passes over the whole batch set apart those with every new value inside
-the band, no open warning, no change faster than the rate limit and no value
-beyond the anomaly score — nothing can happen to them but their status
-becoming ok — and only the others go through the :class:`Evaluator`, where a
-calm rule costs a few array operations and no Python loop over the values.
+the band, no open warning, no change faster than the rate limit, no value
+beyond the anomaly score and no run of small steps long enough to be a flat
+line — nothing can happen to them but their status becoming ok — and only the
+others go through the :class:`Evaluator`, where a calm rule costs a few array
+operations and no Python loop over the values. The stored reading before the
+batch (for the rate rule) is the sensor's ``last_ms``/``last_value``, read
+with the indicator: no query of the reading table unless a flat stretch may
+go on from before the batch.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -74,6 +97,7 @@ from chengyun.clock import now
 from .ingest import MINUTE_ROLLUP_BELOW_S, id_set_sql
 from .models import (
     HOUR_MS,
+    MINUTE_MS,
     Baseline,
     Indicator,
     Level,
@@ -92,6 +116,9 @@ MEAN_AD_TO_MAD = 1.2533 / MAD_SCALE  # mean absolute deviation -> MAD for normal
 MIN_RELATIVE_SPREAD = 1e-3  # a perfectly flat history: 0.1 % of the median
 MIN_BASELINE_SAMPLES = 3
 SHRINK_SAMPLES = 16  # weight of the pooled spread in an hour's spread, in values
+WEEKLY_MIN_WEEKS = 3  # an hour of the week is its own baseline with values from this many weeks
+WEEKEND_FROM_HOUR = 5 * 24  # Saturday 00:00: the hours of the week from here on are weekend hours
+FLATLINE_MIN_READINGS = 3  # a flat stretch is at least this many readings, however slow the sensor
 RANK = {None: 0, Level.WARNING: 1, Level.ALARM: 2}
 CHUNK = 2000  # ids per IN (...) query
 
@@ -151,15 +178,23 @@ class IndicatorRules:
     alarm_high: float | None
     hysteresis: float
     rate_limit: float | None
+    flatline_minutes: int | None
+    flatline_tolerance: float
     anomaly: bool
     anomaly_score: float
     anomaly_clear: float
     source: str
     status: str
-    generated: bool  # the sensor's: warnings on generated demo data are generated too
+    # the sensor's: warnings on generated demo data are generated too; its
+    # newest reading before the batch (the batch is judged after it only)
+    generated: bool
+    last_ms: int | None
+    last_value: float | None
 
 
-RULE_COLUMNS = [f.name for f in fields(IndicatorRules) if f.name != "generated"] + ["sensor__generated"]
+SENSOR_COLUMNS = ("generated", "last_ms", "last_value")
+RULE_COLUMNS = ([f.name for f in fields(IndicatorRules) if f.name not in SENSOR_COLUMNS]
+                + [f"sensor__{name}" for name in SENSOR_COLUMNS])
 
 
 def band_level(ind: IndicatorRules, v: float) -> tuple[str | None, str | None]:
@@ -202,11 +237,16 @@ class Evaluator:
     opening, raising and closing warnings."""
 
     def __init__(self, ind: IndicatorRules, open_warnings: list[Warning], previous: tuple[int, float] | None,
-                 baseline: dict[int, tuple[float, float]] | tuple[np.ndarray, np.ndarray] | None):
+                 baseline: dict[int, tuple[float, float]] | tuple[np.ndarray, np.ndarray] | None,
+                 flat_history: tuple[np.ndarray, np.ndarray] | None = None):
+        """``previous``: the sensor's last stored reading before these values;
+        ``flat_history``: the stored readings the flat-line rule looks back on
+        (None: the screen found no flat stretch that could trip)."""
         self.ind = ind
         self.open = {w.rule: w for w in open_warnings}
         self.previous = previous
         self.baseline = _baseline_arrays(baseline)
+        self.flat_history = flat_history
         self.opened = self.closed = 0
         self.changed: dict[int, Warning] = {}  # by id(): new warnings have no pk yet
 
@@ -245,6 +285,8 @@ class Evaluator:
             self._rate(ts, vs)
         if ind.anomaly and self.baseline is not None:
             self._anomaly(ts, vs)
+        if ind.flatline_minutes and (Rule.FLATLINE in self.open or self.flat_history is not None):
+            self._flatline(ts, vs)
 
     def _missing_ended(self, ts, vs) -> None:
         w = self.open[Rule.MISSING]
@@ -352,6 +394,55 @@ class Evaluator:
                 })
 
 
+    def _flatline(self, ts, vs) -> None:
+        """Walk the readings keeping the flat stretch ending at each (its
+        start only moves forward; two monotonic queues give its smallest and
+        largest value), from the stored readings looked back on to the new ones."""
+        ind = self.ind
+        tol, span = ind.flatline_tolerance, ind.flatline_minutes * MINUTE_MS
+        old_t, old_v = self.flat_history if self.flat_history is not None else (ts[:0], vs[:0])
+        all_t, all_v = np.concatenate([old_t, ts]).tolist(), np.concatenate([old_v, vs]).tolist()
+        first_new = len(old_t)
+        lows: deque[int] = deque()  # indices of the stretch, values rising: lows[0] is its smallest
+        highs: deque[int] = deque()  # values falling: highs[0] is its largest
+        start = 0
+        for i, (t, v) in enumerate(zip(all_t, all_v, strict=True)):
+            w = self.open.get(Rule.FLATLINE)
+            if w is not None:
+                if i < first_new or t < w.started_ms:
+                    continue
+                low, high = min(w.explanation["low"], v), max(w.explanation["high"], v)
+                if high - low > tol:  # the value moved: the sensor is alive, a new stretch starts here
+                    self._end(Rule.FLATLINE, t, v)
+                    lows.clear()
+                    highs.clear()
+                    start = i
+                elif (low, high) != (w.explanation["low"], w.explanation["high"]):
+                    w.explanation = {**w.explanation, "low": low, "high": high}
+                    self._update(w, None, t, v, False)
+                    continue
+                else:
+                    continue
+            while lows and all_v[lows[-1]] >= v:
+                lows.pop()
+            lows.append(i)
+            while highs and all_v[highs[-1]] <= v:
+                highs.pop()
+            highs.append(i)
+            while all_v[highs[0]] - all_v[lows[0]] > tol:  # drop the stretch's oldest readings until it is flat
+                start += 1
+                if lows[0] < start:
+                    lows.popleft()
+                if highs[0] < start:
+                    highs.popleft()
+            if i >= first_new and t - all_t[start] >= span and i - start + 1 >= FLATLINE_MIN_READINGS:
+                low, high = all_v[lows[0]], all_v[highs[0]]
+                self._start(Rule.FLATLINE, Level.WARNING, all_t[start], v, {
+                    "rule": "flatline", "value": v, "low": low, "high": high, "tolerance": tol,
+                    "minutes": ind.flatline_minutes, "readings": i - start + 1, "tripped_at": t,
+                })
+
+
 def _id_set(ids: list[int]) -> RawSQL:
     """Ids for ``__in`` as one query parameter (see :func:`.ingest.id_set_sql`)."""
     return RawSQL(*id_set_sql(ids))
@@ -398,23 +489,25 @@ def _baselines(indicator_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarr
     return out
 
 
-def _previous(firsts: dict[int, int]) -> dict[int, tuple[int, float]]:
-    """sensor id -> (ts, value) of its last stored reading before the given time, in one query per chunk."""
-    out: dict[int, tuple[int, float]] = {}
-    items = list(firsts.items())
+def _stored_between(windows: dict[int, tuple[int, int]]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """sensor id -> (times, values) of its stored readings in [from, to), in
+    time order; one query per chunk of sensors, each a range of the reading
+    table's (sensor, time) key."""
+    rows: dict[int, list] = {s: [] for s in windows}
     table = Reading._meta.db_table
     with connection.cursor() as cur:
-        for part in _chunks(items, 500):
-            values = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(part))
+        for part in _chunks(list(windows.items()), 500):
+            values = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(part))
             cur.execute(
-                f"WITH b(sid, t) AS (VALUES {values}) "
-                f"SELECT b.sid, r.ts, r.value FROM b JOIN {table} r ON r.sensor_id = b.sid "
-                f"AND r.ts = (SELECT MAX(r2.ts) FROM {table} r2 WHERE r2.sensor_id = b.sid AND r2.ts < b.t)",
-                [x for pair in part for x in pair],
+                f"WITH b(sid, t0, t1) AS (VALUES {values}) "
+                f"SELECT r.sensor_id, r.ts, r.value FROM b JOIN {table} r ON r.sensor_id = b.sid "
+                f"AND r.ts >= b.t0 AND r.ts < b.t1 ORDER BY r.sensor_id, r.ts",
+                [x for sid, (t0, t1) in part for x in (sid, t0, t1)],
             )
             for sid, t, v in cur.fetchall():
-                out[int(sid)] = (int(t), float(v))
-    return out
+                rows[int(sid)].append((t, v))
+    return {sid: (np.array([r[0] for r in got], np.int64), np.array([r[1] for r in got], np.float64))
+            for sid, got in rows.items()}
 
 
 def evaluate_batch(rows) -> tuple[int, int]:
@@ -430,14 +523,17 @@ def evaluate_batch(rows) -> tuple[int, int]:
 
 
 def evaluate_arrays(sid: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> tuple[int, int]:
-    """:func:`evaluate_batch` for a batch already held as three arrays.
+    """:func:`evaluate_batch` for a batch already held as three arrays, stored
+    but with the sensors' last readings (``Sensor.last_ms``) not yet moved to
+    it: values not newer than those are not judged (see the module docstring).
 
     Most indicators of a batch have every new value inside their band, no
-    warning open, no change faster than their rate limit and no value beyond
-    their anomaly score: nothing can change for them but their status (to
-    ok). They are picked out with numpy passes over the whole batch (each
-    sensor's smallest and largest new value against the band edges, its
-    fastest change, its largest robust z) doing the same arithmetic as the
+    warning open, no change faster than their rate limit, no value beyond
+    their anomaly score and no flat stretch: nothing can change for them but
+    their status (to ok). They are picked out with numpy passes over the
+    whole batch (each sensor's smallest and largest new value against the
+    band edges, its fastest change, its largest robust z, its longest run of
+    steps within the flat-line tolerance) doing the same arithmetic as the
     :class:`Evaluator`'s first checks, and only the others are run through it."""
     n = len(sid)
     if not n:
@@ -452,6 +548,19 @@ def evaluate_arrays(sid: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> tuple[in
         sensor_id__in=_id_set(list(position)), active=True).order_by().values_list(*RULE_COLUMNS)]
     if not indicators:
         return 0, 0
+    after = np.full(len(starts), np.iinfo(np.int64).min)
+    for ind in indicators:
+        if ind.last_ms is not None:
+            after[position[ind.sensor_id]] = ind.last_ms
+    newer = ts > np.repeat(after, ends - starts)
+    if not newer.all():  # late readings, older than what the rules have seen: stored, not judged
+        sid, ts, vs = sid[newer], ts[newer], vs[newer]
+        if not len(sid):
+            return 0, 0
+        starts = np.flatnonzero(np.concatenate(([True], sid[1:] != sid[:-1])))
+        ends = np.append(starts[1:], len(sid))
+        position = {s: i for i, s in enumerate(sid[starts].tolist())}
+        indicators = [i for i in indicators if i.sensor_id in position]
     open_by: dict[int, list[Warning]] = defaultdict(list)
     for w in Warning.objects.filter(indicator_id__in=_id_set([i.pk for i in indicators]), ended_ms__isnull=True):
         open_by[w.indicator_id].append(w)
@@ -460,10 +569,14 @@ def evaluate_arrays(sid: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> tuple[in
     inside = ((np.minimum.reduceat(vs, starts)[at] >= low) & (np.maximum.reduceat(vs, starts)[at] <= high)).tolist()
     baselines = _baselines([i.pk for i in indicators if i.anomaly])
     starts_l, ends_l = starts.tolist(), ends.tolist()
-    previous = _previous({i.sensor_id: int(ts[starts_l[position[i.sensor_id]]]) for i in indicators if i.rate_limit})
+    # every judged value is newer than the sensor's last reading, so that is the one stored before them
+    previous = {i.sensor_id: (i.last_ms, i.last_value) for i in indicators if i.last_ms is not None}
+    flat = _flatlines_tripping([i for i in indicators if i.flatline_minutes], ts, vs, starts, position)
     tripping = (_rates_tripping([i for i in indicators if i.rate_limit], ts, vs, starts, position, previous)
                 | _anomalies_tripping([i for i in indicators if i.anomaly and i.pk in baselines], ts, vs, starts,
-                                      ends, position, baselines))
+                                      ends, position, baselines)
+                | flat)
+    flat_history = _flat_histories([i for i in indicators if i.pk in flat], ts, vs, starts_l, position)
     look = [i for i, calm in zip(indicators, inside, strict=True) if not calm or i.pk in open_by or i.pk in tripping]
     statuses: dict[str, list[int]] = {}
     looked = {i.pk for i in look}
@@ -475,7 +588,8 @@ def evaluate_arrays(sid: np.ndarray, ts: np.ndarray, vs: np.ndarray) -> tuple[in
     for ind in look:
         p = position[ind.sensor_id]
         a, b = starts_l[p], ends_l[p]
-        ev = Evaluator(ind, open_by.get(ind.pk, []), previous.get(ind.sensor_id), baselines.get(ind.pk))
+        ev = Evaluator(ind, open_by.get(ind.pk, []), previous.get(ind.sensor_id), baselines.get(ind.pk),
+                       flat_history.get(ind.pk))
         ev.run(ts[a:b], vs[a:b])
         opened += ev.opened
         closed += ev.closed
@@ -533,6 +647,60 @@ def _anomalies_tripping(indicators: list[IndicatorRules], ts: np.ndarray, vs: np
     z = _anomaly_z(vs[idx], med, mad, counts)
     peak = np.maximum.reduceat(z, np.concatenate(([0], np.cumsum(lengths)[:-1])))
     return {i.pk for i, p in zip(indicators, peak.tolist(), strict=True) if p > i.anomaly_score}
+
+
+def _flatlines_tripping(indicators: list[IndicatorRules], ts: np.ndarray, vs: np.ndarray, starts: np.ndarray,
+                        position: dict[int, int]) -> set[int]:
+    """Of these indicators with a flat-line rule, those whose new values could
+    complete a flat stretch (what :meth:`Evaluator._flatline` looks for), all
+    sensors of the batch in one numpy pass. A flat stretch has no step between
+    consecutive readings larger than the tolerance, so the runs without such a
+    step bound it: an indicator trips only if one of them spans the minutes
+    and readings asked for, or if its first run may go on from the stored
+    readings (its first new value within the tolerance of the last stored one)."""
+    if not indicators:
+        return set()
+    at = np.array([position[i.sensor_id] for i in indicators], np.int64)
+    tol = np.full(len(starts), -1.0)  # sensors without the rule: every step breaks
+    span = np.full(len(starts), np.iinfo(np.int64).max)
+    tol[at] = [i.flatline_tolerance for i in indicators]
+    span[at] = [i.flatline_minutes * MINUTE_MS for i in indicators]
+    lengths = np.diff(np.append(starts, len(ts)))
+    step = np.zeros(len(ts))
+    step[1:] = np.abs(np.diff(vs))
+    breaks = step > np.repeat(tol, lengths)
+    breaks[starts] = True
+    run_start = np.maximum.accumulate(np.where(breaks, np.arange(len(ts)), 0))
+    long = ((ts - ts[run_start]) >= np.repeat(span, lengths)) & (np.arange(len(ts)) - run_start + 1
+                                                                  >= FLATLINE_MIN_READINGS)
+    trips = np.maximum.reduceat(long, starts)[at]
+    out = {i.pk for i, t in zip(indicators, trips.tolist(), strict=True) if t}
+    first = starts[at].tolist()
+    for ind, a in zip(indicators, first, strict=True):
+        if ind.last_value is not None and abs(float(vs[a]) - ind.last_value) <= ind.flatline_tolerance:
+            out.add(ind.pk)
+    return out
+
+
+def _flat_histories(indicators: list[IndicatorRules], ts: np.ndarray, vs: np.ndarray, starts: list[int],
+                    position: dict[int, int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """indicator id -> the stored readings its flat-line rule looks back on:
+    those of the last ``2 · flatline_minutes`` before the new values when the
+    first new value may continue a flat stretch, none otherwise."""
+    back: dict[int, tuple[int, int]] = {}
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.float64))
+    for ind in indicators:
+        a = starts[position[ind.sensor_id]]
+        if ind.last_value is not None and abs(float(vs[a]) - ind.last_value) <= ind.flatline_tolerance:
+            first = int(ts[a])
+            back[ind.sensor_id] = (first - 2 * ind.flatline_minutes * MINUTE_MS, first)
+        out[ind.pk] = empty
+    stored = _stored_between(back) if back else {}
+    for ind in indicators:
+        if ind.sensor_id in stored:
+            out[ind.pk] = stored[ind.sensor_id]
+    return out
 
 
 def _band_edges(indicators: list[IndicatorRules]) -> tuple[np.ndarray, np.ndarray]:
@@ -676,12 +844,35 @@ def _shrunk(mad: float, n: int, pooled: float) -> float:
     return float(np.sqrt((n * mad * mad + SHRINK_SAMPLES * pooled * pooled) / (n + SHRINK_SAMPLES)))
 
 
+def _slots(keys: np.ndarray, values: np.ndarray, n: int) -> dict[int, tuple[float, np.ndarray]]:
+    """key -> (median, absolute deviations from it) of the values with that key, for keys 0 … n-1 present."""
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    bounds = np.searchsorted(keys, np.arange(n + 1))
+    out = {}
+    for k in range(n):
+        sel = values[bounds[k]:bounds[k + 1]]
+        if len(sel):
+            med = float(np.median(sel))
+            out[k] = (med, np.abs(sel - med))
+    return out
+
+
 def compute_baselines(indicators=None, *, weeks: int = 4, at: datetime | None = None) -> int:
     """For every indicator with anomaly detection: per hour of the week, the
     median and MAD of all per-minute values of the last ``weeks`` weeks that
     fell into that hour (minute rollup means; the raw readings of a sensor
     that reports once a minute or less often, which keeps no minute rollups).
-    Returns the number of indicators given a baseline."""
+
+    An hour of the week is its own baseline once its values come from at
+    least ``WEEKLY_MIN_WEEKS`` different weeks: a median of three outvotes one
+    odd day. Before that (a young sensor, or a gap) it takes the same hour of
+    the day over all days of its kind — Monday to Friday, or Saturday and
+    Sunday — so the weekly swing is kept, and one odd day of history (a
+    public holiday that looked like a Sunday) does not become next week's
+    normal. Not the plain hour of the day, which would judge every weekend
+    hour against weekday values. Measured in docs/performance.md ("Detection
+    quality"). Returns the number of indicators given a baseline."""
     at = at or now()
     end = int(at.timestamp() * 1000) // HOUR_MS * HOUR_MS
     start = end - weeks * 7 * 24 * HOUR_MS
@@ -703,20 +894,27 @@ def compute_baselines(indicators=None, *, weeks: int = 4, at: datetime | None = 
         stamps = arr[:, 0].astype(np.int64)
         values = arr[:, 1] / arr[:, 2] if arr.shape[1] == 3 else arr[:, 1]
         how = hour_of_week(stamps, tz)
-        order = np.argsort(how, kind="stable")
-        how, values = how[order], values[order]
-        bounds = np.searchsorted(how, np.arange(169))
+        local_days = (stamps + _utc_offset_ms(int(stamps[0]), tz)) // (24 * HOUR_MS)
+        week = (local_days + 3) // 7  # Monday-based week number (1970-01-01 was a Thursday)
+        seen_weeks = np.bincount(np.unique(how * (int(week.max()) + 1) + week) // (int(week.max()) + 1),
+                                 minlength=168)
+        weekly = _slots(how, values, 168)
+        by_day_kind = _slots(np.where(how >= WEEKEND_FROM_HOUR, 24, 0) + how % 24, values, 48)
         slots = []
-        residuals = []
+        residuals: dict[tuple[str, int], np.ndarray] = {}
         for h in range(168):
-            sel = values[bounds[h]:bounds[h + 1]]
-            if not len(sel):
-                continue
-            med = float(np.median(sel))
-            dev = np.abs(sel - med)
-            residuals.append(dev)
-            slots.append((h, med, _spread(dev), len(sel)))
-        pooled = _spread(np.concatenate(residuals))
+            if h in weekly and seen_weeks[h] >= WEEKLY_MIN_WEEKS:
+                key = ("week", h)
+                med, dev = weekly[h]
+            else:
+                k = (24 if h >= WEEKEND_FROM_HOUR else 0) + h % 24
+                if k not in by_day_kind:
+                    continue
+                key = ("day kind", k)
+                med, dev = by_day_kind[k]
+            residuals[key] = dev
+            slots.append((h, med, _spread(dev), len(dev)))
+        pooled = _spread(np.concatenate(list(residuals.values())))
         objs = [Baseline(indicator=ind, hour_of_week=h, median=med, mad=_shrunk(mad, n, pooled), samples=n,
                          computed_at=at) for h, med, mad, n in slots]
         with transaction.atomic():

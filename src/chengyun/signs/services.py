@@ -41,19 +41,20 @@ from .models import Aggregate, Indicator, Sensor, SensorKind, Source, Theme
 CODE_RE = re.compile(r"^[\w.:-]+$")
 MAX_INTERVAL_S = 366 * 86_400
 MAX_MISSING_INTERVALS = 10_000
+MAX_FLATLINE_MINUTES = 30 * 24 * 60  # a flat stretch is looked for in the stored readings: at most a month
 # The kind of the virtual sensors of indicators counted from cases (made when first needed).
 CASES_KIND = "case_count"
 CASES_INTERVAL_S = 3600
 
 SENSOR_FIELDS = ("name", "kind", "unit", "lon", "lat", "area", "department", "interval_s", "active", "generated")
 BAND_FIELDS = ("warn_low", "warn_high", "alarm_low", "alarm_high")
-RULE_FIELDS = (*BAND_FIELDS, "hysteresis", "rate_limit", "missing_intervals", "anomaly", "anomaly_score",
-               "anomaly_clear")
+RULE_FIELDS = (*BAND_FIELDS, "hysteresis", "rate_limit", "missing_intervals", "flatline_minutes",
+               "flatline_tolerance", "anomaly", "anomaly_score", "anomaly_clear")
 INDICATOR_FIELDS = ("name", "name_en", "theme", "alarm_category", "active", "aggregate", "case_category",
                     "case_area", *RULE_FIELDS)
 RULE_DEFAULTS = {"warn_low": None, "warn_high": None, "alarm_low": None, "alarm_high": None, "hysteresis": 0.0,
-                 "rate_limit": None, "missing_intervals": 3, "anomaly": False, "anomaly_score": 6.0,
-                 "anomaly_clear": 3.0}
+                 "rate_limit": None, "missing_intervals": 3, "flatline_minutes": None, "flatline_tolerance": 0.0,
+                 "anomaly": False, "anomaly_score": 6.0, "anomaly_clear": 3.0}
 ACK_ROLES = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.LEADER, Role.ADMIN}
 TRUE = {"1", "true", "yes", "y", "t", "on", "是"}
 FALSE = {"0", "false", "no", "n", "f", "off", "否", ""}
@@ -356,6 +357,10 @@ def clean_rules(raw: dict) -> dict:
     out["rate_limit"] = rate or None  # 0 = not used
     missing = _integer(raw.get("missing_intervals"), "missing_intervals", minimum=0, maximum=MAX_MISSING_INTERVALS)
     out["missing_intervals"] = RULE_DEFAULTS["missing_intervals"] if missing is None else missing
+    flat = _integer(raw.get("flatline_minutes"), "flatline_minutes", minimum=0, maximum=MAX_FLATLINE_MINUTES)
+    out["flatline_minutes"] = flat or None  # 0 = not used
+    tolerance = _number(raw.get("flatline_tolerance"), "flatline_tolerance", minimum=0)
+    out["flatline_tolerance"] = tolerance or 0.0
     out["anomaly"] = _boolean(raw.get("anomaly"), "anomaly")
     score = _number(raw.get("anomaly_score"), "anomaly_score", positive=True)
     out["anomaly_score"] = RULE_DEFAULTS["anomaly_score"] if score is None else score
@@ -443,7 +448,8 @@ def create_indicator(*, code, source: str = Source.SENSOR, sensor=None, inputs=(
 
     ``fields``: name (required), name_en, theme (default: the kind's),
     alarm_category, active, and the rules (bands, hysteresis, rate_limit,
-    missing_intervals, anomaly, anomaly_score, anomaly_clear).
+    missing_intervals, flatline_minutes, flatline_tolerance, anomaly,
+    anomaly_score, anomaly_clear).
     """
     code = clean_code(code)
     if source not in Source.values:
@@ -540,7 +546,7 @@ def update_indicator(ind: Indicator, *, by=None, **changes) -> tuple[Indicator, 
 
 SENSOR_COLUMNS = ("code", "name", "kind", "lon", "lat", "interval_s", "department", "unit")
 RULE_COLUMNS = ("warn_low", "warn_high", "alarm_low", "alarm_high", "hysteresis", "rate_limit",
-                "missing_intervals", "anomaly")
+                "missing_intervals", "flatline_minutes", "flatline_tolerance", "anomaly")
 REQUIRED_COLUMNS = ("code", "kind")
 MAX_ERRORS = 50
 
@@ -581,7 +587,8 @@ def import_sensors(path, *, by=None) -> ImportResult:
 
     Columns: code, kind (required), name, lon, lat, interval_s, department
     (code), unit; optional rule columns warn_low, warn_high, alarm_low,
-    alarm_high, hysteresis, rate_limit, missing_intervals, anomaly. A row with
+    alarm_high, hysteresis, rate_limit, missing_intervals, flatline_minutes,
+    flatline_tolerance, anomaly. A row with
     any rule cell filled gets an indicator with the sensor's code (created or
     its rules updated). Rows are numbered as in a spreadsheet (the header is
     row 1). One transaction: any error and nothing is imported; every error

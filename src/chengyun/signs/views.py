@@ -130,6 +130,10 @@ def rules_in_words(ind: Indicator, unit: str) -> list[str]:
     if ind.missing_intervals:
         out.append(_("Silent (no data) after %(n)s expected intervals of %(s)s s without a reading.")
                    % {"n": ind.missing_intervals, "s": ind.sensor.interval_s})
+    if ind.flatline_minutes:
+        out.append(_("Stuck value: warning when the readings stay within %(tolerance)s of each other for "
+                     "%(minutes)s minutes; it ends when the value moves.")
+                   % {"tolerance": _with_unit(ind.flatline_tolerance, unit), "minutes": ind.flatline_minutes})
     if ind.anomaly:
         out.append(_("Unusual for the time of week: warning when the robust z-score against the learned "
                      "hour-of-week baseline exceeds %(score)s (alarm above %(alarm)s); it ends below %(clear)s.")

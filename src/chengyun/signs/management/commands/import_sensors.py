@@ -8,7 +8,7 @@ class Command(BaseCommand):
     help = (
         "Create or update sensors (and their indicators) from a CSV file, by code. Columns: code, kind (required), "
         "name, lon, lat, interval_s, department, unit; optional rules warn_low, warn_high, alarm_low, alarm_high, "
-        "hysteresis, rate_limit, missing_intervals, anomaly. One transaction: any error and nothing is imported. "
+        "hysteresis, rate_limit, missing_intervals, flatline_minutes, flatline_tolerance, anomaly. One transaction: any error and nothing is imported. "
         "See docs/sensors.md."
     )
 

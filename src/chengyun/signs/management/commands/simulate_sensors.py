@@ -4,7 +4,8 @@ Each sensor continues from its last stored value towards a daily cycle inside
 its indicator's band, with noise scaled to the band (an Ornstein-Uhlenbeck
 walk: it moves by about as much in a minute whether it reports every second
 or every ten minutes). ``--incident CODE`` drives one sensor out of its band
-for a while and lets it come back. The readings go out over MQTT (one message
+for a while and lets it come back; ``--stuck CODE`` makes one repeat its
+value, like a jammed gauge (the flat-line rule's warning). The readings go out over MQTT (one message
 per reading, or gateway batches) or to the HTTP batch API. Only sensors marked
 as generated are simulated unless ``--include-real`` is given: made-up values
 must never land on a real device's series by accident.
@@ -103,6 +104,7 @@ class ValueGenerator:
         self.rng = random.Random(seed)
         self.tz = tz or ZoneInfo(settings.TIME_ZONE)
         self.incidents: dict[str, tuple[int, int]] = {}
+        self.stuck: set[str] = set()
         self._next = 0
 
     def incident(self, code: str, start_ms: int, end_ms: int) -> None:
@@ -118,6 +120,9 @@ class ValueGenerator:
         here = datetime.fromtimestamp(ts / 1000, self.tz)
         hour = here.hour + here.minute / 60 + here.second / 3600
         v = s.value
+        if s.code in self.stuck:  # a jammed gauge repeats its value
+            s.last_ms = ts
+            return v
         if self.in_incident(s, ts):
             new = v + (1 - math.exp(-dt / INCIDENT_TAU_MIN)) * (s.out - v)
             new += self.rng.gauss(0, NOISE * s.half * 0.3) * math.sqrt(1 - math.exp(-2 * dt / TAU_MIN))
@@ -301,6 +306,7 @@ class Command(BaseCommand):
         parser.add_argument("--incident", metavar="CODE", help="push this sensor out of its band for a while")
         parser.add_argument("--incident-after", type=float, default=10.0, help="seconds before the incident starts")
         parser.add_argument("--incident-for", type=float, default=180.0, help="seconds the incident lasts")
+        parser.add_argument("--stuck", metavar="CODE", help="this sensor repeats its value (a stuck gauge)")
         parser.add_argument("--seed", type=int, default=None)
         parser.add_argument("--stats-every", type=float, default=10.0)
 
@@ -335,6 +341,10 @@ class Command(BaseCommand):
             incident = (start_ms + int(o["incident_after"] * 1000),
                         start_ms + int((o["incident_after"] + o["incident_for"]) * 1000))
             gen.incident(o["incident"], *incident)
+        if o["stuck"]:
+            if o["stuck"] not in {s.code for s in sensors}:
+                raise CommandError(_("Sensor %(code)s is not among the simulated sensors.") % {"code": o["stuck"]})
+            gen.stuck.add(o["stuck"])
         sink.open()
 
         self.stdout.write(_("Simulating %(count)d sensors at %(rate).1f readings/s via %(via)s. "
