@@ -133,11 +133,15 @@ def test_tampering_with_a_processed_report_shows_in_the_batch_digest(client, api
 
 
 def test_received_reports_raise_cluster_warnings(client, api_key):
-    for text in ("水管爆裂", "这里水管漏水", "自来水管破了"):
+    for text in ("水管爆裂", "这里水管漏水", "自来水管破了", "水管漏水好久了"):
         post(client, api_key, description=text)
-    received.process_received()
+    received.process_received()  # the fourth joins the warning the third raised, in the same batch
     warning = ClusterWarning.objects.get()
-    assert warning.report_count == 3 and warning.case is not None
+    assert warning.report_count == 4 and warning.case is not None and warning.reports.count() == 4
+    post(client, api_key, description="又一处水管爆裂")
+    received.process_received()  # a later batch finds it ongoing
+    warning.refresh_from_db()
+    assert ClusterWarning.objects.count() == 1 and warning.report_count == 5
 
 
 def test_the_command_processes_what_is_waiting(client, api_key, capsys):

@@ -17,26 +17,30 @@ from .geo import box, distance_m
 from .models import ClusterWarning, Report
 
 
-def check_cluster(report: Report, *, open_case) -> ClusterWarning | None:
+def check_cluster(report: Report, *, open_case, ongoing: list[ClusterWarning] | None = None) -> ClusterWarning | None:
     """Add ``report`` to an ongoing warning, or raise a new one when the
     threshold is reached. ``open_case(warning)`` creates the warning's case.
     Reads first; what it writes is one transaction (so that a caller outside
-    a transaction holds SQLite's write lock only when there is something to write)."""
+    a transaction holds SQLite's write lock only when there is something to write).
+
+    ``ongoing``: a caller checking many reports in time order may pass the
+    warnings that could still be ongoing for all of them (read once); they are
+    kept up to date here, and a warning raised is added to them."""
     category = report.category
     if category is None or not category.cluster_reports or report.lon is None or report.lat is None:
         return None
     at = report.received_at
     window = timedelta(minutes=category.cluster_window_minutes)
     radius = category.cluster_radius_m
-    ongoing = [
-        w for w in ClusterWarning.objects.filter(category=category, last_report_at__gte=at - window)
-        if distance_m(report.lon, report.lat, w.lon, w.lat) <= radius
-    ]
-    if ongoing:
-        warning = ongoing[0]
+    candidates = (ClusterWarning.objects.filter(category=category, last_report_at__gte=at - window) if ongoing is None
+                  else [w for w in ongoing if w.category_id == category.pk and w.last_report_at >= at - window])
+    near_warnings = [w for w in candidates if distance_m(report.lon, report.lat, w.lon, w.lat) <= radius]
+    if near_warnings:
+        warning = near_warnings[0]
         with transaction.atomic():
             warning.reports.add(report)
-            ClusterWarning.objects.filter(pk=warning.pk).update(report_count=warning.reports.count(), last_report_at=at)
+            warning.report_count, warning.last_report_at = warning.reports.count(), max(at, warning.last_report_at)
+            ClusterWarning.objects.filter(pk=warning.pk).update(report_count=warning.report_count, last_report_at=at)
         return warning
     min_lon, min_lat, max_lon, max_lat = box(report.lon, report.lat, radius)
     near = [
@@ -51,7 +55,10 @@ def check_cluster(report: Report, *, open_case) -> ClusterWarning | None:
     lon = sum(r.lon for r in near) / len(near)
     lat = sum(r.lat for r in near) / len(near)
     with transaction.atomic():
-        return _raise(report, category, near, lon, lat, at, radius, open_case)
+        warning = _raise(report, category, near, lon, lat, at, radius, open_case)
+    if ongoing is not None:
+        ongoing.append(warning)
+    return warning
 
 
 def _raise(report, category, near, lon, lat, at, radius, open_case) -> ClusterWarning:

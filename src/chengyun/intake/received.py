@@ -30,6 +30,7 @@ import json
 import logging
 import threading
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -51,7 +52,7 @@ from .bulk import (
     micros,
     report_digest,
 )
-from .models import DuplicateOutcome, Report
+from .models import ClusterWarning, DuplicateOutcome, Report
 from .services import SYSTEM_ACTOR
 
 log = logging.getLogger(__name__)
@@ -168,17 +169,15 @@ class ReceivedPipeline(BulkImporter):
         index = self.index
         index.forget_before(b.t[0] - index.max_window)
         since = index.loaded[0] if index.loaded else 0
-        new = [r for r in Case.objects.filter(pk__gt=self._case_mark).values_list(
-            "id", "number", "lon", "lat", "created_at", "category_id", "title", "description", "status")
-            if r[0] not in self._own]
+        case_top, entry_top = self._marks()  # first: what is created while we read is read next time
+        new = (Case.objects.filter(pk__gt=self._case_mark, pk__lte=case_top).exclude(pk__in=self._own)
+               .values_list("id", "number", "lon", "lat", "created_at", "category_id", "title", "description",
+                            "status"))
         index.add_rows(r for r in new if r[4] is not None and micros(r[4]) >= since)
-        left = TimelineEntry.objects.filter(pk__gt=self._entry_mark).exclude(to_status="").values_list(
-            "id", "case_id", "to_status")
-        for pk, case_id, status in left:
-            self._entry_mark = max(self._entry_mark, pk)
-            if status not in OPEN_STATUSES:
-                index.gone.add(case_id)
-        self._case_mark = max([self._case_mark, *(r[0] for r in new)])
+        left = (TimelineEntry.objects.filter(pk__gt=self._entry_mark, pk__lte=entry_top).exclude(to_status="")
+                .exclude(to_status__in=OPEN_STATUSES).values_list("case_id", flat=True))
+        index.gone.update(left)
+        self._case_mark, self._entry_mark = case_top, entry_top
         self._own.clear()
 
     # ---------------------------------------------------------------- writing
@@ -288,9 +287,16 @@ class ReceivedPipeline(BulkImporter):
                if r.lon is not None and b.decided[i] >= 0 and self.cats[b.decided[i]].cluster_reports]
         if not ids:
             return
-        reports = Report.objects.select_related("category", "area").filter(pk__in=ids).order_by("received_at", "pk")
+        reports = list(Report.objects.select_related("category", "area").filter(pk__in=ids)
+                       .order_by("received_at", "pk"))
+        if not reports:
+            return
+        longest = max(r.category.cluster_window_minutes for r in reports)
+        ongoing = list(ClusterWarning.objects.filter(  # read once for the batch, not once a report
+            category_id__in={r.category_id for r in reports},
+            last_report_at__gte=reports[0].received_at - timedelta(minutes=longest)))
         for report in reports:
-            cluster.check_cluster(report, open_case=_open_cluster_case)
+            cluster.check_cluster(report, open_case=_open_cluster_case, ongoing=ongoing)
 
 
 def _ranges(ids: list[int]) -> list[list[int]]:
