@@ -168,6 +168,17 @@ def _parts_for(case: Case, by, department: Department | None) -> CaseAssignment:
 # --------------------------------------------------------------------------- intake
 
 
+def check_point(lon: float | None, lat: float | None) -> None:
+    """Both coordinates or neither, each in its range; errors name the field."""
+    if (lon is None) != (lat is None):
+        raise CaseInvalid(_("Give both longitude and latitude, or neither."), field="lon" if lon is None else "lat")
+    if lon is not None:
+        if not (-180 <= lon <= 180):
+            raise CaseInvalid(_("Longitude must be between -180 and 180."), field="lon")
+        if not (-90 <= lat <= 90):
+            raise CaseInvalid(_("Latitude must be between -90 and 90."), field="lat")
+
+
 @transaction.atomic
 def create_case(
     *,
@@ -193,13 +204,8 @@ def create_case(
         raise CaseInvalid(_("Unknown channel “%(channel)s”.") % {"channel": channel}, field="channel")
     if priority is not None and priority not in Priority.values:
         raise CaseInvalid(_("Unknown priority “%(priority)s”.") % {"priority": priority}, field="priority")
-    if (lon is None) != (lat is None):
-        raise CaseInvalid(_("Give both longitude and latitude, or neither."), field="lon" if lon is None else "lat")
+    check_point(lon, lat)
     if lon is not None:
-        if not (-180 <= lon <= 180):
-            raise CaseInvalid(_("Longitude must be between -180 and 180."), field="lon")
-        if not (-90 <= lat <= 90):
-            raise CaseInvalid(_("Latitude must be between -90 and 90."), field="lat")
         if area is None:  # the intake pipeline has located it already
             chain = locate(lon, lat)
             area = Area.objects.get(pk=chain[-1].id) if chain else None

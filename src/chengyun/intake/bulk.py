@@ -86,7 +86,7 @@ from .classifier import active_model
 from .dedup import SIBLING_FACTOR, WEIGHTS
 from .geo import EARTH_RADIUS_M, area_from_address
 from .models import DuplicateOutcome, DuplicateSuggestion, Report, ReporterContact, SuggestionStatus
-from .services import MAX_DESCRIPTION, SYSTEM_ACTOR
+from .services import MAX_DESCRIPTION, SYSTEM_ACTOR, next_ids
 from .textfeatures import CharNgramTfidf
 
 BATCH_SIZE = 20_000
@@ -705,19 +705,7 @@ class _Tables:
         return _EPOCH + value * _US
 
     def allocate(self, model, n: int) -> list[int]:
-        if n == 0:
-            return []
-        table = model._meta.db_table
-        with connection.cursor() as cur:
-            if self.vendor == "sqlite":
-                cur.execute(f'SELECT MAX(id) FROM "{table}"')
-                top = cur.fetchone()[0] or 0
-                cur.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
-                row = cur.fetchone()
-                start = max(top, row[0] if row else 0) + 1
-                return list(range(start, start + n))
-            cur.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n])
-            return [r[0] for r in cur.fetchall()]
+        return next_ids(model, n)
 
     def reserve(self, model, n: int) -> list[int]:
         """Like :meth:`allocate`, but the ids stay taken when this returns,
@@ -815,6 +803,7 @@ class _Batch:
         self.texts = [f"{r.title}\n{r.description}" for r in rows]
         self.seconds: dict[str, float] = {}
         self.X = self.P = None
+        self.explanations: dict[int, dict] = {}  # row -> classification explanation (live intake only)
         self.arrays: dict[str, np.ndarray] = {}  # pred, conf, given, decided, certain, check, area
 
     def keep(self, known: set[str]) -> int:

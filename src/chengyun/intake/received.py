@@ -237,7 +237,7 @@ class ReceivedPipeline(BulkImporter):
                            "terms": e.get("terms", [])}, ensure_ascii=False)
 
     def _explanation(self, b: _Batch, i: int) -> dict:
-        cache = b.__dict__.setdefault("explanations", {})
+        cache = b.explanations
         if i not in cache:
             if self.model is None or b.P is None or not b.texts[i].strip():
                 cache[i] = {"model": None}

@@ -193,20 +193,25 @@ def submit(inp: ReportInput, *, by=None) -> Submitted:
         raise
 
 
-def _new_id(model) -> int:
-    """The next id of ``model``'s table, chosen before the INSERT (a report's
-    tracking number holds its id, so it is written with the row: no second
-    statement and, on PostgreSQL, no wait on the unique index for a
-    placeholder number). SQLite: the transaction already holds the write lock
-    (``BEGIN IMMEDIATE``), so ``MAX(id) + 1`` cannot be taken by anyone else."""
+def next_ids(model, n: int = 1) -> list[int]:
+    """The next ``n`` ids of ``model``'s table, chosen before the INSERT (a
+    report's tracking number holds its id, so it is written with the row: no
+    second statement and, on PostgreSQL, no wait on the unique index for a
+    placeholder number). PostgreSQL: ``nextval`` of the table's sequence.
+    SQLite: past both ``MAX(id)`` and the AUTOINCREMENT counter; the caller's
+    transaction holds the write lock (``BEGIN IMMEDIATE``), so no one else can
+    take them before it commits."""
+    if n <= 0:
+        return []
     table = model._meta.db_table
     with connection.cursor() as cur:
         if connection.vendor == "postgresql":
-            cur.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [table])
-            return cur.fetchone()[0]
+            cur.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n])
+            return [r[0] for r in cur.fetchall()]
         cur.execute(f'SELECT MAX(COALESCE((SELECT MAX(id) FROM "{table}"), 0), '
                     "COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0)) + 1", [table])
-        return cur.fetchone()[0]
+        start = cur.fetchone()[0]
+    return list(range(start, start + n))
 
 
 _INSERT_SQL: dict = {}
@@ -266,9 +271,9 @@ def receive(inp: ReportInput, *, by=None) -> Submitted:
         with transaction.atomic():
             contact = None
             if any(clean["contact"].values()):
-                contact = ReporterContact(pk=_new_id(ReporterContact), created_at=at, **clean["contact"])
+                contact = ReporterContact(pk=next_ids(ReporterContact)[0], created_at=at, **clean["contact"])
                 _insert(contact)
-            pk = _new_id(Report)
+            pk = next_ids(Report)[0]
             report = Report(
                 pk=pk, number=tracking_number(at, pk), channel=inp.channel, source=inp.source,
                 idempotency_key=inp.idempotency_key or "", external_id=inp.external_id or "",

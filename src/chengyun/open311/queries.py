@@ -138,13 +138,14 @@ def _notes(case: Case | None, own: Case | None) -> str | None:
     return str(label)
 
 
-def RECEIVED_NOTICE() -> str:  # noqa: N802 - reads as the constant it is, translated when called
+def received_notice() -> str:
+    """What a request waiting for the intake pipeline says (in the request's language)."""
     return _("Received. It is being classified and sent to the responsible department; check back shortly.")
 
 
 def _notice(report: Report, case: Case | None) -> str | None:
     if case is None:
-        return RECEIVED_NOTICE() if report.duplicate == DuplicateOutcome.PENDING else None
+        return received_notice() if report.duplicate == DuplicateOutcome.PENDING else None
     if case.status in CLOSED_STATUSES:
         return None
     parts = []

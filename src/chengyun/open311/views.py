@@ -389,7 +389,7 @@ def _create(request, fmt, params):
         field = CONTACT_FIELD.get(e.field or "", e.field or "request")
         raise Open311Error(400, _("%(field)s: %(message)s") % {"field": field, "message": e.message}) from None
     if result.report.case_id is None:  # waiting for the pipeline: answer from what is in hand
-        data = [{"service_request_id": result.report.number, "service_notice": queries.RECEIVED_NOTICE(),
+        data = [{"service_request_id": result.report.number, "service_notice": queries.received_notice(),
                  "account_id": None}]
     else:
         row = queries.request_rows(Report.objects.filter(pk=result.report.pk))[0]

@@ -29,6 +29,7 @@ from chengyun.areas.models import Area
 from chengyun.areas.services import locate
 from chengyun.audit.services import record
 from chengyun.cases.errors import CaseConflict, CaseError, CaseInvalid
+from chengyun.cases.services import check_point
 from chengyun.org import scope
 from chengyun.org.models import Department, Role
 from chengyun.taxonomy.models import Category
@@ -263,13 +264,8 @@ def clean_sensor(data: dict, *, instance: Sensor | None = None) -> dict:
     interval = _integer(raw["interval_s"], "interval_s", minimum=1, maximum=MAX_INTERVAL_S)
     out["interval_s"] = interval if interval is not None else 300
     lon, lat = _number(raw["lon"], "lon"), _number(raw["lat"], "lat")
-    if (lon is None) != (lat is None):
-        raise CaseInvalid(_("Give both longitude and latitude, or neither."), field="lon" if lon is None else "lat")
+    check_point(lon, lat)
     if lon is not None:
-        if not (-180 <= lon <= 180):
-            raise CaseInvalid(_("Longitude must be between -180 and 180."), field="lon")
-        if not (-90 <= lat <= 90):
-            raise CaseInvalid(_("Latitude must be between -90 and 90."), field="lat")
         area = locate_point(lon, lat)
     else:
         area = _area(raw["area"])
