@@ -45,8 +45,12 @@ def test_a_transaction_waits_for_the_lock_and_then_goes_ahead():
 
 
 def test_past_the_timeout_the_lock_error_is_raised():
-    conn = connections.create_connection("default")
-    conn.settings_dict["OPTIONS"] = {**conn.settings_dict["OPTIONS"], "timeout": 0.05}
+    # A connection of its own with a short timeout. Its settings are a copy:
+    # create_connection() hands every connection the same settings dict, and
+    # changing that one would shorten the timeout of every later connection
+    # in this process (it once made the 50-thread intake test fail).
+    settings = {**connection.settings_dict, "OPTIONS": {**connection.settings_dict["OPTIONS"], "timeout": 0.05}}
+    conn = type(connections["default"])(settings, alias="short-timeout")
     started = threading.Event()
     holder = threading.Thread(target=hold_write_lock, args=(0.3, started))
     holder.start()
@@ -59,3 +63,4 @@ def test_past_the_timeout_the_lock_error_is_raised():
     finally:
         holder.join()
         conn.close()
+    assert connection.settings_dict["OPTIONS"]["timeout"] == 30  # the shared settings are untouched
