@@ -56,5 +56,6 @@ api.add_router("/reports", "chengyun.intake.api.router")
 api.add_router("/classifier", "chengyun.intake.api.classifier_router")
 api.add_router("/taxonomy", "chengyun.taxonomy.api.router")
 api.add_router("/signs", "chengyun.signs.api.router")
+api.add_router("/readings", "chengyun.signs.api.readings_router")
 
 __all__ = ["api", "APIKeyHeader"]

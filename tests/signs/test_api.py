@@ -165,6 +165,22 @@ def test_posting_readings_needs_a_token_or_a_session(client, pressure):
     assert Reading.objects.count() == 0
 
 
+def test_the_short_address_api_v1_readings_is_the_same_endpoint(client, pressure, gateway):
+    t0 = hour_ago_ms()
+    body = {"readings": [{"sensor": "WP-0001", "ts": t0, "value": 0.31}, {"sensor": "NOPE-1", "ts": t0, "value": 1}]}
+    response = client.post("/api/v1/readings", data=json.dumps(body), content_type="application/json",
+                           headers={"Authorization": f"Bearer {gateway}"})
+    assert response.status_code == 200, response.content
+    res = response.json()
+    assert (res["stored"], res["refused"]) == (1, 1) and res["refusals"][0]["field"] == "sensor"
+    csv = f"sensor,ts,value\nWP-0001,{t0 + MINUTE_MS},0.32\n"
+    response = client.post("/api/v1/readings", data=csv, content_type="text/csv",
+                           headers={"Authorization": f"Bearer {gateway}"})
+    assert response.status_code == 200 and response.json()["stored"] == 1
+    assert client.post("/api/v1/readings", data=json.dumps(body), content_type="application/json").status_code == 401
+    assert Reading.objects.count() == 2
+
+
 # --------------------------------------------------------------------------- kinds and sensors
 
 
@@ -440,13 +456,13 @@ def test_acknowledging_a_warning_by_role_and_area(client, two_warnings, people):
 def test_the_openapi_schema_documents_the_signs_api(client):
     schema = client.get("/api/v1/openapi.json").json()
     paths = schema["paths"]
-    for path in ("/api/v1/signs/readings", "/api/v1/signs/sensors", "/api/v1/signs/sensors/{code}",
+    for path in ("/api/v1/readings", "/api/v1/signs/readings", "/api/v1/signs/sensors", "/api/v1/signs/sensors/{code}",
                  "/api/v1/signs/kinds", "/api/v1/signs/indicators", "/api/v1/signs/indicators/{code}",
                  "/api/v1/signs/indicators/{code}/series", "/api/v1/signs/warnings",
                  "/api/v1/signs/warnings/{warning_id}/acknowledge"):
         assert path in paths, path
         for op in paths[path].values():
             assert op["summary"] and op.get("description"), (path, op.get("operationId"))
-    readings = paths["/api/v1/signs/readings"]["post"]
-    assert set(readings["requestBody"]["content"]) == {"application/json", "text/csv"}
+    for path in ("/api/v1/readings", "/api/v1/signs/readings"):
+        assert set(paths[path]["post"]["requestBody"]["content"]) == {"application/json", "text/csv"}
     assert "6 hours" in paths["/api/v1/signs/indicators/{code}/series"]["get"]["description"]

@@ -551,8 +551,8 @@ def _csv_columns(body: bytes) -> tuple[Columns, dict[int, tuple[str, str]]]:
     return (codes, times, values), bad
 
 
-@router.post(
-    "/readings", response=IngestOut, summary="Post a batch of readings",
+READINGS_DOC = dict(
+    response=IngestOut, summary="Post a batch of readings",
     description=(
         "Take in up to 100,000 readings: a JSON body `{\"readings\": [{\"sensor\", \"ts\", \"value\"}, …]}` or a "
         "`text/csv` body whose first line is `sensor,ts,value`. `ts` is an RFC 3339 time (no zone = city "
@@ -567,6 +567,9 @@ def _csv_columns(body: bytes) -> tuple[Columns, dict[int, tuple[str, str]]]:
     ),
     openapi_extra={"requestBody": READINGS_BODY},
 )
+
+
+@router.post("/readings", **READINGS_DOC)
 def post_readings(request):
     try:
         body = request.body
@@ -585,6 +588,12 @@ def post_readings(request):
         if refusal.index in bad:
             refusal.reason, refusal.field = bad[refusal.index]
     return result.as_dict()
+
+
+# The same endpoint at the short address ``/api/v1/readings`` that gateways
+# are configured with (docs/sensors.md); ``/api/v1/signs/readings`` stays.
+readings_router = Router(tags=["vital signs"])
+readings_router.post("", operation_id="post_readings_batch", **READINGS_DOC)(post_readings)
 
 
 # --------------------------------------------------------------------------- kinds and sensors
