@@ -86,7 +86,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "chengyun.messages.LazyMessageMiddleware",  # the storage made on first use (see chengyun/messages.py)
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

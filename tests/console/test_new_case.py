@@ -28,6 +28,9 @@ def test_operator_registers_a_located_case(client, world):
     assert case.area.code.startswith("100101002") and case.category.code == "0101" and case.channel == "hotline"
     assert case.status == "new" and case.created_by == operator
     assert AuditRecord.objects.filter(action="case.create", object_id=str(case.pk)).count() == 1
+    # the confirmation travels to the case page (messages are stored only when used: chengyun/messages.py)
+    assert f"Case {case.number} registered." in client.get(response["Location"]).content.decode()
+    assert f"Case {case.number} registered." not in client.get(response["Location"]).content.decode()
 
 
 def test_bad_input_names_the_field_and_stores_nothing(client, world):
