@@ -216,6 +216,11 @@ INTAKE_PIPELINE_REFRESH_SECONDS = int(os.environ.get("CHENGYUN_INTAKE_PIPELINE_R
 
 # City vital signs (issue #4).
 SIGNS_MAX_FUTURE_SECONDS = int(os.environ.get("CHENGYUN_SIGNS_MAX_FUTURE_SECONDS", "300"))
+# Working and rest days for the anomaly baselines: "working" = the working
+# calendar (public holidays and 调休, as for deadlines); "week" = Monday to Friday.
+SIGNS_CALENDAR = os.environ.get("CHENGYUN_SIGNS_CALENDAR", "working")
+if SIGNS_CALENDAR not in ("working", "week"):
+    raise ValueError(f"CHENGYUN_SIGNS_CALENDAR must be 'working' or 'week', not {SIGNS_CALENDAR!r}")
 SIGNS_MAX_AGE_DAYS = int(os.environ.get("CHENGYUN_SIGNS_MAX_AGE_DAYS", "45"))
 SIGNS_RAW_DAYS = int(os.environ.get("CHENGYUN_SIGNS_RAW_DAYS", "60"))
 SIGNS_MINUTE_DAYS = int(os.environ.get("CHENGYUN_SIGNS_MINUTE_DAYS", "180"))

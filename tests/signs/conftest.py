@@ -7,15 +7,22 @@ import pytest
 from chengyun.areas.models import Area
 from chengyun.signs.ingest import forget_sensors
 from chengyun.signs.models import Indicator, Sensor, SensorKind
+from chengyun.signs.rules import forget_calendar
 
 from .. import factories as f
 
 
 @pytest.fixture(autouse=True)
-def _fresh_sensor_cache():
+def _fresh_sensor_cache(settings):
+    # Tests whose times are "now" judge days by the plain week, so that a
+    # public holiday in the weeks before the day they run changes nothing;
+    # the working calendar has tests of its own (test_holidays.py).
+    settings.SIGNS_CALENDAR = "week"
     forget_sensors()
+    forget_calendar()
     yield
     forget_sensors()
+    forget_calendar()
 
 
 def make_sensor(*, code: str, kind: SensorKind, at: str = "100101001", interval_s: int = 60, **kw) -> Sensor:

@@ -20,8 +20,12 @@ that one excursion makes one warning, not a storm.
   every per-minute value that fell into the same hour of the week over the
   last weeks (:func:`compute_baselines`), so the spread includes the sensor's
   own noise and is comparable with single readings. An hour of the week seen
-  in fewer than three weeks takes the same hour of all weekdays (or of all
-  weekend days) instead, so a young sensor keeps the weekly swing. An hour's MAD is trusted
+  in fewer than three weeks takes the same hour of all working days (or of
+  all rest days) instead, so a young sensor keeps the weekly swing. Working
+  and rest days follow the city's working calendar (public holidays and
+  adjusted working days, 调休: :mod:`chengyun.cases.calendar`): a holiday is
+  judged as a rest day at that hour and a worked Sunday as a working day, and
+  neither counts towards its weekday's own normal. An hour's MAD is trusted
   in proportion to how many values it rests on: it is pulled towards the
   indicator's pooled MAD over all hours (worth 16 values), so an hourly sensor
   with four values per hour of the week does not get a spread of almost 0 by
@@ -118,6 +122,10 @@ MIN_BASELINE_SAMPLES = 3
 SHRINK_SAMPLES = 16  # weight of the pooled spread in an hour's spread, in values
 WEEKLY_MIN_WEEKS = 3  # an hour of the week is its own baseline with values from this many weeks
 WEEKEND_FROM_HOUR = 5 * 24  # Saturday 00:00: the hours of the week from here on are weekend hours
+WORKING_DAY_SLOTS = 168  # baseline slots 168 + h: hour h of any working day; 192 + h: of any rest day
+REST_DAY_SLOTS = 192
+SLOTS = 216
+CALENDAR_SECONDS = 300.0  # the working calendar (its admin-edited days) is read again after this long
 FLATLINE_MIN_READINGS = 3  # a flat stretch is at least this many readings, however slow the sensor
 RANK = {None: 0, Level.WARNING: 1, Level.ALARM: 2}
 CHUNK = 2000  # ids per IN (...) query
@@ -143,6 +151,73 @@ def _week_hours(ms: np.ndarray, offset_ms: int | np.ndarray) -> np.ndarray:
     local_hours = (ms.astype(np.int64) + offset_ms) // HOUR_MS
     # 1970-01-01 was a Thursday: Monday-based day index = (days + 3) % 7
     return (((local_hours // 24) + 3) % 7) * 24 + local_hours % 24
+
+
+_calendar: dict = {"at": -1e9, "calendar": None, "days": {}}
+
+
+def _worked(days: np.ndarray) -> np.ndarray:
+    """For local day numbers (days since 1970-01-01, city time): whether each
+    is a working day in the city's working calendar (weekends, public
+    holidays, adjusted working days; ``SIGNS_CALENDAR = "week"``: Monday to
+    Friday). Looked up once per distinct day; the calendar is re-read every
+    few minutes, so a day changed in the admin takes effect without a restart."""
+    weekday = (days + 3) % 7 < 5  # 1970-01-01 was a Thursday
+    if getattr(settings, "SIGNS_CALENDAR", "working") == "week" or not len(days):
+        return weekday
+    from datetime import date, timedelta
+
+    from chengyun.cases.calendar import WorkingCalendar
+
+    t = time.monotonic()
+    if t - _calendar["at"] > CALENDAR_SECONDS:
+        _calendar.update(at=t, calendar=WorkingCalendar.from_db(), days={})
+    known, cal = _calendar["days"], _calendar["calendar"]
+    unique = np.unique(days)
+    for d in unique.tolist():
+        if d not in known:
+            known[d] = cal.is_working_day(date(1970, 1, 1) + timedelta(days=d))
+    return np.array([known[d] for d in unique.tolist()], bool)[np.searchsorted(unique, days)]
+
+
+def forget_calendar() -> None:
+    """Read the working calendar afresh at the next use (tests; admin changes
+    otherwise take effect within ``CALENDAR_SECONDS``)."""
+    _calendar["at"] = -1e9
+
+
+def baseline_slots(ms: np.ndarray, tz: ZoneInfo | None = None) -> np.ndarray:
+    """The baseline slot of each time: its hour of the week on an ordinary day;
+    on a holiday that falls on a weekday, that hour of a rest day
+    (``REST_DAY_SLOTS + hour``); on a weekend day that is worked (调休), that
+    hour of a working day (``WORKING_DAY_SLOTS + hour``)."""
+    tz = tz or ZoneInfo(settings.TIME_ZONE)
+    how = hour_of_week(ms, tz)
+    if not len(ms):
+        return how
+    return _day_slots(how, (ms.astype(np.int64) + _utc_offset_ms(int(ms[0]), tz)) // (24 * HOUR_MS))
+
+
+def _day_slots(how: np.ndarray, days: np.ndarray) -> np.ndarray:
+    worked = _worked(days)
+    special = worked != (how < WEEKEND_FROM_HOUR)
+    if not special.any():
+        return how
+    return np.where(special, np.where(worked, WORKING_DAY_SLOTS, REST_DAY_SLOTS) + how % 24, how)
+
+
+def _looked_up(baseline: tuple[np.ndarray, np.ndarray] | np.ndarray, slot: np.ndarray, how: np.ndarray, row=None):
+    """Median and MAD at each value's slot; a holiday or worked weekend day
+    whose kind of day the history lacks takes its hour of the week."""
+    med, mad = baseline
+    if row is not None:
+        med, mad = med[row, slot], mad[row, slot]
+        fallback = np.isnan(med)
+        if fallback.any():
+            med, mad = np.where(fallback, baseline[0][row, how], med), np.where(fallback, baseline[1][row, how], mad)
+        return med, mad
+    slot = np.where(np.isnan(med[slot]), how, slot)
+    return med[slot], mad[slot]
 
 
 def _rate_per_minute(dt_ms: np.ndarray, dv: np.ndarray) -> np.ndarray:
@@ -220,13 +295,13 @@ def band_cleared(ind: IndicatorRules, rule: str, v: float) -> bool:
 
 
 def _baseline_arrays(baseline) -> tuple[np.ndarray, np.ndarray] | None:
-    """{hour_of_week: (median, mad)} -> two arrays of 168 (NaN where unknown)."""
+    """{slot: (median, mad)} -> two arrays of ``SLOTS`` (NaN where unknown)."""
     if not baseline:
         return None
     if isinstance(baseline, tuple):
         return baseline
-    med = np.full(168, np.nan)
-    mad = np.full(168, np.nan)
+    med = np.full(SLOTS, np.nan)
+    mad = np.full(SLOTS, np.nan)
     for h, (m, d) in baseline.items():
         med[h], mad[h] = m, d
     return med, mad
@@ -367,8 +442,8 @@ class Evaluator:
     def _anomaly(self, ts, vs) -> None:
         ind = self.ind
         how = hour_of_week(ts)
-        med = self.baseline[0][how]
-        mad = self.baseline[1][how]
+        slot = baseline_slots(ts)
+        med, mad = _looked_up(self.baseline, slot, how)
         z = _anomaly_z(vs, med, mad, ind.source == Source.CASES)
         if Rule.ANOMALY not in self.open and z.max() <= ind.anomaly_score:
             return
@@ -391,6 +466,8 @@ class Evaluator:
                     "rule": "anomaly", "value": v, "z": round(zi, 3), "peak_z": round(zi, 3),
                     "hour_of_week": int(how[i]), "median": round(float(med[i]), 6), "mad": round(float(mad[i]), 6),
                     "threshold": ind.anomaly_score, "clear_below": ind.anomaly_clear,
+                    **({"day": "rest day" if slot[i] >= REST_DAY_SLOTS else "working day"}
+                       if slot[i] >= WORKING_DAY_SLOTS else {}),
                 })
 
 
@@ -482,7 +559,7 @@ def _baselines(indicator_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarr
             rows.setdefault(ind_id, []).append((how, m, d))
         for ind_id, slots in rows.items():
             arr = np.array(slots, np.float64)
-            med, mad = np.full(168, np.nan), np.full(168, np.nan)
+            med, mad = np.full(SLOTS, np.nan), np.full(SLOTS, np.nan)
             med[arr[:, 0].astype(int)], mad[arr[:, 0].astype(int)] = arr[:, 1], arr[:, 2]
             _baseline_cache[ind_id] = (stale[ind_id], med, mad)
             out[ind_id] = med, mad
@@ -639,10 +716,12 @@ def _anomalies_tripping(indicators: list[IndicatorRules], ts: np.ndarray, vs: np
     first, lengths = starts[at], ends[at] - starts[at]
     idx = np.concatenate([np.arange(a, b) for a, b in zip(first.tolist(), ends[at].tolist(), strict=True)])
     tz = ZoneInfo(settings.TIME_ZONE)
-    how = _week_hours(ts[idx], np.repeat([_utc_offset_ms(t, tz) for t in ts[first].tolist()], lengths))
+    offsets = np.repeat([_utc_offset_ms(t, tz) for t in ts[first].tolist()], lengths)
+    how = _week_hours(ts[idx], offsets)
+    slot = _day_slots(how, (ts[idx].astype(np.int64) + offsets) // (24 * HOUR_MS))
     row = np.repeat(np.arange(len(indicators)), lengths)
-    med = np.stack([baselines[i.pk][0] for i in indicators])[row, how]
-    mad = np.stack([baselines[i.pk][1] for i in indicators])[row, how]
+    med, mad = _looked_up((np.stack([baselines[i.pk][0] for i in indicators]),
+                           np.stack([baselines[i.pk][1] for i in indicators])), slot, how, row)
     counts = np.repeat([i.source == Source.CASES for i in indicators], lengths)
     z = _anomaly_z(vs[idx], med, mad, counts)
     peak = np.maximum.reduceat(z, np.concatenate(([0], np.cumsum(lengths)[:-1])))
@@ -867,12 +946,18 @@ def compute_baselines(indicators=None, *, weeks: int = 4, at: datetime | None = 
     An hour of the week is its own baseline once its values come from at
     least ``WEEKLY_MIN_WEEKS`` different weeks: a median of three outvotes one
     odd day. Before that (a young sensor, or a gap) it takes the same hour of
-    the day over all days of its kind — Monday to Friday, or Saturday and
-    Sunday — so the weekly swing is kept, and one odd day of history (a
-    public holiday that looked like a Sunday) does not become next week's
-    normal. Not the plain hour of the day, which would judge every weekend
-    hour against weekday values. Measured in docs/performance.md ("Detection
-    quality"). Returns the number of indicators given a baseline."""
+    the day over all days of its kind — working days or rest days — so the
+    weekly swing is kept. Not the plain hour of the day, which would judge
+    every weekend hour against weekday values. Measured in
+    docs/performance.md ("Detection quality").
+
+    Which days are worked comes from the city's working calendar: a public
+    holiday on a weekday and a worked weekend day (调休) are left out of
+    their weekday's hours and counted with their kind, and they get slots of
+    their own, ``WORKING_DAY_SLOTS + h`` and ``REST_DAY_SLOTS + h`` (the same
+    hour of all working / rest days), which the anomaly rule uses on such
+    days (:func:`baseline_slots`). Returns the number of indicators given a
+    baseline."""
     at = at or now()
     end = int(at.timestamp() * 1000) // HOUR_MS * HOUR_MS
     start = end - weeks * 7 * 24 * HOUR_MS
@@ -895,11 +980,14 @@ def compute_baselines(indicators=None, *, weeks: int = 4, at: datetime | None = 
         values = arr[:, 1] / arr[:, 2] if arr.shape[1] == 3 else arr[:, 1]
         how = hour_of_week(stamps, tz)
         local_days = (stamps + _utc_offset_ms(int(stamps[0]), tz)) // (24 * HOUR_MS)
+        worked = _worked(local_days)
+        ordinary = worked == (how < WEEKEND_FROM_HOUR)  # not a holiday on a weekday, not a worked weekend day
         week = (local_days + 3) // 7  # Monday-based week number (1970-01-01 was a Thursday)
-        seen_weeks = np.bincount(np.unique(how * (int(week.max()) + 1) + week) // (int(week.max()) + 1),
-                                 minlength=168)
-        weekly = _slots(how, values, 168)
-        by_day_kind = _slots(np.where(how >= WEEKEND_FROM_HOUR, 24, 0) + how % 24, values, 48)
+        seen_weeks = np.bincount(
+            np.unique(how[ordinary] * (int(week.max()) + 1) + week[ordinary]) // (int(week.max()) + 1),
+            minlength=168)
+        weekly = _slots(how[ordinary], values[ordinary], 168)
+        by_day_kind = _slots(np.where(worked, 0, 24) + how % 24, values, 48)  # 0-23 working, 24-47 rest days
         slots = []
         residuals: dict[tuple[str, int], np.ndarray] = {}
         for h in range(168):
@@ -915,6 +1003,8 @@ def compute_baselines(indicators=None, *, weeks: int = 4, at: datetime | None = 
             residuals[key] = dev
             slots.append((h, med, _spread(dev), len(dev)))
         pooled = _spread(np.concatenate(list(residuals.values())))
+        for k, (med, dev) in sorted(by_day_kind.items()):  # for holidays and worked weekend days
+            slots.append((WORKING_DAY_SLOTS + k, med, _spread(dev), len(dev)))
         objs = [Baseline(indicator=ind, hour_of_week=h, median=med, mad=_shrunk(mad, n, pooled), samples=n,
                          computed_at=at) for h, med, mad, n in slots]
         with transaction.atomic():
