@@ -23,6 +23,7 @@ from chengyun.signs.rules import (
     compute_baselines,
     forget_calendar,
 )
+from chengyun.signs.views import explain_warning
 
 from .conftest import make_indicator, make_sensor
 
@@ -79,6 +80,11 @@ def anomalies_on(calendar: str, settings, rng) -> dict[str, int]:
 def test_a_holiday_is_a_rest_day_and_a_worked_weekend_day_a_working_day(meter, settings):
     assert anomalies_on("working", settings, np.random.default_rng(1)) == {"2025-10-01": 0, "2025-10-11": 0}
     assert not Warning.objects.filter(rule="anomaly").exists()  # nor on the other days of the holiday week
+    # a real anomaly on the worked Saturday is still found, and explained as judged against working days
+    ingest([("HM-1", ms("2025-10-11T23:55"), 40.0)], now_ms=ms("2025-10-12"))
+    (w,) = Warning.objects.filter(rule="anomaly")
+    assert w.explanation["day"] == "working day" and w.explanation["median"] == pytest.approx(10, abs=0.2)
+    assert "usual at this hour of a working day" in explain_warning(w, "MPa")
     slots = {b.hour_of_week: b for b in Baseline.objects.filter(indicator=meter)}
     # Sunday 10:00 is its own hour of the week (three ordinary Sundays); the worked Sunday is not one of them
     sunday_10 = slots[6 * 24 + 10]

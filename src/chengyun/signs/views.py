@@ -163,8 +163,14 @@ def explain_warning(w: Warning, unit: str) -> str:
             "n": e.get("intervals", "—"),
         }
     elif w.rule == Rule.ANOMALY:
-        text = _("The value %(value)s where %(median)s is usual for this hour of the week "
-                 "(robust z %(z)s, peak %(peak)s; threshold %(threshold)s).") % {
+        day = e.get("day")
+        key = (_("The value %(value)s where %(median)s is usual at this hour of a rest day (a public holiday) "
+                 "(robust z %(z)s, peak %(peak)s; threshold %(threshold)s).") if day == "rest day" else
+               _("The value %(value)s where %(median)s is usual at this hour of a working day (a weekend day "
+                 "worked instead) (robust z %(z)s, peak %(peak)s; threshold %(threshold)s).") if day == "working day"
+               else _("The value %(value)s where %(median)s is usual for this hour of the week "
+                      "(robust z %(z)s, peak %(peak)s; threshold %(threshold)s)."))
+        text = key % {
             "value": _with_unit(e.get("value"), unit), "median": _with_unit(e.get("median"), unit),
             "z": num(e.get("z")), "peak": num(e.get("peak_z")), "threshold": num(e.get("threshold")),
         }
