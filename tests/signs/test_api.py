@@ -181,6 +181,29 @@ def test_the_short_address_api_v1_readings_is_the_same_endpoint(client, pressure
     assert Reading.objects.count() == 2
 
 
+def test_each_source_is_counted_by_hour_with_its_latest_refusal(client, pressure, gateway, people):
+    t0 = hour_ago_ms()
+    post_readings(client, gateway, {"readings": [{"sensor": "WP-0001", "ts": t0, "value": 0.3},
+                                                 {"sensor": "NOPE-1", "ts": t0, "value": 1}]})
+    post_readings(client, gateway, {"readings": [{"sensor": "WP-0001", "ts": t0, "value": 0.3},
+                                                 {"sensor": "WP-0001", "ts": t0 + MINUTE_MS, "value": "high"}]})
+    _token, other = create_token(people["inspector"], "handheld")
+    post_readings(client, other, {"readings": [{"sensor": "WP-0001", "ts": t0 + 2 * MINUTE_MS, "value": 0.31}]})
+
+    rows = call(client, people["admin"], "get", f"{API}/sources")
+    assert [(r["account"], r["batches"], r["received"], r["stored"], r["duplicates"], r["refused"]) for r in rows] == [
+        ("gateway", 2, 4, 1, 1, 2), ("inspector", 1, 1, 1, 0, 0)]  # sources with refusals first
+    assert rows[0]["source"].startswith("user:") and rows[0]["last_refusal"] == "The value is not a number."
+    assert rows[1]["last_refusal"] == ""
+    # anyone else sees their own account's only
+    assert [r["account"] for r in call(client, people["inspector"], "get", f"{API}/sources")] == ["inspector"]
+    assert call(client, people["admin"], "get", f"{API}/sources", hours=0, expect=400)["field"] == "hours"
+    client.force_login(people["root"])  # and in the admin, read-only
+    page = client.get("/admin/signs/sourcetally/")
+    assert page.status_code == 200 and "The value is not a number." in page.content.decode()
+    assert client.get("/admin/signs/sourcetally/add/").status_code == 403
+
+
 # --------------------------------------------------------------------------- kinds and sensors
 
 

@@ -1,7 +1,8 @@
 """The vital-signs registry in the admin: sensor kinds, sensors and
 indicators are edited here (sensors and indicators through
 :mod:`chengyun.signs.services`, so points are located and changes audited);
-warnings are read-only apart from the acknowledge action. Readings and
+warnings are read-only apart from the acknowledge action, and so are the
+readings counted by source and hour. Readings and
 rollups are not registered: they are huge tables, read through the API and
 the board."""
 
@@ -15,7 +16,7 @@ from chengyun.cases.errors import CaseError
 from chengyun.org import scope
 
 from . import services
-from .models import Indicator, Sensor, SensorKind, Source, Warning
+from .models import Indicator, Sensor, SensorKind, Source, SourceTally, Warning, from_ms
 from .rules import acknowledge
 
 
@@ -186,3 +187,14 @@ class WarningAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         self.message_user(request, gettext("%(done)s acknowledged, %(skipped)s skipped (acknowledged already or "
                                            "outside your area).") % {"done": done, "skipped": skipped},
                           messages.SUCCESS if done else messages.WARNING)
+
+
+@admin.register(SourceTally)
+class SourceTallyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["source", "hour", "batches", "received", "stored", "duplicates", "refused", "last_refusal"]
+    list_filter = ["source"]
+    search_fields = ["source", "last_refusal"]
+
+    @admin.display(description=_("hour"), ordering="hour_ms")
+    def hour(self, obj):
+        return from_ms(obj.hour_ms)

@@ -20,7 +20,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Max, Prefetch, Q, Sum
 from django.http import Http404
 from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema, Status
@@ -29,6 +29,7 @@ from pydantic import ConfigDict
 from chengyun.areas.models import Area
 from chengyun.cases.errors import CaseError, CaseForbidden, CaseInvalid
 from chengyun.clock import now
+from chengyun.org.models import User
 
 from . import queries, services
 from .ingest import ingest_columns, parse_ts
@@ -40,6 +41,7 @@ from .models import (
     Sensor,
     SensorKind,
     Source,
+    SourceTally,
     Warning,
     from_ms,
     to_ms,
@@ -80,6 +82,18 @@ class IngestOut(Schema):
     refusals: list[RefusalOut] = Field(description="The first 1,000 refused readings with their reasons.")
     warnings_opened: int
     warnings_closed: int
+
+
+class SourceOut(Schema):
+    source: str = Field(description="`user:{id}` for an API account, `mqtt:{client id}` for a subscriber.")
+    account: str | None = Field(description="The API account's username, for `user:{id}`.")
+    batches: int
+    received: int
+    stored: int
+    duplicates: int
+    refused: int
+    last_at: datetime
+    last_refusal: str = Field(description="The latest reason a reading of this source was refused, if any.")
 
 
 class KindOut(Schema):
@@ -594,6 +608,36 @@ def post_readings(request):
 # are configured with (docs/sensors.md); ``/api/v1/signs/readings`` stays.
 readings_router = Router(tags=["vital signs"])
 readings_router.post("", operation_id="post_readings_batch", **READINGS_DOC)(post_readings)
+
+
+@router.get(
+    "/sources", response=list[SourceOut], summary="Readings by source",
+    description="What each source sent over the last `hours` hours (default 24, at most 2,160), counted by "
+                "arrival: batches, readings received, stored, duplicates and refused, with the latest reason "
+                "for a refusal; the sources with refusals first. Registry administrators see every source; "
+                "anyone else sees only what their own account sent.",
+)
+def list_sources(request, hours: int = 24):
+    if not 1 <= hours <= 2160:
+        raise CaseInvalid(_("hours must be between 1 and 2,160."), field="hours")
+    since = (to_ms(now()) // HOUR_MS - hours + 1) * HOUR_MS
+    qs = SourceTally.objects.filter(hour_ms__gte=since)
+    if not services.is_registry_admin(request.user):
+        qs = qs.filter(source=f"user:{request.user.pk}")
+    latest = dict(qs.exclude(last_refusal="").order_by("last_ms").values_list("source", "last_refusal"))
+    rows = list(qs.values("source").order_by()
+                .annotate(b=Sum("batches"), r=Sum("received"), s=Sum("stored"), d=Sum("duplicates"),
+                          x=Sum("refused"), last=Max("last_ms")))
+
+    def account_id(source: str) -> int | None:
+        kind, _sep, pk = source.partition(":")
+        return int(pk) if kind == "user" and pk.isdigit() else None
+
+    names = dict(User.objects.filter(pk__in=[account_id(r["source"]) for r in rows]).values_list("pk", "username"))
+    out = [{"source": r["source"], "account": names.get(account_id(r["source"])),
+            "batches": r["b"], "received": r["r"], "stored": r["s"], "duplicates": r["d"], "refused": r["x"],
+            "last_at": from_ms(r["last"]), "last_refusal": latest.get(r["source"], "")} for r in rows]
+    return sorted(out, key=lambda o: (-o["refused"], -o["received"], o["source"]))
 
 
 # --------------------------------------------------------------------------- kinds and sensors

@@ -336,7 +336,32 @@ def ingest_columns(codes: list, times: list, values: list, *, source: str = "", 
     and values, reading i at index i of each (the HTTP API reads a body
     straight into columns)."""
     with _collector_paused():
-        return _ingest(codes, times, values, evaluate=evaluate, now_ms=now_ms)
+        result = _ingest(codes, times, values, evaluate=evaluate, now_ms=now_ms)
+    if source and result.received:
+        tally(source, result)
+    return result
+
+
+def tally(source: str, result: IngestResult, at_ms: int | None = None) -> None:
+    """Add a batch to its source's count for the hour (:class:`SourceTally`):
+    one statement, after the batch's own transaction (a batch retried after
+    a failure is counted again, its readings then as duplicates)."""
+    from .models import SourceTally
+
+    at_ms = at_ms if at_ms is not None else int(time.time() * 1000)
+    table = connection.ops.quote_name(SourceTally._meta.db_table)
+    reason = result.refused[-1].reason[:300] if result.refused else ""
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {table} (source, hour_ms, batches, received, stored, duplicates, refused, last_ms, "
+            "last_refusal) VALUES (%s, %s, 1, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (source, hour_ms) DO UPDATE SET batches = {t}.batches + 1, "
+            "received = {t}.received + excluded.received, stored = {t}.stored + excluded.stored, "
+            "duplicates = {t}.duplicates + excluded.duplicates, refused = {t}.refused + excluded.refused, "
+            "last_ms = excluded.last_ms, last_refusal = CASE WHEN excluded.last_refusal = '' "
+            "THEN {t}.last_refusal ELSE excluded.last_refusal END".replace("{t}", table),
+            [source[:120], at_ms // HOUR_MS * HOUR_MS, result.received, result.stored, result.duplicates,
+             len(result.refused), at_ms, reason])
 
 
 @contextmanager

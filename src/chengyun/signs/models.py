@@ -267,3 +267,30 @@ class Warning(models.Model):
     @property
     def ended_at(self) -> datetime | None:
         return from_ms(self.ended_ms) if self.ended_ms is not None else None
+
+
+class SourceTally(models.Model):
+    """What one source sent in one hour (by arrival): an API account
+    (``user:{id}``), the MQTT subscriber (``mqtt:{client id}``), the demo's
+    simulator. Readings refused are counted here with the latest reason, so
+    an operator sees which gateway sends what, and what is wrong with it,
+    for MQTT too, where no one reads an answer."""
+
+    source = models.CharField(_("source"), max_length=120)
+    hour_ms = models.BigIntegerField(_("hour"))
+    batches = models.PositiveBigIntegerField(_("batches"), default=0)
+    received = models.PositiveBigIntegerField(_("received"), default=0)
+    stored = models.PositiveBigIntegerField(_("stored"), default=0)
+    duplicates = models.PositiveBigIntegerField(_("duplicates"), default=0)
+    refused = models.PositiveBigIntegerField(_("refused"), default=0)
+    last_ms = models.BigIntegerField(_("last batch"))
+    last_refusal = models.CharField(_("latest reason for a refusal"), max_length=300, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "hour_ms"], name="source_tally_once")]
+        ordering = ["-hour_ms", "source"]
+        verbose_name = _("readings by source")
+        verbose_name_plural = _("readings by source")
+
+    def __str__(self) -> str:
+        return f"{self.source} @ {datetime.fromtimestamp(self.hour_ms / 1000, UTC):%Y-%m-%d %H:00}Z"
