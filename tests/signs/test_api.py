@@ -479,7 +479,7 @@ def test_acknowledging_a_warning_by_role_and_area(client, two_warnings, people):
 def test_the_openapi_schema_documents_the_signs_api(client):
     schema = client.get("/api/v1/openapi.json").json()
     paths = schema["paths"]
-    for path in ("/api/v1/readings", "/api/v1/signs/readings", "/api/v1/signs/sensors", "/api/v1/signs/sensors/{code}",
+    for path in ("/api/v1/readings", "/api/v1/signs/readings", "/api/v1/signs/sources", "/api/v1/signs/sensors", "/api/v1/signs/sensors/{code}",
                  "/api/v1/signs/kinds", "/api/v1/signs/indicators", "/api/v1/signs/indicators/{code}",
                  "/api/v1/signs/indicators/{code}/series", "/api/v1/signs/warnings",
                  "/api/v1/signs/warnings/{warning_id}/acknowledge"):
