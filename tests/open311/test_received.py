@@ -144,6 +144,19 @@ def test_received_reports_raise_cluster_warnings(client, api_key):
     assert ClusterWarning.objects.count() == 1 and warning.report_count == 5
 
 
+def test_a_burst_split_between_batches_raises_its_warning_from_reports_of_both(client, api_key):
+    numbers = [post(client, api_key, description=text)["service_request_id"]
+               for text in ("水管爆裂", "这里水管漏水", "自来水管破了", "水管漏水好久了")]
+    assert received.process_received(limit=2).rows == 2
+    assert not ClusterWarning.objects.exists()  # two of three
+    assert received.process_received(limit=2).rows == 2  # the third raises it, the fourth joins
+    warning = ClusterWarning.objects.get()
+    assert warning.report_count == 4 and set(warning.reports.values_list("number", flat=True)) == set(numbers)
+    first_three = Report.objects.filter(number__in=numbers[:3])
+    assert warning.started_at == min(r.received_at for r in first_three)
+    assert warning.area is not None and warning.case is not None
+
+
 def test_the_command_processes_what_is_waiting(client, api_key, capsys):
     post(client, api_key)
     call_command("process_intake", "--once")

@@ -30,7 +30,6 @@ import json
 import logging
 import threading
 import time
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -39,6 +38,7 @@ from django.utils.translation import gettext as _
 
 from chengyun.cases.models import Case, TimelineEntry
 from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
+from chengyun.taxonomy.models import Category
 
 from . import cluster
 from .bulk import (
@@ -52,7 +52,7 @@ from .bulk import (
     micros,
     report_digest,
 )
-from .models import ClusterWarning, DuplicateOutcome, Report
+from .models import DuplicateOutcome, Report
 from .services import SYSTEM_ACTOR
 
 log = logging.getLogger(__name__)
@@ -278,25 +278,30 @@ class ReceivedPipeline(BulkImporter):
 
     def _check_clusters(self, b: _Batch) -> None:
         """Cluster warnings: the same check as :func:`.services.submit` makes, per
-        new report in time order. On SQLite right after the batch's transaction,
-        so that the write lock is not held for the reading (each warning raised
-        or joined is a transaction of its own); on PostgreSQL in the batch's."""
+        new report in time order (:func:`.cluster.check_many`). On SQLite right
+        after the batch's transaction, so that the write lock is not held for the
+        reading (each warning raised or joined is a transaction of its own); on
+        PostgreSQL in the batch's. What the check needs of a report is in the
+        batch; its category's cluster rules are read afresh (an administrator
+        may have changed them since the pipeline was built)."""
         from .services import _open_cluster_case
 
-        ids = [r.report_id for i, r in enumerate(b.rows)
-               if r.lon is not None and b.decided[i] >= 0 and self.cats[b.decided[i]].cluster_reports]
-        if not ids:
+        todo = [i for i, r in enumerate(b.rows)
+                if r.lon is not None and b.decided[i] >= 0 and self.cats[b.decided[i]].cluster_reports]
+        if not todo:
             return
-        reports = list(Report.objects.select_related("category", "area").filter(pk__in=ids)
-                       .order_by("received_at", "pk"))
-        if not reports:
-            return
-        longest = max(r.category.cluster_window_minutes for r in reports)
-        ongoing = list(ClusterWarning.objects.filter(  # read once for the batch, not once a report
-            category_id__in={r.category_id for r in reports},
-            last_report_at__gte=reports[0].received_at - timedelta(minutes=longest)))
-        for report in reports:
-            cluster.check_cluster(report, open_case=_open_cluster_case, ongoing=ongoing)
+        cats = sorted({b.decided[i] for i in todo})
+        with connection.cursor() as cur:
+            cur.execute(f'SELECT id, cluster_reports, cluster_radius_m, cluster_window_minutes FROM '
+                        f'"{Category._meta.db_table}" WHERE id IN ({", ".join(["%s"] * len(cats))})', cats)
+            rules = {pk: rest for pk, *rest in cur.fetchall()}
+        arrivals = []
+        for i in todo:
+            r, cat = b.rows[i], b.decided[i]
+            if cat in rules:
+                arrivals.append(cluster.Arrival(r.report_id, cat, r.lon, r.lat, r.received_at,
+                                                b.area[i] if b.area[i] >= 0 else None, *rules[cat]))
+        cluster.check_many(arrivals, open_case=_open_cluster_case)
 
 
 def _ranges(ids: list[int]) -> list[list[int]]:
