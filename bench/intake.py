@@ -5,7 +5,7 @@
     :mod:`chengyun.intake.bulk` (classify, locate, duplicate check, route,
     persist), against a plain bulk insert of the same rows into a table shaped
     like ``intake_report`` in the same database in the same run.
-(b) http: the production server (``chengyun serve``, gunicorn) on a loopback
+(b) http: the production server (``chengyun serve``, granian) on a loopback
     port under ``wrk`` for a sustained run: POST Open311 requests
     (``/open311/v2/requests.json``; the JSON API ``/api/v1/reports/`` if
     Open311 is missing), requests/s, latency percentiles, errors, and every
@@ -566,7 +566,7 @@ def bench_http(args, log, label: str = "(b) http") -> dict:
 
     per_request = queries_per_request(open311, bodies[0], token)
     endpoint = "Open311 POST " + path if open311 else "JSON API POST " + path + " (bearer token)"
-    log(f"\n{label}: {endpoint}, {args.workers} gunicorn workers x {args.server_threads} threads, wrk {args.threads} threads "
+    log(f"\n{label}: {endpoint}, chengyun serve (granian, {args.workers} workers x {args.server_threads} threads), wrk {args.threads} threads "
         f"x {args.connections} connections, {args.seconds} s")
     log(f"  one request in-process: status {per_request['status']}, {per_request['queries']} SQL queries, "
         f"{per_request['audit_records']} audit records appended")
@@ -691,12 +691,12 @@ def main():
     ap.add_argument("--batch", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--seconds", type=int, default=30, help="length of the HTTP run (0: skip)")
-    ap.add_argument("--workers", type=int, default=3, help="gunicorn workers (2 threads each)")
+    ap.add_argument("--workers", type=int, default=2, help="server worker processes (chengyun serve --workers)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--connections", type=int, default=16, help="wrk connections")
     ap.add_argument("--bodies", type=int, default=5000, help="distinct request bodies")
     ap.add_argument("--http-again", action="store_true", help="run the HTTP part again after the bulk import")
-    ap.add_argument("--server-threads", type=int, default=2, help="threads per gunicorn worker")
+    ap.add_argument("--server-threads", type=int, default=2, help="Python threads per server worker (chengyun serve --threads)")
     ap.add_argument("--no-worker", action="store_true", help="do not run the intake pipeline beside the server")
     ap.add_argument("--profile", action="store_true", help="sample the server with py-spy (/tmp/prof/bin or /tmp/prof-venv/bin)")
     ap.add_argument("--data-dir", help="use this data directory instead of a temporary one")

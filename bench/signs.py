@@ -19,7 +19,7 @@ turn, each every 10 s or 60 s), and writes the same rows
 2. ingest: through :func:`chengyun.signs.ingest.ingest` in this process, in
            batches of 10,000 and 50,000 with the rules evaluated, and once
            without the rules;
-3. http:   through the production server (``chengyun serve``: gunicorn, 2
+3. http:   through the production server (``chengyun serve``: granian, 2
            workers x 2 threads) as JSON and as CSV bodies of ``--http-batch``
            readings posted by ``--clients`` client threads (bodies serialised
            beforehand), checking that the database holds exactly what the
@@ -577,12 +577,12 @@ def summarize_profile(path: Path, top: int = 10) -> list[str]:
 # --------------------------------------------------------------------------- 3. HTTP
 
 
-def start_server(workers: int, work: Path):
+def start_server(workers: int, threads: int, work: Path):
     port = free_port()
     log_file = (work / "server.log").open("w")
     proc = subprocess.Popen(
         [str(BIN / "chengyun"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-         "--no-collectstatic"],
+         "--threads", str(threads), "--no-collectstatic"],
         stdout=log_file, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True)
     log_file.close()
     return proc, port
@@ -660,7 +660,7 @@ def bench_http(net: Network, args, size: int, raws: dict, log) -> dict:
 
     user = User.objects.get_or_create(username="bench-signs")[0]
     _token, token = create_token(user, "bench", by=user)
-    log(f"3. HTTP POST /api/v1/signs/readings: chengyun serve (gunicorn, {args.workers} workers x 2 threads), "
+    log(f"3. HTTP POST /api/v1/signs/readings: chengyun serve (granian, {args.workers} workers x {args.server_threads} threads), "
         f"{args.clients} client threads, bodies of {size:,} readings")
     t = time.perf_counter()
     bodies = {
@@ -670,7 +670,7 @@ def bench_http(net: Network, args, size: int, raws: dict, log) -> dict:
     log(f"   bodies serialised in {time.perf_counter() - t:.1f} s (not counted): JSON "
         f"{sum(len(b) for _, b in bodies['json']) / 2**20:,.0f} MB, CSV {sum(len(b) for _, b in bodies['csv']) / 2**20:,.0f} MB")
     work = Path(tempfile.mkdtemp(prefix="chengyun-bench-http-"))
-    proc, port = start_server(args.workers, work)
+    proc, port = start_server(args.workers, args.server_threads, work)
     out = {"batch": size, "clients": args.clients, "workers": args.workers}
     try:
         wait_for_server(port, token, proc)
@@ -1251,7 +1251,8 @@ def main():
     ap.add_argument("--batches", default="10000,50000", help="in-process ingest batch sizes")
     ap.add_argument("--http-batch", default="50000", help="readings per HTTP body, one run per size (0: skip HTTP)")
     ap.add_argument("--clients", type=int, default=2, help="HTTP client threads")
-    ap.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    ap.add_argument("--workers", type=int, default=2, help="server worker processes (chengyun serve --workers)")
+    ap.add_argument("--server-threads", type=int, default=2, help="Python threads per server worker (chengyun serve --threads)")
     ap.add_argument("--messages", type=int, default=30_000, help="one-reading MQTT messages (0: skip MQTT)")
     ap.add_argument("--per-message", type=int, default=500, help="readings in one gateway message")
     ap.add_argument("--gateway-readings", type=int, default=0, help="readings sent as gateway batches (default: N)")
