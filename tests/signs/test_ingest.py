@@ -17,7 +17,10 @@ MIN = 60_000
 
 
 def now_ms() -> int:
-    return (int(time.time() * 1000) // MIN) * MIN - 60 * MIN
+    """The start of the hour before this one: the tests' few minutes of
+    readings then fall into one hour whenever they run (from a whole minute
+    an hour ago they crossed into the next hour when run at hh:57-59)."""
+    return (int(time.time() * 1000) // (60 * MIN)) * 60 * MIN - 60 * MIN
 
 
 def test_batch_stores_each_reading_once_and_refuses_bad_ones_with_a_reason(pressure):
