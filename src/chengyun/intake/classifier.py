@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import weakref
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +42,40 @@ class Prediction:
             "alternatives": [[c, round(p, 4)] for c, p in self.alternatives],
             "terms": [[t, round(w, 4)] for t, w in self.terms],
         }
+
+
+_texts_lock = threading.Lock()
+_texts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _term_texts(features: CharNgramTfidf) -> dict[int, str]:
+    """Feature index -> its n-gram as shown in explanations (stripped, a lone
+    space as "␣"), filled as explanations need them; one per feature set."""
+    entry = _texts.get(features)
+    if entry is None or entry[0] is not features.vocab:
+        with _texts_lock:
+            entry = _texts.get(features)
+            if entry is None or entry[0] is not features.vocab:
+                entry = _texts[features] = (features.vocab, {})
+    return entry[1]
+
+
+def _round4(values: np.ndarray) -> list[float]:
+    """``[round(float(v), 4) for v in values]``, with array operations.
+
+    For |v| <= 1000, v * 1e4 is off by less than 2e-9 from the exact product,
+    so unless its fraction is within 1e-6 of a half, rint() picks the same
+    integer k as the exact decimal rounding, and k / 1e4 (one correctly
+    rounded division) is the double nearest k/10^4: what round() returns.
+    The other values (near a half, large, not finite) go through round()."""
+    x = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        scaled = x * 1e4
+        out = (np.rint(scaled) / 1e4).tolist()
+        safe = (np.abs(scaled - np.floor(scaled) - 0.5) > 1e-6) & (np.abs(x) <= 1000.0)
+    for j in np.flatnonzero(~safe).tolist():
+        out[j] = round(float(x[j]), 4)
+    return out
 
 
 class TextClassifier:
@@ -98,17 +133,113 @@ class TextClassifier:
         p = P[i]
         order = np.argsort(-p)
         best = int(order[0])
+        code, conf, alternatives = self._ranked(p, order, n_alternatives)
+        return Prediction(code=code, confidence=conf, alternatives=alternatives,
+                          terms=self._row_terms(X, i, best, n_terms, _term_texts(self.features)))
+
+    def explain_rows(self, X, P: np.ndarray, n_terms: int = 6, n_alternatives: int = 3) -> list[Prediction]:
+        """:meth:`explain_row` for every row of the batch at once (equal results)."""
+        top_codes, probs, words, weights, ends = self._explain_batch(X, P, n_terms, n_alternatives)
+        probs, weights = probs.tolist(), weights.tolist()
+        terms = list(zip(words, weights, strict=True))
+        out, start = [], 0
+        for c, q, end in zip(top_codes, probs, ends, strict=True):
+            out.append(Prediction(code=c[0], confidence=q[0], alternatives=list(zip(c[1:], q[1:], strict=True)),
+                                  terms=terms[start:end]))
+            start = end
+        return out
+
+    def explanations(self, X, P: np.ndarray, version: int | None, n_terms: int = 6,
+                     n_alternatives: int = 3) -> list[dict]:
+        """``explain_row(X, P, i).explanation(version)`` for every row ``i``
+        (equal, down to the rounding), at a fraction of the cost."""
+        top_codes, probs, words, weights, ends = self._explain_batch(X, P, n_terms, n_alternatives)
+        m = probs.shape[1]
+        probs = _round4(probs.ravel())
+        terms = [[t, w] for t, w in zip(words, _round4(weights), strict=True)]
+        out, start = [], 0
+        for i, (c, end) in enumerate(zip(top_codes, ends, strict=True)):
+            q = probs[i * m: i * m + m]
+            out.append({
+                "model": version,
+                "category": c[0],
+                "confidence": q[0],
+                "alternatives": [[a, b] for a, b in zip(c[1:], q[1:], strict=True)],
+                "terms": terms[start:end],
+            })
+            start = end
+        return out
+
+    # The order of equal values from np.argsort is unspecified (it depends on
+    # the sorting code numpy picks for the CPU), and equal contributions are
+    # common (n-grams that always occur together get equal weights). So the
+    # batch form sorts each row's contributions with the very call explain_row
+    # makes, on an equal array; it only does the rest for the batch at once.
+
+    def _ranked(self, p: np.ndarray, order: np.ndarray, n_alternatives: int):
+        codes = self.codes
+        best = int(order[0])
+        return (codes[best], float(p[best]),
+                [(codes[int(j)], float(p[j])) for j in order[1: 1 + n_alternatives]])
+
+    def _row_terms(self, X, i: int, best: int, n_terms: int, texts: dict) -> list[tuple[str, float]]:
         start, end = X.indptr[i], X.indptr[i + 1]
         indices = X.indices[start:end]
         contrib = X.data[start:end] * self.coef[best, indices]
         top = np.argsort(-contrib)[:n_terms]
-        terms = [(self.features.feature_text(int(indices[j])).strip() or "␣", float(contrib[j]))
-                 for j in top if contrib[j] > 0]
-        return Prediction(
-            code=self.codes[best], confidence=float(p[best]),
-            alternatives=[(self.codes[int(j)], float(p[j])) for j in order[1: 1 + n_alternatives]],
-            terms=terms,
-        )
+        out = []
+        for j in top:
+            if contrib[j] > 0:
+                k = int(indices[j])
+                t = texts.get(k)
+                if t is None:
+                    t = texts[k] = self.features.feature_text(k).strip() or "␣"
+                out.append((t, float(contrib[j])))
+        return out
+
+    def _explain_batch(self, X, P: np.ndarray, n_terms: int, n_alternatives: int):
+        """Per row of the batch: the codes best first (best + alternatives),
+        their probabilities (an array), and the end of its terms in the lists
+        of term texts and weights (an array) of the whole batch."""
+        n = X.shape[0]
+        P = np.asarray(P)
+        if n == 0:
+            return [], np.zeros((0, 1), P.dtype), [], np.zeros(0, np.float32), []
+        codes = self.codes
+        # Categories, best first: one sort for the batch; a row with equal
+        # probabilities within (or at the edge of) the places shown is sorted
+        # on its own, as explain_row does.
+        m = min(P.shape[1], 1 + n_alternatives)
+        order = np.argsort(-P, axis=1)
+        ranked = np.take_along_axis(P, order[:, : m + 1], axis=1)
+        order = order[:, :m].copy()
+        if ranked.shape[1] > 1:
+            for i in np.flatnonzero((ranked[:, 1:] == ranked[:, :-1]).any(axis=1)).tolist():
+                order[i] = np.argsort(-P[i])[:m]
+        best = order[:, 0]
+        probs = np.take_along_axis(P, order, axis=1)
+        top_codes = [[codes[j] for j in row] for row in order.tolist()]
+
+        # Terms: every contribution of the batch in one product; per row the
+        # same sort as explain_row; the positive ones of the first n_terms.
+        indptr, indices = X.indptr, X.indices
+        lengths = np.diff(indptr)
+        contrib = X.data * self.coef[np.repeat(best, lengths), indices]
+        bounds = indptr.tolist()
+        chosen = [np.negative(contrib[bounds[i]: bounds[i + 1]]).argsort()[:n_terms] for i in range(n)]
+        taken = np.array([len(c) for c in chosen])
+        sel = np.concatenate(chosen) + np.repeat(indptr[:-1], taken)
+        positive = contrib[sel] > 0
+        sel = sel[positive]
+        ends = np.cumsum(np.bincount(np.repeat(np.arange(n), taken)[positive], minlength=n)).tolist()
+        texts = _term_texts(self.features)
+        words = []
+        for k in indices[sel].tolist():
+            t = texts.get(k)
+            if t is None:
+                t = texts[k] = self.features.feature_text(k).strip() or "␣"
+            words.append(t)
+        return top_codes, probs, words, contrib[sel], ends
 
     def similarity(self, a: str, b_texts: list[str]) -> list[float]:
         """Cosine similarity of ``a`` to each of ``b_texts`` in the same feature space."""

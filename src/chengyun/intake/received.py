@@ -237,12 +237,16 @@ class ReceivedPipeline(BulkImporter):
                            "terms": e.get("terms", [])}, ensure_ascii=False)
 
     def _explanation(self, b: _Batch, i: int) -> dict:
+        """Row ``i``'s explanation; the batch's are made together at the first
+        ask (every row's are stored): ``TextClassifier.explanations`` gives what
+        ``explain_row`` gives row by row, at about a third of the cost."""
         cache = b.explanations
-        if i not in cache:
-            if self.model is None or b.P is None or not b.texts[i].strip():
-                cache[i] = {"model": None}
+        if not cache:
+            if self.model is None or b.P is None:
+                cache.update((j, {"model": None}) for j in range(b.n))
             else:
-                cache[i] = self.model.explain_row(b.X, b.P, i).explanation(self.version)
+                for j, e in enumerate(self.model.explanations(b.X, b.P, self.version)):
+                    cache[j] = e if b.texts[j].strip() else {"model": None}
         return dict(cache[i])
 
     def _store_reports(self, b: _Batch, at: list, by: list[str], contact_of: dict[int, int]) -> list[str]:
