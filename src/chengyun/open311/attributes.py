@@ -114,3 +114,11 @@ def clean(definition: list[ServiceAttribute], given: dict[str, list[str]]) -> di
 
 def definition(category) -> list[ServiceAttribute]:
     return list(ServiceAttribute.objects.filter(category=category).order_by("order", "code"))
+
+
+def definitions() -> dict[int, list[ServiceAttribute]]:
+    """Every service's attributes (category id -> its :func:`definition`), in one query."""
+    out: dict[int, list[ServiceAttribute]] = {}
+    for a in ServiceAttribute.objects.order_by("category_id", "order", "code"):
+        out.setdefault(a.category_id, []).append(a)
+    return out
