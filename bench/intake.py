@@ -583,7 +583,8 @@ def bench_http(args, log, label: str = "(b) http") -> dict:
     # HTTP figures are taken while it processes what arrives, on the same two cores.
     worker_log = (work / "worker.log").open("w")
     worker = None if args.no_worker else subprocess.Popen(
-        [str(BIN / "chengyun"), "process-intake"], stdout=worker_log, stderr=subprocess.STDOUT,
+        [str(BIN / "chengyun"), "process-intake", *(["--batch", str(args.pipeline_batch)] if args.pipeline_batch else [])],
+        stdout=worker_log, stderr=subprocess.STDOUT,
         env={**os.environ, "CHENGYUN_LOG_LEVEL": "DEBUG" if args.keep else os.environ.get("CHENGYUN_LOG_LEVEL", "WARNING")},
         start_new_session=True)
     spy = None
@@ -698,6 +699,8 @@ def main():
     ap.add_argument("--http-again", action="store_true", help="run the HTTP part again after the bulk import")
     ap.add_argument("--server-threads", type=int, default=2, help="Python threads per server worker (chengyun serve --threads)")
     ap.add_argument("--no-worker", action="store_true", help="do not run the intake pipeline beside the server")
+    ap.add_argument("--pipeline-batch", type=int, default=0,
+                    help="reports per transaction of the pipeline (process-intake --batch; 0: its default)")
     ap.add_argument("--profile", action="store_true", help="sample the server with py-spy (/tmp/prof/bin or /tmp/prof-venv/bin)")
     ap.add_argument("--data-dir", help="use this data directory instead of a temporary one")
     ap.add_argument("--keep", action="store_true", help="keep the database and files")
