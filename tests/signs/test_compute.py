@@ -15,7 +15,7 @@ from chengyun.intake.services import ReportInput, submit
 from chengyun.signs import services
 from chengyun.signs.compute import compute_indicators
 from chengyun.signs.ingest import forget_sensors, ingest
-from chengyun.signs.models import Indicator, Reading, Warning, from_ms
+from chengyun.signs.models import Indicator, Reading, SourceTally, Warning, from_ms
 from chengyun.signs.tasks import next_daily, schedule_signs, signs_minute_task
 
 from .. import factories as f
@@ -107,6 +107,21 @@ def test_reports_per_hour_count_the_category_below_it_and_the_area_below_it(worl
     compute_indicators(from_ms(end + 1), max_buckets=3)
     # ends: end - 1 h (one report, 70 min before end), end - 30 min (two), end (three)
     assert series("WATER-101") == [(end - HOUR, 1.0), (end - 30 * MIN, 2.0), (end, 3.0)]
+
+
+def test_a_first_computation_starts_no_further_back_than_readings_are_taken(world, settings):
+    """A new indicator catches up at most ``SIGNS_MAX_AGE_DAYS`` (older values
+    would only be refused), and nothing of what it writes is refused."""
+    settings.SIGNS_MAX_AGE_DAYS = 2
+    services.create_indicator(code="WATER-101", source="cases", case_category="01", case_area="100101",
+                              name="供水诉求", name_en="Water reports", interval_s=3600)
+    forget_sensors()
+    end = bucket_end(HOUR)
+    res = compute_indicators(from_ms(end + 1), max_buckets=1440)
+    # the 48 hours ending at `end` (the hour ending 48 h before the computation is older than two days)
+    assert res["values"] == 48 and min(t for t, _v in series("WATER-101")) == end - 47 * HOUR
+    tally = SourceTally.objects.get(source="compute")
+    assert (tally.received, tally.refused) == (48, 0)  # none computed only to be refused
 
 
 # --------------------------------------------------------------------------- the jobs

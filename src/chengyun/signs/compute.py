@@ -36,6 +36,7 @@ from collections import defaultdict
 from datetime import datetime
 
 import numpy as np
+from django.conf import settings
 from django.db.models import Count, F, Max, Min, Sum
 
 from chengyun.clock import now
@@ -149,7 +150,8 @@ def compute_indicators(at: datetime | None = None, *, indicators=None, max_bucke
         sensor = ind.sensor
         sensor.refresh_from_db(fields=["last_ms"])
         interval_ms = max(1, sensor.interval_s) * 1000
-        ends = bucket_ends(interval_ms, upto, sensor.last_ms, max_buckets)
+        oldest = at_ms - settings.SIGNS_MAX_AGE_DAYS * 86_400_000  # older values would be refused by ingest
+        ends = [e for e in bucket_ends(interval_ms, upto, sensor.last_ms, max_buckets) if e >= oldest]
         if ind.source == Source.CASES:
             values = _case_counts(ind, ends)
         else:
