@@ -281,3 +281,17 @@ def add_routing_edge_cases(w, lights: Category) -> tuple[DepartmentKind, Categor
     lone = make_category(code="02", deadline_hours=24, deadline_kind="calendar")
     make_routing_rule(category=lone, lead_kind=w.kinds["water"], level=AreaLevel.objects.get(key="street"))
     return street_kind, lone
+
+
+def database_url() -> str:
+    """The test database as a ``DATABASE_URL``, for a ``chengyun`` command run
+    as a subprocess against it (the MQTT subscriber, the server)."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    d = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{d['NAME']}"
+    auth = quote(d.get("USER") or "") + (":" + quote(d["PASSWORD"]) if d.get("PASSWORD") else "")
+    return f"postgres://{auth}@{d.get('HOST') or '127.0.0.1'}:{d.get('PORT') or 5432}/{d['NAME']}"

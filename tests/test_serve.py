@@ -16,24 +16,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
 from chengyun.console.management.commands.serve import THREADS_DEFAULT
+
+from .factories import database_url
 
 pytest.importorskip("granian", reason="granian (chengyun serve's server) is not installed")
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def database_url() -> str:
-    d = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{d['NAME']}"
-    auth = quote(d.get("USER") or "") + (":" + quote(d["PASSWORD"]) if d.get("PASSWORD") else "")
-    return f"postgres://{auth}@{d.get('HOST') or '127.0.0.1'}:{d.get('PORT') or 5432}/{d['NAME']}"
 
 
 def free_port() -> int:

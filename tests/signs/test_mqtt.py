@@ -17,11 +17,10 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from urllib.parse import quote
 
 import paho.mqtt.client as mqtt
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -30,6 +29,7 @@ from chengyun.signs.ingest import ingest
 from chengyun.signs.models import Reading, Rollup, Sensor
 from chengyun.signs.mqtt import Subscriber, gateway_topic, reading_topic
 
+from ..factories import database_url
 from .conftest import make_sensor
 
 MOSQUITTO = shutil.which("mosquitto") or next(
@@ -463,14 +463,6 @@ def test_flush_by_hand_stores_and_acknowledges_what_is_pending(pressure, subscri
 
 
 # --------------------------------------------------------------------------- the command line
-
-
-def database_url() -> str:
-    d = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{d['NAME']}"
-    auth = quote(d.get("USER") or "") + (":" + quote(d["PASSWORD"]) if d.get("PASSWORD") else "")
-    return f"postgres://{auth}@{d.get('HOST') or '127.0.0.1'}:{d.get('PORT') or 5432}/{d['NAME']}"
 
 
 @pytest.mark.slow
