@@ -130,6 +130,19 @@ def test_board_shows_tiles_per_theme_with_their_state_in_words(client, staff, ci
     assert counts == ["4", "1", "1", "0"]
 
 
+def test_the_board_lists_readings_by_source_with_refusals_first(client, staff, city):
+    assert "Readings by source" not in page(client, staff["leader"], BOARD)  # nothing counted yet: no table
+    at = int(time.time() * 1000) // 60_000 * 60_000 - 60_000
+    ingest([("WP-0001", at, 0.31)], source="mqtt:gateway-7")
+    ingest([("NOPE-9", at, 1.0), ("WP-0001", at, 0.31)], source="simulator")
+    html = page(client, staff["leader"], BOARD)
+    table = html[html.index('id="sources-h"'):]
+    rows = re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', table, re.S)
+    assert [name for name, _cells in rows] == ["simulator", "mqtt:gateway-7"]
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[0][1], re.S)]
+    assert cells[:5] == ["2", "0", "1", "1", "Unknown sensor."]  # received, stored, duplicates, refused, why
+
+
 def test_the_map_data_has_every_located_sensor_with_its_state(client, staff, city):
     data = embedded_json(page(client, staff["dispatcher"], BOARD), "signs-map-data")
     by_code = {s["code"]: s for s in data["sensors"]}

@@ -20,7 +20,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
-from django.db.models import Count, Max, Prefetch, Q, Sum
+from django.db.models import Count, Prefetch, Q
 from django.http import Http404
 from django.utils.translation import gettext as _
 from ninja import Field, Query, Router, Schema, Status
@@ -29,7 +29,6 @@ from pydantic import ConfigDict
 from chengyun.areas.models import Area
 from chengyun.cases.errors import CaseError, CaseForbidden, CaseInvalid
 from chengyun.clock import now
-from chengyun.org.models import User
 
 from . import queries, services
 from .ingest import ingest_columns, parse_ts
@@ -41,7 +40,6 @@ from .models import (
     Sensor,
     SensorKind,
     Source,
-    SourceTally,
     Warning,
     from_ms,
     to_ms,
@@ -621,23 +619,8 @@ def list_sources(request, hours: int = 24):
     if not 1 <= hours <= 2160:
         raise CaseInvalid(_("hours must be between 1 and 2,160."), field="hours")
     since = (to_ms(now()) // HOUR_MS - hours + 1) * HOUR_MS
-    qs = SourceTally.objects.filter(hour_ms__gte=since)
-    if not services.is_registry_admin(request.user):
-        qs = qs.filter(source=f"user:{request.user.pk}")
-    latest = dict(qs.exclude(last_refusal="").order_by("last_ms").values_list("source", "last_refusal"))
-    rows = list(qs.values("source").order_by()
-                .annotate(b=Sum("batches"), r=Sum("received"), s=Sum("stored"), d=Sum("duplicates"),
-                          x=Sum("refused"), last=Max("last_ms")))
-
-    def account_id(source: str) -> int | None:
-        kind, _sep, pk = source.partition(":")
-        return int(pk) if kind == "user" and pk.isdigit() else None
-
-    names = dict(User.objects.filter(pk__in=[account_id(r["source"]) for r in rows]).values_list("pk", "username"))
-    out = [{"source": r["source"], "account": names.get(account_id(r["source"])),
-            "batches": r["b"], "received": r["r"], "stored": r["s"], "duplicates": r["d"], "refused": r["x"],
-            "last_at": from_ms(r["last"]), "last_refusal": latest.get(r["source"], "")} for r in rows]
-    return sorted(out, key=lambda o: (-o["refused"], -o["received"], o["source"]))
+    mine = None if services.is_registry_admin(request.user) else f"user:{request.user.pk}"
+    return queries.sources(since, only=mine)
 
 
 # --------------------------------------------------------------------------- kinds and sensors

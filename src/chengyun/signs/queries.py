@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import F, Q
+from django.db.models import F, Max, Q, Sum
 
 from chengyun.cases.workflow import OPEN_STATUSES
 from chengyun.intake.models import ClusterWarning
 
 from .ingest import MINUTE_ROLLUP_BELOW_S
-from .models import HOUR_MS, Reading, Rollup, Sensor, Status, Warning
+from .models import HOUR_MS, Reading, Rollup, Sensor, SourceTally, Status, Warning, from_ms
 
 RAW = "raw"
 MINUTE = "m"
@@ -168,3 +168,28 @@ def board_cluster_warnings(now, limit: int = 100):
             .filter(Q(case__status__in=OPEN_STATUSES) | Q(case__isnull=True, raised_at__gte=now - CLUSTER_SHOWN))
             .select_related("category", "case", "area")
             .order_by("-raised_at")[:limit])
+
+
+def sources(since_ms: int, *, only: str | None = None) -> list[dict]:
+    """What each source sent since ``since_ms`` (whole hours, by arrival),
+    summed from :class:`SourceTally`, the sources with refusals first; for
+    ``user:{id}`` sources the account's username. ``only``: that source alone."""
+    from chengyun.org.models import User
+
+    qs = SourceTally.objects.filter(hour_ms__gte=since_ms)
+    if only is not None:
+        qs = qs.filter(source=only)
+    latest = dict(qs.exclude(last_refusal="").order_by("last_ms").values_list("source", "last_refusal"))
+    rows = list(qs.values("source").order_by()
+                .annotate(b=Sum("batches"), r=Sum("received"), s=Sum("stored"), d=Sum("duplicates"),
+                          x=Sum("refused"), last=Max("last_ms")))
+
+    def account_id(source: str) -> int | None:
+        kind, _sep, pk = source.partition(":")
+        return int(pk) if kind == "user" and pk.isdigit() else None
+
+    names = dict(User.objects.filter(pk__in=[account_id(r["source"]) for r in rows]).values_list("pk", "username"))
+    out = [{"source": r["source"], "account": names.get(account_id(r["source"])),
+            "batches": r["b"], "received": r["r"], "stored": r["s"], "duplicates": r["d"], "refused": r["x"],
+            "last_at": from_ms(r["last"]), "last_refusal": latest.get(r["source"], "")} for r in rows]
+    return sorted(out, key=lambda o: (-o["refused"], -o["received"], o["source"]))

@@ -315,6 +315,7 @@ def board(request):
     }
     return render(request, "signs/board.html", {
         "now": now_dt, "counts": counts, "themes": _themes(now_ms), "warnings": items,
+        "sources": queries.sources((now_ms // HOUR_MS - 23) * HOUR_MS),
         "map_data": _map_data(now_ms, now_dt), "can_ack": can_acknowledge(request.user),
         "legend": [(s, Status(s).label, STATE_COLOURS[s]) for s in STATE_ORDER],
     })
