@@ -204,6 +204,7 @@ class Subscriber:
         self._cond = threading.Condition()
         self._flush_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._gone = threading.Event()  # disconnected on purpose (stop)
         self.ready = threading.Event()  # connected and subscribed
         self._worker: threading.Thread | None = None
         self._last_report = (time.monotonic(), 0)
@@ -250,7 +251,15 @@ class Subscriber:
             self._cond.notify_all()
         if self._worker is not None:
             self._worker.join(timeout)
+        # The acknowledgements are queued in paho; its loop_stop() does not wait
+        # for them to be written, so a busy machine could stop with some of them
+        # unsent (the broker then redelivers those readings: stored once, but
+        # sent twice). Wait until the queue is empty and the DISCONNECT is out.
+        deadline = time.monotonic() + 5.0
+        while self.client.want_write() and time.monotonic() < deadline:
+            time.sleep(0.005)
         self.client.disconnect()
+        self._gone.wait(5.0)
         self.client.loop_stop()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
@@ -276,6 +285,8 @@ class Subscriber:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.ready.clear()
+        if self._stopping.is_set():
+            self._gone.set()
         if not self._stopping.is_set():
             log.warning("disconnected from MQTT broker %s:%s (%s); reconnecting", self.address.host,
                         self.address.port, reason_code)
