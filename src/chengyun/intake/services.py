@@ -251,8 +251,9 @@ def _insert(model, values: dict) -> list:
         plan = _INSERT_SQL[(model, connection.vendor)] = (
             f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
             f"VALUES ({', '.join(['%s'] * len(fields))})",
-            [(f, f.attname, f.get_internal_type() in _CONVERTED) for f in fields])
-    sql, fields = plan
+            [(f, f.attname, f.get_internal_type() in _CONVERTED) for f in fields],
+            [f.attname for f in fields])
+    sql, fields, _names = plan
     row, params = [], []
     for f, attname, convert in fields:
         value = values.get(attname, _MISSING)
@@ -269,7 +270,7 @@ def _stored(model, row: list):
     """The model instance of a row just written by :func:`_insert`, as a read
     would give it (``from_db`` takes the values in field order: ~8 µs,
     where ``Model(**kwargs)`` takes ~40 µs)."""
-    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], row)
+    return model.from_db(connection.alias, _INSERT_SQL[(model, connection.vendor)][2], row)
 
 
 def tracking_number(at, pk: int) -> str:

@@ -349,17 +349,17 @@ def tally(source: str, result: IngestResult, at_ms: int | None = None) -> None:
     from .models import SourceTally
 
     at_ms = at_ms if at_ms is not None else int(time.time() * 1000)
-    table = connection.ops.quote_name(SourceTally._meta.db_table)
+    t = connection.ops.quote_name(SourceTally._meta.db_table)
     reason = result.refused[-1].reason[:300] if result.refused else ""
     with connection.cursor() as cur:
         cur.execute(
-            f"INSERT INTO {table} (source, hour_ms, batches, received, stored, duplicates, refused, last_ms, "
+            f"INSERT INTO {t} (source, hour_ms, batches, received, stored, duplicates, refused, last_ms, "
             "last_refusal) VALUES (%s, %s, 1, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (source, hour_ms) DO UPDATE SET batches = {t}.batches + 1, "
-            "received = {t}.received + excluded.received, stored = {t}.stored + excluded.stored, "
-            "duplicates = {t}.duplicates + excluded.duplicates, refused = {t}.refused + excluded.refused, "
+            f"ON CONFLICT (source, hour_ms) DO UPDATE SET batches = {t}.batches + 1, "
+            f"received = {t}.received + excluded.received, stored = {t}.stored + excluded.stored, "
+            f"duplicates = {t}.duplicates + excluded.duplicates, refused = {t}.refused + excluded.refused, "
             "last_ms = excluded.last_ms, last_refusal = CASE WHEN excluded.last_refusal = '' "
-            "THEN {t}.last_refusal ELSE excluded.last_refusal END".replace("{t}", table),
+            f"THEN {t}.last_refusal ELSE excluded.last_refusal END",
             [source[:120], at_ms // HOUR_MS * HOUR_MS, result.received, result.stored, result.duplicates,
              len(result.refused), at_ms, reason])
 

@@ -84,7 +84,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -165,8 +165,6 @@ def _worked(days: np.ndarray) -> np.ndarray:
     weekday = (days + 3) % 7 < 5  # 1970-01-01 was a Thursday
     if getattr(settings, "SIGNS_CALENDAR", "working") == "week" or not len(days):
         return weekday
-    from datetime import date, timedelta
-
     from chengyun.cases.calendar import WorkingCalendar
 
     t = time.monotonic()
@@ -206,18 +204,17 @@ def _day_slots(how: np.ndarray, days: np.ndarray) -> np.ndarray:
     return np.where(special, np.where(worked, WORKING_DAY_SLOTS, REST_DAY_SLOTS) + how % 24, how)
 
 
-def _looked_up(baseline: tuple[np.ndarray, np.ndarray] | np.ndarray, slot: np.ndarray, how: np.ndarray, row=None):
-    """Median and MAD at each value's slot; a holiday or worked weekend day
-    whose kind of day the history lacks takes its hour of the week."""
+def _looked_up(baseline: tuple[np.ndarray, np.ndarray], slot: np.ndarray, how: np.ndarray, row=None):
+    """Median and MAD at each value's slot (of one indicator's arrays, or of
+    row ``row`` of stacked ones); a holiday or worked weekend day whose kind of
+    day the history lacks takes its hour of the week."""
     med, mad = baseline
-    if row is not None:
-        med, mad = med[row, slot], mad[row, slot]
-        fallback = np.isnan(med)
-        if fallback.any():
-            med, mad = np.where(fallback, baseline[0][row, how], med), np.where(fallback, baseline[1][row, how], mad)
-        return med, mad
-    slot = np.where(np.isnan(med[slot]), how, slot)
-    return med[slot], mad[slot]
+    at, back = ((slot,), (how,)) if row is None else ((row, slot), (row, how))
+    m, d = med[at], mad[at]
+    fallback = np.isnan(m)
+    if fallback.any():
+        m, d = np.where(fallback, med[back], m), np.where(fallback, mad[back], d)
+    return m, d
 
 
 def _rate_per_minute(dt_ms: np.ndarray, dv: np.ndarray) -> np.ndarray:
