@@ -16,6 +16,7 @@ from chengyun.cases.models import Case, CaseStatus
 from chengyun.intake import received
 from chengyun.intake.models import ClusterWarning, DuplicateOutcome, Report
 from chengyun.intake.services import ReportInput, submit
+from chengyun.taxonomy.services import route
 
 from .. import factories as f
 from .conftest import BASE, body, leak_form
@@ -142,6 +143,31 @@ def test_received_reports_raise_cluster_warnings(client, api_key):
     received.process_received()  # a later batch finds it ongoing
     warning.refresh_from_db()
     assert ClusterWarning.objects.count() == 1 and warning.report_count == 5
+
+
+def test_the_workers_cluster_case_is_routed_as_route_decides_and_sees_rule_changes_on_refresh(client, api_key):
+    for text in ("水管爆裂", "这里水管漏水", "自来水管破了"):
+        post(client, api_key, description=text)
+    received.process_received()
+    case = ClusterWarning.objects.get().case
+    decision = route(case.category, case.area)  # from the database, no snapshot
+    assert decision.lead is not None and case.status == CaseStatus.DISPATCHED
+    assert {k: v for k, v in case.route_explanation.items() if k != "classification"} == {
+        **decision.explanation, "overridden": False}
+    assert set(case.assignments.values_list("department_id", flat=True)) == {
+        decision.lead.pk, *(d.pk for d in decision.assisting)}
+
+    # The worker keeps its routing tables until it rebuilds its pipeline: a
+    # department switched off meanwhile is seen after the rebuild.
+    decision.lead.active = False
+    decision.lead.save()
+    received._cached[0] = None  # what INTAKE_PIPELINE_REFRESH_SECONDS does
+    for text in ("水管爆裂", "这里水管漏水", "自来水管破了"):
+        post(client, api_key, description=text, at="100101002")
+    received.process_received()
+    later = ClusterWarning.objects.order_by("-pk").first().case
+    assert later.pk != case.pk
+    assert later.route_explanation.get("lead") != decision.lead.code
 
 
 def test_a_burst_split_between_batches_raises_its_warning_from_reports_of_both(client, api_key):

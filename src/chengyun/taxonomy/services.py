@@ -183,11 +183,13 @@ _snapshot: contextvars.ContextVar[RoutingTables | None] = contextvars.ContextVar
 
 
 @contextlib.contextmanager
-def routing_snapshot() -> Iterator[RoutingTables]:
+def routing_snapshot(tables: RoutingTables | None = None) -> Iterator[RoutingTables]:
     """Route from tables read once, for a batch of work during which routing
     rules, departments, categories and areas do not change (the caller's
-    promise: a change made inside is not seen until the block ends)."""
-    token = _snapshot.set(RoutingTables())
+    promise: a change made inside is not seen until the block ends).
+    ``tables``: ones the caller read earlier and keeps (the intake worker,
+    which rebuilds its routing state every ``INTAKE_PIPELINE_REFRESH_SECONDS``)."""
+    token = _snapshot.set(tables if tables is not None else RoutingTables())
     try:
         yield _snapshot.get()
     finally:
