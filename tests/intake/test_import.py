@@ -172,9 +172,9 @@ def test_resume_after_a_crash_continues_after_the_last_committed_batch(intake_wo
     real_write = bulk.BulkImporter._write
     calls = {"n": 0}
 
-    def crash_in_third_batch(self, b, result):
+    def crash_in_third_batch(self, b, result, writes=None):
         calls["n"] += 1
-        real_write(self, b, result)
+        real_write(self, b, result, writes)
         if calls["n"] == 3:
             raise RuntimeError("power cut")
 

@@ -849,6 +849,17 @@ class _Clock:
 
 
 @dataclass
+class _Writes:
+    """What a batch writes: ``(model, columns, rows)`` to insert, the reports'
+    rows (inserted or updated, see ``_put_reports``), the audit record."""
+
+    inserts: list[tuple]
+    reports: list
+    audit_object: int
+    audit: dict
+
+
+@dataclass
 class BatchResult:
     counts: Counts = field(default_factory=Counts)
     first: str = ""
@@ -1032,8 +1043,12 @@ class BulkImporter:
                     self._before_write(b)
                     if before_write is not None:
                         before_write()
+                    writes = None
+                    if not inside:  # live intake: the rows are built before the write lock is taken
+                        writes = self._build(b, result)
+                        clock("rows")
                     with nullcontext() if inside else transaction.atomic():
-                        self._write(b, result)
+                        self._write(b, result, writes)
                     clock("write")
             if b.n:
                 self._after_commit(b)
@@ -1174,20 +1189,36 @@ class BulkImporter:
                                           hours_micros(cat.response_hours), cat.deadline_kind != "calendar")
         return spec
 
-    def _write(self, b: _Batch, result: BatchResult) -> None:
+    def _write(self, b: _Batch, result: BatchResult, writes: _Writes | None = None) -> None:
+        """The batch's rows into the database, and its audit record. ``writes``:
+        the rows built beforehand (:meth:`_build`; live intake builds them before
+        taking the write lock), else they are built here."""
+        writes = writes if writes is not None else self._build(b, result)
+        tables = self.tables
+        for model, columns, rows in writes.inserts:
+            tables.insert(model, columns, rows)
+        self._put_reports(b, writes.reports)
+        record(self.audit_action, actor=self.by, object_type="intake.report", object_id=writes.audit_object,
+               data=writes.audit)
+        self._after_write(b)
+
+    def _build(self, b: _Batch, result: BatchResult) -> _Writes:
+        """Every row the batch writes, ids included (:meth:`_ids`), and its audit
+        record's data and digest: all of the writing that is not the database's."""
         rows, n, tables = b.rows, b.n, self.tables
         fmt = tables.dt
         at = [fmt(r.received_at) for r in rows]
         person, actor, generated = self.person_id, self.actor, self.generated
         decided, given, area, t = b.decided, b.given, b.area, b.t
         by = ["reporter" if given[i] else "classifier" if decided[i] >= 0 else "nobody" for i in range(n)]
+        inserts = []
 
         with_contact = [i for i, r in enumerate(rows) if r.name or r.phone or r.email]
-        contact_ids = tables.allocate(ReporterContact, len(with_contact))
+        contact_ids = self._ids(ReporterContact, len(with_contact))
         contact_of = dict(zip(with_contact, contact_ids, strict=True))
-        tables.insert(ReporterContact, CONTACT_COLUMNS, [
+        inserts.append((ReporterContact, CONTACT_COLUMNS, [
             (pk, rows[i].name, rows[i].phone, rows[i].email, "", "", at[i]) for pk, i in zip(contact_ids, with_contact,
-                                                                                             strict=True)])
+                                                                                             strict=True)]))
 
         now_us, share = micros(now()), settings.NEAR_DUE_SHARE
         case_rows, part_rows, timeline_rows = [], [], []
@@ -1230,25 +1261,24 @@ class BulkImporter:
                     payload["lead"] = self.planner.dept_code[lead]
                 data = timeline_data[(r.channel, r.source, lead)] = json.dumps(payload, ensure_ascii=False)
             timeline_rows.extend(self._case_entries(r, at[i], case_id, status, plan, data))
-        tables.insert(Case, CASE_COLUMNS, case_rows)
-        del case_rows
+        inserts.append((Case, CASE_COLUMNS, case_rows))
 
         report_ids, case_of, dup_of, dup_json = b.report_ids, b.case_of, b.dup_of, b.dup_json
-        number = self._store_reports(b, at, by, contact_of)
+        number, report_rows = self._report_rows(b, at, by, contact_of)
 
-        part_ids = tables.allocate(CaseAssignment, len(part_rows))
-        tables.insert(CaseAssignment, PART_COLUMNS, [(pk, *row) for pk, row in zip(part_ids, part_rows, strict=True)])
+        part_ids = self._ids(CaseAssignment, len(part_rows))
+        inserts.append((CaseAssignment, PART_COLUMNS, [(pk, *row) for pk, row in zip(part_ids, part_rows, strict=True)]))
         for case_id, i, score in b.attached:
             timeline_rows.append((at[i], actor, "report_attached", "", "", "", json.dumps(
                 {"report": number[i], "channel": rows[i].channel, "score": round(score, 4)}, ensure_ascii=False),
                 person, case_id))
-        timeline_ids = tables.allocate(TimelineEntry, len(timeline_rows))
-        tables.insert(TimelineEntry, TIMELINE_COLUMNS, [(pk, *row) for pk, row in zip(timeline_ids, timeline_rows,
-                                                                                        strict=True)])
-        suggestion_ids = tables.allocate(DuplicateSuggestion, len(b.suggestions))
-        tables.insert(DuplicateSuggestion, SUGGESTION_COLUMNS, [
+        timeline_ids = self._ids(TimelineEntry, len(timeline_rows))
+        inserts.append((TimelineEntry, TIMELINE_COLUMNS, [(pk, *row) for pk, row in zip(timeline_ids, timeline_rows,
+                                                                                           strict=True)]))
+        suggestion_ids = self._ids(DuplicateSuggestion, len(b.suggestions))
+        inserts.append((DuplicateSuggestion, SUGGESTION_COLUMNS, [
             (pk, score, dup_json[i], SuggestionStatus.PENDING, at[i], None, candidate, case_id, None, report_ids[i])
-            for pk, (i, case_id, candidate, score) in zip(suggestion_ids, b.suggestions, strict=True)])
+            for pk, (i, case_id, candidate, score) in zip(suggestion_ids, b.suggestions, strict=True)]))
 
         order = sorted(range(n), key=report_ids.__getitem__)
         first, last = order[0], order[-1]
@@ -1256,13 +1286,13 @@ class BulkImporter:
         result.digest = report_digest(
             (number[i], b.case_number[case_of[i]], rows[i].key, t[i], self.cat_code.get(decided[i]),
              rows[i].lon, rows[i].lat, dup_of[i], rows[i].title, rows[i].description) for i in order)
-        record(self.audit_action, actor=self.by, object_type="intake.report", object_id=report_ids[first], data={
+        audit = {
             "source": self.source, **result.counts.as_dict(), "first": result.first, "last": result.last,
             "first_id": report_ids[first], "last_id": report_ids[last],
             "digest": result.digest, "digest_format": DIGEST_FORMAT, "classifier_version": self.version,
             **self._audit_extra(b),
-        })
-        self._after_write(b)
+        }
+        return _Writes(inserts, report_rows, report_ids[first], audit)
 
     # ---------------------------------------------------------------- what live intake changes
 
@@ -1282,19 +1312,27 @@ class BulkImporter:
         """A new case's timeline: one ``create`` entry to its final status, noting the import."""
         return [(at, self.actor, "create", "", status, self.note, data, self.person_id, case_id)]
 
-    def _store_reports(self, b: _Batch, at: list, by: list[str], contact_of: dict[int, int]) -> list[str]:
-        """Insert the batch's reports; returns their tracking numbers."""
+    def _ids(self, model, n: int) -> list[int]:
+        """Ids for ``n`` new rows of ``model`` (an import: taken under the write
+        lock its transaction holds)."""
+        return self.tables.allocate(model, n)
+
+    def _report_rows(self, b: _Batch, at: list, by: list[str], contact_of: dict[int, int]) -> tuple[list[str], list]:
+        """The batch's reports as rows to insert, and their tracking numbers."""
         rows, t, report_ids, given, conf, pred, area, decided = (
             b.rows, b.t, b.report_ids, b.given, b.conf, b.pred, b.area, b.decided)
         number = [f"R{self._day(t[i])}{report_ids[i]:07d}" for i in range(b.n)]
-        self.tables.insert(Report, REPORT_COLUMNS, [(
+        return number, [(
             report_ids[i], number[i], r.channel, self.source, r.key, r.external_id, r.title, r.description, given[i],
             None if conf[i] != conf[i] else conf[i], self.version, self._classification_json(b, i, by[i]),
             r.lon, r.lat, r.address, "{}", "", b.dup_of[i], b.dup_json[i], at[i], self.generated,
             area[i] if area[i] >= 0 else None, b.case_of[i], decided[i] if decided[i] >= 0 else None, self.person_id,
             pred[i] if pred[i] >= 0 else None, contact_of.get(i),
-        ) for i, r in enumerate(rows)])
-        return number
+        ) for i, r in enumerate(rows)]
+
+    def _put_reports(self, b: _Batch, rows: list) -> None:
+        """Write the rows :meth:`_report_rows` built."""
+        self.tables.insert(Report, REPORT_COLUMNS, rows)
 
     def _audit_extra(self, b: _Batch) -> dict:
         return {}

@@ -50,6 +50,7 @@ from .bulk import (
     ImportRow,
     Raced,
     _Batch,
+    _Writes,
     micros,
     report_digest,
 )
@@ -139,9 +140,13 @@ class ReceivedPipeline(BulkImporter):
         for i in range(b.n):
             self._explanation(b, i)
 
-    def _write(self, b: _Batch, result: BatchResult) -> None:
+    def _write(self, b: _Batch, result: BatchResult, writes: _Writes | None = None) -> None:
         self._check_attached(b)
-        super()._write(b, result)
+        super()._write(b, result, writes)
+
+    def _ids(self, model, n: int) -> list[int]:
+        """Reserved before the write transaction (the rows are built before it)."""
+        return self.tables.reserve(model, n)
 
     def _check_attached(self, b: _Batch) -> None:
         """The cases reports are attached to must still be open (they were read
@@ -251,25 +256,27 @@ class ReceivedPipeline(BulkImporter):
                     cache[j] = e if b.texts[j].strip() else {"model": None}
         return dict(cache[i])
 
-    def _store_reports(self, b: _Batch, at: list, by: list[str], contact_of: dict[int, int]) -> list[str]:
-        """Fill in what the pipeline decided; only reports still pending are touched."""
-        rows, conf, pred, area, decided = b.rows, b.conf, b.pred, b.area, b.decided
-        table = Report._meta.db_table
-        params = [(
+    def _report_rows(self, b: _Batch, at: list, by: list[str], contact_of: dict[int, int]) -> tuple[list[str], list]:
+        """What the pipeline decided of each report (contacts, attributes and
+        media stay as received), as parameters of the UPDATE."""
+        conf, pred, area, decided = b.conf, b.pred, b.area, b.decided
+        return [r.number for r in b.rows], [(
             b.case_of[i], decided[i] if decided[i] >= 0 else None, pred[i] if pred[i] >= 0 else None,
             None if conf[i] != conf[i] else conf[i], self.version, self._classification_json(b, i, by[i]),
             area[i] if area[i] >= 0 else None, b.dup_of[i], b.dup_json[i], r.report_id, PENDING,
-        ) for i, r in enumerate(rows)]
+        ) for i, r in enumerate(b.rows)]
+
+    def _put_reports(self, b: _Batch, rows: list) -> None:
+        """Fill in the decisions; only reports still pending are touched."""
         with connection.cursor() as cur:
             cur.executemany(
-                f'UPDATE "{table}" SET case_id = %s, category_id = %s, suggested_category_id = %s, confidence = %s, '
-                "classifier_version = %s, classification = %s, area_id = %s, duplicate = %s, "
-                "duplicate_explanation = %s WHERE id = %s AND duplicate = %s", params)
+                f'UPDATE "{Report._meta.db_table}" SET case_id = %s, category_id = %s, suggested_category_id = %s, '
+                "confidence = %s, classifier_version = %s, classification = %s, area_id = %s, duplicate = %s, "
+                "duplicate_explanation = %s WHERE id = %s AND duplicate = %s", rows)
             changed = cur.rowcount
         if changed != b.n:  # another worker got there first: roll the batch back and read again
             raise Raced(f"{b.n - changed} of {b.n} reports were processed meanwhile")
         self._own.update(case_id for _i, case_id, *_rest in b.cases)
-        return [r.number for r in rows]
 
     def _audit_extra(self, b: _Batch) -> dict:
         return {"ranges": _ranges(b.report_ids), "digest_format": f"received-{DIGEST_FORMAT}"}
