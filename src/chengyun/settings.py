@@ -90,6 +90,15 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Partner systems' API (Open311: an API key, no cookies) is served with only
+# the middleware that applies to it; see chengyun/wsgi.py.
+MACHINE_API_PREFIXES = ["/open311/"]
+MACHINE_API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
 ROOT_URLCONF = "chengyun.urls"
 WSGI_APPLICATION = "chengyun.wsgi.application"
 

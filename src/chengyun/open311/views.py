@@ -48,6 +48,7 @@ from django.core.validators import URLValidator
 from django.http import QueryDict
 from django.urls import reverse
 from django.utils import translation
+from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
@@ -146,17 +147,25 @@ def endpoint(*methods: str):
         @csrf_exempt
         @functools.wraps(view)
         def run(request, fmt: str, **kwargs):
-            with translation.override(_language(request)):
-                if request.method not in methods:
-                    response = errors(fmt, 405, _("Method %(method)s is not allowed here.") % {"method": request.method})
-                    response["Allow"] = ", ".join(methods)
-                    return response
-                try:
-                    params = Params(request)
-                    _check_jurisdiction(params)
-                    return view(request, fmt, params, **kwargs)
-                except Open311Error as e:
-                    return errors(fmt, e.status, e.description)
+            language = _language(request)
+            with translation.override(language):
+                response = answer(request, fmt, **kwargs)
+            # The language is the caller's choice: said, and caches keep one answer per language.
+            response.headers["Content-Language"] = language
+            patch_vary_headers(response, ("Accept-Language",))
+            return response
+
+        def answer(request, fmt, **kwargs):
+            if request.method not in methods:
+                response = errors(fmt, 405, _("Method %(method)s is not allowed here.") % {"method": request.method})
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                params = Params(request)
+                _check_jurisdiction(params)
+                return view(request, fmt, params, **kwargs)
+            except Open311Error as e:
+                return errors(fmt, e.status, e.description)
 
         return run
 
