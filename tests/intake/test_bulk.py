@@ -113,3 +113,34 @@ def test_unreadable_times_are_refused(text):
 
 def test_the_raw_inserts_name_every_column(db):
     check_columns()  # raises when a model gains or loses a column
+
+
+def test_the_open_case_index_matches_by_window_whether_or_not_it_has_swept(intake_world):
+    """forget_before() sweeps old cases out only now and then (memory); best()
+    never matches a case older than its category's window either way."""
+    from chengyun.intake.bulk import OpenCaseIndex
+    from chengyun.intake.textfeatures import CharNgramTfidf
+
+    leak = intake_world.categories["0101"]
+    features = CharNgramTfidf(min_df=1).fit(["水管爆裂冒水", "路灯不亮", "井盖缺失"])
+    index = OpenCaseIndex(features, lat_ref=30.5)
+    window = index.window[leak.pk]
+    X = features.transform(["水管爆裂冒水"])
+    lon, lat = f.centre("100101001")
+    t0 = micros(datetime(2026, 1, 5, 8, tzinfo=UTC))
+    index.add([t0, lon, lat, 1, leak.pk, "C1", X, 0])
+
+    def match(t):
+        return index.best(leak.pk, lon, lat, t, X, 0, 0.0)[0]
+
+    assert match(t0 + window)[3] == 1  # at the edge of the window: still a candidate
+    index.forget_before(t0 + 1 - index.max_window)  # the first call sweeps
+    assert index.size == 1 and index.swept == t0 + 1 - index.max_window
+    index.forget_before(t0 + 1)  # a whole window after the last sweep: it sweeps
+    assert index.size == 0 and match(t0 + 1) is None
+
+    index.add([t0, lon, lat, 2, leak.pk, "C2", X, 0])
+    index.forget_before(t0 + 2)  # moments after the last sweep: kept in memory...
+    assert index.size == 1
+    assert match(t0 + window + 1) is None  # ...but out of its window all the same
+    assert match(t0 + window)[3] == 2

@@ -582,6 +582,7 @@ class OpenCaseIndex:
         self.loaded: tuple[int, int] | None = None
         self.size = 0
         self.gone: set[int] = set()  # cases that left the open statuses after they were loaded
+        self.swept: int | None = None  # the last forget_before() that swept the cells
 
     def add(self, entry: list) -> None:
         group = self.group[entry[4]]
@@ -590,7 +591,17 @@ class OpenCaseIndex:
         self.size += 1
 
     def forget_before(self, t: int) -> None:
-        """Drop cases opened before ``t``: no later report can match them."""
+        """Drop cases opened before ``t``: no later report can match them.
+
+        :meth:`best` passes over them anyway (by age), so this is for memory
+        alone: the index is swept once ``t`` has moved on by an eighth of the
+        longest window, not for every batch (the live pipeline's batches are
+        small, and sweeping every case for each was a tenth of its time)."""
+        if self.loaded is not None:
+            self.loaded = (max(self.loaded[0], t), self.loaded[1])
+        if self.swept is not None and t - self.swept < self.max_window // 8:
+            return
+        self.swept = t
         kept = {}
         size = 0
         for key, entries in self.cells.items():
@@ -599,8 +610,6 @@ class OpenCaseIndex:
                 kept[key] = left
                 size += len(left)
         self.cells, self.size = kept, size
-        if self.loaded is not None:
-            self.loaded = (max(self.loaded[0], t), self.loaded[1])
 
     def load(self, lo: int, hi: int) -> int:
         """Make sure the open cases created in [lo, hi] (µs) are in the index
