@@ -370,7 +370,8 @@ function setup(thread)
 end
 
 function init(args)
-  ok, bad, i = 0, 0, tid * 7919
+  -- each thread starts at its own share of the bodies: no body is sent twice until one has gone round
+  ok, bad, i = 0, 0, (tid - 1) * math.floor(#bodies / %(threads)s)
   ids = io.open("%(ids)s" .. tid, "w")
   errs = io.open("%(ids)s" .. tid .. ".errors", "w")
 end
@@ -427,8 +428,8 @@ def lua_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def request_bodies(n: int, open311: bool, api_key: str, seed: int) -> list[str]:
-    gen = Reports(n, seed=seed + 1, share_dup=0.0)
+def request_bodies(n: int, open311: bool, api_key: str, seed: int, dup_share: float = 0.0) -> list[str]:
+    gen = Reports(n, seed=seed + 1, share_dup=dup_share)
     rows = gen.batch(n)
     codes = {c.pk: c.code for c in gen.cats}
     bodies = []
@@ -555,13 +556,13 @@ def bench_http(args, log, label: str = "(b) http") -> dict:
     if not open311:
         source = f"user:{user.pk}"
     work = Path(tempfile.mkdtemp(prefix="chengyun-wrk-"))
-    bodies = request_bodies(args.bodies, open311, api_key, args.seed)
+    bodies = request_bodies(args.bodies, open311, api_key, args.seed, args.dup_share)
     (work / "bodies.lua").write_text("return {\n" + ",\n".join(lua_string(b) for b in bodies) + "\n}\n",
                                      encoding="utf-8")
     headers = ('{["Content-Type"] = "application/x-www-form-urlencoded"}' if open311 else
                '{["Content-Type"] = "application/json", ["Authorization"] = "Bearer ' + token + '"}')
     (work / "post.lua").write_text(WRK_SCRIPT % {
-        "bodies": work / "bodies.lua", "path": path, "headers": headers, "ids": work / "ids-",
+        "bodies": work / "bodies.lua", "path": path, "headers": headers, "ids": work / "ids-", "threads": args.threads,
         "id_field": "service_request_id" if open311 else "number"}, encoding="utf-8")
 
     per_request = queries_per_request(open311, bodies[0], token)
@@ -695,7 +696,11 @@ def main():
     ap.add_argument("--workers", type=int, default=2, help="server worker processes (chengyun serve --workers)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--connections", type=int, default=16, help="wrk connections")
-    ap.add_argument("--bodies", type=int, default=5000, help="distinct request bodies")
+    ap.add_argument("--bodies", type=int, default=5000,
+                    help="request bodies, sent in turn (fewer than the requests: each is sent several times, at the "
+                         "same place, so most become duplicates and many cluster warnings)")
+    ap.add_argument("--dup-share", type=float, default=0.0,
+                    help="share of the bodies that repeat a recent one a few metres away (the bulk run's data: 0.1)")
     ap.add_argument("--http-again", action="store_true", help="run the HTTP part again after the bulk import")
     ap.add_argument("--server-threads", type=int, default=2, help="Python threads per server worker (chengyun serve --threads)")
     ap.add_argument("--no-worker", action="store_true", help="do not run the intake pipeline beside the server")
