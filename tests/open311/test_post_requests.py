@@ -4,6 +4,7 @@ idempotency, and every kind of bad input (nothing stored)."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 
 import pytest
 
@@ -15,8 +16,9 @@ from .. import factories as f
 from .conftest import BASE, body, counts, leak_form
 
 
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
 @pytest.mark.parametrize("fmt", ["json", "xml"])
-def test_post_a_request(client, api_key, fmt):
+def test_post_a_request(client, api_key, fmt, encoding):
     form = leak_form(api_key, **{
         "attribute[affected][]": ["road", "homes"], "attribute[depth_cm]": "12.5",
         "attribute[since]": "2024-05-01T08:00:00+08:00", "attribute[landmark]": "北门", "attribute[details]": "第一行\n第二行",
@@ -24,7 +26,11 @@ def test_post_a_request(client, api_key, fmt):
         "email": "li@example.org", "phone": "13812345678", "first_name": "四", "last_name": "李",
         "device_id": "dev-1", "account_id": "acc-9", "media_url": "https://img.example.org/1.jpg",
     })
-    r = client.post(BASE + f"requests.{fmt}", form)
+    if encoding == "urlencoded":  # what partner apps send
+        r = client.post(BASE + f"requests.{fmt}", urllib.parse.urlencode(form, doseq=True),
+                        content_type="application/x-www-form-urlencoded")
+    else:
+        r = client.post(BASE + f"requests.{fmt}", form)
     assert r.status_code == 200, r.content
     report = Report.objects.get()
     if fmt == "json":
@@ -192,6 +198,24 @@ def test_bad_json_body(client, api_key):
     r = client.post(BASE + "requests.json", "[1, 2]", content_type="application/json")
     assert r.status_code == 400
     assert counts() == before
+
+
+def test_a_form_body_with_too_many_fields_is_refused_in_open311s_format(client, api_key, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 20
+    form = {**leak_form(api_key), **{f"attribute[x{i}]": "1" for i in range(30)}}
+    before = counts()
+    r = client.post(BASE + "requests.json?locale=en", urllib.parse.urlencode(form),
+                    content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400
+    assert body(r) == [{"code": 400, "description": "The request has too many fields (at most 20)."}]
+    assert counts() == before
+
+
+def test_a_form_body_not_in_utf8_is_read_as_latin1_as_django_reads_forms(client, api_key):
+    form = urllib.parse.urlencode(leak_form(api_key, description="drip")).encode() + b"&last_name=M\xfcller"
+    r = client.post(BASE + "requests.json", form, content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 200, r.content
+    assert Report.objects.get().contact.name == "Müller"
 
 
 def test_errors_speak_english_when_asked(client, api_key):

@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import json
 from datetime import timedelta
+from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -81,6 +82,36 @@ def _bad(field: str, message: str) -> Open311Error:
     return Open311Error(400, _("%(field)s: %(message)s") % {"field": field, "message": message})
 
 
+class _Form(dict):
+    """A form body as {name: [values]} (what a view reads of ``QueryDict``)."""
+
+    def getlist(self, name: str) -> list[str]:
+        return self.get(name, [])
+
+
+def _urlencoded(request) -> _Form:
+    """The form of an ``application/x-www-form-urlencoded`` body, parsed as
+    ``request.POST`` parses it (Django's size and field-count limits) without
+    building a ``QueryDict`` pair by pair: a partner's POST is parsed on every
+    request (measured: about half of the parsing time)."""
+    encoding = request.encoding or settings.DEFAULT_CHARSET
+    body = request.body
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError:  # as QueryDict does
+        text = body.decode("iso-8859-1")
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, encoding=encoding,
+                          max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
+    except ValueError:  # more fields than allowed (what QueryDict turns into TooManyFieldsSent)
+        raise Open311Error(400, _("The request has too many fields (at most %(n)s).") % {
+            "n": settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}) from None
+    form = _Form()
+    for name, value in pairs:
+        form.setdefault(name, []).append(value)
+    return form
+
+
 class Params:
     """The parameters of a request: the query string, plus a form or JSON body."""
 
@@ -98,6 +129,8 @@ class Params:
                 if not isinstance(body, dict):
                     raise Open311Error(400, _("The request body must be a JSON object."))
                 self.json = body
+            elif content_type == "application/x-www-form-urlencoded":
+                self.form = _urlencoded(request)
             else:
                 self.form = request.POST
 
