@@ -196,7 +196,7 @@ class Session:
     """A bare MQTT 5 consumer under a given client id with a persistent session
     that never acknowledges: what it is given stays in flight with the broker."""
 
-    def __init__(self, broker: Mosquitto, client_id: str):
+    def __init__(self, broker: Mosquitto, client_id: str, topics=signs_mqtt.DEFAULT_TOPICS):
         self.received: list[mqtt.MQTTMessage] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                                   manual_ack=True)
@@ -208,7 +208,7 @@ class Session:
         props.ReceiveMaximum = 1000
         self.client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
         self.client.loop_start()
-        self.client.subscribe([(t, 1) for t in signs_mqtt.DEFAULT_TOPICS])
+        self.client.subscribe([(t, 1) for t in topics])
         assert wait_for(lambda: self.subscribed)
 
     def close(self) -> None:
@@ -486,3 +486,22 @@ def test_cli_takes_in_what_was_queued_while_it_was_down_and_stops_on_sigterm(bro
     assert proc.returncode == 0, err
     assert stored() == {t0 + i * 1000: value(i) for i in range(120)}
     assert "120" in out  # the stats line (in the city's language) counts them
+
+
+def test_stopping_confirms_with_the_broker_and_another_gateways_stop_is_no_reading(broker, subscriber, publisher):
+    """stop() ends with a QoS 1 round trip on chengyun/ingest/<id>/stopped (the
+    broker has read every acknowledgement once it answers); a gateway that
+    subscribes to everything takes such a message as nothing, not as a refusal."""
+    watcher = Session(broker, f"watch-{uuid.uuid4().hex[:6]}", topics=[f"{signs_mqtt.STOP_TOPIC_PREFIX}/+/stopped"])
+    try:
+        first = subscriber()
+        first.stop()
+        assert wait_for(lambda: [m.topic for m in watcher.received] == [
+            f"{signs_mqtt.STOP_TOPIC_PREFIX}/{first.client_id}/stopped"])
+    finally:
+        watcher.close()
+
+    everything = subscriber(topics=["chengyun/ingest/#"])
+    publisher().send([(f"{signs_mqtt.STOP_TOPIC_PREFIX}/other-gateway/stopped", b"")])
+    assert wait_for(lambda: everything.stats.acked == 1)
+    assert (everything.stats.messages, everything.stats.readings, everything.stats.refused) == (1, 0, 0)

@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 READING_TOPIC = "city/+/reading"
 GATEWAY_TOPIC = "city/gateway/+/batch"
 DEFAULT_TOPICS = (READING_TOPIC, GATEWAY_TOPIC)
+# On stopping, one QoS 1 message to STOP_TOPIC_PREFIX/<client id>/stopped:
+# nothing subscribes to it; the broker's answer confirms it has read every
+# acknowledgement sent before (see Subscriber.stop).
+STOP_TOPIC_PREFIX = "chengyun/ingest"
 SESSION_EXPIRY_S = 7 * 86_400  # the broker keeps our subscriptions and unacknowledged messages this long
 MAX_RECEIVE = 65_535  # MQTT 5 Receive Maximum: unacknowledged messages the broker may have out to us
 
@@ -251,13 +255,20 @@ class Subscriber:
             self._cond.notify_all()
         if self._worker is not None:
             self._worker.join(timeout)
-        # The acknowledgements are queued in paho; its loop_stop() does not wait
-        # for them to be written, so a busy machine could stop with some of them
-        # unsent (the broker then redelivers those readings: stored once, but
-        # sent twice). Wait until the queue is empty and the DISCONNECT is out.
-        deadline = time.monotonic() + 5.0
-        while self.client.want_write() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        # The acknowledgements are queued in paho, and loop_stop() does not wait
+        # for them to be written; even written, the broker may not have read them
+        # when it is told of a next session under this client id (a restart), and
+        # taking the session over it drops what it had not read: those readings
+        # come again (stored once, but sent twice). One QoS 1 message is a round
+        # trip: the broker answers it only after everything sent before it.
+        if self.client.is_connected():
+            info = self.client.publish(f"{STOP_TOPIC_PREFIX}/{self.client_id}/stopped", b"", qos=1)
+            try:
+                info.wait_for_publish(5.0)
+            except (RuntimeError, ValueError):
+                pass
+            if not info.is_published():  # the connection went meanwhile: the broker redelivers, stored once
+                log.warning("MQTT: the broker did not confirm the last acknowledgements before the disconnect")
         self.client.disconnect()
         self._gone.wait(5.0)
         self.client.loop_stop()
@@ -294,7 +305,10 @@ class Subscriber:
     def _on_message(self, client, userdata, msg):
         if self._stopping.is_set():
             return  # not acknowledged: redelivered in the next session
-        rows, refused = decode(msg.topic, msg.payload, int(time.time() * 1000))
+        if msg.topic.startswith(STOP_TOPIC_PREFIX + "/"):  # a gateway's stop (under a "#" subscription): no readings
+            rows, refused = [], []
+        else:
+            rows, refused = decode(msg.topic, msg.payload, int(time.time() * 1000))
         if refused:
             log.warning("MQTT message on %s refused: %s", msg.topic, "; ".join(sorted(set(refused))))
         with self._cond:
