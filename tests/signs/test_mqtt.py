@@ -501,6 +501,8 @@ def test_stopping_confirms_with_the_broker_and_another_gateways_stop_is_no_readi
     finally:
         watcher.close()
 
+    assert signs_mqtt.stop_topic("site/a+b#") == f"{signs_mqtt.STOP_TOPIC_PREFIX}/site_a_b_/stopped"
+    assert not signs_mqtt.is_stop_topic(f"{signs_mqtt.STOP_TOPIC_PREFIX}/x/y/stopped")
     everything = subscriber(topics=["chengyun/ingest/#"])
     publisher().send([(f"{signs_mqtt.STOP_TOPIC_PREFIX}/other-gateway/stopped", b"")])
     assert wait_for(lambda: everything.stats.acked == 1)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -54,6 +55,19 @@ DEFAULT_TOPICS = (READING_TOPIC, GATEWAY_TOPIC)
 # nothing subscribes to it; the broker's answer confirms it has read every
 # acknowledgement sent before (see Subscriber.stop).
 STOP_TOPIC_PREFIX = "chengyun/ingest"
+
+
+def stop_topic(client_id: str) -> str:
+    """The stop topic of a client id (the characters a topic name may not hold,
+    or that would make it two levels, replaced)."""
+    return f"{STOP_TOPIC_PREFIX}/{re.sub(r'[+#/]', '_', client_id)}/stopped"
+
+
+def is_stop_topic(topic: str) -> bool:
+    parts = topic.split("/")
+    return topic.startswith(STOP_TOPIC_PREFIX + "/") and len(parts) == STOP_TOPIC_PREFIX.count("/") + 3 \
+        and parts[-1] == "stopped"
+
 SESSION_EXPIRY_S = 7 * 86_400  # the broker keeps our subscriptions and unacknowledged messages this long
 MAX_RECEIVE = 65_535  # MQTT 5 Receive Maximum: unacknowledged messages the broker may have out to us
 
@@ -261,17 +275,25 @@ class Subscriber:
         # taking the session over it drops what it had not read: those readings
         # come again (stored once, but sent twice). One QoS 1 message is a round
         # trip: the broker answers it only after everything sent before it.
-        if self.client.is_connected():
-            info = self.client.publish(f"{STOP_TOPIC_PREFIX}/{self.client_id}/stopped", b"", qos=1)
-            try:
-                info.wait_for_publish(5.0)
-            except (RuntimeError, ValueError):
-                pass
-            if not info.is_published():  # the connection went meanwhile: the broker redelivers, stored once
-                log.warning("MQTT: the broker did not confirm the last acknowledgements before the disconnect")
+        try:
+            confirmed = self._confirm_acknowledgements()
+        except (RuntimeError, ValueError):  # paho: no connection, or the queue is full
+            confirmed = False
+        if not confirmed:  # the broker may redeliver some: stored once all the same
+            log.warning("MQTT: the broker did not confirm the last acknowledgements before the disconnect")
         self.client.disconnect()
         self._gone.wait(5.0)
         self.client.loop_stop()
+
+    def _confirm_acknowledgements(self, timeout: float = 5.0) -> bool:
+        """One QoS 1 message on ``stop_topic(client id)``, answered by the broker."""
+        if not self.client.is_connected():
+            return False
+        info = self.client.publish(stop_topic(self.client_id), b"", qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        info.wait_for_publish(timeout)
+        return info.is_published()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self.ready.wait(timeout)
@@ -305,7 +327,7 @@ class Subscriber:
     def _on_message(self, client, userdata, msg):
         if self._stopping.is_set():
             return  # not acknowledged: redelivered in the next session
-        if msg.topic.startswith(STOP_TOPIC_PREFIX + "/"):  # a gateway's stop (under a "#" subscription): no readings
+        if is_stop_topic(msg.topic):  # a gateway's stop (under a "#" subscription): no readings
             rows, refused = [], []
         else:
             rows, refused = decode(msg.topic, msg.payload, int(time.time() * 1000))
