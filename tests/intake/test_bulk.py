@@ -144,3 +144,28 @@ def test_the_open_case_index_matches_by_window_whether_or_not_it_has_swept(intak
     assert index.size == 1
     assert match(t0 + window + 1) is None  # ...but out of its window all the same
     assert match(t0 + window)[3] == 2
+
+
+def test_loading_a_span_again_that_reaches_back_leaves_each_case_in_the_index_once(intake_world):
+    """A batch that starts before the span loaded so far (an unsorted import)
+    reads that earlier span; cases of it still in memory (the sweep is lazy)
+    must not be in the index twice."""
+    from chengyun.cases.models import Case
+    from chengyun.intake.bulk import OpenCaseIndex
+    from chengyun.intake.textfeatures import CharNgramTfidf
+
+    leak = intake_world.categories["0101"]
+    t0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    for k, at in enumerate(("100101001", "100102001", "100103001")):
+        case = f.make_case(title="水管爆裂", category=leak, at=at)
+        Case.objects.filter(pk=case.pk).update(created_at=t0 + timedelta(hours=k))
+    index = OpenCaseIndex(CharNgramTfidf(min_df=1).fit(["水管爆裂", "路灯不亮"]), lat_ref=30.5)
+    hour = 3_600_000_000
+    start = micros(t0)
+    index.load(start + hour, start + 2 * hour)  # the second and third
+    index.forget_before(start + hour)  # the first call sweeps
+    index.forget_before(start + hour + 1)  # moments later: no sweep
+    assert index.size == 2
+    index.load(start, start + 2 * hour)  # reaches back to the first
+    ids = sorted(e[3] for entries in index.cells.values() for e in entries)
+    assert ids == sorted(Case.objects.values_list("pk", flat=True))  # each once

@@ -601,6 +601,9 @@ class OpenCaseIndex:
             self.loaded = (max(self.loaded[0], t), self.loaded[1])
         if self.swept is not None and t - self.swept < self.max_window // 8:
             return
+        self._sweep(t)
+
+    def _sweep(self, t: int) -> None:
         self.swept = t
         kept = {}
         size = 0
@@ -614,6 +617,10 @@ class OpenCaseIndex:
     def load(self, lo: int, hi: int) -> int:
         """Make sure the open cases created in [lo, hi] (µs) are in the index
         (a case loaded twice, after an unsorted batch, is harmless)."""
+        if self.loaded is not None and lo < self.loaded[0]:
+            # Cases before loaded[0] may still be in the cells (the sweep is
+            # lazy): drop them, or those read again would be in twice.
+            self._sweep(self.loaded[0])
         spans = [(lo, hi)] if self.loaded is None or hi < self.loaded[0] or lo > self.loaded[1] else [
             (lo, self.loaded[0] - 1), (self.loaded[1] + 1, hi)]
         added = 0
