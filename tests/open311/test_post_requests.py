@@ -211,6 +211,15 @@ def test_a_form_body_with_too_many_fields_is_refused_in_open311s_format(client, 
     assert counts() == before
 
 
+def test_a_form_body_declared_in_another_charset_is_refused_as_django_refuses_it(client, api_key):
+    before = counts()
+    r = client.post(BASE + "requests.json?locale=en", urllib.parse.urlencode(leak_form(api_key)),
+                    content_type="application/x-www-form-urlencoded; charset=gbk")
+    assert r.status_code == 400
+    assert body(r) == [{"code": 400, "description": "A form body must be UTF-8 (the request says gbk)."}]
+    assert counts() == before
+
+
 def test_a_form_body_not_in_utf8_is_read_as_latin1_as_django_reads_forms(client, api_key):
     form = urllib.parse.urlencode(leak_form(api_key, description="drip")).encode() + b"&last_name=M\xfcller"
     r = client.post(BASE + "requests.json", form, content_type="application/x-www-form-urlencoded")

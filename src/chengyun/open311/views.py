@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
@@ -82,6 +83,9 @@ def _bad(field: str, message: str) -> Open311Error:
     return Open311Error(400, _("%(field)s: %(message)s") % {"field": field, "message": message})
 
 
+security_log = logging.getLogger("django.security.TooManyFieldsSent")
+
+
 class _Form(dict):
     """A form body as {name: [values]} (what a view reads of ``QueryDict``)."""
 
@@ -91,19 +95,22 @@ class _Form(dict):
 
 def _urlencoded(request) -> _Form:
     """The form of an ``application/x-www-form-urlencoded`` body, parsed as
-    ``request.POST`` parses it (Django's size and field-count limits) without
-    building a ``QueryDict`` pair by pair: a partner's POST is parsed on every
-    request (measured: about half of the parsing time)."""
-    encoding = request.encoding or settings.DEFAULT_CHARSET
+    ``request.POST`` parses it (UTF-8 only, Django's size and field-count
+    limits) without building a ``QueryDict`` pair by pair: a partner's POST is
+    parsed on every request (measured: 100 -> 60 µs a body)."""
+    if request.encoding is not None and request.encoding.lower() != "utf-8":  # as Django refuses it
+        raise Open311Error(400, _("A form body must be UTF-8 (the request says %(charset)s).") % {
+            "charset": request.encoding})
     body = request.body
     try:
-        text = body.decode(encoding)
+        text = body.decode("utf-8")
     except UnicodeDecodeError:  # as QueryDict does
         text = body.decode("iso-8859-1")
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, encoding=encoding,
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8",
                           max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
-    except ValueError:  # more fields than allowed (what QueryDict turns into TooManyFieldsSent)
+    except ValueError:  # more fields than allowed: what Django reports as TooManyFieldsSent
+        security_log.warning("Open311 request with more than %s fields refused", settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
         raise Open311Error(400, _("The request has too many fields (at most %(n)s).") % {
             "n": settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}) from None
     form = _Form()
