@@ -20,6 +20,16 @@ from ..intake.conftest import intake_world, staff  # noqa: F401  (shared fixture
 BASE = "/open311/v2/"
 
 
+@pytest.fixture(autouse=True)
+def machine_api_middleware(request, settings):
+    """Django's test client builds its handler from ``MIDDLEWARE``; production
+    serves Open311 with ``MACHINE_API_MIDDLEWARE`` (``chengyun.wsgi``). The
+    Open311 tests run with the latter, but for those that use the site too
+    (the admin: ``@pytest.mark.site_middleware``)."""
+    if request.node.get_closest_marker("site_middleware") is None:
+        settings.MIDDLEWARE = settings.MACHINE_API_MIDDLEWARE
+
+
 @pytest.fixture
 def services_world(intake_world):  # noqa: F811  (the fixture imported above)
     leak = intake_world.categories["0101"]

@@ -48,6 +48,7 @@ def test_revoke_by_prefix_and_by_name(db):
         call_command("create_api_key", "  ", stdout=io.StringIO(), stderr=io.StringIO())
 
 
+@pytest.mark.site_middleware  # the admin
 def test_admin_shows_a_new_key_once_and_revokes(admin_client):
     r = admin_client.post("/admin/open311/apikey/add/", {"name": "Partner X", "contact_note": "x@example.org"},
                           follow=True)
@@ -65,6 +66,7 @@ def test_admin_shows_a_new_key_once_and_revokes(admin_client):
     assert authenticate(shown.group(0)) is None
 
 
+@pytest.mark.site_middleware  # the admin
 def test_admin_edits_service_attributes(admin_client, world):
     leak = world.categories["0101"]
     form = {"category": leak.pk, "code": "severity", "order": 1, "datatype": "singlevaluelist", "variable": "on",
