@@ -145,7 +145,8 @@ class ReceivedPipeline(BulkImporter):
         super()._write(b, result, writes)
 
     def _ids(self, model, n: int) -> list[int]:
-        """Reserved before the write transaction (the rows are built before it)."""
+        """Reserved before the write transaction, in a short one of their own per
+        table (the rows are built before it)."""
         return self.tables.reserve(model, n)
 
     def _check_attached(self, b: _Batch) -> None:
