@@ -871,8 +871,7 @@ class _Writes:
 
     inserts: list[tuple]
     reports: list
-    audit_object: int
-    audit: dict
+    audit: dict  # its first report (first_id) is the record's object
 
 
 @dataclass
@@ -1214,7 +1213,7 @@ class BulkImporter:
         for model, columns, rows in writes.inserts:
             tables.insert(model, columns, rows)
         self._put_reports(b, writes.reports)
-        record(self.audit_action, actor=self.by, object_type="intake.report", object_id=writes.audit_object,
+        record(self.audit_action, actor=self.by, object_type="intake.report", object_id=writes.audit["first_id"],
                data=writes.audit)
         self._after_write(b)
 
@@ -1308,7 +1307,7 @@ class BulkImporter:
             "digest": result.digest, "digest_format": DIGEST_FORMAT, "classifier_version": self.version,
             **self._audit_extra(b),
         }
-        return _Writes(inserts, report_rows, report_ids[first], audit)
+        return _Writes(inserts, report_rows, audit)
 
     # ---------------------------------------------------------------- what live intake changes
 

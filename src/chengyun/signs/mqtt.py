@@ -63,10 +63,11 @@ def stop_topic(client_id: str) -> str:
     return f"{STOP_TOPIC_PREFIX}/{re.sub(r'[+#/]', '_', client_id)}/stopped"
 
 
+_STOP_TOPIC = re.compile(re.escape(STOP_TOPIC_PREFIX) + r"/[^/]+/stopped")
+
+
 def is_stop_topic(topic: str) -> bool:
-    parts = topic.split("/")
-    return topic.startswith(STOP_TOPIC_PREFIX + "/") and len(parts) == STOP_TOPIC_PREFIX.count("/") + 3 \
-        and parts[-1] == "stopped"
+    return _STOP_TOPIC.fullmatch(topic) is not None
 
 SESSION_EXPIRY_S = 7 * 86_400  # the broker keeps our subscriptions and unacknowledged messages this long
 MAX_RECEIVE = 65_535  # MQTT 5 Receive Maximum: unacknowledged messages the broker may have out to us
