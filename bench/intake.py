@@ -577,7 +577,7 @@ def bench_http(args, log, label: str = "(b) http") -> dict:
     server_log = (work / "server.log").open("w")
     server = subprocess.Popen(
         [str(BIN / "chengyun"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
-         "--threads", str(args.server_threads)],
+         "--threads", str(args.server_threads), *(["--no-access-log"] if args.no_access_log else [])],
         stdout=server_log, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True,
     )
     # The intake pipeline runs beside the server, as `chengyun worker` runs it in production: the
@@ -703,6 +703,7 @@ def main():
                     help="share of the bodies that repeat a recent one a few metres away (the bulk run's data: 0.1)")
     ap.add_argument("--http-again", action="store_true", help="run the HTTP part again after the bulk import")
     ap.add_argument("--server-threads", type=int, default=2, help="Python threads per server worker (chengyun serve --threads)")
+    ap.add_argument("--no-access-log", action="store_true", help="serve without the access log (chengyun serve --no-access-log)")
     ap.add_argument("--no-worker", action="store_true", help="do not run the intake pipeline beside the server")
     ap.add_argument("--pipeline-batch", type=int, default=0,
                     help="reports per transaction of the pipeline (process-intake --batch; 0: its default)")

@@ -231,3 +231,42 @@ def test_errors_speak_english_when_asked(client, api_key):
     r = client.post(BASE + "requests.json?locale=en", leak_form(api_key, **{"attribute[severity]": None}))
     assert r.status_code == 400
     assert "How bad is it?" in body(r)[0]["description"]
+
+
+def test_form_bodies_are_parsed_as_parse_qsl_parses_them():
+    """``form_pairs`` (the fast path for ASCII bodies) gives exactly what
+    ``parse_qsl`` gives, for random strings of escapes (valid, broken, split
+    UTF-8, escaped separators), separators and plain characters."""
+    import random
+
+    from chengyun.open311.views import form_pairs
+
+    pieces = ["%", "&", "=", "+", "a", "Z", "0", "9", "F", "e", "%E5", "%88", "%A", "%zz", "%2B", "%26", "%3D",
+              " ", ";", "%C3%A9", "%FF", "%e4%bd%a0", "é", "北", "%%", "\n"]
+    rnd = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 24)))
+        expected = urllib.parse.parse_qsl(text, keep_blank_values=True, encoding="utf-8")
+        assert form_pairs(text) == expected, text
+    body = urllib.parse.urlencode({"description": "井盖缺失，行人容易踩空 (Nanjing Rd.) 100% & more", "x": ""})
+    assert form_pairs(body) == [("description", "井盖缺失，行人容易踩空 (Nanjing Rd.) 100% & more"), ("x", "")]
+    for limit in (1, 2, 3):
+        text = "a=1&b=2&c=3"
+        if limit < 3:
+            with pytest.raises(ValueError):
+                urllib.parse.parse_qsl(text, max_num_fields=limit)
+            with pytest.raises(ValueError):
+                form_pairs(text, limit)
+        else:
+            assert form_pairs(text, limit) == urllib.parse.parse_qsl(text, max_num_fields=limit)
+
+
+@pytest.mark.parametrize("header, language", [
+    ("", "zh-hans"), ("en-GB,en;q=0.9", "en"), ("zh-CN,zh;q=0.9,en;q=0.8", "zh-hans"),
+    ("fr, en;q=0.5, zh;q=0.4", "en"), ("de", "zh-hans"), ("en;q=0", "zh-hans"), ("en;q=x, zh", "zh-hans"),
+])
+def test_the_answer_speaks_the_language_the_header_asks_for(client, api_key, header, language):
+    for _ in range(2):  # the second time from the remembered parse
+        r = client.post(BASE + "requests.json", {"api_key": "wrong"}, HTTP_ACCEPT_LANGUAGE=header)
+        assert r.status_code == 403
+        assert r["Content-Language"] == language

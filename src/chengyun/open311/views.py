@@ -41,13 +41,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.http import QueryDict
 from django.urls import reverse
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
@@ -93,11 +93,45 @@ class _Form(dict):
         return self.get(name, [])
 
 
+_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+
+
+def _unescape(run: re.Match) -> str:
+    return bytes.fromhex(run.group().replace("%", "")).decode("latin-1")
+
+
+def _unquote_plus(text: str) -> str:
+    """``unquote_plus`` of an ASCII string, each run of ``%XX`` decoded by
+    ``bytes.fromhex`` at once (``unquote_to_bytes`` splits it escape by escape
+    in Python: a Chinese description is mostly escapes)."""
+    if "%" not in text:
+        return text.replace("+", " ")
+    return _ESCAPES.sub(_unescape, text.replace("+", " ")).encode("latin-1").decode("utf-8", "replace")
+
+
+def form_pairs(text: str, max_num_fields: int | None = None) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True, encoding="utf-8",
+    max_num_fields=…)``, the same pairs (tested against it on random strings),
+    about three times faster for an ASCII body, which is what clients send;
+    anything else goes to ``parse_qsl`` itself."""
+    if not text.isascii():
+        return parse_qsl(text, keep_blank_values=True, encoding="utf-8", max_num_fields=max_num_fields)
+    if max_num_fields is not None and max_num_fields < 1 + text.count("&"):
+        raise ValueError("Max number of fields exceeded")  # as parse_qsl raises it
+    pairs = []
+    for part in text.split("&"):
+        if part:
+            name, _sep, value = part.partition("=")
+            pairs.append((_unquote_plus(name), _unquote_plus(value)))
+    return pairs
+
+
 def _urlencoded(request) -> _Form:
     """The form of an ``application/x-www-form-urlencoded`` body, parsed as
     ``request.POST`` parses it (UTF-8 only, Django's size and field-count
     limits) without building a ``QueryDict`` pair by pair: a partner's POST is
-    parsed on every request (measured: 100 -> 60 µs a body)."""
+    parsed on every request (measured: 100 -> 60 µs a body with ``parse_qsl``,
+    then about 20 µs with :func:`form_pairs`)."""
     if request.encoding is not None and request.encoding.lower() != "utf-8":  # as Django refuses it
         raise Open311Error(400, _("A form body must be UTF-8 (the request says %(charset)s).") % {
             "charset": request.encoding})
@@ -107,8 +141,7 @@ def _urlencoded(request) -> _Form:
     except UnicodeDecodeError:  # as QueryDict does
         text = body.decode("iso-8859-1")
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8",
-                          max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
+        pairs = form_pairs(text, settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
     except ValueError:  # more fields than allowed: what Django reports as TooManyFieldsSent
         security_log.warning("Open311 request with more than %s fields refused", settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
         raise Open311Error(400, _("The request has too many fields (at most %(n)s).") % {
@@ -124,7 +157,7 @@ class Params:
 
     def __init__(self, request) -> None:
         self.query = request.GET
-        self.form = QueryDict()
+        self.form = _Form()
         self.json: dict = {}
         if request.method == "POST":
             content_type = (request.content_type or "").lower()
@@ -163,20 +196,28 @@ class Params:
 def _language(request) -> str:
     asked = (request.GET.get("locale") or "").strip().lower()
     if not asked:
-        ranked = []
-        for i, part in enumerate(request.headers.get("Accept-Language", "").split(",")):
-            tag, _sep, rest = part.strip().partition(";")
-            q = 1.0
-            if rest.strip().startswith("q="):
-                try:
-                    q = float(rest.strip()[2:])
-                except ValueError:
-                    q = 0.0
-            tag = tag.strip().lower()
-            if tag.startswith(("en", "zh")) and q > 0:
-                ranked.append((-q, i, tag))
-        asked = min(ranked)[2] if ranked else ""
+        return _accepted(request.META.get("HTTP_ACCEPT_LANGUAGE", ""))
     return "en" if asked.startswith("en") else "zh-hans"
+
+
+@functools.lru_cache(maxsize=256)
+def _accepted(header: str) -> str:
+    """The language of an Accept-Language header: the most wanted of English
+    and Chinese (zh-Hans when neither). A partner sends the same header every
+    time: it is parsed once (at most 256 kept)."""
+    ranked = []
+    for i, part in enumerate(header.split(",")):
+        tag, _sep, rest = part.strip().partition(";")
+        q = 1.0
+        if rest.strip().startswith("q="):
+            try:
+                q = float(rest.strip()[2:])
+            except ValueError:
+                q = 0.0
+        tag = tag.strip().lower()
+        if tag.startswith(("en", "zh")) and q > 0:
+            ranked.append((-q, i, tag))
+    return "en" if ranked and min(ranked)[2].startswith("en") else "zh-hans"
 
 
 def endpoint(*methods: str):
