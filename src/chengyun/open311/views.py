@@ -474,7 +474,7 @@ def _create(request, fmt, params):
     inp = ReportInput(
         channel=Channel.OPEN311, description=description, title="" if description else category.name,
         category=category, lon=lon, lat=lat, address=address, area=area, contact=_contact(params), source=key.source,
-        idempotency_key=request.headers.get("Idempotency-Key", "").strip(), attributes=answers, media_url=media_url,
+        idempotency_key=request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip(), attributes=answers, media_url=media_url,
     )
     try:
         result = receive(inp, by=key.actor)
