@@ -216,3 +216,25 @@ def test_the_worker_loop_processes_what_arrives(client, api_key):
         loop.join(10)
     assert not loop.is_alive()
     assert Report.objects.get(number=number).case.status == CaseStatus.DISPATCHED
+
+
+def test_a_batch_stores_the_classifiers_category_and_keeps_the_reporters(client, api_key):
+    """One batch with a report that names its category (kept as received) and
+    one that does not (the classifier's category written): both UPDATE forms."""
+    from chengyun.intake.services import receive
+
+    named = Report.objects.get(number=post(client, api_key)["service_request_id"])
+    lon, lat = f.centre("100101001")
+    unnamed = receive(ReportInput(channel="open311", description="路灯不亮 晚上很黑 路灯坏了好几天", lon=lon, lat=lat,
+                                  source=api_key.source), by=api_key.actor).report
+    assert unnamed.category_id is None
+    counts = received.process_received()
+    assert counts.rows == 2
+    named.refresh_from_db()
+    unnamed.refresh_from_db()
+    assert named.category.code == "0101" and named.classification["decided_by"] == "reporter"
+    assert unnamed.category is not None and unnamed.category.code == "0102"
+    assert unnamed.classification["decided_by"] == "classifier" and unnamed.suggested_category_id == unnamed.category_id
+    assert unnamed.case.category_id == unnamed.category_id and named.case.category_id == named.category_id
+    assert Report.objects.filter(category__code="0102").count() == 1  # found through the (category, time) index
+    assert received.verify_processed(AuditRecord.objects.get(action=received.AUDIT_ACTION))
