@@ -250,6 +250,7 @@ def test_form_bodies_are_parsed_as_parse_qsl_parses_them():
         assert form_pairs(text) == expected, text
     body = urllib.parse.urlencode({"description": "井盖缺失，行人容易踩空 (Nanjing Rd.) 100% & more", "x": ""})
     assert form_pairs(body) == [("description", "井盖缺失，行人容易踩空 (Nanjing Rd.) 100% & more"), ("x", "")]
+    assert form_pairs("", 0) == urllib.parse.parse_qsl("", max_num_fields=0) == []
     for limit in (1, 2, 3):
         text = "a=1&b=2&c=3"
         if limit < 3:

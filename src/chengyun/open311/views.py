@@ -116,7 +116,7 @@ def form_pairs(text: str, max_num_fields: int | None = None) -> list[tuple[str, 
     anything else goes to ``parse_qsl`` itself."""
     if not text.isascii():
         return parse_qsl(text, keep_blank_values=True, encoding="utf-8", max_num_fields=max_num_fields)
-    if max_num_fields is not None and max_num_fields < 1 + text.count("&"):
+    if max_num_fields is not None and text and max_num_fields < 1 + text.count("&"):
         raise ValueError("Max number of fields exceeded")  # as parse_qsl raises it
     pairs = []
     for part in text.split("&"):
@@ -130,8 +130,9 @@ def _urlencoded(request) -> _Form:
     """The form of an ``application/x-www-form-urlencoded`` body, parsed as
     ``request.POST`` parses it (UTF-8 only, Django's size and field-count
     limits) without building a ``QueryDict`` pair by pair: a partner's POST is
-    parsed on every request (measured: 100 -> 60 µs a body with ``parse_qsl``,
-    then about 20 µs with :func:`form_pairs`)."""
+    parsed on every request (measured: 100 -> 60 µs a body with ``parse_qsl``
+    instead of ``QueryDict``; then, for the pairs alone of a bench body,
+    34 -> 10 µs with :func:`form_pairs`)."""
     if request.encoding is not None and request.encoding.lower() != "utf-8":  # as Django refuses it
         raise Open311Error(400, _("A form body must be UTF-8 (the request says %(charset)s).") % {
             "charset": request.encoding})
