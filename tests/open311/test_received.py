@@ -238,3 +238,55 @@ def test_a_batch_stores_the_classifiers_category_and_keeps_the_reporters(client,
     assert unnamed.case.category_id == unnamed.category_id and named.case.category_id == named.category_id
     assert Report.objects.filter(category__code="0102").count() == 1  # found through the (category, time) index
     assert received.verify_processed(AuditRecord.objects.get(action=received.AUDIT_ACTION))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_receive_outside_a_transaction_stores_report_and_contact_once(api_key):
+    """``receive()`` as the server calls it, with no transaction around it
+    (on PostgreSQL: the ids, then the contact and the report in one statement).
+    With and without a contact; the same key from ten threads at once is one
+    report; the pipeline then takes both."""
+    import threading
+
+    from django.db import connection, connections
+
+    from chengyun.intake.models import ReporterContact
+    from chengyun.intake.services import receive
+
+    assert connection.get_autocommit()
+    lon, lat = f.centre("100101001")
+
+    def report(**extra):
+        return ReportInput(channel="open311", category="0101", description="水管爆裂，路面一直冒水", lon=lon, lat=lat,
+                           source=api_key.source, **extra)
+
+    with_contact = receive(report(contact={"phone": "13812345678", "name": "李四"}), by=api_key.actor)
+    without = receive(report(), by=api_key.actor)
+    assert with_contact.created and without.created
+    stored = Report.objects.get(pk=with_contact.report.pk)
+    assert stored.number == with_contact.report.number and stored.contact.phone == "13812345678"
+    assert stored.contact.name == "李四" and stored.duplicate == DuplicateOutcome.PENDING
+    assert Report.objects.get(pk=without.report.pk).contact_id is None
+    assert ReporterContact.objects.count() == 1
+
+    outcomes, lock, barrier = [], threading.Lock(), threading.Barrier(10)
+
+    def send():
+        try:
+            barrier.wait(timeout=30)
+            result = receive(report(idempotency_key="alarm-9", contact={"phone": "13900001111"}), by=api_key.actor)
+            with lock:
+                outcomes.append((result.created, result.report.number))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(created for created, _n in outcomes) == [False] * 9 + [True]
+    assert len({n for _c, n in outcomes}) == 1
+    assert Report.objects.filter(idempotency_key="alarm-9").count() == 1
+    assert ReporterContact.objects.count() == 2  # no contact left behind by the nine refused inserts
+    assert received.process_received().rows == 3
