@@ -252,15 +252,23 @@ def test_receive_outside_a_transaction_stores_report_and_contact_once(api_key):
 
     from chengyun.intake.models import ReporterContact
     from chengyun.intake.services import receive
+    from chengyun.taxonomy.models import Category
 
     assert connection.get_autocommit()
     lon, lat = f.centre("100101001")
 
+    leaks = Category.objects.get(code="0101")  # as the Open311 view passes it
+
     def report(**extra):
-        return ReportInput(channel="open311", category="0101", description="水管爆裂，路面一直冒水", lon=lon, lat=lat,
+        return ReportInput(channel="open311", category=leaks, description="水管爆裂，路面一直冒水", lon=lon, lat=lat,
                            source=api_key.source, **extra)
 
-    with_contact = receive(report(contact={"phone": "13812345678", "name": "李四"}), by=api_key.actor)
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        with_contact = receive(report(contact={"phone": "13812345678", "name": "李四"}), by=api_key.actor)
+    if connection.vendor == "postgresql":  # the ids, then contact and report in one statement
+        assert [q["sql"].split(None, 1)[0] for q in queries.captured_queries] == ["SELECT", "WITH"]
     without = receive(report(), by=api_key.actor)
     assert with_contact.created and without.created
     stored = Report.objects.get(pk=with_contact.report.pk)

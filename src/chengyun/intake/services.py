@@ -329,7 +329,7 @@ def receive(inp: ReportInput, *, by=None) -> Submitted:
             # No transaction block: the ids from the sequences, then the contact
             # and the report in one statement (a WITH holding an INSERT runs to
             # completion with the statement, all or nothing): two round trips
-            # to the database instead of four. Inside a caller's transaction
+            # to the database instead of five. Inside a caller's transaction
             # the path below is taken.
             with db.cursor() as cur:
                 if has_contact:
