@@ -324,6 +324,14 @@ def receive(inp: ReportInput, *, by=None) -> Submitted:
             "created_by_id": person.pk if person is not None else None, "generated": inp.generated,
         }
 
+    def draw_ids(cur) -> tuple[int | None, int]:
+        """(the contact's id or None, the report's id), in one statement."""
+        ids = next_id_each(*((ReporterContact, Report) if has_contact else (Report,)), cur=cur)
+        return (ids[0] if has_contact else None), ids[-1]
+
+    def contact_row(contact_id: int) -> dict:
+        return {"id": contact_id, "created_at": at, **clean["contact"]}
+
     try:
         if db.vendor == "postgresql" and db.get_autocommit():
             # No transaction block: the ids from the sequences, then the contact
@@ -332,23 +340,17 @@ def receive(inp: ReportInput, *, by=None) -> Submitted:
             # to the database instead of five. Inside a caller's transaction
             # the path below is taken.
             with db.cursor() as cur:
-                if has_contact:
-                    contact_id, pk = next_id_each(ReporterContact, Report, cur=cur)
-                else:
-                    contact_id, pk = None, next_id_each(Report, cur=cur)[0]
+                contact_id, pk = draw_ids(cur)
                 sql, params, row = _insert_statement(Report, report_values(pk, contact_id), db)
                 if has_contact:
-                    contact_sql, contact_params, _row = _insert_statement(
-                        ReporterContact, {"id": contact_id, "created_at": at, **clean["contact"]}, db)
+                    contact_sql, contact_params, _row = _insert_statement(ReporterContact, contact_row(contact_id), db)
                     sql, params = f"WITH contact AS ({contact_sql}) {sql}", [*contact_params, *params]
                 cur.execute(sql, params)
         else:
             with transaction.atomic(using=db.alias), db.cursor() as cur:
+                contact_id, pk = draw_ids(cur)
                 if has_contact:
-                    contact_id, pk = next_id_each(ReporterContact, Report, cur=cur)
-                    _insert(ReporterContact, {"id": contact_id, "created_at": at, **clean["contact"]}, cur, db)
-                else:
-                    contact_id, pk = None, next_id_each(Report, cur=cur)[0]
+                    _insert(ReporterContact, contact_row(contact_id), cur, db)
                 row = _insert(Report, report_values(pk, contact_id), cur, db)
         report = _stored(Report, row, db)
     except IntegrityError:
