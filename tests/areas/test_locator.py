@@ -37,6 +37,7 @@ def test_deepest_area_and_its_chain(tree):
 def test_point_outside_every_area(tree):
     assert locate(*f.OUTSIDE) == ()
     assert get_locator().locate_many([f.OUTSIDE[0]], [f.OUTSIDE[1]]).tolist() == [-1]
+    assert not get_locator().covers(*f.OUTSIDE)
 
 
 @pytest.mark.parametrize(
@@ -79,6 +80,7 @@ def test_locate_many_agrees_with_locate(tree, points):
     batch = loc.locate_many(np.array(lons), np.array(lats))
     for (lon, lat), i in zip(points, batch, strict=True):
         one = loc.locate(lon, lat)
+        assert loc.covers(lon, lat) == (i >= 0), "in the city exactly when in some area (the tree has no gaps)"
         if i < 0:
             assert one is None
         else:

@@ -128,6 +128,8 @@ def test_hotline_errors_are_shown_next_to_their_fields_and_store_nothing(client,
     assert 'value="call-1"' in html, "a failed call keeps its token"
     page = _call(client, category="9999").content.decode()
     assert 'id="e-cat" class="error"' in page and "9999" in page
+    page = _call(client, phone="call me maybe").content.decode()
+    assert 'id="e-phone" class="error"' in page and 'value="call me maybe"' in page, "a bad number is said, and kept"
     assert not Report.objects.exists()
 
 

@@ -170,6 +170,9 @@ def test_paging(client, filed):
     ({"start_date": "2024-05-02T00:00:00Z", "end_date": "2024-05-01T00:00:00Z"}, "end_date"),
     ({"start_date": "2024-01-01T00:00:00Z", "end_date": "2024-06-01T00:00:00Z"}, "end_date"),
     ({"page": "0"}, "page"),
+    ({"page": "99999999999999999999"}, "page"),  # would overflow the database's row offset
+    ({"end_date": "0001-01-01"}, "end_date"),  # a window before year 1 is outside datetime's range
+    ({"start_date": "9999-12-31T00:00:00Z"}, "start_date"),
     ({"page_size": "5000"}, "page_size"),
     ({"page_size": "ten"}, "page_size"),
     ({"jurisdiction_id": "elsewhere.gov"}, "jurisdiction_id"),

@@ -138,6 +138,7 @@ BAD = [
     ("long missing", {"long": None}, 400, "long"),
     ("lat is NaN", {"lat": "nan"}, 400, "lat"),
     ("no location", {"lat": None, "long": None}, 400, "lat"),
+    ("point outside the city", {"long": str(f.OUTSIDE[0]), "lat": str(f.OUTSIDE[1])}, 400, "lat"),
     ("unknown address_id", {"lat": None, "long": None, "address_id": "999"}, 400, "address_id"),
     ("required attribute missing", {"attribute[severity]": None}, 400, "attribute[severity]"),
     ("singlevaluelist not a key", {"attribute[severity]": "huge"}, 400, "attribute[severity]"),

@@ -115,18 +115,23 @@ BAD = [
     ("bad status", {"status": "sleeping"}, 400, "status"),
     ("no time", {"updated_datetime": None}, 400, "updated_datetime"),
     ("bad time", {"updated_datetime": "now"}, 400, "updated_datetime"),
+    ("year 1", {"updated_datetime": "0001-01-01T00:00:00+14:00"}, 400, "updated_datetime"),  # UTC would be year 0
     ("bad media_url", {"media_url": "ftp://x"}, 400, "media_url"),
     ("too long", {"description": "x" * 4001}, 400, "description"),
 ]
 
 
+@pytest.mark.parametrize("fmt", ["json", "xml"])
 @pytest.mark.parametrize(("why", "change", "status", "field"), BAD, ids=[b[0] for b in BAD])
-def test_bad_updates_are_refused(client, api_key, report, why, change, status, field):
+def test_bad_updates_are_refused(client, api_key, report, why, change, status, field, fmt):
     entries = TimelineEntry.objects.count()
-    r = client.post(BASE + "servicerequestupdates.json", _update(api_key, report, **change))
+    r = client.post(BASE + f"servicerequestupdates.{fmt}", _update(api_key, report, **change))
     assert r.status_code == status, r.content
-    (error,) = body(r)
-    assert error["code"] == status and field in error["description"]
+    if fmt == "json":
+        (error,) = body(r)
+        assert error["code"] == status and field in error["description"]
+    else:
+        assert body(r).findtext("error/code") == str(status) and field in body(r).findtext("error/description")
     assert TimelineEntry.objects.count() == entries
     assert not PartnerUpdate.objects.exists()
 

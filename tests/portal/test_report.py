@@ -152,7 +152,7 @@ def test_errors_come_in_the_users_language(client, intake_world):
 
 
 def test_refusals_of_the_intake_pipeline_land_on_the_matching_field(intake_world):
-    form = ReportForm(data={"description": "x"})
+    form = ReportForm(data={"description": "x", "address": "区1"})
     assert form.is_valid()
     try:
         clean_photo(b"not an image", field="media")
@@ -161,3 +161,51 @@ def test_refusals_of_the_intake_pipeline_land_on_the_matching_field(intake_world
     form.add_intake_error(CaseInvalid("too far east", field="long"))
     form.add_intake_error(CaseInvalid("something else", field="channel"))
     assert list(form.errors) == ["photo", "lon", "__all__"]
+
+
+def _plain_jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (30, 30, 200)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def _field_error(html: str, field: str) -> str:
+    found = re.search(rf'<p class="field-error" id="id_{field}_error">(.*?)</p>', html, re.S)
+    assert found, f"no error shown on {field}"
+    return found.group(1)
+
+
+@pytest.mark.parametrize(("fields", "field", "words"), [
+    ({}, "address", "pin on the map or write an address"),  # nowhere: no district could take it
+    ({"lon": str(f.OUTSIDE[0]), "lat": str(f.OUTSIDE[1])}, "lat", "outside the city"),
+])
+def test_a_report_needs_a_place_in_the_city(client, intake_world, fields, field, words):
+    before = counts()
+    response = client.post("/report/", report_form(client, description="路灯不亮 晚上很黑", phone="13812345678",
+                                                   **fields), **EN)
+    assert response.status_code == 200 and counts() == before, "nothing is stored"
+    html = response.content.decode()
+    assert words in _field_error(html, field)
+    assert 'value="13812345678"' in html, "what was typed is kept"
+
+
+def test_a_photo_that_knows_its_place_is_place_enough(client, intake_world):
+    lon, lat = f.centre("100102001")
+    photo = SimpleUploadedFile("p.jpg", jpeg_with_gps(lon=lon, lat=lat), "image/jpeg")
+    report = sent(client.post("/report/", {**report_form(client, description="井盖缺失"), "photo": photo}))
+    assert report.area.code == "100102001"
+
+
+def test_a_photo_without_a_place_does_not_stand_in_for_one(client, intake_world):
+    photo = SimpleUploadedFile("p.jpg", _plain_jpeg(), "image/jpeg")
+    response = client.post("/report/", {**report_form(client, description="井盖缺失"), "photo": photo}, **EN)
+    assert response.status_code == 200 and "pin on the map" in _field_error(response.content.decode(), "address")
+
+
+def test_a_photo_over_the_size_limit_is_refused_on_the_photo_field(client, intake_world, settings):
+    settings.PHOTO_MAX_BYTES = 50_000
+    before = counts()
+    big = SimpleUploadedFile("big.jpg", _plain_jpeg() + b"\0" * 60_000, "image/jpeg")
+    response = client.post("/report/", {**report_form(client, description="井盖缺失", address="区1"), "photo": big}, **EN)
+    assert response.status_code == 200 and counts() == before
+    assert "too large" in _field_error(response.content.decode(), "photo")

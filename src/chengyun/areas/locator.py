@@ -48,6 +48,20 @@ class Locator:
         self.index_of_id = {a.id: i for i, a in enumerate(self.areas)}
         self.levels = sorted({(a.depth, a.level_key) for a in self.areas})
         self._chains: dict[int, tuple[AreaInfo, ...]] = {}
+        self._extent = None  # the top-level areas as one prepared geometry, made on first use
+
+    def covers(self, lon: float, lat: float) -> bool:
+        """Whether the point lies in the city (in a top-level area, border
+        included); true when there are no areas yet. One prepared polygon:
+        ~3 µs, a fifth of :meth:`locate` (checked on every Open311 POST)."""
+        if not self.areas:
+            return True
+        if self._extent is None:
+            top = self.depth.min()
+            extent = shapely.union_all(self.geoms[self.depth == top])
+            shapely.prepare(extent)
+            self._extent = extent
+        return bool(shapely.intersects_xy(self._extent, lon, lat))
 
     def __len__(self) -> int:
         return len(self.areas)

@@ -1,9 +1,9 @@
 """The second half of machine intake: the batch pipeline over received reports.
 
-Open311 and ``/api/v1/reports`` store a report as *received*
+Open311 stores a report as *received*
 (:func:`chengyun.intake.services.receive`: one short transaction, the
-tracking number at once). The worker then takes what has arrived, a few
-hundred reports at a time, through the bulk pipeline of :mod:`.bulk` —
+tracking number at once). The worker then takes what has arrived, up to
+``LIVE_BATCH`` reports at a time, through the bulk pipeline of :mod:`.bulk` —
 classify, locate, duplicate check, case or attachment, route with deadlines —
 and, unlike a history import:
 

@@ -1,6 +1,7 @@
-"""The intake pipeline: people's channels (portal, hotline, inspectors) go
-through :func:`submit`; machine channels (Open311, ``/api/v1/reports``) are
-taken in by :func:`receive` and processed in batches by the worker.
+"""The intake pipeline: people's channels (portal, hotline, inspectors) and
+``/api/v1/reports`` (sensor alarms and department systems, which may set a
+priority) go through :func:`submit`; Open311 requests are taken in by
+:func:`receive` and processed in batches by the worker.
 
     validate -> locate -> classify -> store report (claims the idempotency key)
     -> duplicate check -> attach to an open case | new case (+ ask a dispatcher)
@@ -14,6 +15,7 @@ the first report back, never a second one.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -53,6 +55,7 @@ from .photos import clean_photo
 MAX_DESCRIPTION = 4000
 SYSTEM_ACTOR = "intake"
 CONTACT_FIELDS = ("name", "phone", "email", "device_id", "account_id")
+PHONE_RE = re.compile(r"^[0-9+()\-\s]{5,40}$")  # digits, with the + ( ) - and spaces people write them with
 
 
 @dataclass
@@ -145,6 +148,8 @@ def clean_input(inp: ReportInput) -> dict:
     for k, v in contact.items():
         if len(v) > limits[k]:
             raise CaseInvalid(_("%(field)s is too long.") % {"field": k}, field=k)
+    if contact["phone"] and not PHONE_RE.match(contact["phone"]):
+        raise CaseInvalid(_("Enter a phone number using digits only, for example 13812345678."), field="phone")
     if contact["email"] and ("@" not in contact["email"] or " " in contact["email"]):
         raise CaseInvalid(_("This is not an email address."), field="email")
     photos = [clean_photo(p, field="media") for p in inp.photos]
@@ -287,7 +292,7 @@ def tracking_number(at, pk: int) -> str:
 
 
 def receive(inp: ReportInput, *, by=None) -> Submitted:
-    """The durable step alone, for machine channels (Open311, ``/api/v1/reports``):
+    """The durable step alone, for Open311 (a machine channel):
     check the input, store the report as *received* with its contact, answer.
 
     The report has its tracking number at once; classification, duplicate

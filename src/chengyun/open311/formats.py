@@ -101,14 +101,20 @@ _W3C = re.compile(
 )
 
 
+YEARS = (1900, 2199)  # the years a datetime sent to us may have
+
+
 def parse_w3c(text: str, *, date_only_end: bool = False) -> datetime | None:
     """Parse a W3C datetime (``2010-01-01T00:00:00Z``, ``…+08:00``); a date
     alone means its start (or, with ``date_only_end``, its end) in the city's
-    time zone, as does a time without an offset. ``None`` if it is not one."""
+    time zone, as does a time without an offset. ``None`` if it is not one,
+    or if its year is outside :data:`YEARS`."""
     m = _W3C.match((text or "").strip())
     if not m:
         return None
     y, mo, d, hh, mm, ss, frac, tz = m.groups()
+    if not YEARS[0] <= int(y) <= YEARS[1]:
+        return None  # a window or a time zone shift around year 1 or 9999 would leave datetime's range
     try:
         day = date(int(y), int(mo), int(d))
         if hh is None:

@@ -54,6 +54,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
+from chengyun.areas.locator import get_locator
 from chengyun.areas.models import Area
 from chengyun.cases.errors import CaseError
 from chengyun.cases.models import Channel
@@ -63,12 +64,13 @@ from chengyun.intake.services import MAX_DESCRIPTION, ReportInput, receive
 
 from . import attributes as attrs
 from . import queries
-from .formats import errors, parse_w3c, render, w3c
+from .formats import YEARS, errors, parse_w3c, render, w3c
 from .models import ServiceAttribute
 from .services import authenticate, post_update, recent_services
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 MAX_RESULTS = 1000
+MAX_PAGE = 1_000_000  # keeps the row offset within what databases take
 WINDOW = timedelta(days=90)
 
 
@@ -77,6 +79,11 @@ class Open311Error(Exception):
         super().__init__(description)
         self.status = status
         self.description = str(description)
+
+
+def _w3c_help() -> str:
+    return _("use a W3C date and time like 2010-01-01T00:00:00Z, in the years %(first)s to %(last)s.") % {
+        "first": YEARS[0], "last": YEARS[1]}
 
 
 def _bad(field: str, message: str) -> Open311Error:
@@ -284,7 +291,7 @@ def _page(params: Params) -> tuple[int, int]:
         return value
 
     size = positive("page_size", MAX_RESULTS, MAX_RESULTS)
-    page = positive("page", 1)
+    page = positive("page", 1, MAX_PAGE)
     return (page - 1) * size, size
 
 
@@ -293,9 +300,9 @@ def _window(params: Params):
     start = parse_w3c(start_text) if start_text else None
     end = parse_w3c(end_text, date_only_end=True) if end_text else None
     if start_text and start is None:
-        raise _bad("start_date", _("use a W3C date and time like 2010-01-01T00:00:00Z."))
+        raise _bad("start_date", _w3c_help())
     if end_text and end is None:
-        raise _bad("end_date", _("use a W3C date and time like 2010-01-01T00:00:00Z."))
+        raise _bad("end_date", _w3c_help())
     if start is None and end is None:
         end = now()
         start = end - WINDOW
@@ -422,6 +429,9 @@ def _location(params: Params) -> tuple[float | None, float | None, str, Area | N
     lon = _coordinate(params, "long", -180, 180)
     if (lat is None) != (lon is None):
         raise _bad("long" if lon is None else "lat", _("send lat and long together."))
+    if lat is not None and not get_locator().covers(lon, lat):
+        raise _bad("lat", _("the point (%(lat)s, %(long)s) is outside the area this city serves.")
+                   % {"lat": lat, "long": lon})
     address = params.get("address_string")
     if len(address) > 300:
         raise _bad("address_string", _("is too long (at most 300 characters)."))
@@ -518,7 +528,7 @@ def _post_update(fmt, params):
             raise _bad(name, _("is required."))
     updated_at = parse_w3c(params.get("updated_datetime"))
     if updated_at is None:
-        raise _bad("updated_datetime", _("use a W3C date and time like 2010-01-01T00:00:00Z."))
+        raise _bad("updated_datetime", _w3c_help())
     media_url = params.get("media_url")
     if media_url:
         try:

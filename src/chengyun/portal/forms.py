@@ -16,13 +16,13 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from chengyun.areas.locator import get_locator
 from chengyun.cases.errors import CaseInvalid
 from chengyun.intake.photos import ALLOWED, clean_photo
-from chengyun.intake.services import MAX_DESCRIPTION
+from chengyun.intake.services import MAX_DESCRIPTION, PHONE_RE
 from chengyun.taxonomy.models import Category
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-PHONE_RE = re.compile(r"^[0-9+()\-\s]{5,40}$")
 NUMBER_RE = re.compile(r"^R\d{6,30}$")
 
 # ``CaseInvalid.field`` as the intake pipeline names it -> the field on this form.
@@ -86,6 +86,7 @@ class ReportForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["category"].choices = category_choices()
         self.photo_bytes: bytes | None = None
+        self.photo_has_position = False
 
     def clean_token(self) -> str:
         token = self.cleaned_data.get("token") or ""
@@ -107,18 +108,27 @@ class ReportForm(forms.Form):
             )
         data = upload.read()
         try:
-            clean_photo(data, field="photo")  # the pipeline checks again; this shows every error at once
+            cleaned = clean_photo(data, field="photo")  # the pipeline checks again; this shows every error at once
         except CaseInvalid as exc:
             raise forms.ValidationError(exc.message) from None
         self.photo_bytes = data
+        self.photo_has_position = cleaned.lon is not None
         return upload
 
     def clean(self):
         data = super().clean()
         lon, lat = data.get("lon"), data.get("lat")
-        if "lon" not in self.errors and "lat" not in self.errors and (lon is None) != (lat is None):
+        if "lon" in self.errors or "lat" in self.errors:
+            return data
+        if (lon is None) != (lat is None):
             missing = "lat" if lat is None else "lon"
             self.add_error(missing, _("Give both longitude and latitude, or leave both empty."))
+        elif lon is not None and not get_locator().covers(lon, lat):
+            self.add_error("lat", _("This place is outside the city. Move the pin, or leave it out and write an "
+                                    "address."))
+        elif lon is None and not data.get("address") and not self.photo_has_position and "photo" not in self.errors:
+            # Without a place the report could reach no district: say so now, not after it has waited.
+            self.add_error("address", _("Say where the problem is: put a pin on the map or write an address."))
         return data
 
     def add_intake_error(self, exc: CaseInvalid) -> None:
