@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from chengyun.audit.models import AuditRecord
 from chengyun.intake.models import Report
-from chengyun.intake.privacy import mask_phone
+from chengyun.intake.privacy import mask_phone, redact_text
 
 from .. import factories as f
 from .reports_api import REPORTS, post, post_report, report_url
@@ -125,3 +126,24 @@ def test_mask_phone_examples():
     assert mask_phone("62345678") == "******78"
     assert mask_phone("0216234567") == "0*******67"
     assert mask_phone("12345") == "*****"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("电话13812345678请回电", "电话138****5678请回电"),
+    ("手机 138 1234 5678", "手机 138****5678"),
+    ("座机021-62345678", "座机021****5678"),
+    ("身份证110101199003071234", "身份证110101********1234"),
+    ("mail me: wang.fang@example.com", "mail me: w***@example.com"),
+    # numbers that are not personal stay as written
+    ("报告R202405010001234号", "报告R202405010001234号"),
+    ("2024年5月1日 幸福路1234号 301室", "2024年5月1日 幸福路1234号 301室"),
+    ("订单1381234567890", "订单1381234567890"),
+])
+def test_redact_text_masks_numbers_and_emails_written_into_text(text, shown):
+    assert redact_text(text) == shown
+
+
+@given(st.text(alphabet="0123456789 -年号路", max_size=20), st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),
+       st.text(alphabet="年号路", max_size=5))
+def test_no_mobile_number_survives_redaction(before, mobile, after):
+    assert mobile not in redact_text(before + "电话" + mobile + after)

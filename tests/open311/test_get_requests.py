@@ -73,6 +73,19 @@ def test_one_request_json_has_every_field_and_no_personal_data(client, filed, se
         assert secret not in r.content.decode()
 
 
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_numbers_and_emails_written_into_the_text_are_shown_masked(client, api_key, fmt):
+    """A caller's number dictated into the description, an email in the address: the public sees them masked."""
+    a = post(client, api_key, description="水管爆裂，请回电13812345678或 li@example.org，身份证110101199003071234",
+             address_string="幸福路12号 电话021-62345678")
+    shown = client.get(BASE + f"requests/{a.number}.{fmt}").content.decode()
+    for secret in ("13812345678", "li@example.org", "110101199003071234", "62345678"):
+        assert secret not in shown
+    assert "138****5678" in shown and "l***@example.org" in shown and "110101********1234" in shown
+    assert "幸福路12号" in shown, "the rest of the address stays"
+    assert Report.objects.get(pk=a.pk).description.startswith("水管爆裂，请回电13812345678"), "stored as written"
+
+
 def test_one_request_xml(client, filed):
     a = filed[0]
     r = client.get(BASE + f"requests/{a.number}.xml", {"locale": "en"})

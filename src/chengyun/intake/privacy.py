@@ -8,6 +8,8 @@ Open311 and the public pages never show it at all.
 
 from __future__ import annotations
 
+import re
+
 from django.utils.translation import gettext as _
 
 from chengyun.audit.services import record
@@ -53,6 +55,35 @@ def mask_email(email: str) -> str:
 def mask_id(value: str) -> str:
     value = (value or "").strip()
     return value[:2] + "***" if value else ""
+
+
+# Personal data people write into free text (a caller's number dictated to
+# the hotline, "call me on …" in a web report): what the public sees of a
+# description or an address has it masked. Chinese mobile numbers (+86 and
+# spaces or dashes allowed), landlines with an area code, ID card numbers
+# (18 characters), emails. Digits run into other digits are left alone, so
+# that tracking numbers, dates and house numbers stay as written.
+_IN_TEXT = re.compile(
+    r"(?P<id>(?<![0-9A-Za-z])\d{6}(?:18|19|20)\d{2}[01]\d[0-3]\d\d{3}[0-9Xx](?![0-9A-Za-z]))"
+    r"|(?P<mobile>(?<![\d+])(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d))"
+    r"|(?P<landline>(?<!\d)0\d{2,3}[ -]?\d{7,8}(?!\d))"
+    r"|(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+)
+
+
+def _mask_found(m: re.Match) -> str:
+    text = m.group(0)
+    if m.lastgroup == "email":
+        return mask_email(text)
+    if m.lastgroup == "id":
+        return text[:6] + "*" * 8 + text[-4:]
+    return mask_phone(re.sub(r"[ -]", "", text))
+
+
+def redact_text(text: str | None) -> str | None:
+    """``text`` with the phone numbers, ID card numbers and emails in it
+    masked (138****1234): for what the public sees of reports."""
+    return _IN_TEXT.sub(_mask_found, text) if text else text
 
 
 def masked(contact: ReporterContact | None) -> dict:

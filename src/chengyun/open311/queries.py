@@ -6,7 +6,8 @@ A *service* is an active leaf category; its code is the category code. A
 id is the report's tracking number. Its status is the status of the case
 that handles it, following merges, reduced to ``open``/``closed``; the
 detailed status goes into ``status_notes``. Reporters' contact details are
-never read here.
+never read here, and phone numbers, ID card numbers and emails written into a
+description or an address are shown masked (:func:`.privacy.redact_text`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from chengyun.cases.models import AssignmentRole, Case, CaseAssignment, Timeline
 from chengyun.cases.workflow import CaseStatus
 from chengyun.i18n import prefers_chinese
 from chengyun.intake.models import DuplicateOutcome, Report
+from chengyun.intake.privacy import redact_text
 from chengyun.taxonomy.models import Category
 
 from .formats import city_zone, w3c
@@ -185,13 +187,13 @@ def request_rows(reports) -> list[dict]:
             "status_notes": _notes(case, r.case),
             "service_name": category.display_name if category else None,
             "service_code": category.code if category else None,
-            "description": r.description or None,
+            "description": redact_text(r.description) or None,
             "agency_responsible": leads.get(case.pk) if case else None,
             "service_notice": _notice(r, case),
             "requested_datetime": w3c(r.received_at),
             "updated_datetime": w3c(max(times)),
             "expected_datetime": w3c(case.due_at) if case is not None and case.status not in CLOSED_STATUSES else None,
-            "address": r.address or (r.area.display_name if r.area_id else None),
+            "address": redact_text(r.address) or (r.area.display_name if r.area_id else None),
             "address_id": r.area.code if r.area_id else None,
             "zipcode": None,
             "lat": r.lat,
