@@ -154,6 +154,17 @@ def test_suggest_panel_names_category_area_and_open_cases_nearby(client, staff):
     assert 'data-code="0102"' in lights and earlier.number not in lights
 
 
+def test_suggest_panel_shows_the_earlier_call_at_the_same_address_as_saving_will_attach_it(client, staff):
+    client.force_login(staff["operator"])
+    assert _call(client, category="0101", token="call-a").status_code == 302
+    earlier = Report.objects.get().case
+    typed = {"description": "水管爆裂 路面冒水", "address": STREET_ADDRESS, "category": "0101"}
+    html = client.post("/console/hotline/suggest/", typed).content.decode()
+    assert earlier.number in html and "would be attached to it" in html
+    assert _call(client, category="0101", token="call-b").status_code == 302
+    assert Report.objects.get(idempotency_key="call-b").case_id == earlier.pk, "saving does what the panel said"
+
+
 # --------------------------------------------------------------------------- inspector
 
 

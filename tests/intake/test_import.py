@@ -254,3 +254,21 @@ def test_bad_options_are_explained(intake_world, tmp_path):
     with pytest.raises(CommandError, match="--format"):
         run(tmp_path / "x.txt")
     assert "Taken as new cases: 1" in run(path, "--map", "description=text")
+
+
+def test_hotline_history_without_points_is_matched_by_address(intake_world, tmp_path):
+    """A hotline system's export has addresses, not points: the same address attaches, as submit() would."""
+    path = write_jsonl(tmp_path / "calls.jsonl", [
+        {"id": "H1", "text": "和平路12号门口水管爆裂 水一直在冒", "addr": "区1 街道1001 和平路12号",
+         "when": "2026-11-20T09:00:00+08:00"},
+        {"id": "H2", "text": "和平路12号门口水管爆裂，水一直冒", "addr": "区1街道1001和平路12号",
+         "when": "2026-11-20T09:30:00+08:00"},
+    ])
+    out = run(path, "--map", "description=text", "--map", "address=addr", "--map", "received_at=when",
+              "--map", "external_id=id", "--channel", "hotline")
+    assert "Attached to an open case as duplicates: 1" in out
+    first, second = Report.objects.get(external_id="H1"), Report.objects.get(external_id="H2")
+    assert first.lon is None and first.area.code == "100101001"
+    assert second.case_id == first.case_id and second.duplicate == DuplicateOutcome.ATTACHED
+    why = second.duplicate_explanation
+    assert (why["by"], why["place"], why["place_by"], why["best_case"]) == ("place", 1.0, "address", first.case.number)

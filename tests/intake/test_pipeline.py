@@ -21,3 +21,50 @@ def test_confident_report_is_classified_located_and_routed(intake_world):
     assert case.lead.department == intake_world.dept("water", "100101")
     assert case.route_explanation["classification"]["decided_by"] == "classifier"
     assert list(verify_chain()) == []
+
+
+STREET = "区1 街道1001 "  # placed in street 100101001 by its names
+
+
+def _call(text: str, address: str, category: str = "0101"):
+    return submit(ReportInput(channel="hotline", description=text, address=address, category=category,
+                              contact={"phone": "13800000000"})).report
+
+
+def test_a_call_about_the_same_address_is_attached_without_a_point(intake_world):
+    first = _call("和平路12号门口水管爆裂 水一直在冒", STREET + "和平路12号")
+    second = _call("和平路12号门口水管爆裂，水一直冒", STREET + " 和平路12号 ")  # spaces differ
+    assert first.lon is None and first.area.code == "100101001"
+    assert second.duplicate == "attached" and second.case_id == first.case_id
+    why = second.duplicate_explanation
+    assert why["by"] == "place" and why["place"] == 1.0 and why["place_by"] == "address"
+    assert why["best_case"] == first.case.number and why["score"] >= why["attach_at"]
+
+
+def test_the_same_street_alone_makes_a_dispatcher_ask_never_attach(intake_world):
+    first = _call("和平路12号门口水管爆裂 水一直在冒", STREET + "和平路12号")
+    second = _call("和平路12号门口水管爆裂 水一直在冒", STREET + "幸福路3号")
+    why = second.duplicate_explanation
+    assert why["place"] == 0.0 and why["place_by"] == "area" and why["area"] == "100101001"
+    assert second.duplicate == "ask" and second.case_id != first.case_id
+    assert why["ask_at"] <= why["score"] < why["attach_at"]
+
+
+def test_a_district_alone_is_too_wide_to_match_in(intake_world):
+    _call("水管爆裂 水一直在冒", "区1 某小区")
+    second = _call("水管爆裂 水一直在冒", "区1 另一个小区")
+    assert second.area.code == "100101" and second.duplicate == "new"
+    assert second.duplicate_explanation["area"] is None and second.duplicate_explanation["candidates"] == 0
+
+
+def test_without_point_address_or_fine_area_nothing_is_checked(intake_world):
+    report = submit(ReportInput(channel="hotline", description="水管爆裂", category="0101")).report
+    assert report.duplicate == "new" and "not checked" in report.duplicate_explanation["reason"]
+
+
+def test_another_problem_at_the_same_address_is_not_a_duplicate(intake_world):
+    _call("和平路12号门口水管爆裂", STREET + "和平路12号")
+    other = _call("路灯不亮 晚上很黑", STREET + "和平路12号", category="0102")  # a sibling category: weighs 0.8
+    why = other.duplicate_explanation
+    assert other.duplicate == "new" and why["candidates"] == 1 and why["category_factor"] == 0.8
+    assert why["score"] < why["ask_at"]

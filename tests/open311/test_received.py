@@ -298,3 +298,32 @@ def test_receive_outside_a_transaction_stores_report_and_contact_once(api_key):
     assert Report.objects.filter(idempotency_key="alarm-9").count() == 1
     assert ReporterContact.objects.count() == 2  # no contact left behind by the nine refused inserts
     assert received.process_received().rows == 3
+
+
+def test_requests_with_only_an_address_are_matched_by_place_as_submit_matches_them(client, api_key, intake_world):
+    """address_string alone: the worker finds the same address (attach) and the same street (ask), in its
+    own batch and against a case another channel opened, and explains it as submit() does."""
+    street = "区1 街道1001 "  # placed in street 100101001 by its names
+    text = "和平路12号门口水管爆裂 水一直在冒"
+    hotline = submit(ReportInput(channel="hotline", description=text, category="0101",
+                                 address=street + "和平路12号")).report  # a case opened elsewhere, no point
+    same = post(client, api_key, lat=None, long=None, address_string=street + "和平路 12号", description=text)
+    nearby = post(client, api_key, lat=None, long=None, address_string=street + "幸福路3号", description=text)
+    wide = post(client, api_key, lat=None, long=None, address_string="区1 某小区", description=text)
+    received.process_received()
+    same, nearby, wide = (Report.objects.get(number=x["service_request_id"]) for x in (same, nearby, wide))
+    assert same.duplicate == DuplicateOutcome.ATTACHED and same.case_id == hotline.case_id
+    assert nearby.duplicate == DuplicateOutcome.ASK and nearby.case_id != hotline.case_id
+    assert wide.duplicate == DuplicateOutcome.NEW and wide.duplicate_explanation["area"] is None
+
+    why = nearby.duplicate_explanation
+    assert (why["area"], why["place"], why["place_by"], why["best_case"]) == ("100101001", 0.0, "area",
+                                                                              hotline.case.number)
+
+    # submit() decides the same with the same words and explains it with the same parts.
+    again = submit(ReportInput(channel="hotline", description=text, category="0101", address=same.address)).report
+    w, s = same.duplicate_explanation, again.duplicate_explanation
+    assert again.duplicate == same.duplicate and again.case_id == same.case_id
+    moving = ("score", "text", "time", "candidates")  # a moment later, with the worker's cases in the street too
+    assert {k: w[k] for k in s if k not in moving} == {k: s[k] for k in s if k not in moving}
+    assert w["score"] == pytest.approx(s["score"], abs=0.02)  # text: the same features, time: moments apart

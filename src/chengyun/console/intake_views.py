@@ -129,15 +129,19 @@ def hotline_suggest(request):
     _decided, suggestion, confidence, version, explanation, certain = classify(text, None) if text else (
         None, None, None, None, {}, False)
     area = _area_model(address)
+    # The operator's own pick, if any, is what saving will use (else the classifier's).
+    picked = _chosen_category((request.POST.get("category") or "").strip())
+    category = picked or suggestion
     match = None
     nearby = []
-    if suggestion is not None and area is not None:
-        found = find_duplicate(category=suggestion, lon=area.point_lon, lat=area.point_lat, at=now(), text=text)
+    if category is not None and area is not None:
+        # The same check saving makes for a call without a point: by address and area.
+        found = find_duplicate(category=category, lon=None, lat=None, at=now(), text=text, area=area, address=address)
         if found.case is not None and scope.can_see(request.user, found.case):
             match = found
         nearby = list(
             visible_cases(request.user)
-            .filter(status__in=OPEN_STATUSES, category=suggestion, area_path__startswith=area.path)
+            .filter(status__in=OPEN_STATUSES, category=category, area_path__startswith=area.path)
             .select_related("category").order_by("-created_at")[:NEARBY_CASES]
         )
     return render(request, "console/_hotline_suggest.html", {

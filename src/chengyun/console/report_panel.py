@@ -20,7 +20,7 @@ from chengyun.taxonomy.models import Category
 
 STAFF_ROLES = {Role.OPERATOR, Role.DISPATCHER, Role.ADMIN}
 RECLASSIFY_STATUSES = (CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.REOPENED)
-SCORE_PARTS = ("text", "distance", "time")
+SCORE_PARTS = ("text", "distance", "place", "time")
 
 
 def term_chips(terms) -> list[str]:
@@ -87,11 +87,13 @@ def reason_label(reason: str) -> str:
     return {
         "no category or no point: not checked": _("not checked: no category or no position"),
         "closed on the spot: not checked": _("not checked: closed on the spot"),
+        "no point, and no address or area finer than a district: not checked":
+            _("not checked: no position, and no address or area finer than a district"),
     }.get(reason, reason)
 
 
 def part_labels() -> dict[str, str]:
-    return {"text": _("text"), "distance": _("distance"), "time": _("time")}
+    return {"text": _("text"), "distance": _("distance"), "place": _("place"), "time": _("time")}
 
 
 def report_rows(user, case: Case, *, revealed: dict | None = None) -> list[dict]:

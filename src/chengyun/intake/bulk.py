@@ -82,6 +82,7 @@ from chengyun.clock import now
 from chengyun.org.models import Department, DepartmentKind
 from chengyun.taxonomy.models import PRIORITY_DEADLINE_FACTOR, Category, Priority, RoutingRule
 
+from . import dedup
 from .classifier import active_model
 from .dedup import SIBLING_FACTOR, WEIGHTS
 from .geo import EARTH_RADIUS_M, area_from_address
@@ -553,12 +554,16 @@ _RAD = math.pi / 180
 
 
 class OpenCaseIndex:
-    """Open cases with a category and a point, by (category group, grid cell).
+    """Open cases with a category, by (category group, grid cell) when they
+    have a point, and by (category group, address) and (category group, area)
+    for reports without a point (:func:`.dedup.find_duplicate` by place).
 
     A group is a parent's children (siblings are duplicate candidates of each
     other) or a category without parent on its own; its cell is as large as
     the group's largest duplicate radius, so a search looks at 3 x 3 cells.
-    Entries: ``[created µs, lon, lat, case id, category id, number, matrix, row]``.
+    Entries: ``[created µs, lon, lat, case id, category id, number, matrix,
+    row, address key, area id]`` (lon and lat None without a point; the
+    address key as :func:`address_key` makes it, "" for none).
     """
 
     def __init__(self, features, *, lat_ref: float) -> None:
@@ -579,6 +584,7 @@ class OpenCaseIndex:
             if dlat > old[0]:
                 self.cell[group] = (dlat, dlat * kx)
         self.cells: dict[tuple, list] = {}
+        self.places: dict[tuple, list] = {}  # (group, "s", address key) and (group, "a", area id) -> entries
         self.loaded: tuple[int, int] | None = None
         self.size = 0
         self.gone: set[int] = set()  # cases that left the open statuses after they were loaded
@@ -586,8 +592,14 @@ class OpenCaseIndex:
 
     def add(self, entry: list) -> None:
         group = self.group[entry[4]]
-        dlat, dlon = self.cell[group]
-        self.cells.setdefault((group, math.floor(entry[1] / dlon), math.floor(entry[2] / dlat)), []).append(entry)
+        if entry[1] is not None:
+            dlat, dlon = self.cell[group]
+            self.cells.setdefault((group, math.floor(entry[1] / dlon), math.floor(entry[2] / dlat)), []).append(entry)
+        if len(entry) > 8:
+            if entry[8]:
+                self.places.setdefault((group, "s", entry[8]), []).append(entry)
+            if entry[9] is not None:
+                self.places.setdefault((group, "a", entry[9]), []).append(entry)
         self.size += 1
 
     def forget_before(self, t: int) -> None:
@@ -605,14 +617,18 @@ class OpenCaseIndex:
 
     def _sweep(self, t: int) -> None:
         self.swept = t
-        kept = {}
+        kept, places = {}, {}
         size = 0
         for key, entries in self.cells.items():
             left = [e for e in entries if e[0] >= t]
             if left:
                 kept[key] = left
                 size += len(left)
-        self.cells, self.size = kept, size
+        for key, entries in self.places.items():
+            left = [e for e in entries if e[0] >= t]
+            if left:
+                places[key] = left
+        self.cells, self.places, self.size = kept, places, size
 
     def load(self, lo: int, hi: int) -> int:
         """Make sure the open cases created in [lo, hi] (µs) are in the index
@@ -630,7 +646,7 @@ class OpenCaseIndex:
             # Only the time range in SQL: given the open statuses too, SQLite
             # walks the (status, due_at) index through every open case.
             qs = Case.objects.filter(created_at__gte=_EPOCH + a * _US, created_at__lte=_EPOCH + b * _US).values_list(
-                "id", "number", "lon", "lat", "created_at", "category_id", "title", "description", "status")
+                *CASE_FIELDS)
             added += self.add_rows(qs.iterator(chunk_size=5000))
         if self.loaded is None or hi < self.loaded[0] or lo > self.loaded[1]:
             self.loaded = (lo, hi)
@@ -639,15 +655,50 @@ class OpenCaseIndex:
         return added
 
     def add_rows(self, rows: Iterable[tuple]) -> int:
-        """Add cases given as (id, number, lon, lat, created_at, category id,
-        title, description, status); those not open or without category or
-        point are left out. Returns how many were added."""
-        rows = [r for r in rows if r[8] in OPEN_STATUSES and r[5] is not None and r[2] is not None and r[3] is not None]
+        """Add cases given as :data:`CASE_FIELDS`; those not open or without
+        category are left out, and so are those with neither a point nor an
+        address nor an area. Returns how many were added."""
+        rows = [r for r in rows if r[8] in OPEN_STATUSES and r[5] is not None
+                and ((r[2] is not None and r[3] is not None) or r[9] or r[10] is not None)]
         if rows:
             X = self.features.transform([f"{r[6]}\n{r[7]}" for r in rows])
-            for j, (pk, number, lon, lat, created, cat, *_rest) in enumerate(rows):
-                self.add([micros(created), lon, lat, pk, cat, number, X, j])
+            for j, (pk, number, lon, lat, created, cat, _title, _text, _status, address, area_id) in enumerate(rows):
+                point = lon is not None and lat is not None
+                self.add([micros(created), lon if point else None, lat if point else None, pk, cat, number, X, j,
+                          address_key(address), area_id])
         return len(rows)
+
+    def best_by_place(self, cat: int, address: str, area_id: int | None, t: int, X, i: int, ask_at: float):
+        """:meth:`best` for a report without a point, as :func:`.dedup.find_duplicate`
+        by place: the open cases with the same address key, and in the area
+        ``area_id`` (None: the area is too wide to match in)."""
+        group, window = self.group[cat], self.window[cat]
+        key = address_key(address)
+        lists = ([self.places.get((group, "s", key), ())] if key else []) + \
+            ([self.places.get((group, "a", area_id), ())] if area_id is not None else [])
+        weights, gone, seen = dedup.PLACE_WEIGHTS, self.gone, set()
+        best, best_score, best_parts, n = None, -1.0, None, 0
+        for entries in lists:
+            for e in entries:
+                age = t - e[0]
+                if e[3] in seen or age < 0 or age > window or e[3] in gone:
+                    continue
+                seen.add(e[3])
+                n += 1
+                factor = 1.0 if e[4] == cat else SIBLING_FACTOR
+                place = 1.0 if key and e[8] == key else 0.0
+                tim = max(0.0, 1.0 - age / window) if window else 0.0
+                rest = weights["place"] * place + weights["time"] * tim
+                if factor * (weights["text"] + rest) < ask_at:
+                    continue  # even the same words could not make it a question
+                text = max(0.0, min(1.0, _row_dot(X, i, e[6], e[7])))
+                score = factor * (weights["text"] * text + rest)
+                if score > best_score:
+                    best, best_score = e, score
+                    best_parts = {"text": round(text, 4), "place": round(place, 4), "time": round(tim, 4),
+                                  "category_factor": factor, "place_by": "address" if place else "area"}
+        return best, best_score, best_parts, n
+
 
     def best(self, cat: int, lon: float, lat: float, t: int, X, i: int, ask_at: float):
         """-> (best entry or None, score, parts, number of candidates)."""
@@ -691,6 +742,16 @@ class OpenCaseIndex:
                         best_parts = {"text": round(text, 4), "distance": round(dist, 4), "time": round(tim, 4),
                                       "distance_m": round(d, 1), "category_factor": factor}
         return best, best_score, best_parts, n
+
+
+# What the index reads of a case (OpenCaseIndex.add_rows).
+CASE_FIELDS = ("id", "number", "lon", "lat", "created_at", "category_id", "title", "description", "status", "address",
+               "area_id")
+
+
+def address_key(address: str | None) -> str:
+    """An address as duplicates are matched by: without any spaces."""
+    return "".join((address or "").split())
 
 
 # --------------------------------------------------------------------------- writing
@@ -1144,8 +1205,12 @@ class BulkImporter:
             outcome = "new"
             if r.closed_at is not None:
                 dup_json[i] = closed_json
-            elif check[i] < 0 or r.lon is None:
+            elif check[i] < 0:
                 dup_json[i] = not_checked
+            elif r.lon is None:
+                entry, score, parts, dup_json[i] = self._place_match(check[i], r.address, area[i], t[i], X, i)
+                if entry is not None:
+                    outcome = "attach" if score >= attach_at else "ask" if score >= ask_at else "new"
             else:
                 entry, score, parts, candidates = index.best(check[i], r.lon, r.lat, t[i], X, i, ask_at)
                 if entry is not None:
@@ -1178,8 +1243,9 @@ class BulkImporter:
                     else:
                         status = CaseStatus.DISPATCHED
                         c.routed += 1
-                if cat >= 0 and r.lon is not None:
-                    index.add([t[i], r.lon, r.lat, case_id, cat, number, X, i])
+                if cat >= 0:
+                    index.add([t[i], r.lon, r.lat, case_id, cat, number, X, i, address_key(r.address),
+                               area[i] if area[i] >= 0 else None])
             cases.append((i, case_id, number, status, plan))
         c.reports, c.cases, c.attached, c.asked = n, len(cases), len(attached), len(suggestions)
 
@@ -1375,6 +1441,25 @@ class BulkImporter:
         p, conf = b.pred[i], b.conf[i]
         return '{"decided_by": "%s", "confidence": %s, "model": %s, "terms": []}' % (
             by, "null" if p < 0 else round(conf, 4), "null" if p < 0 else self.version)
+
+    def _place_match(self, cat: int, address: str, area_id: int, t: int, X, i: int):
+        """A report without a point, matched by place as :func:`.dedup.find_duplicate`
+        does: -> (best entry or None, score, parts, ``duplicate_explanation`` JSON)."""
+        info = self.locator.by_id.get(area_id) if area_id >= 0 else None
+        by_area = info is not None and info.depth >= dedup.PLACE_DEPTH
+        address = " ".join((address or "").split())
+        if not address and not by_area:
+            return None, 0.0, None, json.dumps({"reason": dedup.NOT_CHECKED_PLACE})
+        entry, score, parts, n = self.index.best_by_place(cat, address, info.id if by_area else None, t, X, i,
+                                                          self.ask_at)
+        explanation = {"by": "place", "area": info.code if by_area else None, "address": address or None,
+                       "window_hours": self.index.window_hours[cat], "candidates": n, "attach_at": self.attach_at,
+                       "ask_at": self.ask_at, "weights": dedup.PLACE_WEIGHTS}
+        if n:
+            explanation["text_compared_only_above"] = self.ask_at
+        if entry is not None:
+            explanation.update({"best_case": entry[5], "score": round(score, 4), **parts})
+        return entry, score, parts, json.dumps(explanation, ensure_ascii=False)
 
     def _dup_json(self, cat: int, candidates: int, entry, score: float, parts) -> str:
         """The report's ``duplicate_explanation`` (as :func:`dedup.find_duplicate`)."""

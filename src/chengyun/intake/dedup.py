@@ -12,6 +12,14 @@ parent), within the category's radius and time window. Each gets a score in
 factor is 1 for the same category and 0.8 for a sibling. At or above
 ``DUPLICATE_ATTACH_SCORE`` the report is attached to the case; at or above
 ``DUPLICATE_ASK_SCORE`` a dispatcher is asked; below, it is a new case.
+
+A report without a point (a hotline call, a web report with only an
+address) is matched by place instead: the candidates are the open cases of
+those categories and window with the same address, or in the same area when
+the address was placed at street level or finer. ``place`` takes the
+distance's weight: 1 for the same address, 0 for the same area only. So an
+area alone can at most make a dispatcher ask (0.45 + 0.20 = 0.65, under the
+attach score), never attach a report by itself.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
 
 from chengyun.cases.models import Case
 from chengyun.cases.workflow import OPEN_STATUSES
@@ -30,6 +39,9 @@ from .geo import box, distance_m
 from .textfeatures import CharNgramTfidf
 
 WEIGHTS = {"text": 0.45, "distance": 0.35, "time": 0.20}
+PLACE_WEIGHTS = {"text": 0.45, "place": 0.35, "time": 0.20}  # without a point (see above)
+PLACE_DEPTH = 2  # street level: an area this deep or deeper is narrow enough to match in
+NOT_CHECKED_PLACE = "no point, and no address or area finer than a district: not checked"
 SIBLING_FACTOR = 0.8
 MAX_CANDIDATES = 200
 
@@ -60,9 +72,15 @@ def text_similarity(text: str, others: list[str]) -> list[float]:
     return [float(v) for v in (X[1:] @ X[0].T).toarray().ravel()]
 
 
-def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclude_case_id=None) -> Match:
+def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclude_case_id=None,
+                   area=None, address: str = "") -> Match:
+    """The best open case this report may repeat (see the module). ``area``
+    (an ``AreaInfo`` or ``Area``) and ``address`` are used when there is no point."""
     attach_at = settings.DUPLICATE_ATTACH_SCORE
     ask_at = settings.DUPLICATE_ASK_SCORE
+    if category is not None and (lon is None or lat is None):
+        return _by_place(category=category, area=area, address=address, at=at, text=text,
+                         exclude_case_id=exclude_case_id)
     if category is None or lon is None or lat is None:
         return Match(None, 0.0, "new", {"reason": "no category or no point: not checked"})
     radius = category.duplicate_radius_m
@@ -102,6 +120,62 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
         if best is None or score > best[0]:
             best = (score, c, {**{k: round(v, 4) for k, v in parts.items()}, "distance_m": round(d, 1),
                                "category_factor": factor})
+    score, case, parts = best
+    outcome = "attach" if score >= attach_at else "ask" if score >= ask_at else "new"
+    return Match(case if outcome != "new" else None, score, outcome,
+                 {**base, "best_case": case.number, "score": round(score, 4), **parts})
+
+
+def same_address(a: str, b: str) -> bool:
+    """Addresses as people write them: the same when equal but for spaces."""
+    a, b = "".join((a or "").split()), "".join((b or "").split())
+    return bool(a) and a == b
+
+
+def _by_place(*, category: Category, area, address: str, at, text: str, exclude_case_id=None) -> Match:
+    """:func:`find_duplicate` for a report without a point (see the module)."""
+    attach_at = settings.DUPLICATE_ATTACH_SCORE
+    ask_at = settings.DUPLICATE_ASK_SCORE
+    address = " ".join((address or "").split())
+    depth = getattr(area, "depth", None)
+    if depth is None and area is not None:
+        depth = area.level.depth
+    by_area = area is not None and depth >= PLACE_DEPTH
+    if not address and not by_area:
+        return Match(None, 0.0, "new", {"reason": NOT_CHECKED_PLACE})
+    window = timedelta(hours=category.duplicate_window_hours)
+    related = related_categories(category)
+    place = Q(address=address) if address else Q()
+    if by_area:
+        in_area = Q(area_id=area.pk if hasattr(area, "pk") else area.id)  # an Area or the locator's AreaInfo
+        place = place | in_area if address else in_area
+    qs = (
+        Case.objects.filter(place, status__in=OPEN_STATUSES, category_id__in=list(related),
+                            created_at__gte=at - window, created_at__lte=at)
+        .exclude(pk=exclude_case_id or 0)
+        .only("id", "number", "title", "description", "address", "area_id", "created_at", "category_id", "status")
+        .order_by("-created_at")[:MAX_CANDIDATES]
+    )
+    near = list(qs)
+    base = {"by": "place", "area": getattr(area, "code", None) if by_area else None, "address": address or None,
+            "window_hours": category.duplicate_window_hours, "candidates": len(near),
+            "attach_at": attach_at, "ask_at": ask_at, "weights": PLACE_WEIGHTS}
+    if not near:
+        return Match(None, 0.0, "new", base)
+    sims = text_similarity(text, [f"{c.title} {c.description}" for c in near])
+    best = None
+    for c, sim in zip(near, sims, strict=True):
+        age = (at - c.created_at).total_seconds()
+        parts = {
+            "text": max(0.0, min(1.0, sim)),
+            "place": 1.0 if same_address(address, c.address) else 0.0,
+            "time": max(0.0, 1.0 - age / window.total_seconds()),
+        }
+        factor = related[c.category_id]
+        score = factor * sum(PLACE_WEIGHTS[k] * v for k, v in parts.items())
+        if best is None or score > best[0]:
+            best = (score, c, {**{k: round(v, 4) for k, v in parts.items()}, "category_factor": factor,
+                               "place_by": "address" if parts["place"] else "area"})
     score, case, parts = best
     outcome = "attach" if score >= attach_at else "ask" if score >= ask_at else "new"
     return Match(case if outcome != "new" else None, score, outcome,

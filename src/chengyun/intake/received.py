@@ -43,6 +43,7 @@ from chengyun.taxonomy.services import RoutingTables, routing_snapshot
 
 from . import cluster
 from .bulk import (
+    CASE_FIELDS,
     DIGEST_FORMAT,
     BatchResult,
     BulkImporter,
@@ -185,8 +186,7 @@ class ReceivedPipeline(BulkImporter):
         since = index.loaded[0] if index.loaded else 0
         case_top, entry_top = self._marks()  # first: what is created while we read is read next time
         new = (Case.objects.filter(pk__gt=self._case_mark, pk__lte=case_top).exclude(pk__in=self._own)
-               .values_list("id", "number", "lon", "lat", "created_at", "category_id", "title", "description",
-                            "status"))
+               .values_list(*CASE_FIELDS))
         index.add_rows(r for r in new if r[4] is not None and micros(r[4]) >= since)
         left = (TimelineEntry.objects.filter(pk__gt=self._entry_mark, pk__lte=entry_top).exclude(to_status="")
                 .exclude(to_status__in=OPEN_STATUSES).values_list("case_id", flat=True))
