@@ -151,3 +151,15 @@ def test_activate_for_administrators_only(client, staff):
     assert [(m["version"], m["active"]) for m in get(client, staff["root"], MODELS)] == [(2, True), (1, False)]
     assert AuditRecord.objects.filter(action="classifier.activate", actor="root", data__version=2).exists()
     post(client, staff["root"], f"{MODELS}/9/activate", expect=404)
+
+
+def test_a_case_only_the_classifier_categorised_trains_once_a_department_has_taken_it_on(intake_world, staff):
+    from chengyun.cases import services as case_services
+
+    lon, lat = f.centre("100101001")
+    guessed = submit(ReportInput(channel="web", description="水管爆裂，路面一直冒水", lon=lon, lat=lat)).case
+    assert guessed.status == "dispatched" and guessed.route_explanation["classification"]["decided_by"] == "classifier"
+    handled_cases(water=1, lights=1)  # the reporter chose these categories: they count at once
+    assert training_examples()[3]["cases"] == 2, "the model's own guess does not teach the model"
+    case_services.start_case(guessed, by=staff["root"])
+    assert training_examples()[3]["cases"] == 3

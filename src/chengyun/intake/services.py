@@ -613,9 +613,16 @@ CORRECTION_WEIGHT = 3.0
 
 def training_examples(*, limit: int | None = None) -> tuple[list[str], list[str], list[float], dict]:
     """Texts and categories of the city's handled cases (a person or a rule
-    settled the category); cases a person corrected count ``CORRECTION_WEIGHT`` times."""
+    settled the category); cases a person corrected count ``CORRECTION_WEIGHT`` times.
+
+    A case the classifier alone has categorised and the rules have dispatched
+    counts only once a department has taken it on (in progress or later):
+    until then its category is the model's own guess, and training on it
+    would teach the model its mistakes."""
+    guessed = (Q(status=CaseStatus.DISPATCHED) & Q(route_explanation__classification__decided_by="classifier")
+               & ~Q(pk__in=CategoryCorrection.objects.values("case_id")))
     qs = (Case.objects.filter(status__in=TRAINED_STATUSES, category__isnull=False)
-          .exclude(channel=Channel.DISCOVERY).order_by("-created_at")
+          .exclude(channel=Channel.DISCOVERY).exclude(guessed).order_by("-created_at")
           .values_list("pk", "title", "description", "category__code"))
     if limit:
         qs = qs[:limit]
