@@ -188,6 +188,8 @@ class Reports:
         return word, f"{word}，{self.rng.choice(FILLERS)}", ""
 
     def batch(self, size: int):
+        import shapely
+
         from chengyun.intake.bulk import ImportRow
 
         rng = self.rng
@@ -199,9 +201,11 @@ class Reports:
             i = self.i + j
             at = self.start + self.step * i + timedelta(seconds=rng.random())
             if self.recent and rng.random() < self.share_dup:
-                cat, lon, lat, title, description, address = rng.choice(self.recent)
-                lon += rng.uniform(-0.0002, 0.0002)  # about 20 m
-                lat += rng.uniform(-0.0002, 0.0002)
+                cat, lon0, lat0, title, description, address = rng.choice(self.recent)
+                lon = lon0 + rng.uniform(-0.0002, 0.0002)  # about 20 m
+                lat = lat0 + rng.uniform(-0.0002, 0.0002)
+                if not shapely.contains_xy(self.districts, lon, lat):  # moved over the boundary: Open311 refuses it
+                    lon, lat = lon0, lat0
                 if rng.random() < 0.5:
                     description = description + rng.choice(["！", "。请尽快。", " 还是没修好"])
             else:

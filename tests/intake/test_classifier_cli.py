@@ -163,3 +163,12 @@ def test_a_case_only_the_classifier_categorised_trains_once_a_department_has_tak
     assert training_examples()[3]["cases"] == 2, "the model's own guess does not teach the model"
     case_services.start_case(guessed, by=staff["root"])
     assert training_examples()[3]["cases"] == 3
+
+
+def test_a_case_a_dispatcher_dispatched_by_hand_trains(client, staff, sensor):
+    lon, lat = f.centre("100101001")
+    sent = post_report(client, sensor, description="水管爆裂，路面一直冒水", category="0102", lon=lon, lat=lat)
+    assert sent["case_status"] == "new"  # the reporter and the classifier disagree: a dispatcher decides
+    case_action(client, staff["dispatcher"], sent["case"], "accept")
+    assert case_action(client, staff["dispatcher"], sent["case"], "dispatch")["status"] == "dispatched"
+    assert training_examples()[3]["cases"] == 1

@@ -68,3 +68,10 @@ def test_another_problem_at_the_same_address_is_not_a_duplicate(intake_world):
     why = other.duplicate_explanation
     assert other.duplicate == "new" and why["candidates"] == 1 and why["category_factor"] == 0.8
     assert why["score"] < why["ask_at"]
+
+
+def test_the_same_address_written_with_other_spaces_is_the_same_address(intake_world):
+    first = _call("某小区3号楼水管爆裂 水一直在冒", "区1  某小区\u30003号楼")  # placed in the district only
+    second = _call("某小区3号楼水管爆裂 水一直在冒", "区1 某小区 3号楼")
+    assert first.area.code == "100101"
+    assert second.case_id == first.case_id and second.duplicate_explanation["place_by"] == "address"

@@ -138,6 +138,11 @@ def test_mask_phone_examples():
     ("报告R202405010001234号", "报告R202405010001234号"),
     ("2024年5月1日 幸福路1234号 301室", "2024年5月1日 幸福路1234号 301室"),
     ("订单1381234567890", "订单1381234567890"),
+    ("电话１３８１２３４５６７８", "电话138****5678"),  # full-width digits, as Chinese input methods type them
+    ("138.1234.5678 或 (010) 12345678", "138****5678 或 010****5678"),
+    ("坐标120.0123456789", "坐标120.0123456789"),
+    ("邮箱是abc@example.com", "邮箱是a***@example.com"),
+    ("电话13812345678.", "电话138****5678."),
 ])
 def test_redact_text_masks_numbers_and_emails_written_into_text(text, shown):
     assert redact_text(text) == shown
@@ -147,3 +152,8 @@ def test_redact_text_masks_numbers_and_emails_written_into_text(text, shown):
        st.text(alphabet="年号路", max_size=5))
 def test_no_mobile_number_survives_redaction(before, mobile, after):
     assert mobile not in redact_text(before + "电话" + mobile + after)
+
+
+def test_long_runs_of_letters_and_digits_come_back_as_they_were():
+    for text in ("x" * 4000, "邮" * 4000, "1" * 4000, "a." * 2000):
+        assert redact_text(text) == text

@@ -272,3 +272,13 @@ def test_the_answer_speaks_the_language_the_header_asks_for(client, api_key, hea
         r = client.post(BASE + "requests.json", {"api_key": "wrong"}, HTTP_ACCEPT_LANGUAGE=header)
         assert r.status_code == 403
         assert r["Content-Language"] == language
+
+
+def test_a_stray_point_outside_the_city_gives_way_to_the_address(client, api_key):
+    """A device's fix can stray over the boundary: with an address_string the request is taken, placed by it."""
+    r = client.post(BASE + "requests.json", leak_form(api_key, long=str(f.OUTSIDE[0]), lat=str(f.OUTSIDE[1]),
+                                                       address_string="区1 街道1001 和平路12号", phone="0571-88886666转801"))
+    assert r.status_code == 200, r.content
+    report = Report.objects.get(number=body(r)[0]["service_request_id"])
+    assert (report.lon, report.lat) == (None, None) and report.area.code == "100101001"
+    assert report.contact.phone == "0571-88886666转801", "an extension is a phone number too"

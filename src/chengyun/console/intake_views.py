@@ -29,7 +29,14 @@ from chengyun.intake import privacy
 from chengyun.intake.dedup import find_duplicate
 from chengyun.intake.geo import area_from_address
 from chengyun.intake.models import DuplicateSuggestion, Report, ReportPhoto
-from chengyun.intake.services import ReportInput, classify, decide_suggestion, detach_report, submit
+from chengyun.intake.services import (
+    ReportInput,
+    classify,
+    decide_suggestion,
+    default_title,
+    detach_report,
+    submit,
+)
 from chengyun.org import scope
 from chengyun.org.models import Role, RoleAssignment
 from chengyun.taxonomy.models import Category, Priority
@@ -134,11 +141,13 @@ def hotline_suggest(request):
     category = picked or suggestion
     match = None
     nearby = []
-    if category is not None and area is not None:
-        # The same check saving makes for a call without a point: by address and area.
-        found = find_duplicate(category=category, lon=None, lat=None, at=now(), text=text, area=area, address=address)
+    if category is not None and text and (area is not None or address):
+        # The check saving makes for a call without a point (by address and area), on the text it compares.
+        found = find_duplicate(category=category, lon=None, lat=None, at=now(), text=f"{default_title(text)}\n{text}",
+                               area=area, address=address)
         if found.case is not None and scope.can_see(request.user, found.case):
             match = found
+    if category is not None and area is not None:
         nearby = list(
             visible_cases(request.user)
             .filter(status__in=OPEN_STATUSES, category=category, area_path__startswith=area.path)

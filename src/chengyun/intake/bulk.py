@@ -84,7 +84,7 @@ from chengyun.taxonomy.models import PRIORITY_DEADLINE_FACTOR, Category, Priorit
 
 from . import dedup
 from .classifier import active_model
-from .dedup import SIBLING_FACTOR, WEIGHTS
+from .dedup import SIBLING_FACTOR, WEIGHTS, address_key
 from .geo import EARTH_RADIUS_M, area_from_address
 from .models import DuplicateOutcome, DuplicateSuggestion, Report, ReporterContact, SuggestionStatus
 from .services import MAX_DESCRIPTION, SYSTEM_ACTOR, next_ids
@@ -563,7 +563,7 @@ class OpenCaseIndex:
     the group's largest duplicate radius, so a search looks at 3 x 3 cells.
     Entries: ``[created µs, lon, lat, case id, category id, number, matrix,
     row, address key, area id]`` (lon and lat None without a point; the
-    address key as :func:`address_key` makes it, "" for none).
+    address key as :func:`.dedup.address_key` makes it, "" for none).
     """
 
     def __init__(self, features, *, lat_ref: float) -> None:
@@ -595,12 +595,12 @@ class OpenCaseIndex:
         if entry[1] is not None:
             dlat, dlon = self.cell[group]
             self.cells.setdefault((group, math.floor(entry[1] / dlon), math.floor(entry[2] / dlat)), []).append(entry)
+            self.size += 1  # entries in the cells (as _sweep counts them)
         if len(entry) > 8:
             if entry[8]:
                 self.places.setdefault((group, "s", entry[8]), []).append(entry)
             if entry[9] is not None:
                 self.places.setdefault((group, "a", entry[9]), []).append(entry)
-        self.size += 1
 
     def forget_before(self, t: int) -> None:
         """Drop cases opened before ``t``: no later report can match them.
@@ -748,10 +748,6 @@ class OpenCaseIndex:
 CASE_FIELDS = ("id", "number", "lon", "lat", "created_at", "category_id", "title", "description", "status", "address",
                "area_id")
 
-
-def address_key(address: str | None) -> str:
-    """An address as duplicates are matched by: without any spaces."""
-    return "".join((address or "").split())
 
 
 # --------------------------------------------------------------------------- writing
@@ -1448,7 +1444,7 @@ class BulkImporter:
         info = self.locator.by_id.get(area_id) if area_id >= 0 else None
         by_area = info is not None and info.depth >= dedup.PLACE_DEPTH
         address = " ".join((address or "").split())
-        if not address and not by_area:
+        if not address_key(address) and not by_area:
             return None, 0.0, None, json.dumps({"reason": dedup.NOT_CHECKED_PLACE})
         entry, score, parts, n = self.index.best_by_place(cat, address, info.id if by_area else None, t, X, i,
                                                           self.ask_at)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Func, Q, Value
 
 from chengyun.cases.models import Case
 from chengyun.cases.workflow import OPEN_STATUSES
@@ -126,10 +126,24 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
                  {**base, "best_case": case.number, "score": round(score, 4), **parts})
 
 
-def same_address(a: str, b: str) -> bool:
-    """Addresses as people write them: the same when equal but for spaces."""
-    a, b = "".join((a or "").split()), "".join((b or "").split())
-    return bool(a) and a == b
+ADDRESS_SPACES = (" ", "\u3000", "\t", "\n", "\r")  # left out when addresses are compared
+
+
+def address_key(address: str | None) -> str:
+    """An address as duplicates are matched by: without spaces (ASCII and
+    ideographic), tabs and line breaks."""
+    key = address or ""
+    for ch in ADDRESS_SPACES:
+        key = key.replace(ch, "")
+    return key
+
+
+def _address_key_sql():
+    """:func:`address_key` of ``Case.address``, in SQL (REPLACE: SQLite and PostgreSQL)."""
+    expr = F("address")
+    for ch in ADDRESS_SPACES:
+        expr = Func(expr, Value(ch), Value(""), function="REPLACE")
+    return expr
 
 
 def _by_place(*, category: Category, area, address: str, at, text: str, exclude_case_id=None) -> Match:
@@ -141,17 +155,19 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
     if depth is None and area is not None:
         depth = area.level.depth
     by_area = area is not None and depth >= PLACE_DEPTH
-    if not address and not by_area:
+    if not address_key(address) and not by_area:
         return Match(None, 0.0, "new", {"reason": NOT_CHECKED_PLACE})
     window = timedelta(hours=category.duplicate_window_hours)
     related = related_categories(category)
-    place = Q(address=address) if address else Q()
+    key = address_key(address)
+    place = Q(address_key=key) if key else Q()
     if by_area:
         in_area = Q(area_id=area.pk if hasattr(area, "pk") else area.id)  # an Area or the locator's AreaInfo
         place = place | in_area if address else in_area
     qs = (
-        Case.objects.filter(place, status__in=OPEN_STATUSES, category_id__in=list(related),
+        Case.objects.filter(status__in=OPEN_STATUSES, category_id__in=list(related),
                             created_at__gte=at - window, created_at__lte=at)
+        .annotate(address_key=_address_key_sql()).filter(place)
         .exclude(pk=exclude_case_id or 0)
         .only("id", "number", "title", "description", "address", "area_id", "created_at", "category_id", "status")
         .order_by("-created_at")[:MAX_CANDIDATES]
@@ -168,7 +184,7 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
         age = (at - c.created_at).total_seconds()
         parts = {
             "text": max(0.0, min(1.0, sim)),
-            "place": 1.0 if same_address(address, c.address) else 0.0,
+            "place": 1.0 if key and address_key(c.address) == key else 0.0,
             "time": max(0.0, 1.0 - age / window.total_seconds()),
         }
         factor = related[c.category_id]

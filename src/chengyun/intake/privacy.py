@@ -59,31 +59,40 @@ def mask_id(value: str) -> str:
 
 # Personal data people write into free text (a caller's number dictated to
 # the hotline, "call me on …" in a web report): what the public sees of a
-# description or an address has it masked. Chinese mobile numbers (+86 and
-# spaces or dashes allowed), landlines with an area code, ID card numbers
-# (18 characters), emails. Digits run into other digits are left alone, so
-# that tracking numbers, dates and house numbers stay as written.
+# description or an address has it masked. Chinese mobile numbers (+86,
+# spaces, dots or dashes allowed), landlines with an area code (brackets
+# allowed), ID card numbers (18 characters), emails; full-width digits count
+# as digits. Digits run into other digits or decimals are left alone, so
+# that tracking numbers, dates, coordinates and house numbers stay as written.
 _IN_TEXT = re.compile(
-    r"(?P<id>(?<![0-9A-Za-z])\d{6}(?:18|19|20)\d{2}[01]\d[0-3]\d\d{3}[0-9Xx](?![0-9A-Za-z]))"
-    r"|(?P<mobile>(?<![\d+])(?:\+?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d))"
-    r"|(?P<landline>(?<!\d)0\d{2,3}[ -]?\d{7,8}(?!\d))"
-    r"|(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+    r"(?P<id>(?<![0-9A-Za-z.])\d{6}(?:18|19|20)\d{2}[01]\d[0-3]\d\d{3}[0-9Xx](?![0-9A-Za-z]))"
+    r"|(?P<mobile>(?<![\d+.])(?:\+?86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}(?!\d|\.\d))"
+    r"|(?P<landline>(?<![\d.])(?:\(0\d{2,3}\)|0\d{2,3})[ -]?\d{7,8}(?!\d|\.\d))"
+    # The local part bounded and ASCII: a scan from every position would be quadratic in long runs of letters.
+    r"|(?P<email>(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
 )
+_FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９＋（）－", "0123456789+()-")  # one character for one
 
 
-def _mask_found(m: re.Match) -> str:
-    text = m.group(0)
-    if m.lastgroup == "email":
+def _mask_found(text: str, kind: str) -> str:
+    if kind == "email":
         return mask_email(text)
-    if m.lastgroup == "id":
+    if kind == "id":
         return text[:6] + "*" * 8 + text[-4:]
-    return mask_phone(re.sub(r"[ -]", "", text))
+    return mask_phone(re.sub(r"[ .()-]", "", text))
 
 
 def redact_text(text: str | None) -> str | None:
     """``text`` with the phone numbers, ID card numbers and emails in it
     masked (138****1234): for what the public sees of reports."""
-    return _IN_TEXT.sub(_mask_found, text) if text else text
+    if not text:
+        return text
+    scan = text.translate(_FULL_WIDTH_DIGITS)  # the same length: positions in it are positions in text
+    out, last = [], 0
+    for m in _IN_TEXT.finditer(scan):
+        out += [text[last:m.start()], _mask_found(m.group(0), m.lastgroup)]
+        last = m.end()
+    return "".join(out) + text[last:] if out else text
 
 
 def masked(contact: ReporterContact | None) -> dict:

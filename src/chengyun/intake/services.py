@@ -25,6 +25,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections,
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
+from chengyun.areas.locator import get_locator
 from chengyun.areas.models import Area
 from chengyun.areas.services import locate
 from chengyun.audit.services import record
@@ -55,7 +56,8 @@ from .photos import clean_photo
 MAX_DESCRIPTION = 4000
 SYSTEM_ACTOR = "intake"
 CONTACT_FIELDS = ("name", "phone", "email", "device_id", "account_id")
-PHONE_RE = re.compile(r"^[0-9+()\-\s]{5,40}$")  # digits, with the + ( ) - and spaces people write them with
+# Digits, with the + ( ) - . and spaces people write them with, and an extension (转801, ext. 801, x801, #801).
+PHONE_RE = re.compile(r"^[0-9+()\-.\s]{5,30}(?:\s*(?:转|分机|ext\.?|x|#)\s*\d{1,6})?$", re.IGNORECASE)
 
 
 @dataclass
@@ -117,6 +119,12 @@ def _coordinate(value, name: str, low: float, high: float) -> float | None:
     return v
 
 
+def default_title(description: str) -> str:
+    """The title of a report sent without one: its first line, cut to 60 characters."""
+    first = description.splitlines()[0] if description else ""
+    return first if len(first) <= 60 else first[:59] + "…"
+
+
 def clean_input(inp: ReportInput) -> dict:
     """Check everything before anything is written; errors name the field."""
     if inp.channel not in Channel.values:
@@ -131,8 +139,7 @@ def clean_input(inp: ReportInput) -> dict:
     if len(title) > 200:
         raise CaseInvalid(_("The title is too long (at most 200 characters)."), field="title")
     if not title:
-        first = description.splitlines()[0]
-        title = first if len(first) <= 60 else first[:59] + "…"
+        title = default_title(description)
     lon = _coordinate(inp.lon, "long", -180, 180)
     lat = _coordinate(inp.lat, "lat", -90, 90)
     if (lon is None) != (lat is None):
@@ -153,9 +160,9 @@ def clean_input(inp: ReportInput) -> dict:
     if contact["email"] and ("@" not in contact["email"] or " " in contact["email"]):
         raise CaseInvalid(_("This is not an email address."), field="email")
     photos = [clean_photo(p, field="media") for p in inp.photos]
-    if lon is None:  # a photo's EXIF position stands in for a missing pin
+    if lon is None:  # a photo's EXIF position stands in for a missing pin, if it is in the city
         for p in photos:
-            if p.lon is not None:
+            if p.lon is not None and get_locator().covers(p.lon, p.lat):
                 lon, lat = p.lon, p.lat
                 break
     area = inp.area
@@ -622,7 +629,10 @@ def training_examples(*, limit: int | None = None) -> tuple[list[str], list[str]
     guessed = (Q(status=CaseStatus.DISPATCHED) & Q(route_explanation__classification__decided_by="classifier")
                & ~Q(pk__in=CategoryCorrection.objects.values("case_id")))
     qs = (Case.objects.filter(status__in=TRAINED_STATUSES, category__isnull=False)
-          .exclude(channel=Channel.DISCOVERY).exclude(guessed).order_by("-created_at")
+          .exclude(channel=Channel.DISCOVERY)
+          # As a subquery: excluded in place, a case without the JSON key (dispatched by hand) reads NULL
+          # there, and NOT(NULL) would drop it too.
+          .exclude(pk__in=Case.objects.filter(guessed).values("pk")).order_by("-created_at")
           .values_list("pk", "title", "description", "category__code"))
     if limit:
         qs = qs[:limit]

@@ -429,9 +429,6 @@ def _location(params: Params) -> tuple[float | None, float | None, str, Area | N
     lon = _coordinate(params, "long", -180, 180)
     if (lat is None) != (lon is None):
         raise _bad("long" if lon is None else "lat", _("send lat and long together."))
-    if lat is not None and not get_locator().covers(lon, lat):
-        raise _bad("lat", _("the point (%(lat)s, %(long)s) is outside the area this city serves.")
-                   % {"lat": lat, "long": lon})
     address = params.get("address_string")
     if len(address) > 300:
         raise _bad("address_string", _("is too long (at most 300 characters)."))
@@ -441,6 +438,11 @@ def _location(params: Params) -> tuple[float | None, float | None, str, Area | N
         area = Area.objects.filter(code=address_id).first()
         if area is None:
             raise _bad("address_id", _("“%(value)s” is not an area code of this city.") % {"value": address_id})
+    if lat is not None and not get_locator().covers(lon, lat):
+        if not address and area is None:
+            raise _bad("lat", _("the point (%(lat)s, %(long)s) is outside the area this city serves.")
+                       % {"lat": lat, "long": lon})
+        lon = lat = None  # the address says where, inside the city (a device's fix can stray over the boundary)
     if lat is None and not address and area is None:
         raise _bad("lat", _("give a location: lat and long, address_string or address_id."))
     return lon, lat, address, area

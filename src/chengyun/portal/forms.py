@@ -112,7 +112,7 @@ class ReportForm(forms.Form):
         except CaseInvalid as exc:
             raise forms.ValidationError(exc.message) from None
         self.photo_bytes = data
-        self.photo_has_position = cleaned.lon is not None
+        self.photo_has_position = cleaned.lon is not None and get_locator().covers(cleaned.lon, cleaned.lat)
         return upload
 
     def clean(self):
