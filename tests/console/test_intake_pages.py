@@ -353,3 +353,14 @@ def test_cluster_case_shows_its_warning_and_reports(client, staff):
     assert "Cluster warning" in page
     for r in reports:
         assert r.number in page and r.case.number in page
+
+
+def test_a_warning_by_area_says_so_on_its_case(client, staff):
+    client.force_login(staff["operator"])
+    for i, house in enumerate(("和平路1号", "和平路9号", "幸福路3号")):
+        assert _call(client, address=f"区1 街道1001 {house}", category="0101", token=f"c-{i}").status_code == 302
+    warning = ClusterWarning.objects.get()
+    assert warning.by_area
+    client.force_login(staff["dispatcher"])
+    page = client.get(f"/console/cases/{warning.case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "without a position, all in" in page and "Street 1001" in page

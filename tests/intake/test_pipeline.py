@@ -75,3 +75,28 @@ def test_the_same_address_written_with_other_spaces_is_the_same_address(intake_w
     second = _call("某小区3号楼水管爆裂 水一直在冒", "区1 某小区 3号楼")
     assert first.area.code == "100101"
     assert second.case_id == first.case_id and second.duplicate_explanation["place_by"] == "address"
+
+
+def test_calls_without_a_point_in_one_street_raise_a_warning_by_area(intake_world):
+    """The burst main: no-water calls from one street, each with its own address, none with a point."""
+    from chengyun.intake.models import ClusterWarning
+
+    for house in ("和平路1号", "和平路9号", "幸福路3号"):
+        _call(f"{house}水管爆裂 家里没水了", STREET + house)
+    warning = ClusterWarning.objects.get()
+    assert warning.by_area and warning.area.code == "100101001" and warning.report_count == 3
+    case = warning.case
+    assert case.channel == "discovery" and case.area.code == "100101001", "the case is placed in that street"
+    assert "Street 1001" in case.title or "街道1001" in case.title
+    _call("幸福路8号水管爆裂 家里没水了", STREET + "幸福路8号")  # joins
+    _call("水管爆裂 家里没水了", "区1 街道1002 和平路1号")  # another street: not in it
+    warning.refresh_from_db()
+    assert ClusterWarning.objects.count() == 1 and warning.report_count == 4
+
+
+def test_calls_placed_only_in_a_district_raise_no_warning(intake_world):
+    from chengyun.intake.models import ClusterWarning
+
+    for house in ("某小区1号", "某小区9号", "另一小区3号"):
+        _call(f"{house}水管爆裂 家里没水了", "区1 " + house)
+    assert not ClusterWarning.objects.exists(), "a district is too wide to say the calls are about one thing"

@@ -327,3 +327,13 @@ def test_requests_with_only_an_address_are_matched_by_place_as_submit_matches_th
     moving = ("score", "text", "time", "candidates")  # a moment later, with the worker's cases in the street too
     assert {k: w[k] for k in s if k not in moving} == {k: s[k] for k in s if k not in moving}
     assert w["score"] == pytest.approx(s["score"], abs=0.02)  # text: the same features, time: moments apart
+
+
+def test_requests_with_only_an_address_in_one_street_raise_a_warning_by_area(client, api_key):
+    for house in ("和平路1号", "和平路9号", "幸福路3号"):
+        post(client, api_key, lat=None, long=None, address_string="区1 街道1001 " + house,
+             description=f"{house}水管爆裂 家里没水了")
+    received.process_received()
+    warning = ClusterWarning.objects.get()
+    assert warning.by_area and warning.area.code == "100101001" and warning.report_count == 3
+    assert warning.case.area.code == "100101001"

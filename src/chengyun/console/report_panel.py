@@ -144,7 +144,7 @@ def reclassify_hint(case: Case) -> dict | None:
 
 def case_intake_context(user, case: Case, *, revealed: dict | None = None) -> dict:
     can_reclassify = case.status in RECLASSIFY_STATUSES and scope.can_act(user, case, STAFF_ROLES)
-    warning = ClusterWarning.objects.filter(case=case).select_related("category").first()
+    warning = ClusterWarning.objects.filter(case=case).select_related("category", "area").first()
     return {
         "reports": report_rows(user, case, revealed=revealed),
         "dup_suggestions": pending_suggestions(user, case),

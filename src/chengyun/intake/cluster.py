@@ -3,6 +3,12 @@ in a short time, mean something bigger (a burst main, a blocked drain, a
 power cut). Per category: ``cluster_reports`` reports within
 ``cluster_radius_m`` metres and ``cluster_window_minutes`` minutes.
 
+Reports without a point (hotline calls placed by their address) are counted
+by area instead: ``cluster_reports`` reports of the category in the same area
+(a street or finer: ``dedup.PLACE_DEPTH``) within the window raise a warning
+``by_area``, placed at the area's representative point; later point-less
+reports in that area join it. Reports with a point keep to the radius rule.
+
 :func:`check_cluster` checks one report (``submit()``); :func:`check_many`
 checks a batch of them (the intake pipeline) with the same outcome, reading
 the near reports once per category and spatial cell instead of once a report."""
@@ -31,8 +37,8 @@ class Arrival:
 
     pk: int
     category_id: int
-    lon: float
-    lat: float
+    lon: float | None  # None: counted by area (area_id, a street or finer)
+    lat: float | None
     at: datetime
     area_id: int | None
     reports: int  # the category's cluster_reports, cluster_radius_m, cluster_window_minutes
@@ -47,7 +53,9 @@ def check_cluster(report: Report, *, open_case) -> ClusterWarning | None:
     Reads first; what it writes is one transaction (so that a caller outside
     a transaction holds SQLite's write lock only when there is something to write)."""
     c = report.category
-    if c is None or not c.cluster_reports or report.lon is None or report.lat is None:
+    if c is None or not c.cluster_reports:
+        return None
+    if (report.lon is None or report.lat is None) and not countable_by_area(report.area_id):
         return None
     return check_many([Arrival(report.pk, c.pk, report.lon, report.lat, report.received_at, report.area_id,
                                c.cluster_reports, c.cluster_radius_m, c.cluster_window_minutes, c)],
@@ -71,15 +79,47 @@ def check_many(arrivals: list[Arrival], *, open_case) -> list[ClusterWarning | N
                     [*cats, connection.ops.adapt_datetimefield_value(since)])
         ids = [r[0] for r in cur.fetchall()]
     ongoing = list(ClusterWarning.objects.filter(pk__in=ids)) if ids else []  # newest raised first
-    near = _NearReports(arrivals)
-    return [_check(a, near, ongoing, open_case) for a in arrivals]
+    near = _NearReports([a for a in arrivals if a.lon is not None])
+    in_area = _AreaReports([a for a in arrivals if a.lon is None])
+    return [_check(a, near, ongoing, open_case) if a.lon is not None else _check_area(a, in_area, ongoing, open_case)
+            for a in arrivals]
+
+
+def countable_by_area(area_id: int | None) -> bool:
+    """Whether a report without a point placed in this area counts towards warnings by area."""
+    from chengyun.areas.locator import get_locator
+
+    from .dedup import PLACE_DEPTH
+
+    info = get_locator().by_id.get(area_id) if area_id is not None else None
+    return info is not None and info.depth >= PLACE_DEPTH
+
+
+def _check_area(a: Arrival, in_area: _AreaReports, ongoing: list[ClusterWarning], open_case) -> ClusterWarning | None:
+    """:func:`_check` for a report without a point: the warnings and reports of its area."""
+    at, since = a.at, a.at - timedelta(minutes=a.window_minutes)
+    for warning in ongoing:
+        if warning.by_area and warning.category_id == a.category_id and warning.area_id == a.area_id \
+                and warning.last_report_at >= since:
+            warning.report_count, warning.last_report_at = _join(warning.pk, a.pk, at), max(at, warning.last_report_at)
+            return warning
+    near = in_area.of(a)
+    if len(near) < a.reports:
+        return None
+    from chengyun.areas.models import Area
+
+    lon, lat = Area.objects.filter(pk=a.area_id).values_list("point_lon", "point_lat").get()
+    with transaction.atomic():
+        warning = _raise(a, near, lon, lat, open_case, by_area=True)
+    ongoing.insert(0, warning)
+    return warning
 
 
 def _check(a: Arrival, near_reports: _NearReports, ongoing: list[ClusterWarning], open_case) -> ClusterWarning | None:
     at, radius = a.at, a.radius_m
     since = at - timedelta(minutes=a.window_minutes)
-    near_warnings = [w for w in ongoing if w.category_id == a.category_id and w.last_report_at >= since
-                     and distance_m(a.lon, a.lat, w.lon, w.lat) <= radius]
+    near_warnings = [w for w in ongoing if w.category_id == a.category_id and not w.by_area
+                     and w.last_report_at >= since and distance_m(a.lon, a.lat, w.lon, w.lat) <= radius]
     if near_warnings:
         warning = near_warnings[0]
         warning.report_count, warning.last_report_at = _join(warning.pk, a.pk, at), max(at, warning.last_report_at)
@@ -144,6 +184,37 @@ class _NearReports:
         return rows
 
 
+class _AreaReports:
+    """The reports of an arrival's category in its area received in the window
+    up to it, as ``(id, lon, lat, received_at)`` newest first, read once per
+    (category, area) for all its arrivals."""
+
+    def __init__(self, arrivals: list[Arrival]) -> None:
+        self.spans: dict[tuple, list] = {}  # (category, area) -> [earliest since, latest until, rows or None]
+        for a in arrivals:
+            since = a.at - timedelta(minutes=a.window_minutes)
+            span = self.spans.setdefault((a.category_id, a.area_id), [since, a.at, None])
+            span[0], span[1] = min(span[0], since), max(span[1], a.at)
+
+    def of(self, a: Arrival) -> list[tuple]:
+        span = self.spans[(a.category_id, a.area_id)]
+        if span[2] is None:
+            ops = connection.ops
+            with connection.cursor() as cur:
+                cur.execute(f'SELECT id, lon, lat, received_at FROM "{Report._meta.db_table}" WHERE category_id = %s '
+                            "AND area_id = %s AND received_at >= %s AND received_at <= %s",
+                            [a.category_id, a.area_id, ops.adapt_datetimefield_value(span[0]),
+                             ops.adapt_datetimefield_value(span[1])])
+                rows = cur.fetchall()
+            if connection.vendor == "sqlite":  # stored as UTC without a zone
+                rows = [(pk, lon, lat, at.replace(tzinfo=UTC)) for pk, lon, lat, at in rows]
+            span[2] = rows
+        since = a.at - timedelta(minutes=a.window_minutes)
+        rows = [r for r in span[2] if since <= r[3] <= a.at]
+        rows.sort(key=lambda r: (r[3], r[0]), reverse=True)
+        return rows
+
+
 def _read(category_id: int, bounds: list[tuple]) -> list[tuple]:
     """Reports of the category in the union of ``bounds`` (raw SQL: this runs
     for many cells a batch, and the ORM took about ten times as long to build
@@ -162,25 +233,30 @@ def _read(category_id: int, bounds: list[tuple]) -> list[tuple]:
     return rows
 
 
-def _raise(a: Arrival, near, lon, lat, open_case) -> ClusterWarning:
+def _raise(a: Arrival, near, lon, lat, open_case, *, by_area: bool = False) -> ClusterWarning:
     category = a.category or Category.objects.get(pk=a.category_id)
     radius = a.radius_m
     warning = ClusterWarning.objects.create(
         category=category, lon=lon, lat=lat, radius_m=radius, window_minutes=a.window_minutes, threshold=a.reports,
         area_id=a.area_id, started_at=min(r[3] for r in near), raised_at=now(), last_report_at=a.at,
-        report_count=len(near),
+        report_count=len(near), by_area=by_area,
     )
     warning.reports.set([r[0] for r in near])
     warning.case = open_case(warning)
     ClusterWarning.objects.filter(pk=warning.pk).update(case=warning.case)
     record("cluster.raise", obj=warning, actor="intake", data={
-        "category": category.code, "reports": len(near), "radius_m": radius,
+        "category": category.code, "reports": len(near), "radius_m": radius, "by_area": by_area,
         "window_minutes": a.window_minutes, "case": warning.case.number if warning.case else None,
     })
     return warning
 
 
 def warning_title(warning: ClusterWarning) -> str:
+    if warning.by_area:
+        return _("Smart discovery: %(count)s reports of “%(category)s” in %(area)s in %(minutes)s minutes") % {
+            "count": warning.report_count, "category": warning.category.display_name,
+            "area": warning.area.display_name if warning.area_id else "?", "minutes": warning.window_minutes,
+        }
     return _("Smart discovery: %(count)s reports of “%(category)s” within %(radius)s m in %(minutes)s minutes") % {
         "count": warning.report_count, "category": warning.category.display_name, "radius": warning.radius_m,
         "minutes": warning.window_minutes,

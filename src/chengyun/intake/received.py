@@ -322,7 +322,8 @@ class ReceivedPipeline(BulkImporter):
         batch; its category's cluster rules are read afresh (an administrator
         may have changed them since the pipeline was built)."""
         todo = [i for i, r in enumerate(b.rows)
-                if r.lon is not None and b.decided[i] >= 0 and self.cats[b.decided[i]].cluster_reports]
+                if b.decided[i] >= 0 and self.cats[b.decided[i]].cluster_reports
+                and (r.lon is not None or cluster.countable_by_area(b.area[i] if b.area[i] >= 0 else None))]
         if not todo:
             return
         cats = sorted({b.decided[i] for i in todo})

@@ -536,6 +536,7 @@ def _open_cluster_case(warning) -> Case:
         title=cluster.warning_title(warning)[:200],
         description=_("Raised automatically from %(n)s reports; see the linked reports.") % {"n": warning.report_count},
         category=warning.category, lon=warning.lon, lat=warning.lat, channel=Channel.DISCOVERY,
+        area=warning.area if warning.by_area else None,  # by area: that area, not the one its point falls in
         priority=Priority.URGENT if warning.category.priority == Priority.URGENT else Priority.HIGH, by=SYSTEM_ACTOR,
     )
     auto_route(case, {"decided_by": "cluster warning"})
