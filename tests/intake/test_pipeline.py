@@ -100,3 +100,13 @@ def test_calls_placed_only_in_a_district_raise_no_warning(intake_world):
     for house in ("某小区1号", "某小区9号", "另一小区3号"):
         _call(f"{house}水管爆裂 家里没水了", "区1 " + house)
     assert not ClusterWarning.objects.exists(), "a district is too wide to say the calls are about one thing"
+
+
+def test_reports_with_a_point_do_not_count_towards_a_warning_by_area(intake_world):
+    from chengyun.intake.models import ClusterWarning
+
+    lon, lat = f.centre("100101001")
+    for dx in (-0.02, 0.02):  # two pinned reports in the street, 4 km apart: no radius cluster either
+        submit(ReportInput(channel="web", description="水管爆裂 家里没水了", category="0101", lon=lon + dx, lat=lat))
+    _call("和平路1号水管爆裂 家里没水了", STREET + "和平路1号")
+    assert not ClusterWarning.objects.exists(), "two kinds of report, two rules: neither reaches three"

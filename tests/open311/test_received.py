@@ -337,3 +337,10 @@ def test_requests_with_only_an_address_in_one_street_raise_a_warning_by_area(cli
     warning = ClusterWarning.objects.get()
     assert warning.by_area and warning.area.code == "100101001" and warning.report_count == 3
     assert warning.case.area.code == "100101001"
+
+
+def test_requests_placed_only_in_a_district_raise_no_warning(client, api_key):
+    for house in ("某小区1号", "某小区9号", "另一小区3号"):
+        post(client, api_key, lat=None, long=None, address_string="区1 " + house, description=f"{house}水管爆裂 家里没水了")
+    received.process_received()
+    assert not ClusterWarning.objects.exists()

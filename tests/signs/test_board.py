@@ -306,3 +306,15 @@ def test_the_top_bar_offers_the_board_to_watching_roles(staff):
     assert [nav(u) for u in (staff["leader"], staff["operator"], staff["dispatcher"], supervisor, staff["root"])] == [
         "True"] * 5
     assert nav(staff["water"]) == "False"
+
+
+def test_a_warning_by_area_is_shown_by_its_street_not_a_circle(client, staff, city):
+    for house in ("和平路1号", "和平路9号", "幸福路3号"):
+        submit(ReportInput(channel="hotline", description=f"{house}水管爆裂 家里没水了", category="0101",
+                           address=f"区1 街道1001 {house}"))
+    warning = ClusterWarning.objects.get()
+    html = page(client, staff["operator"], BOARD)
+    assert any("3 reports without a position in Street 1001" in i for i in warning_items(html))
+    (shown,) = embedded_json(html, "signs-map-data")["clusters"]
+    assert shown["radius_m"] is None and shown["area"] == "100101001", "the map draws the street's outline"
+    assert warning.case.lon is None and warning.case.area.code == "100101001", "the case has no made-up point"

@@ -4,10 +4,11 @@ power cut). Per category: ``cluster_reports`` reports within
 ``cluster_radius_m`` metres and ``cluster_window_minutes`` minutes.
 
 Reports without a point (hotline calls placed by their address) are counted
-by area instead: ``cluster_reports`` reports of the category in the same area
-(a street or finer: ``dedup.PLACE_DEPTH``) within the window raise a warning
-``by_area``, placed at the area's representative point; later point-less
-reports in that area join it. Reports with a point keep to the radius rule.
+by street instead: ``cluster_reports`` reports without a point of the
+category placed in one street (``dedup.PLACE_DEPTH``) or in an area inside
+it, within the window, raise a warning ``by_area`` for that street; later
+point-less reports there join it. Reports with a point keep to the radius
+rule; the two kinds never count together.
 
 :func:`check_cluster` checks one report (``submit()``); :func:`check_many`
 checks a batch of them (the intake pipeline) with the same outcome, reading
@@ -16,7 +17,7 @@ the near reports once per category and spatial cell instead of once a report."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
@@ -80,19 +81,33 @@ def check_many(arrivals: list[Arrival], *, open_case) -> list[ClusterWarning | N
         ids = [r[0] for r in cur.fetchall()]
     ongoing = list(ClusterWarning.objects.filter(pk__in=ids)) if ids else []  # newest raised first
     near = _NearReports([a for a in arrivals if a.lon is not None])
-    in_area = _AreaReports([a for a in arrivals if a.lon is None])
-    return [_check(a, near, ongoing, open_case) if a.lon is not None else _check_area(a, in_area, ongoing, open_case)
+    # Without a point: counted in the street the report was placed in (or inside); others are not counted.
+    streets = {a.pk: street_of(a.area_id) for a in arrivals if a.lon is None}
+    pointless = [replace(a, area_id=streets[a.pk]) for a in arrivals if a.lon is None and streets[a.pk] is not None]
+    in_area = _AreaReports(pointless)
+    by_pk = {a.pk: a for a in pointless}
+    return [_check(a, near, ongoing, open_case) if a.lon is not None
+            else _check_area(by_pk[a.pk], in_area, ongoing, open_case) if a.pk in by_pk else None
             for a in arrivals]
 
 
-def countable_by_area(area_id: int | None) -> bool:
-    """Whether a report without a point placed in this area counts towards warnings by area."""
+def street_of(area_id: int | None) -> int | None:
+    """The street (``dedup.PLACE_DEPTH``) holding this area, or None when the
+    area is wider (a district) or unknown: where point-less reports are counted."""
     from chengyun.areas.locator import get_locator
 
     from .dedup import PLACE_DEPTH
 
-    info = get_locator().by_id.get(area_id) if area_id is not None else None
-    return info is not None and info.depth >= PLACE_DEPTH
+    loc = get_locator()
+    info = loc.by_id.get(area_id) if area_id is not None else None
+    if info is None or info.depth < PLACE_DEPTH:
+        return None
+    return next(a.id for a in loc.chain(info) if a.depth == PLACE_DEPTH)
+
+
+def countable_by_area(area_id: int | None) -> bool:
+    """Whether a report without a point placed in this area counts towards warnings by area."""
+    return street_of(area_id) is not None
 
 
 def _check_area(a: Arrival, in_area: _AreaReports, ongoing: list[ClusterWarning], open_case) -> ClusterWarning | None:
@@ -185,9 +200,10 @@ class _NearReports:
 
 
 class _AreaReports:
-    """The reports of an arrival's category in its area received in the window
-    up to it, as ``(id, lon, lat, received_at)`` newest first, read once per
-    (category, area) for all its arrivals."""
+    """The reports without a point of an arrival's category placed in its
+    street (its ``area_id`` here) or inside it, received in the window up to
+    it, as ``(id, lon, lat, received_at)`` newest first; read once per
+    (category, street) for all its arrivals."""
 
     def __init__(self, arrivals: list[Arrival]) -> None:
         self.spans: dict[tuple, list] = {}  # (category, area) -> [earliest since, latest until, rows or None]
@@ -199,11 +215,15 @@ class _AreaReports:
     def of(self, a: Arrival) -> list[tuple]:
         span = self.spans[(a.category_id, a.area_id)]
         if span[2] is None:
+            from chengyun.areas.models import Area
+
             ops = connection.ops
+            path = Area.objects.filter(pk=a.area_id).values_list("path", flat=True).get()
             with connection.cursor() as cur:
-                cur.execute(f'SELECT id, lon, lat, received_at FROM "{Report._meta.db_table}" WHERE category_id = %s '
-                            "AND area_id = %s AND received_at >= %s AND received_at <= %s",
-                            [a.category_id, a.area_id, ops.adapt_datetimefield_value(span[0]),
+                cur.execute(f'SELECT r.id, r.lon, r.lat, r.received_at FROM "{Report._meta.db_table}" r '
+                            f'JOIN "{Area._meta.db_table}" a ON a.id = r.area_id WHERE r.category_id = %s '
+                            "AND r.lon IS NULL AND a.path LIKE %s AND r.received_at >= %s AND r.received_at <= %s",
+                            [a.category_id, path + "%", ops.adapt_datetimefield_value(span[0]),
                              ops.adapt_datetimefield_value(span[1])])
                 rows = cur.fetchall()
             if connection.vendor == "sqlite":  # stored as UTC without a zone
@@ -255,7 +275,7 @@ def warning_title(warning: ClusterWarning) -> str:
     if warning.by_area:
         return _("Smart discovery: %(count)s reports of “%(category)s” in %(area)s in %(minutes)s minutes") % {
             "count": warning.report_count, "category": warning.category.display_name,
-            "area": warning.area.display_name if warning.area_id else "?", "minutes": warning.window_minutes,
+            "area": warning.area.display_name, "minutes": warning.window_minutes,
         }
     return _("Smart discovery: %(count)s reports of “%(category)s” within %(radius)s m in %(minutes)s minutes") % {
         "count": warning.report_count, "category": warning.category.display_name, "radius": warning.radius_m,

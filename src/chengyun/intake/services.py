@@ -535,8 +535,10 @@ def _open_cluster_case(warning) -> Case:
     case = case_services.create_case(
         title=cluster.warning_title(warning)[:200],
         description=_("Raised automatically from %(n)s reports; see the linked reports.") % {"n": warning.report_count},
-        category=warning.category, lon=warning.lon, lat=warning.lat, channel=Channel.DISCOVERY,
-        area=warning.area if warning.by_area else None,  # by area: that area, not the one its point falls in
+        category=warning.category, channel=Channel.DISCOVERY,
+        # By area: in that street, without a point (its representative point is no report's position).
+        lon=None if warning.by_area else warning.lon, lat=None if warning.by_area else warning.lat,
+        area=warning.area if warning.by_area else None,
         priority=Priority.URGENT if warning.category.priority == Priority.URGENT else Priority.HIGH, by=SYSTEM_ACTOR,
     )
     auto_route(case, {"decided_by": "cluster warning"})

@@ -267,8 +267,10 @@ def _warning_items(now_dt: datetime, now_ms: int) -> list[dict]:
             "kind": "cluster", "pk": c.pk, "sort": to_ms(c.raised_at), "level": Level.WARNING,
             "level_label": Level.WARNING.label, "title": warning_title(c), "url": "",
             "rule": _("Cluster of reports"),
-            "text": _("%(count)s reports within %(radius)s m, first at %(first)s, last at %(last)s.") % {
-                "count": c.report_count, "radius": c.radius_m,
+            "text": (_("%(count)s reports without a position in %(area)s, first at %(first)s, last at %(last)s.")
+                     if c.by_area else
+                     _("%(count)s reports within %(radius)s m, first at %(first)s, last at %(last)s.")) % {
+                "count": c.report_count, "radius": c.radius_m, "area": c.area.display_name if c.area_id else "",
                 "first": timezone.localtime(c.started_at).strftime("%Y-%m-%d %H:%M"),
                 "last": timezone.localtime(c.last_report_at).strftime("%Y-%m-%d %H:%M")},
             "started": c.raised_at, "ended": None, "case": c.case, "area": c.area, "peak": "",
@@ -293,7 +295,9 @@ def _map_data(now_ms: int, now_dt: datetime) -> dict:
             "indicator": ind.display_name if ind else "", "url": reverse("signs:indicator", args=[ind.code]) if ind else "",
         })
     clusters = [{
-        "lon": c.lon, "lat": c.lat, "radius_m": c.radius_m, "title": warning_title(c),
+        # By area: the street's outline is drawn (no radius: its reports have no position).
+        "lon": c.lon, "lat": c.lat, "radius_m": None if c.by_area else c.radius_m, "title": warning_title(c),
+        "area": c.area.code if c.by_area and c.area_id else "",
         "case": c.case.number if c.case else "", "url": reverse("console:case", args=[c.case.number]) if c.case else "",
     } for c in queries.board_cluster_warnings(now_dt)]
     root = Area.objects.filter(parent__isnull=True).order_by("code").values_list("code", flat=True).first()

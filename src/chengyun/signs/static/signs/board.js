@@ -52,9 +52,15 @@
     }).bindPopup(sensorPopup(s)).bindTooltip(s.code + " · " + s.label).addTo(map);
     bounds.extend([s.lat, s.lon]);
   });
+  var clusterStyle = { color: "#6a1b9a", weight: 2, dashArray: "6 4", fillOpacity: 0.08 };
   data.clusters.forEach(function (c) {
-    L.circle([c.lat, c.lon], { radius: c.radius_m, color: "#6a1b9a", weight: 2, dashArray: "6 4", fillOpacity: 0.08 })
-      .bindPopup(clusterPopup(c)).addTo(map);
+    if (c.radius_m === null && c.area) {  // by area: the street's outline
+      fetch("/api/v1/areas/" + encodeURIComponent(c.area) + "/geojson")
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (gj) { if (gj) L.geoJSON(gj, { style: clusterStyle }).bindPopup(clusterPopup(c)).addTo(map); });
+    } else {
+      L.circle([c.lat, c.lon], Object.assign({ radius: c.radius_m }, clusterStyle)).bindPopup(clusterPopup(c)).addTo(map);
+    }
     bounds.extend([c.lat, c.lon]);
   });
   if (bounds.isValid()) map.fitBounds(bounds.pad(0.15), { maxZoom: 15 });
