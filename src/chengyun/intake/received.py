@@ -30,6 +30,7 @@ import json
 import logging
 import threading
 import time
+from datetime import UTC
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -70,6 +71,7 @@ LIVE_BATCH = 100
 AUDIT_ACTION = "report.process"
 POLL_SECONDS = 0.2  # how long the worker rests when nothing is waiting
 PENDING = DuplicateOutcome.PENDING.value
+_OPEN = sorted(str(s) for s in OPEN_STATUSES)  # as parameters of raw SQL
 _FIELDS = ("id", "number", "channel", "source", "external_id", "title", "description",
            "category_id", "lon", "lat", "address", "area_id", "received_at", "generated")
 
@@ -94,17 +96,26 @@ class ReceivedPipeline(BulkImporter):
 
     @staticmethod
     def pending(ids: list[int] | None = None, limit: int = LIVE_BATCH) -> list[ImportRow]:
-        """Received reports not yet processed, oldest first (``ids``: only these)."""
-        qs = Report.objects.filter(duplicate=PENDING)
+        """Received reports not yet processed, oldest first (``ids``: only these).
+        Raw SQL, as the other reads of each batch: building the ORM's queries
+        cost more than running them (about 15 % of a small batch's time)."""
+        where, params = "duplicate = %s", [PENDING]
         if ids is not None:
-            qs = qs.filter(pk__in=ids)
+            if not ids:
+                return []
+            where += f" AND id IN ({', '.join(['%s'] * len(ids))})"
+            params += list(ids)
+        with connection.cursor() as cur:
+            cur.execute(f'SELECT {", ".join(_FIELDS)} FROM "{Report._meta.db_table}" WHERE {where} ORDER BY id '
+                        f"LIMIT {int(limit)}", params)
+            found = cur.fetchall()
         rows = []
         for (pk, number, channel, source, external_id, title, description, category_id, lon, lat, address,
-             area_id, received_at, generated) in qs.order_by("pk").values_list(*_FIELDS)[:limit]:
+             area_id, received_at, generated) in found:
             rows.append(ImportRow(
                 line=pk, key=f"#{pk}", title=title, description=description, category_id=category_id, lon=lon,
-                lat=lat, address=address, received_at=received_at, channel=channel, external_id=external_id,
-                report_id=pk, number=number, area_id=area_id, source=source, generated=generated,
+                lat=lat, address=address, received_at=_aware(received_at), channel=channel, external_id=external_id,
+                report_id=pk, number=number, area_id=area_id, source=source, generated=bool(generated),
             ))
         return rows
 
@@ -162,7 +173,10 @@ class ReceivedPipeline(BulkImporter):
         ids = sorted({case_id for case_id, _i, _score in b.attached} - {c[1] for c in b.cases})  # not this batch's own
         if not ids:
             return
-        still = set(Case.objects.filter(pk__in=ids, status__in=OPEN_STATUSES).values_list("pk", flat=True))
+        with connection.cursor() as cur:
+            cur.execute(f'SELECT id FROM "{Case._meta.db_table}" WHERE id IN ({", ".join(["%s"] * len(ids))}) '
+                        f'AND status IN ({", ".join(["%s"] * len(_OPEN))})', [*ids, *_OPEN])
+            still = {r[0] for r in cur.fetchall()}
         if len(still) != len(ids):
             raise Raced(f"{len(ids) - len(still)} matched cases closed meanwhile")
 
@@ -170,10 +184,10 @@ class ReceivedPipeline(BulkImporter):
 
     def _marks(self) -> tuple[int, int]:
         with connection.cursor() as cur:
-            cur.execute(f'SELECT MAX(id) FROM "{Case._meta.db_table}"')
-            case_mark = cur.fetchone()[0] or 0
-            cur.execute(f'SELECT MAX(id) FROM "{TimelineEntry._meta.db_table}"')
-            return case_mark, cur.fetchone()[0] or 0
+            cur.execute(f'SELECT (SELECT MAX(id) FROM "{Case._meta.db_table}"), '
+                        f'(SELECT MAX(id) FROM "{TimelineEntry._meta.db_table}")')
+            case_mark, entry_mark = cur.fetchone()
+            return case_mark or 0, entry_mark or 0
 
     def _open_cases(self, b: _Batch) -> None:
         if self.index is None:
@@ -185,11 +199,16 @@ class ReceivedPipeline(BulkImporter):
         index.forget_before(b.t[0] - index.max_window)
         since = index.loaded[0] if index.loaded else 0
         case_top, entry_top = self._marks()  # first: what is created while we read is read next time
-        new = (Case.objects.filter(pk__gt=self._case_mark, pk__lte=case_top).exclude(pk__in=self._own)
-               .values_list(*CASE_FIELDS))
+        own, statuses = self._own, ", ".join(["%s"] * len(_OPEN))
+        with connection.cursor() as cur:
+            cur.execute(f'SELECT {", ".join(CASE_FIELDS)} FROM "{Case._meta.db_table}" WHERE id > %s AND id <= %s',
+                        [self._case_mark, case_top])
+            new = [(*r[:4], _aware(r[4]), *r[5:]) for r in cur.fetchall() if r[0] not in own]
+            cur.execute(f'SELECT case_id FROM "{TimelineEntry._meta.db_table}" WHERE id > %s AND id <= %s '
+                        f"AND to_status <> '' AND to_status NOT IN ({statuses})",
+                        [self._entry_mark, entry_top, *_OPEN])
+            left = [r[0] for r in cur.fetchall()]
         index.add_rows(r for r in new if r[4] is not None and micros(r[4]) >= since)
-        left = (TimelineEntry.objects.filter(pk__gt=self._entry_mark, pk__lte=entry_top).exclude(to_status="")
-                .exclude(to_status__in=OPEN_STATUSES).values_list("case_id", flat=True))
         index.gone.update(left)
         self._case_mark, self._entry_mark = case_top, entry_top
         self._own.clear()
@@ -350,6 +369,11 @@ class ReceivedPipeline(BulkImporter):
             self._routing = RoutingTables()
         with routing_snapshot(self._routing):
             return _open_cluster_case(warning)
+
+
+def _aware(value):
+    """A datetime read with raw SQL: SQLite gives it without a zone (it is UTC), PostgreSQL with one."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _ranges(ids: list[int]) -> list[list[int]]:
