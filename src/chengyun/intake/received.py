@@ -201,7 +201,8 @@ class ReceivedPipeline(BulkImporter):
         case_top, entry_top = self._marks()  # first: what is created while we read is read next time
         own, statuses = self._own, ", ".join(["%s"] * len(_OPEN))
         with connection.cursor() as cur:
-            cur.execute(f'SELECT {", ".join(CASE_FIELDS)} FROM "{Case._meta.db_table}" WHERE id > %s AND id <= %s',
+            cur.execute(f'SELECT {", ".join(CASE_FIELDS)} FROM "{Case._meta.db_table}" WHERE id > %s AND id <= %s '
+                        "ORDER BY created_at DESC, id DESC",  # the cases' own order: equal scores break ties alike
                         [self._case_mark, case_top])
             new = [(*r[:4], _aware(r[4]), *r[5:]) for r in cur.fetchall() if r[0] not in own]
             cur.execute(f'SELECT case_id FROM "{TimelineEntry._meta.db_table}" WHERE id > %s AND id <= %s '
