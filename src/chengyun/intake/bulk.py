@@ -553,6 +553,21 @@ def _row_dot(A, i: int, B, j: int) -> float:
 _RAD = math.pi / 180
 
 
+def _scored(e: list, cat: int, age: int, window: int, X, i: int, ask_at: float, weights: dict, where: str,
+            closeness: float):
+    """A candidate case's duplicate score for report ``i``: ``(score, text,
+    time, category factor)``, or None when even the same words could not lift
+    it to ``ask_at`` (the texts are then not compared). ``where`` names the
+    place part (distance, or place without a point) and ``closeness`` is its value."""
+    factor = 1.0 if e[4] == cat else SIBLING_FACTOR
+    tim = max(0.0, 1.0 - age / window) if window else 0.0
+    rest = weights[where] * closeness + weights["time"] * tim
+    if factor * (weights["text"] + rest) < ask_at:
+        return None
+    text = max(0.0, min(1.0, _row_dot(X, i, e[6], e[7])))
+    return factor * (weights["text"] * text + rest), text, tim, factor
+
+
 class OpenCaseIndex:
     """Open cases with a category, by (category group, grid cell) when they
     have a point, and by (category group, address) and (category group, area)
@@ -685,20 +700,13 @@ class OpenCaseIndex:
                     continue
                 seen.add(e[3])
                 n += 1
-                factor = 1.0 if e[4] == cat else SIBLING_FACTOR
                 place = 1.0 if key and e[8] == key else 0.0
-                tim = max(0.0, 1.0 - age / window) if window else 0.0
-                rest = weights["place"] * place + weights["time"] * tim
-                if factor * (weights["text"] + rest) < ask_at:
-                    continue  # even the same words could not make it a question
-                text = max(0.0, min(1.0, _row_dot(X, i, e[6], e[7])))
-                score = factor * (weights["text"] * text + rest)
-                if score > best_score:
-                    best, best_score = e, score
+                got = _scored(e, cat, age, window, X, i, ask_at, weights, "place", place)
+                if got is not None and got[0] > best_score:
+                    best, (best_score, text, tim, factor) = e, got
                     best_parts = {"text": round(text, 4), "place": round(place, 4), "time": round(tim, 4),
                                   "category_factor": factor, "place_by": "address" if place else "area"}
         return best, best_score, best_parts, n
-
 
     def best(self, cat: int, lon: float, lat: float, t: int, X, i: int, ask_at: float):
         """-> (best entry or None, score, parts, number of candidates)."""
@@ -729,16 +737,10 @@ class OpenCaseIndex:
                     if d > radius:
                         continue
                     n += 1
-                    factor = 1.0 if e[4] == cat else SIBLING_FACTOR
                     dist = 1.0 - d / radius if radius else 1.0
-                    tim = max(0.0, 1.0 - age / window) if window else 0.0
-                    rest = WEIGHTS["distance"] * dist + WEIGHTS["time"] * tim
-                    if factor * (WEIGHTS["text"] + rest) < ask_at:
-                        continue  # even the same words could not make it a question
-                    text = max(0.0, min(1.0, _row_dot(X, i, e[6], e[7])))
-                    score = factor * (WEIGHTS["text"] * text + rest)
-                    if score > best_score:
-                        best, best_score = e, score
+                    got = _scored(e, cat, age, window, X, i, ask_at, WEIGHTS, "distance", dist)
+                    if got is not None and got[0] > best_score:
+                        best, (best_score, text, tim, factor) = e, got
                         best_parts = {"text": round(text, 4), "distance": round(dist, 4), "time": round(tim, 4),
                                       "distance_m": round(d, 1), "category_factor": factor}
         return best, best_score, best_parts, n
