@@ -25,7 +25,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections,
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
-from chengyun.areas.locator import get_locator
+from chengyun.areas.locator import in_city
 from chengyun.areas.models import Area
 from chengyun.areas.services import locate
 from chengyun.audit.services import record
@@ -162,7 +162,7 @@ def clean_input(inp: ReportInput) -> dict:
     photos = [clean_photo(p, field="media") for p in inp.photos]
     if lon is None:  # a photo's EXIF position stands in for a missing pin, if it is in the city
         for p in photos:
-            if p.lon is not None and get_locator().covers(p.lon, p.lat):
+            if p.lon is not None and in_city(p.lon, p.lat):
                 lon, lat = p.lon, p.lat
                 break
     area = inp.area

@@ -54,7 +54,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
-from chengyun.areas.locator import get_locator
+from chengyun.areas.locator import in_city
 from chengyun.areas.models import Area
 from chengyun.cases.errors import CaseError
 from chengyun.cases.models import Channel
@@ -438,7 +438,7 @@ def _location(params: Params) -> tuple[float | None, float | None, str, Area | N
         area = Area.objects.filter(code=address_id).first()
         if area is None:
             raise _bad("address_id", _("“%(value)s” is not an area code of this city.") % {"value": address_id})
-    if lat is not None and not get_locator().covers(lon, lat):
+    if lat is not None and not in_city(lon, lat):
         if not address and area is None:
             raise _bad("lat", _("the point (%(lat)s, %(long)s) is outside the area this city serves.")
                        % {"lat": lat, "long": lon})

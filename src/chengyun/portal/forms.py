@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from chengyun.areas.locator import get_locator
+from chengyun.areas.locator import in_city
 from chengyun.cases.errors import CaseInvalid
 from chengyun.intake.photos import ALLOWED, clean_photo
 from chengyun.intake.services import MAX_DESCRIPTION, PHONE_RE
@@ -112,7 +112,7 @@ class ReportForm(forms.Form):
         except CaseInvalid as exc:
             raise forms.ValidationError(exc.message) from None
         self.photo_bytes = data
-        self.photo_has_position = cleaned.lon is not None and get_locator().covers(cleaned.lon, cleaned.lat)
+        self.photo_has_position = cleaned.lon is not None and in_city(cleaned.lon, cleaned.lat)
         return upload
 
     def clean(self):
@@ -123,7 +123,7 @@ class ReportForm(forms.Form):
         if (lon is None) != (lat is None):
             missing = "lat" if lat is None else "lon"
             self.add_error(missing, _("Give both longitude and latitude, or leave both empty."))
-        elif lon is not None and not get_locator().covers(lon, lat):
+        elif lon is not None and not in_city(lon, lat):
             self.add_error("lat", _("This place is outside the city. Move the pin, or leave it out and write an "
                                     "address."))
         elif lon is None and not data.get("address") and not self.photo_has_position and "photo" not in self.errors:
