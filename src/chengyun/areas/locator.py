@@ -108,8 +108,33 @@ class Locator:
 
 
 _lock = threading.Lock()
-_state: dict = {"locator": None, "version": None, "checked": 0.0}
 VERSION_CHECK_SECONDS = 5.0
+
+
+class _PerAreaSet:
+    """A value built from the areas, once per process, built again when the
+    area set has changed (its version row, checked every
+    :data:`VERSION_CHECK_SECONDS`) or after :func:`invalidate`."""
+
+    def __init__(self, build) -> None:
+        self.build = build
+        self.value = None
+        self.version: int | None = None
+        self.checked = 0.0
+
+    def get(self):
+        if self.version is not None and time.monotonic() - self.checked < VERSION_CHECK_SECONDS:
+            return self.value
+        with _lock:
+            version = _current_version()
+            if self.version != version:
+                self.value, self.version = self.build(), version
+            self.checked = time.monotonic()
+            return self.value
+
+    def clear(self) -> None:
+        with _lock:
+            self.value = self.version = None
 
 
 def build_locator() -> Locator:
@@ -138,27 +163,29 @@ def _current_version() -> int:
 
 def get_locator() -> Locator:
     """The process-wide locator, rebuilt when the area set has changed."""
-    now = time.monotonic()
-    loc = _state["locator"]
-    if loc is not None and now - _state["checked"] < VERSION_CHECK_SECONDS:
-        return loc
-    with _lock:
-        version = _current_version()
-        if _state["locator"] is None or version != _state["version"]:
-            _state["locator"] = build_locator()
-            _state["version"] = version
-        _state["checked"] = time.monotonic()
-        return _state["locator"]
+    return _locator.get()
+
+
+def _build_extent():
+    """The top-level areas as one prepared polygon (None while there are none)."""
+    from .models import Area
+
+    tops = [shapely.from_wkb(bytes(w))
+            for w in Area.objects.filter(parent__isnull=True).values_list("geometry_wkb", flat=True)]
+    if not tops:
+        return None
+    extent = shapely.union_all(tops)
+    shapely.prepare(extent)
+    return extent
+
+
+_locator = _PerAreaSet(build_locator)
+_extent = _PerAreaSet(_build_extent)
 
 
 def invalidate() -> None:
-    with _lock:
-        _state["locator"] = None
-        _state["version"] = None
-        _extent.update(geometry=None, version=None)
-
-
-_extent: dict = {"geometry": None, "version": None, "checked": 0.0}
+    _locator.clear()
+    _extent.clear()
 
 
 def in_city(lon: float, lat: float) -> bool:
@@ -167,19 +194,5 @@ def in_city(lon: float, lat: float) -> bool:
     the portal): it reads only the top-level areas, not the whole tree that
     :func:`get_locator` builds (seconds, in every server process), and
     checks one prepared polygon (~3 µs)."""
-    now = time.monotonic()
-    if _extent["version"] is None or now - _extent["checked"] >= VERSION_CHECK_SECONDS:
-        with _lock:
-            version = _current_version()
-            if _extent["version"] != version:
-                from .models import Area
-
-                tops = [shapely.from_wkb(bytes(w)) for w in
-                        Area.objects.filter(parent__isnull=True).values_list("geometry_wkb", flat=True)]
-                geometry = shapely.union_all(tops) if tops else None
-                if geometry is not None:
-                    shapely.prepare(geometry)
-                _extent.update(geometry=geometry, version=version)
-            _extent["checked"] = time.monotonic()
-    geometry = _extent["geometry"]
-    return geometry is None or bool(shapely.intersects_xy(geometry, lon, lat))
+    extent = _extent.get()
+    return extent is None or bool(shapely.intersects_xy(extent, lon, lat))

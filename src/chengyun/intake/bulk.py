@@ -1443,16 +1443,14 @@ class BulkImporter:
     def _place_match(self, cat: int, address: str, area_id: int, t: int, X, i: int):
         """A report without a point, matched by place as :func:`.dedup.find_duplicate`
         does: -> (best entry or None, score, parts, ``duplicate_explanation`` JSON)."""
-        info = self.locator.by_id.get(area_id) if area_id >= 0 else None
-        by_area = info is not None and info.depth >= dedup.PLACE_DEPTH
-        address = " ".join((address or "").split())
-        if not address_key(address) and not by_area:
+        place = dedup.place_of(area_id if area_id >= 0 else None, address)
+        if place is None:
             return None, 0.0, None, json.dumps({"reason": dedup.NOT_CHECKED_PLACE})
-        entry, score, parts, n = self.index.best_by_place(cat, address, info.id if by_area else None, t, X, i,
-                                                          self.ask_at)
-        explanation = {"by": "place", "area": info.code if by_area else None, "address": address or None,
-                       "window_hours": self.index.window_hours[cat], "candidates": n, "attach_at": self.attach_at,
-                       "ask_at": self.ask_at, "weights": dedup.PLACE_WEIGHTS}
+        area, address = place
+        entry, score, parts, n = self.index.best_by_place(cat, address, area.id if area is not None else None, t, X,
+                                                          i, self.ask_at)
+        explanation = dedup.place_explanation(area=area, address=address, window_hours=self.index.window_hours[cat],
+                                              candidates=n, attach_at=self.attach_at, ask_at=self.ask_at)
         if n:
             explanation["text_compared_only_above"] = self.ask_at
         if entry is not None:

@@ -56,20 +56,29 @@ def check_cluster(report: Report, *, open_case) -> ClusterWarning | None:
     c = report.category
     if c is None or not c.cluster_reports:
         return None
-    if (report.lon is None or report.lat is None) and not countable_by_area(report.area_id):
-        return None
-    return check_many([Arrival(report.pk, c.pk, report.lon, report.lat, report.received_at, report.area_id,
-                               c.cluster_reports, c.cluster_radius_m, c.cluster_window_minutes, c)],
-                      open_case=open_case)[0]
+    point = report.lon is not None and report.lat is not None
+    found = check_many([Arrival(report.pk, c.pk, report.lon if point else None, report.lat if point else None,
+                                report.received_at, report.area_id, c.cluster_reports, c.cluster_radius_m,
+                                c.cluster_window_minutes, c)], open_case=open_case)
+    return found[0] if found else None
 
 
 def check_many(arrivals: list[Arrival], *, open_case) -> list[ClusterWarning | None]:
     """:func:`check_cluster` for each of ``arrivals`` (in time order; those of
-    categories without cluster rules are left out), with the same outcome: the
+    categories without cluster rules are left out, and so are those without a
+    point outside any street), with the same outcome: the
     warnings that could still be ongoing are read once, and the reports near
     each arrival once per category and spatial cell (a burst is one query),
     then picked per arrival by the same bounds the single check reads by."""
-    arrivals = sorted((a for a in arrivals if a.reports), key=lambda a: (a.at, a.pk))
+    counted = []
+    for a in sorted((a for a in arrivals if a.reports), key=lambda a: (a.at, a.pk)):
+        if a.lon is None:  # without a point: counted in the street it was placed in (or in one inside it)
+            street = street_of(a.area_id)
+            if street is None:
+                continue
+            a = replace(a, area_id=street)
+        counted.append(a)
+    arrivals = counted
     if not arrivals:
         return []
     cats = sorted({a.category_id for a in arrivals})
@@ -81,13 +90,8 @@ def check_many(arrivals: list[Arrival], *, open_case) -> list[ClusterWarning | N
         ids = [r[0] for r in cur.fetchall()]
     ongoing = list(ClusterWarning.objects.filter(pk__in=ids)) if ids else []  # newest raised first
     near = _NearReports([a for a in arrivals if a.lon is not None])
-    # Without a point: counted in the street the report was placed in (or inside); others are not counted.
-    streets = {a.pk: street_of(a.area_id) for a in arrivals if a.lon is None}
-    pointless = [replace(a, area_id=streets[a.pk]) for a in arrivals if a.lon is None and streets[a.pk] is not None]
-    in_area = _AreaReports(pointless)
-    by_pk = {a.pk: a for a in pointless}
-    return [_check(a, near, ongoing, open_case) if a.lon is not None
-            else _check_area(by_pk[a.pk], in_area, ongoing, open_case) if a.pk in by_pk else None
+    in_street = _AreaReports([a for a in arrivals if a.lon is None])
+    return [_check(a, near, ongoing, open_case) if a.lon is not None else _check_area(a, in_street, ongoing, open_case)
             for a in arrivals]
 
 
@@ -103,11 +107,6 @@ def street_of(area_id: int | None) -> int | None:
     if info is None or info.depth < PLACE_DEPTH:
         return None
     return next(a.id for a in loc.chain(info) if a.depth == PLACE_DEPTH)
-
-
-def countable_by_area(area_id: int | None) -> bool:
-    """Whether a report without a point placed in this area counts towards warnings by area."""
-    return street_of(area_id) is not None
 
 
 def _check_area(a: Arrival, in_area: _AreaReports, ongoing: list[ClusterWarning], open_case) -> ClusterWarning | None:
@@ -219,16 +218,11 @@ class _AreaReports:
 
             ops = connection.ops
             path = Area.objects.filter(pk=a.area_id).values_list("path", flat=True).get()
-            with connection.cursor() as cur:
-                cur.execute(f'SELECT r.id, r.lon, r.lat, r.received_at FROM "{Report._meta.db_table}" r '
-                            f'JOIN "{Area._meta.db_table}" a ON a.id = r.area_id WHERE r.category_id = %s '
-                            "AND r.lon IS NULL AND a.path LIKE %s AND r.received_at >= %s AND r.received_at <= %s",
-                            [a.category_id, path + "%", ops.adapt_datetimefield_value(span[0]),
-                             ops.adapt_datetimefield_value(span[1])])
-                rows = cur.fetchall()
-            if connection.vendor == "sqlite":  # stored as UTC without a zone
-                rows = [(pk, lon, lat, at.replace(tzinfo=UTC)) for pk, lon, lat, at in rows]
-            span[2] = rows
+            span[2] = _fetch(f'SELECT r.id, r.lon, r.lat, r.received_at FROM "{Report._meta.db_table}" r '
+                             f'JOIN "{Area._meta.db_table}" a ON a.id = r.area_id WHERE r.category_id = %s '
+                             "AND r.lon IS NULL AND a.path LIKE %s AND r.received_at >= %s AND r.received_at <= %s",
+                             [a.category_id, path + "%", ops.adapt_datetimefield_value(span[0]),
+                              ops.adapt_datetimefield_value(span[1])])
         since = a.at - timedelta(minutes=a.window_minutes)
         rows = [r for r in span[2] if since <= r[3] <= a.at]
         rows.sort(key=lambda r: (r[3], r[0]), reverse=True)
@@ -243,10 +237,15 @@ def _read(category_id: int, bounds: list[tuple]) -> list[tuple]:
     params = [category_id, ops.adapt_datetimefield_value(min(b[4] for b in bounds)),
               ops.adapt_datetimefield_value(max(b[5] for b in bounds)),
               min(b[0] for b in bounds), max(b[2] for b in bounds), min(b[1] for b in bounds), max(b[3] for b in bounds)]
+    return _fetch(f'SELECT id, lon, lat, received_at FROM "{Report._meta.db_table}" WHERE category_id = %s '
+                  "AND received_at >= %s AND received_at <= %s AND lon >= %s AND lon <= %s "
+                  "AND lat >= %s AND lat <= %s", params)
+
+
+def _fetch(sql: str, params: list) -> list[tuple]:
+    """Rows of (id, lon, lat, received_at), received_at with its zone."""
     with connection.cursor() as cur:
-        cur.execute(f'SELECT id, lon, lat, received_at FROM "{Report._meta.db_table}" WHERE category_id = %s '
-                    "AND received_at >= %s AND received_at <= %s AND lon >= %s AND lon <= %s "
-                    "AND lat >= %s AND lat <= %s", params)
+        cur.execute(sql, params)
         rows = cur.fetchall()
     if connection.vendor == "sqlite":  # stored as UTC without a zone
         rows = [(pk, lon, lat, at.replace(tzinfo=UTC)) for pk, lon, lat, at in rows]

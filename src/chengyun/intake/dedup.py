@@ -146,36 +146,53 @@ def _address_key_sql():
     return expr
 
 
+def place_of(area_id: int | None, address: str | None):
+    """Where a report without a point is matched: (its area if a street or
+    finer, else None; its address with spaces collapsed), or None when
+    neither says enough (no address, and no area or only a district)."""
+    from chengyun.areas.locator import get_locator
+
+    info = get_locator().by_id.get(area_id) if area_id is not None else None
+    area = info if info is not None and info.depth >= PLACE_DEPTH else None
+    address = " ".join((address or "").split())
+    if area is None and not address_key(address):
+        return None
+    return area, address
+
+
+def place_explanation(*, area, address: str, window_hours: int, candidates: int, attach_at: float,
+                      ask_at: float) -> dict:
+    """The ``duplicate_explanation`` of a match by place, before its best candidate."""
+    return {"by": "place", "area": area.code if area is not None else None, "address": address or None,
+            "window_hours": window_hours, "candidates": candidates, "attach_at": attach_at, "ask_at": ask_at,
+            "weights": PLACE_WEIGHTS}
+
+
 def _by_place(*, category: Category, area, address: str, at, text: str, exclude_case_id=None) -> Match:
     """:func:`find_duplicate` for a report without a point (see the module)."""
     attach_at = settings.DUPLICATE_ATTACH_SCORE
     ask_at = settings.DUPLICATE_ASK_SCORE
-    address = " ".join((address or "").split())
-    depth = getattr(area, "depth", None)
-    if depth is None and area is not None:
-        depth = area.level.depth
-    by_area = area is not None and depth >= PLACE_DEPTH
-    if not address_key(address) and not by_area:
+    place = place_of(area.id if area is not None else None, address)
+    if place is None:
         return Match(None, 0.0, "new", {"reason": NOT_CHECKED_PLACE})
+    area, address = place
     window = timedelta(hours=category.duplicate_window_hours)
     related = related_categories(category)
     key = address_key(address)
-    place = Q(address_key=key) if key else Q()
-    if by_area:
-        in_area = Q(area_id=area.pk if hasattr(area, "pk") else area.id)  # an Area or the locator's AreaInfo
-        place = place | in_area if address else in_area
+    where = Q(address_key=key) if key else Q()
+    if area is not None:
+        where = where | Q(area_id=area.id) if key else Q(area_id=area.id)
     qs = (
         Case.objects.filter(status__in=OPEN_STATUSES, category_id__in=list(related),
                             created_at__gte=at - window, created_at__lte=at)
-        .annotate(address_key=_address_key_sql()).filter(place)
+        .annotate(address_key=_address_key_sql()).filter(where)
         .exclude(pk=exclude_case_id or 0)
         .only("id", "number", "title", "description", "address", "area_id", "created_at", "category_id", "status")
         .order_by("-created_at")[:MAX_CANDIDATES]
     )
     near = list(qs)
-    base = {"by": "place", "area": getattr(area, "code", None) if by_area else None, "address": address or None,
-            "window_hours": category.duplicate_window_hours, "candidates": len(near),
-            "attach_at": attach_at, "ask_at": ask_at, "weights": PLACE_WEIGHTS}
+    base = place_explanation(area=area, address=address, window_hours=category.duplicate_window_hours,
+                             candidates=len(near), attach_at=attach_at, ask_at=ask_at)
     if not near:
         return Match(None, 0.0, "new", base)
     sims = text_similarity(text, [f"{c.title} {c.description}" for c in near])

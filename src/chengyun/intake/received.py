@@ -343,7 +343,7 @@ class ReceivedPipeline(BulkImporter):
         may have changed them since the pipeline was built)."""
         todo = [i for i, r in enumerate(b.rows)
                 if b.decided[i] >= 0 and self.cats[b.decided[i]].cluster_reports
-                and (r.lon is not None or cluster.countable_by_area(b.area[i] if b.area[i] >= 0 else None))]
+                and (r.lon is not None or b.area[i] >= 0)]  # without a point: check_many counts it by street
         if not todo:
             return
         cats = sorted({b.decided[i] for i in todo})

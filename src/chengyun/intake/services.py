@@ -409,15 +409,6 @@ def _area_for(lon, lat, address: str, chosen: Area | None = None) -> Area | None
     return Area.objects.get(pk=info.id) if info else None
 
 
-def _area_info(area: Area | None):
-    """The locator's record of ``area`` (with its depth), without a query."""
-    if area is None:
-        return None
-    from chengyun.areas.locator import get_locator
-
-    return get_locator().by_id.get(area.pk)
-
-
 @dataclass
 class Prepared:
     at: object
@@ -442,7 +433,7 @@ def _prepare(inp: ReportInput, clean: dict) -> Prepared:
         match = dedup.Match(None, 0.0, "new", {"reason": "closed on the spot: not checked"})
     else:
         match = dedup.find_duplicate(category=category or suggestion, lon=lon, lat=lat, at=at, text=text,
-                                     area=_area_info(area), address=inp.address)
+                                     area=area, address=inp.address)
     return Prepared(at, area, text, category, suggestion, confidence, version, explanation, certain, match)
 
 
