@@ -158,6 +158,24 @@ def test_bearer_token_of_a_department_system(client, intake_world):
     assert Report.objects.get().created_by == system
 
 
+def test_the_path_without_its_trailing_slash_is_the_same_endpoint(client, intake_world):
+    """/api/v1/reports (as the docs write it) takes the report: no redirect,
+    which clients follow after a POST with a GET, losing the alarm."""
+    system = f.make_user(username="water-erp", role=Role.HANDLER, department=intake_world.dept("water", "100101"))
+    _token, key = create_token(system, "erp")
+    auth = {"Authorization": f"Bearer {key}"}
+    lon, lat = f.centre("100101001")
+    response = client.post("/api/v1/reports", data={"channel": "sensor", "description": LEAK, "lon": lon, "lat": lat},
+                           content_type="application/json", headers=auth)
+    assert response.status_code == 201, response.content
+    number = response.json()["number"]
+    assert Report.objects.get().number == number
+    listed = client.get("/api/v1/reports", headers=auth)
+    assert listed.status_code == 200 and [r["number"] for r in listed.json()["items"]] == [number]
+    assert client.get(f"/api/v1/reports/{number}", headers=auth).json()["number"] == number
+    assert client.get("/api/v1/no-such-thing", headers=auth).status_code == 404
+
+
 def test_anonymous_and_roleless_users_may_not_submit(client, intake_world):
     response = client.post(REPORTS, data={"description": LEAK}, content_type="application/json")
     assert response.status_code == 401

@@ -84,6 +84,35 @@ def test_photo_position_is_used_and_its_metadata_is_not_stored(client, intake_wo
         assert img.format == "JPEG" and len(img.getexif()) == 0
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_no_metadata_of_any_kind_reaches_the_stored_photo(fmt):
+    """Comments, XMP and text chunks carry what people type into them (a name,
+    a phone number); EXIF the camera and the place. None of it is stored."""
+    from PIL import PngImagePlugin
+
+    img = Image.new("RGB", (40, 30), (10, 120, 200))
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCam"  # Make
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><dc:creator>Wang 13812345678</dc:creator></rdf:RDF></x:xmpmeta>'
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        img.save(out, "JPEG", exif=exif, comment=b"call Wang 13812345678", xmp=xmp)
+    elif fmt == "PNG":
+        text = PngImagePlugin.PngInfo()
+        text.add_text("Comment", "call Wang 13812345678")
+        text.add_itxt("XML:com.adobe.xmp", xmp.decode())
+        img.save(out, "PNG", pnginfo=text, exif=exif)
+    else:
+        img.save(out, "WEBP", exif=exif, xmp=xmp)
+    assert b"13812345678" in out.getvalue() and b"SecretCam" in out.getvalue()
+    clean = clean_photo(out.getvalue())
+    assert b"13812345678" not in clean.content and b"SecretCam" not in clean.content and b"xmpmeta" not in clean.content
+    with Image.open(io.BytesIO(clean.content)) as stored:
+        assert stored.format == fmt and stored.size == (40, 30)
+        assert len(stored.getexif()) == 0
+        assert not {"comment", "xmp", "Comment", "XML:com.adobe.xmp", "exif"} & set(stored.info)
+
+
 def test_a_pin_wins_over_the_photo_position(client, intake_world):
     pin = f.centre("100101002")
     photo = SimpleUploadedFile("p.jpg", jpeg_with_gps(lon=121.25, lat=31.5), "image/jpeg")

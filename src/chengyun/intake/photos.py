@@ -3,8 +3,10 @@
 The type is decided by decoding the image (not by its name or the browser's
 word), the size and the pixel count are limited, the EXIF GPS position is
 read if present, and the stored file is re-encoded from pixels only, so no
-EXIF, XMP or maker notes (camera serials, the reporter's home position)
-survive. The orientation tag is applied to the pixels before it is dropped.
+EXIF, XMP, JPEG comment, PNG text or maker notes (camera serials, the
+reporter's home position, a name or number typed into a comment) survive;
+only the colour profile is kept. The orientation tag is applied to the
+pixels before it is dropped.
 """
 
 from __future__ import annotations
@@ -74,14 +76,21 @@ def clean_photo(data: bytes, *, field: str = "photo") -> CleanPhoto:
         if img.width * img.height > MAX_PIXELS:
             raise CaseInvalid(_("The photo has too many pixels."), field=field)
         lon, lat = exif_position(img)
+        icc = img.info.get("icc_profile")  # colours, not about the person: kept
         img = ImageOps.exif_transpose(img)
+        if fmt == "JPEG":
+            img = img.convert("RGB")
+        # Pillow writes some of the source's metadata back by default (a JPEG's
+        # comment, for one): the stored file gets none of it, only the pixels.
+        img.info = {}
+        keep = {"icc_profile": icc} if icc else {}
         out = io.BytesIO()
         if fmt == "JPEG":
-            img.convert("RGB").save(out, "JPEG", quality=85, optimize=True)
+            img.save(out, "JPEG", quality=85, optimize=True, **keep)
         elif fmt == "PNG":
-            img.save(out, "PNG", optimize=True)
+            img.save(out, "PNG", optimize=True, **keep)
         else:
-            img.save(out, "WEBP", quality=85)
+            img.save(out, "WEBP", quality=85, **keep)
     except CaseInvalid:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
