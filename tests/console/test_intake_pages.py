@@ -154,6 +154,47 @@ def test_suggest_panel_names_category_area_and_open_cases_nearby(client, staff):
     assert 'data-code="0102"' in lights and earlier.number not in lights
 
 
+def test_suggest_panel_lists_open_cases_of_the_operators_own_category_without_a_suggestion(client, staff):
+    """No trained model (or text too thin to classify): the category the
+    operator picked still brings up the open cases of the area."""
+    lon, lat = f.centre(STREET)
+    earlier = submit(ReportInput(channel="web", description="自来水管道破裂 地面积水", category="0101",
+                                 lon=lon, lat=lat)).report.case
+    from chengyun.intake.models import ClassifierModel
+
+    ClassifierModel.objects.update(active=False)  # no model in use: nothing is suggested
+    client.force_login(staff["operator"])
+    html = client.post("/console/hotline/suggest/", {"description": "水管爆裂 路面冒水", "address": STREET_ADDRESS,
+                                                      "category": "0101"}).content.decode()
+    assert 'data-code="' not in html, "no suggestion"
+    assert earlier.number in html, "the open case of the picked category in that area is listed"
+
+
+def test_every_page_offers_the_same_categories_and_no_group(client, staff):
+    """Open311's services, the portal's picker, the hotline and inspector pages:
+    active categories without active sub-categories, under no inactive group."""
+    from chengyun.taxonomy.models import Category
+
+    closed_group = f.make_category(code="03")
+    Category.objects.filter(pk=closed_group.pk).update(active=False)
+    f.make_category(code="0301", parent=closed_group)
+    emptied = f.make_category(code="04")
+    gone = f.make_category(code="0401", parent=emptied)
+    Category.objects.filter(pk=gone.pk).update(active=False)
+    expected = {"0101", "0102", "04"}
+
+    def offered(html: str) -> set[str]:
+        return set(re.findall(r'<option value="(\d{2,4})"', html))
+
+    portal = client.get("/report/").content.decode()
+    client.force_login(staff["operator"])
+    hotline = client.get("/console/hotline/").content.decode()
+    client.force_login(staff["inspector"])
+    inspector = client.get("/console/inspect/").content.decode()
+    services = {s["service_code"] for s in client.get("/open311/v2/services.json").json()}
+    assert offered(portal) == offered(hotline) == offered(inspector) == services == expected
+
+
 def test_suggest_panel_shows_the_earlier_call_at_the_same_address_as_saving_will_attach_it(client, staff):
     client.force_login(staff["operator"])
     assert _call(client, category="0101", token="call-a").status_code == 302
@@ -320,6 +361,20 @@ def test_detach_a_report_that_was_attached_automatically(client, staff):
     assert second.case != case and second.duplicate == DuplicateOutcome.DETACHED
     messages = client.get(response["Location"]).content.decode()
     assert second.case.number in messages
+
+
+def test_every_case_not_routed_automatically_waits_in_the_dispatch_tab(client, staff):
+    lon, lat = f.centre(STREET)
+    disputed = submit(ReportInput(channel="web", description="自来水管道破裂 地面积水", category="0102",
+                                  lon=lon, lat=lat)).report.case
+    assert disputed.status == CaseStatus.NEW and disputed.category.code == "0102", "the classifier disagrees"
+    routed = submit(ReportInput(channel="web", description="路灯不亮 晚上很黑", lon=lon + 0.01, lat=lat)).report.case
+    assert routed.status == CaseStatus.DISPATCHED
+    client.force_login(staff["dispatcher"])
+    waiting = client.get("/console/?view=to_dispatch").content.decode()
+    assert disputed.number in waiting and routed.number not in waiting
+    assert disputed.number not in client.get("/console/?view=unclassified").content.decode(), "it has a category"
+    assert "Waiting for dispatch" in waiting
 
 
 def test_reclassify_a_case_nobody_classified(client, staff):

@@ -176,6 +176,12 @@ def test_the_path_without_its_trailing_slash_is_the_same_endpoint(client, intake
     assert client.get("/api/v1/no-such-thing", headers=auth).status_code == 404
 
 
+def test_a_group_of_categories_is_not_a_category_to_report_in(client, sensor, intake_world):
+    body = post_report(client, sensor, expect=400, description=LEAK, category="01")
+    assert body["field"] == "category" and "group" in body["detail"]
+    assert not Report.objects.exists() and not Case.objects.exists()
+
+
 def test_anonymous_and_roleless_users_may_not_submit(client, intake_world):
     response = client.post(REPORTS, data={"description": LEAK}, content_type="application/json")
     assert response.status_code == 401
@@ -196,6 +202,7 @@ def test_anonymous_and_roleless_users_may_not_submit(client, intake_world):
     ({"description": LEAK, "lon": 120.5, "lat": 95}, "lat"),
     ({"description": LEAK, "lon": 200, "lat": 30.5}, "lon"),
     ({"description": LEAK, "lon": 120.5}, "lat"),
+    ({"description": LEAK, "lon": 100.0, "lat": 10.0}, "lat"),  # outside the city, and nothing else says where
     ({"description": LEAK, "category": "9999"}, "category"),
     ({"description": LEAK, "channel": "discovery"}, "channel"),
     ({"description": LEAK, "channel": "carrier-pigeon"}, "channel"),
@@ -215,6 +222,13 @@ def test_bad_input_is_400_naming_the_field_and_stores_nothing(client, staff, sen
     # The key was not used up by the failed attempt.
     lon, lat = f.centre("100101001")
     post_report(client, sensor, key="bad-1", description=LEAK, lon=lon, lat=lat)
+
+
+def test_a_stray_point_outside_the_city_gives_way_to_the_address(client, sensor, intake_world):
+    body = post_report(client, sensor, description=LEAK, lon=100.0, lat=10.0, address="区1 街道1001 和平路12号")
+    report = Report.objects.get(number=body["number"])
+    assert report.lon is None and report.lat is None, "the point outside the city is not kept"
+    assert report.area.code == "100101001", "the address placed it"
 
 
 def test_every_endpoint_is_documented(client, staff):

@@ -63,7 +63,7 @@ def _require_roles(user, roles: set[str]) -> None:
 
 
 def _leaf_categories():
-    return Category.objects.filter(parent__isnull=False, active=True).order_by("code")
+    return Category.objects.reportable().order_by("code")
 
 
 def _source(user) -> str:
@@ -158,7 +158,7 @@ def hotline_suggest(request):
         "percent": round(confidence * 100) if confidence is not None else None, "model": version, "certain": certain,
         "terms": term_chips(explanation.get("terms")),
         "area": area, "chain": area.ancestors() if area else [], "address": address,
-        "match": match, "nearby": nearby,
+        "category": category, "match": match, "nearby": nearby,
     })
 
 

@@ -73,8 +73,15 @@ def queue_view(request):
 
 
 def queue_tabs() -> dict:
-    """Work lists for intake: cases no one has classified, and open duplicate questions."""
+    """Work lists for intake: every case still waiting for a dispatcher (not
+    routed automatically: no category, an uncertain or disputed one, no area,
+    no routing rule, or registered by hand), those of them no one has
+    classified, and open duplicate questions."""
     return {
+        "to_dispatch": {
+            "label": _("Waiting for dispatch"),
+            "filter": lambda qs: qs.filter(status=CaseStatus.NEW),
+        },
         "unclassified": {
             "label": _("Needs classification"),
             "filter": lambda qs: qs.filter(status=CaseStatus.NEW, category__isnull=True),
@@ -121,7 +128,7 @@ def render_case(request, case, *, revealed: dict | None = None, status: int = 20
         "suggestion": suggestion,
         "suggestion_text": explain_route(suggestion.explanation) if suggestion else None,
         "departments": dept_choices,
-        "categories": Category.objects.filter(parent__isnull=False, active=True).order_by("code"),
+        "categories": Category.objects.reportable().order_by("code"),
         "priorities": Priority.choices,
         "satisfactions": Satisfaction.choices,
         "pending_extension": pending_ext,
@@ -212,5 +219,5 @@ def new_case(request):
                 return redirect("console:case", number=case.number)
     return render(request, "console/new_case.html", {
         "errors": errors, "values": values, "channels": Channel.choices,
-        "categories": Category.objects.filter(parent__isnull=False, active=True).order_by("code"),
+        "categories": Category.objects.reportable().order_by("code"),
     })

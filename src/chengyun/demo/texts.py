@@ -61,7 +61,7 @@ def training_corpus(seed: int = 7, per_category: int = 40) -> tuple[list[str], l
     """Composed texts for every leaf category that has phrases or keywords."""
     rng = random.Random(seed)
     texts, labels = [], []
-    for cat in Category.objects.filter(parent__isnull=False, active=True).order_by("code"):
+    for cat in Category.objects.reportable().order_by("code"):
         for _ in range(per_category):
             title, description, _address = compose(cat, rng)
             texts.append(f"{title}\n{description}")

@@ -100,8 +100,12 @@ def _category(value) -> Category | None:
         return None
     if isinstance(value, Category):
         return value
-    cat = Category.objects.filter(code=str(value).strip(), active=True).first()
+    code = str(value).strip()
+    cat = Category.objects.reportable().filter(code=code).first()
     if cat is None:
+        if Category.objects.filter(code=code, active=True).exists():
+            raise CaseInvalid(_("“%(code)s” is a group of categories: choose one of the categories in it.")
+                              % {"code": code}, field="category")
         raise CaseInvalid(_("Unknown category “%(code)s”.") % {"code": value}, field="category")
     return cat
 
@@ -170,6 +174,13 @@ def clean_input(inp: ReportInput) -> dict:
         area = Area.objects.filter(code=str(area).strip()).first() if str(area).strip() else None
         if area is None:
             raise CaseInvalid(_("Unknown area “%(code)s”.") % {"code": inp.area}, field="area")
+    if lon is not None and not in_city(lon, lat):
+        # Every channel as Open311 and the portal: a point outside the city is refused,
+        # unless an address or area says where (a device's fix can stray over the boundary).
+        if not (inp.address or "").strip() and area is None:
+            raise CaseInvalid(_("The point (%(lat)s, %(long)s) is outside the area this city serves.")
+                              % {"lat": lat, "long": lon}, field="lat")
+        lon = lat = None
     return {"title": title, "description": description, "category": _category(inp.category), "lon": lon, "lat": lat,
             "contact": contact, "photos": photos, "area": area}
 

@@ -38,7 +38,7 @@ CLOSED_STATUSES = frozenset({S.CLOSED, S.RATED, S.REJECTED})
 
 def services():
     """Active categories without active sub-categories, with their number of attributes."""
-    return (Category.objects.filter(active=True).exclude(children__active=True).select_related("parent")
+    return (Category.objects.reportable().select_related("parent")
             .annotate(n_attributes=Count("open311_attributes")).order_by("code"))
 
 

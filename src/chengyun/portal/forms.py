@@ -41,12 +41,9 @@ def new_token() -> str:
 def category_choices() -> list:
     """Active leaf categories grouped under their parents, in the current language,
     after an option for people who do not know."""
-    leaves = (Category.objects.filter(active=True, children__isnull=True)
-              .select_related("parent").order_by("parent__code", "code"))
+    leaves = Category.objects.reportable().select_related("parent").order_by("parent__code", "code")
     groups: dict = {}
     for cat in leaves:
-        if cat.parent is not None and not cat.parent.active:
-            continue
         key = cat.parent.display_name if cat.parent is not None else _("Other")
         groups.setdefault(key, []).append((cat.code, cat.display_name))
     return [("", _("I don't know — let the city decide"))] + list(groups.items())

@@ -35,6 +35,16 @@ class CategoryKind(models.TextChoices):
     HOTLINE = "hotline", _("Hotline matter")
 
 
+class CategoryQuerySet(models.QuerySet):
+    def reportable(self) -> CategoryQuerySet:
+        """The categories a report may be given, the same on every channel
+        (Open311's services, the portal's picker, the hotline, inspector and
+        case pages): active, without an active sub-category (a group is not a
+        problem one can report), and under no inactive group."""
+        return (self.filter(active=True).exclude(children__active=True)
+                .exclude(parent__active=False).exclude(parent__parent__active=False))
+
+
 class Category(BilingualName, models.Model):
     code = models.CharField(_("code"), max_length=20, unique=True)
     name = models.CharField(_("name (Chinese)"), max_length=80)
@@ -69,6 +79,8 @@ class Category(BilingualName, models.Model):
         _("inspectors may close on the spot (自行处置)"), default=False,
         help_text=_("a grid inspector who fixed it while on patrol may report it already closed"),
     )
+
+    objects = CategoryQuerySet.as_manager()
 
     class Meta:
         ordering = ["code"]
