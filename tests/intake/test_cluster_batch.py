@@ -96,9 +96,10 @@ def _by_rule(reports) -> list[tuple]:
     """The rule by brute force over every report: in time order, a report joins
     the newest raised warning of its category within its radius whose last
     report is within the window; else its category's reports received in the
-    window up to it within the radius (and the query's square around it) raise
-    a warning if there are enough of them."""
+    window up to it within the radius (and the query's square around it), and
+    in no warning yet, raise a warning if there are enough of them."""
     warnings: list[dict] = []  # newest raised first
+    claimed: set[int] = set()
     for r in reports:
         c = r.category
         if not c.cluster_reports:
@@ -109,18 +110,20 @@ def _by_rule(reports) -> list[tuple]:
         if joined:
             joined[0]["reports"].add(r.pk)
             joined[0]["last"] = max(joined[0]["last"], r.received_at)
+            claimed.add(r.pk)
             continue
         min_lon, min_lat, max_lon, max_lat = box(r.lon, r.lat, radius)
         near = sorted((x for x in reports if x.category_id == c.pk
                        and r.received_at - window <= x.received_at <= r.received_at
                        and min_lon <= x.lon <= max_lon and min_lat <= x.lat <= max_lat
-                       and distance_m(r.lon, r.lat, x.lon, x.lat) <= radius),
+                       and distance_m(r.lon, r.lat, x.lon, x.lat) <= radius and x.pk not in claimed),
                       key=lambda x: (x.received_at, x.pk), reverse=True)
         if len(near) >= c.cluster_reports:
             warnings.insert(0, {
                 "category": c.pk, "lon": sum(x.lon for x in near) / len(near),
                 "lat": sum(x.lat for x in near) / len(near), "started": min(x.received_at for x in near),
                 "last": r.received_at, "reports": {x.pk for x in near}, "raised_by": r.pk})
+            claimed.update(x.pk for x in near)
     return sorted((w["category"], w["lon"], w["lat"], w["started"], frozenset(w["reports"])) for w in warnings)
 
 

@@ -110,3 +110,52 @@ def test_reports_with_a_point_do_not_count_towards_a_warning_by_area(intake_worl
         submit(ReportInput(channel="web", description="水管爆裂 家里没水了", category="0101", lon=lon + dx, lat=lat))
     _call("和平路1号水管爆裂 家里没水了", STREET + "和平路1号")
     assert not ClusterWarning.objects.exists(), "two kinds of report, two rules: neither reaches three"
+
+
+def test_after_the_warnings_case_is_closed_a_new_burst_raises_a_new_case(intake_world):
+    """The main was repaired and the case closed; within the hour it bursts
+    again: the new calls raise a new warning and case, not a silent join to
+    the closed one, and the first burst's calls do not count twice."""
+    from chengyun.cases.models import Case
+    from chengyun.intake.models import ClusterWarning
+
+    for house in ("和平路1号", "和平路9号", "幸福路3号"):
+        _call(f"{house}水管爆裂 家里没水了", STREET + house)
+    first = ClusterWarning.objects.get()
+    Case.objects.filter(pk=first.case_id).update(status=CaseStatus.CLOSED)
+    _call("和平路5号水管又爆了 家里没水了", STREET + "和平路5号")
+    assert ClusterWarning.objects.count() == 1, "one new call, and the first three are in the closed warning"
+    for house in ("和平路7号", "幸福路6号"):
+        _call(f"{house}水管又爆了 家里没水了", STREET + house)
+    second = ClusterWarning.objects.exclude(pk=first.pk).get()
+    assert second.report_count == 3 and second.case_id not in (None, first.case_id)
+    assert second.case.status != CaseStatus.CLOSED
+    assert set(second.reports.values_list("address", flat=True)) == {STREET + h for h in ("和平路5号", "和平路7号",
+                                                                                         "幸福路6号")}
+    first.refresh_from_db()
+    assert first.report_count == 3
+
+
+def test_a_report_counts_toward_one_warning_only(intake_world):
+    """Reports with a point: a spreading burst is one warning; a report just
+    outside its radius does not raise a second one out of the first one's reports."""
+    from chengyun.intake.models import ClusterWarning
+
+    from .reports_api import shift
+
+    lon, lat = f.centre("100101001")
+
+    def report_at(east: float):
+        x, y = shift(lon, lat, east_m=east)
+        return submit(ReportInput(channel="web", description="水管爆裂 家里没水了", category="0101", lon=x, lat=y)).report
+
+    for east in (0, 100, 200):
+        report_at(east)
+    warning = ClusterWarning.objects.get()
+    assert warning.radius_m == 300
+    report_at(300)  # 200 m from the warning's centre: joins it
+    warning.refresh_from_db()
+    assert warning.report_count == 4
+    beyond = report_at(410)  # 310 m from the centre; within 300 m of the reports at 200 and 300 m
+    assert ClusterWarning.objects.count() == 1, "the reports at 200 and 300 m are the first warning's"
+    assert not beyond.cluster_warnings.exists()

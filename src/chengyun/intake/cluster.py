@@ -10,6 +10,12 @@ it, within the window, raise a warning ``by_area`` for that street; later
 point-less reports there join it. Reports with a point keep to the radius
 rule; the two kinds never count together.
 
+A warning is ongoing while its case is open: once the case is closed (the
+main repaired), new reports raise a new warning and case, not a silent join
+to the closed one. A report counts toward one warning only, so the reports
+of a handled burst do not raise another warning, and a spreading burst is
+one warning, not several overlapping ones.
+
 :func:`check_cluster` checks one report (``submit()``); :func:`check_many`
 checks a batch of them (the intake pipeline) with the same outcome, reading
 the near reports once per category and spatial cell instead of once a report."""
@@ -24,6 +30,8 @@ from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
 from chengyun.audit.services import record
+from chengyun.cases.models import Case
+from chengyun.cases.workflow import OPEN_STATUSES
 from chengyun.clock import now
 from chengyun.taxonomy.models import Category
 
@@ -83,14 +91,18 @@ def check_many(arrivals: list[Arrival], *, open_case) -> list[ClusterWarning | N
         return []
     cats = sorted({a.category_id for a in arrivals})
     since = arrivals[0].at - timedelta(minutes=max(a.window_minutes for a in arrivals))
+    statuses = sorted(OPEN_STATUSES)
     with connection.cursor() as cur:  # mostly there are none: then one raw query, no ORM query built
-        cur.execute(f'SELECT id FROM "{ClusterWarning._meta.db_table}" WHERE category_id IN '
-                    f'({", ".join(["%s"] * len(cats))}) AND last_report_at >= %s',
-                    [*cats, connection.ops.adapt_datetimefield_value(since)])
+        cur.execute(f'SELECT w.id FROM "{ClusterWarning._meta.db_table}" w LEFT JOIN "{Case._meta.db_table}" c '
+                    f'ON c.id = w.case_id WHERE w.category_id IN ({", ".join(["%s"] * len(cats))}) '
+                    f'AND w.last_report_at >= %s AND (w.case_id IS NULL OR c.status IN '
+                    f'({", ".join(["%s"] * len(statuses))}))',
+                    [*cats, connection.ops.adapt_datetimefield_value(since), *statuses])
         ids = [r[0] for r in cur.fetchall()]
     ongoing = list(ClusterWarning.objects.filter(pk__in=ids)) if ids else []  # newest raised first
-    near = _NearReports([a for a in arrivals if a.lon is not None])
-    in_street = _AreaReports([a for a in arrivals if a.lon is None])
+    claimed: set[int] = set()  # reports this batch put into a warning (the rows read do not say so)
+    near = _NearReports([a for a in arrivals if a.lon is not None], claimed)
+    in_street = _AreaReports([a for a in arrivals if a.lon is None], claimed)
     return [_check(a, near, ongoing, open_case) if a.lon is not None else _check_area(a, in_street, ongoing, open_case)
             for a in arrivals]
 
@@ -116,6 +128,7 @@ def _check_area(a: Arrival, in_area: _AreaReports, ongoing: list[ClusterWarning]
         if warning.by_area and warning.category_id == a.category_id and warning.area_id == a.area_id \
                 and warning.last_report_at >= since:
             warning.report_count, warning.last_report_at = _join(warning.pk, a.pk, at), max(at, warning.last_report_at)
+            in_area.claimed.add(a.pk)
             return warning
     near = in_area.of(a)
     if len(near) < a.reports:
@@ -125,6 +138,7 @@ def _check_area(a: Arrival, in_area: _AreaReports, ongoing: list[ClusterWarning]
     lon, lat = Area.objects.filter(pk=a.area_id).values_list("point_lon", "point_lat").get()
     with transaction.atomic():
         warning = _raise(a, near, lon, lat, open_case, by_area=True)
+    in_area.claimed.update(r[0] for r in near)
     ongoing.insert(0, warning)
     return warning
 
@@ -137,6 +151,7 @@ def _check(a: Arrival, near_reports: _NearReports, ongoing: list[ClusterWarning]
     if near_warnings:
         warning = near_warnings[0]
         warning.report_count, warning.last_report_at = _join(warning.pk, a.pk, at), max(at, warning.last_report_at)
+        near_reports.claimed.add(a.pk)
         return warning
     near = near_reports.of(a)
     if len(near) < a.reports:
@@ -145,6 +160,7 @@ def _check(a: Arrival, near_reports: _NearReports, ongoing: list[ClusterWarning]
     lat = sum(r[2] for r in near) / len(near)
     with transaction.atomic():
         warning = _raise(a, near, lon, lat, open_case)
+    near_reports.claimed.update(r[0] for r in near)
     ongoing.insert(0, warning)  # the newest raised first, as read
     return warning
 
@@ -170,13 +186,15 @@ def _join(warning_id: int, report_id: int, at: datetime) -> int:
 
 class _NearReports:
     """The reports of an arrival's category received in the window up to it
-    (``[at - window, at]``) within its radius, as ``(id, lon, lat, received_at)``
-    newest first (the order the single check's query had): what the database
-    holds now, read per category and cell of about twice the radius, when a
-    cell's first arrival asks. Reading all of a category at once would read a
+    (``[at - window, at]``) within its radius and in no warning yet, as
+    ``(id, lon, lat, received_at)`` newest first (the order the single check's
+    query had): what the database holds now, read per category and cell of
+    about twice the radius, when a cell's first arrival asks, less those
+    ``claimed`` since. Reading all of a category at once would read a
     city-wide one's every report in the window."""
 
-    def __init__(self, arrivals: list[Arrival]) -> None:
+    def __init__(self, arrivals: list[Arrival], claimed: set[int]) -> None:
+        self.claimed = claimed
         self.cell_of: dict[int, tuple] = {}
         self.cells: dict[tuple, list] = {}  # cell -> [its arrivals' bounds, the rows read (None: not yet)]
         for a in arrivals:
@@ -193,7 +211,8 @@ class _NearReports:
         if cell[1] is None:
             cell[1] = _read(key[0], cell[0])
         rows = [r for r in cell[1] if since <= r[3] <= until and min_lon <= r[1] <= max_lon
-                and min_lat <= r[2] <= max_lat and distance_m(a.lon, a.lat, r[1], r[2]) <= a.radius_m]
+                and min_lat <= r[2] <= max_lat and distance_m(a.lon, a.lat, r[1], r[2]) <= a.radius_m
+                and r[0] not in self.claimed]
         rows.sort(key=lambda r: (r[3], r[0]), reverse=True)
         return rows
 
@@ -201,10 +220,11 @@ class _NearReports:
 class _AreaReports:
     """The reports without a point of an arrival's category placed in its
     street (its ``area_id`` here) or inside it, received in the window up to
-    it, as ``(id, lon, lat, received_at)`` newest first; read once per
-    (category, street) for all its arrivals."""
+    it and in no warning yet, as ``(id, lon, lat, received_at)`` newest first;
+    read once per (category, street) for all its arrivals."""
 
-    def __init__(self, arrivals: list[Arrival]) -> None:
+    def __init__(self, arrivals: list[Arrival], claimed: set[int]) -> None:
+        self.claimed = claimed
         self.spans: dict[tuple, list] = {}  # (category, area) -> [earliest since, latest until, rows or None]
         for a in arrivals:
             since = a.at - timedelta(minutes=a.window_minutes)
@@ -220,11 +240,12 @@ class _AreaReports:
             path = Area.objects.filter(pk=a.area_id).values_list("path", flat=True).get()
             span[2] = _fetch(f'SELECT r.id, r.lon, r.lat, r.received_at FROM "{Report._meta.db_table}" r '
                              f'JOIN "{Area._meta.db_table}" a ON a.id = r.area_id WHERE r.category_id = %s '
-                             "AND r.lon IS NULL AND a.path LIKE %s AND r.received_at >= %s AND r.received_at <= %s",
+                             "AND r.lon IS NULL AND a.path LIKE %s AND r.received_at >= %s AND r.received_at <= %s "
+                             f"AND {_UNCLAIMED}",
                              [a.category_id, path + "%", ops.adapt_datetimefield_value(span[0]),
                               ops.adapt_datetimefield_value(span[1])])
         since = a.at - timedelta(minutes=a.window_minutes)
-        rows = [r for r in span[2] if since <= r[3] <= a.at]
+        rows = [r for r in span[2] if since <= r[3] <= a.at and r[0] not in self.claimed]
         rows.sort(key=lambda r: (r[3], r[0]), reverse=True)
         return rows
 
@@ -237,9 +258,18 @@ def _read(category_id: int, bounds: list[tuple]) -> list[tuple]:
     params = [category_id, ops.adapt_datetimefield_value(min(b[4] for b in bounds)),
               ops.adapt_datetimefield_value(max(b[5] for b in bounds)),
               min(b[0] for b in bounds), max(b[2] for b in bounds), min(b[1] for b in bounds), max(b[3] for b in bounds)]
-    return _fetch(f'SELECT id, lon, lat, received_at FROM "{Report._meta.db_table}" WHERE category_id = %s '
-                  "AND received_at >= %s AND received_at <= %s AND lon >= %s AND lon <= %s "
-                  "AND lat >= %s AND lat <= %s", params)
+    return _fetch(f'SELECT r.id, r.lon, r.lat, r.received_at FROM "{Report._meta.db_table}" r '
+                  "WHERE r.category_id = %s AND r.received_at >= %s AND r.received_at <= %s AND r.lon >= %s "
+                  f"AND r.lon <= %s AND r.lat >= %s AND r.lat <= %s AND {_UNCLAIMED}", params)
+
+
+def _unclaimed() -> str:
+    """SQL: report ``r`` is in no warning yet (through the link table's report index)."""
+    field = ClusterWarning._meta.get_field("reports")
+    return f'NOT EXISTS (SELECT 1 FROM "{field.m2m_db_table()}" t WHERE t."{field.m2m_reverse_name()}" = r.id)'
+
+
+_UNCLAIMED = _unclaimed()
 
 
 def _fetch(sql: str, params: list) -> list[tuple]:
