@@ -86,6 +86,31 @@ def test_numbers_and_emails_written_into_the_text_are_shown_masked(client, api_k
     assert Report.objects.get(pk=a.pk).description.startswith("水管爆裂，请回电13812345678"), "stored as written"
 
 
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_a_hotline_call_is_listed_without_the_callers_words_or_place(client, filed, fmt):
+    """12345 calls count and can be followed, as 12345 open data publishes
+    them: service, status, times and area; not what the caller said nor where they live."""
+    from chengyun.intake.services import ReportInput, submit
+
+    lon, lat = f.centre("100101001")
+    call = submit(ReportInput(channel="hotline", description="王建国家里 幸福路12号3单元502 水管爆了", category="0101",
+                              address="区1 街道1001 幸福路12号3单元502", lon=lon, lat=lat,
+                              contact={"phone": "13912345678"})).report
+    r = client.get(BASE + f"requests/{call.number}.{fmt}", {"locale": "en"})
+    assert r.status_code == 200
+    shown = r.content.decode()
+    for secret in ("王建国", "幸福路12号", "502", "13912345678", f"{lat:.5f}"[:8]):
+        assert secret not in shown
+    assert call.number in shown and "0101" in shown
+    if fmt == "json":
+        (row,) = body(r)
+        assert row["description"] is None and (row["lat"], row["long"]) == (None, None)
+        assert row["address_id"] == "100101001" and row["address"] == call.area.display_name
+        assert row["status"] == "open"
+    listed = body(client.get(BASE + "requests.json"))
+    assert call.number in {row["service_request_id"] for row in listed}, "still counted in the list"
+
+
 def test_one_request_xml(client, filed):
     a = filed[0]
     r = client.get(BASE + f"requests/{a.number}.xml", {"locale": "en"})

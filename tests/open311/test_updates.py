@@ -45,7 +45,7 @@ def test_status_changes_are_listed_oldest_first(client, report, staff):
 
 def test_updates_xml_and_window(client, report):
     root = body(client.get(BASE + "servicerequestupdates.xml"))
-    assert root.tag == "service_request_updates"
+    assert root.tag == "service_requests_updates", "the extension's root name (FixMyStreet's client reads it)"
     updates = root.findall("request_update")
     assert updates and updates[0].findtext("service_request_id") == report.number
     assert updates[0].findtext("status") == "open"
@@ -103,6 +103,19 @@ def test_partner_posts_an_update_once(client, api_key, report, fmt):
     assert PartnerUpdate.objects.count() == 1
     assert TimelineEntry.objects.filter(action="open311_update").count() == 1
     assert list(verify_chain()) == []
+
+
+def test_an_update_with_the_partners_id_as_update_id_ext_gets_our_update_id(client, api_key, report):
+    """The extension's extended form (FixMyStreet's): the partner sends its
+    own id as update_id_ext and no update_id; ours comes back."""
+    form = _update(api_key, report, update_id=None, update_id_ext="fms-comment-77", service_request_id_ext="991")
+    r = client.post(BASE + "servicerequestupdates.xml", form)
+    assert r.status_code == 200, r.content
+    update = PartnerUpdate.objects.get()
+    assert update.partner_update_id == "fms-comment-77"
+    assert body(r).findtext("request_update/update_id") == update.update_id != "fms-comment-77"
+    assert client.post(BASE + "servicerequestupdates.xml", form).content == r.content, "once per partner id"
+    assert PartnerUpdate.objects.count() == 1
 
 
 BAD = [

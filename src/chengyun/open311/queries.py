@@ -8,6 +8,10 @@ that handles it, following merges, reduced to ``open``/``closed``; the
 detailed status goes into ``status_notes``. Reporters' contact details are
 never read here, and phone numbers, ID card numbers and emails written into a
 description or an address are shown masked (:func:`.privacy.redact_text`).
+A hotline call (:data:`UNPUBLISHED_CHANNELS`) is listed with its service,
+status, times and area, but without what the caller said, the exact address
+or a point: the caller spoke to an operator, not to the public, and those
+words and places are often about a home and name a person.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from django.db.models import Case as SqlCase
 from django.db.models import Count, F, Max, Q, When
 from django.utils.translation import gettext as _
 
-from chengyun.cases.models import AssignmentRole, Case, CaseAssignment, TimelineEntry
+from chengyun.cases.models import AssignmentRole, Case, CaseAssignment, Channel, TimelineEntry
 from chengyun.cases.workflow import CaseStatus
 from chengyun.i18n import prefers_chinese
 from chengyun.intake.models import DuplicateOutcome, Report
@@ -28,6 +32,9 @@ from chengyun.taxonomy.models import Category
 
 from .formats import city_zone, w3c
 from .models import ServiceAttribute
+
+# Channels whose reports' words and exact places are not published.
+UNPUBLISHED_CHANNELS = frozenset({Channel.HOTLINE})
 
 S = CaseStatus
 CLOSED_STATUSES = frozenset({S.CLOSED, S.RATED, S.REJECTED})
@@ -181,24 +188,26 @@ def request_rows(reports) -> list[dict]:
         category = (case.category if case is not None and case.category_id else None) or \
             (r.case.category if r.case is not None and r.case.category_id else None) or r.category
         times = [t for t in (r.received_at, last.get(r.case_id), last.get(case.pk) if case else None) if t]
+        published = r.channel not in UNPUBLISHED_CHANNELS
+        area_name = r.area.display_name if r.area_id else None
         rows.append({
             "service_request_id": r.number,
             "status": open311_status(case.status if case else None),
             "status_notes": _notes(case, r.case),
             "service_name": category.display_name if category else None,
             "service_code": category.code if category else None,
-            "description": redact_text(r.description) or None,
+            "description": (redact_text(r.description) or None) if published else None,
             "agency_responsible": leads.get(case.pk) if case else None,
             "service_notice": _notice(r, case),
             "requested_datetime": w3c(r.received_at),
             "updated_datetime": w3c(max(times)),
             "expected_datetime": w3c(case.due_at) if case is not None and case.status not in CLOSED_STATUSES else None,
-            "address": redact_text(r.address) or (r.area.display_name if r.area_id else None),
+            "address": (redact_text(r.address) or area_name) if published else area_name,
             "address_id": r.area.code if r.area_id else None,
             "zipcode": None,
-            "lat": r.lat,
-            "long": r.lon,
-            "media_url": r.media_url or None,
+            "lat": r.lat if published else None,
+            "long": r.lon if published else None,
+            "media_url": (r.media_url or None) if published else None,
         })
     return rows
 

@@ -514,7 +514,8 @@ def request_updates(request, fmt, params):
     start, end = _window(params)
     offset, size = _page(params)
     rows = queries.update_rows(start=start, end=end, offset=offset, limit=size)
-    return render(fmt, rows, root="service_request_updates", item="request_update")
+    # The extension's own root name (FixMyStreet's servicerequestupdates); a POST's answer is singular.
+    return render(fmt, rows, root="service_requests_updates", item="request_update")
 
 
 def _post_update(fmt, params):
@@ -525,7 +526,10 @@ def _post_update(fmt, params):
     report = Report.objects.select_related("case").filter(number=number).first()
     if report is None:
         raise Open311Error(404, _("service_request_id: “%(id)s” was not found.") % {"id": number})
-    for name in ("update_id", "status", "updated_datetime"):
+    # The partner's own id for its update: update_id, or update_id_ext as clients of the
+    # extension's extended form send it (they then expect our update_id back).
+    partner_id_field = "update_id" if params.get("update_id") or not params.get("update_id_ext") else "update_id_ext"
+    for name in (partner_id_field, "status", "updated_datetime"):
         if not params.get(name):
             raise _bad(name, _("is required."))
     updated_at = parse_w3c(params.get("updated_datetime"))
@@ -538,7 +542,7 @@ def _post_update(fmt, params):
         except ValidationError:
             raise _bad("media_url", _("must be an http(s) URL.")) from None
     try:
-        posted = post_update(report, key=key, update_id=params.get("update_id"), status=params.get("status"),
+        posted = post_update(report, key=key, update_id=params.get(partner_id_field), status=params.get("status"),
                              description=params.get("description"), updated_at=updated_at, media_url=media_url)
     except CaseError as e:
         raise Open311Error(400, _("%(field)s: %(message)s") % {"field": e.field or "request", "message": e.message}) from None
