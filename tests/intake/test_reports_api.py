@@ -117,7 +117,7 @@ def test_reporter_category_the_classifier_agrees_with_is_routed(client, staff, s
 def test_same_key_twice_gives_the_first_report_back(client, staff, sensor):
     lon, lat = f.centre("100101001")
     first = post_report(client, sensor, key="alarm-4711", description=LEAK, lon=lon, lat=lat)
-    second = post_report(client, sensor, key="alarm-4711", expect=200, description="something else entirely")
+    second = post_report(client, sensor, key="alarm-4711", expect=200, description=LEAK, lon=lon, lat=lat)
     assert second["number"] == first["number"] and second["case"] == first["case"]
     assert second["description"] == LEAK
     # The key may come in the body instead of the header.
@@ -125,6 +125,26 @@ def test_same_key_twice_gives_the_first_report_back(client, staff, sensor):
     assert third["number"] == first["number"]
     assert Report.objects.count() == 1 and Case.objects.count() == 1
     assert AuditRecord.objects.filter(action="report.create").count() == 1
+
+
+@pytest.mark.parametrize("change", [
+    {"description": "something else entirely"},
+    {"lon": 0.01},  # added to the first point's longitude
+    {"category": "0102"},
+    {"address": "区1 街道1001 另一条路1号"},
+])
+def test_a_used_key_with_another_report_is_422_not_the_first_report(client, staff, sensor, change):
+    """A sender that reuses a key for a different report hears so (as the
+    IETF Idempotency-Key draft has it), instead of getting the first report
+    back as though the new one had been taken."""
+    lon, lat = f.centre("100101001")
+    sent = {"description": LEAK, "lon": lon, "lat": lat}
+    first = post_report(client, sensor, key="alarm-4712", **sent)
+    other = {**sent, **change, "lon": lon + change["lon"]} if "lon" in change else {**sent, **change}
+    answer = post_report(client, sensor, key="alarm-4712", expect=422, **other)
+    assert answer["code"] == "idempotency_key_reused" and answer["field"] == "idempotency_key"
+    assert first["number"] in answer["detail"]
+    assert Report.objects.count() == 1 and Case.objects.count() == 1
 
 
 def test_keys_are_per_sender(client, staff, sensor):

@@ -150,6 +150,21 @@ def test_the_same_form_sent_twice_makes_one_report(client, intake_world):
     assert report_form(client)["token"] != data["token"], "every form gets a token of its own"
 
 
+def test_a_sent_form_changed_and_sent_again_is_a_new_report_after_a_warning(client, intake_world):
+    """Back button, an edit, Send: the edit is not lost behind the first report's page."""
+    lon, lat = f.centre("100103001")
+    data = report_form(client, description="路灯坏了好几天", lon=str(lon), lat=str(lat))
+    first = sent(client.post("/report/", data))
+    again = client.post("/report/", {**data, "description": "路灯坏了好几天，旁边的井盖也松了"}, **EN)
+    html = again.content.decode()
+    assert again.status_code == 200 and Report.objects.count() == 1
+    assert f"This form was already sent, as report {first.number}" in html
+    fresh = re.search(r'name="token" value="([^"]+)"', html).group(1)
+    assert fresh != data["token"], "the form now carries a new key"
+    second = sent(client.post("/report/", {**data, "description": "路灯坏了好几天，旁边的井盖也松了", "token": fresh}))
+    assert second.number != first.number and Report.objects.count() == 2
+
+
 def test_missing_description_names_the_field_and_keeps_the_rest(client, intake_world):
     before = counts()
     data = report_form(client, category="0102", description="   ", address="区1 幸福路", name="李四",

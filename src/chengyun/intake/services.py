@@ -188,12 +188,55 @@ def clean_input(inp: ReportInput) -> dict:
 # --------------------------------------------------------------------------- the pipeline
 
 
+class KeyReused(CaseInvalid):
+    """The idempotency key of an earlier report that is not this one."""
+
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
+def _replayed(found: Report, inp: ReportInput) -> Submitted:
+    """The earlier report with this key, when ``inp`` is that report sent
+    again (a retry): the same description, address, chosen category and
+    point. A different report under a used key is refused (422 on the JSON
+    API, as the IETF's Idempotency-Key draft says), not answered with the
+    first report as though the new one had been taken."""
+    differs = _differs(found, inp)
+    if differs:
+        exc = KeyReused(_("This key was already used for report %(number)s, whose %(field)s is different. "
+                          "Send a new report with a new key.") % {"number": found.number, "field": differs},
+                        field="idempotency_key")
+        exc.number = found.number
+        raise exc
+    return Submitted(found, False)
+
+
+def _differs(found: Report, inp: ReportInput) -> str | None:
+    """The first field in which ``inp`` is not the stored ``found`` (as it was
+    sent: the stored text is the sent text, stripped), or None."""
+    if (inp.description or "").strip() != (found.description or "").strip():
+        return "description"
+    if (inp.address or "").strip() != (found.address or "").strip():
+        return "address"
+    given = inp.category.code if isinstance(inp.category, Category) else str(inp.category or "").strip()
+    if given != (found.category.code if found.category_given and found.category is not None else ""):
+        return "category"
+    if found.lon is not None and inp.lon not in (None, "") and inp.lat not in (None, ""):
+        try:
+            lon, lat = float(inp.lon), float(inp.lat)
+        except (TypeError, ValueError):
+            return "lat"
+        if abs(lon - found.lon) > 1e-7 or abs(lat - found.lat) > 1e-7:
+            return "lat"
+    return None
+
+
 def _existing(source: str, key: str) -> Report | None:
     if not key:
         return None
     # The exclude() repeats the partial unique index's condition, so that the
     # database uses that index instead of reading every report of the source.
-    return (Report.objects.select_related("case").exclude(idempotency_key="")
+    return (Report.objects.select_related("case", "category").exclude(idempotency_key="")
             .filter(source=source, idempotency_key=key).first())
 
 
@@ -201,7 +244,7 @@ def submit(inp: ReportInput, *, by=None) -> Submitted:
     """Take in one report from any channel. Idempotent on (source, key)."""
     found = _existing(inp.source, inp.idempotency_key)
     if found is not None:
-        return Submitted(found, False)
+        return _replayed(found, inp)
     clean = clean_input(inp)
     # The reading work (locate, classify, find duplicate candidates) happens
     # before the write transaction, so the write lock is held only for writing.
@@ -212,7 +255,7 @@ def submit(inp: ReportInput, *, by=None) -> Submitted:
     except IntegrityError:
         found = _existing(inp.source, inp.idempotency_key)  # another request with the same key won
         if found is not None:
-            return Submitted(found, False)
+            return _replayed(found, inp)
         raise
 
 
@@ -324,7 +367,7 @@ def receive(inp: ReportInput, *, by=None) -> Submitted:
         raise ValueError("receive() takes no photos, priority or on-the-spot closing: use submit()")
     found = _existing(inp.source, inp.idempotency_key)
     if found is not None:
-        return Submitted(found, False)
+        return _replayed(found, inp)
     clean = clean_input(inp)
     category, at = clean["category"], now()
     person = by if by is not None and not isinstance(by, str) else None
@@ -379,7 +422,7 @@ def receive(inp: ReportInput, *, by=None) -> Submitted:
     except IntegrityError:
         found = _existing(inp.source, inp.idempotency_key)  # another request with the same key won
         if found is not None:
-            return Submitted(found, False)
+            return _replayed(found, inp)
         raise
     if settings.INTAKE_QUEUE == "inline":
         from .received import process_received

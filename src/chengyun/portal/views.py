@@ -24,7 +24,7 @@ from chengyun.cases.models import Case
 from chengyun.cases.workflow import CaseStatus
 from chengyun.clock import now
 from chengyun.intake.models import DuplicateOutcome, Report
-from chengyun.intake.services import ReportInput, submit, timeline_for_reporter
+from chengyun.intake.services import KeyReused, ReportInput, submit, timeline_for_reporter
 
 from .forms import ReportForm, TrackForm, new_token
 
@@ -128,6 +128,10 @@ def report(request):
                     contact={"name": d["name"], "phone": d["phone"], "email": d["email"]},
                     photos=[form.photo_bytes] if form.photo_bytes else [],
                 ))
+            except KeyReused as exc:  # sent before, then changed (the browser's Back button): a new report
+                form.add_error(None, _("This form was already sent, as report %(number)s. What you changed is a "
+                                       "new report: press “Send the report” again to send it.") % {"number": exc.number})
+                form.cleaned_data["token"] = ""
             except CaseInvalid as exc:
                 form.add_intake_error(exc)
             else:
