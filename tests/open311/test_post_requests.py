@@ -113,6 +113,13 @@ def test_idempotency_key_returns_the_first_request(client, api_key):
     assert first.status_code == again.status_code == 200
     assert body(first)[0]["service_request_id"] == body(again)[0]["service_request_id"]
     assert Report.objects.count() == 1
+    other = client.post(BASE + "requests.json", {**form, "description": "另一个问题：路灯不亮"},
+                        HTTP_IDEMPOTENCY_KEY="abc-1")
+    assert other.status_code == 400
+    (error,) = body(other)
+    assert error["description"].startswith("Idempotency-Key")
+    assert body(first)[0]["service_request_id"] in error["description"]
+    assert Report.objects.count() == 1
 
 
 # --------------------------------------------------------------------------- bad input: nothing is stored
