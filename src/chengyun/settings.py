@@ -224,6 +224,29 @@ if INTAKE_QUEUE not in ("worker", "inline"):
 # (a change to routing rules reaches queued reports within this time).
 INTAKE_PIPELINE_REFRESH_SECONDS = int(os.environ.get("CHENGYUN_INTAKE_PIPELINE_REFRESH", "60"))
 
+# Messages to reporters who asked for them (chengyun.intake.notify), sent by the worker.
+# The address in links (tracking page, stop link): how the public reaches this server.
+PUBLIC_URL = os.environ.get("CHENGYUN_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Email: SMTP when CHENGYUN_EMAIL_HOST is set; else each message is written to a
+# file in <data dir>/mail (nothing leaves the machine; the demo's mail is there).
+if os.environ.get("CHENGYUN_EMAIL_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = os.environ["CHENGYUN_EMAIL_HOST"]
+    EMAIL_PORT = int(os.environ.get("CHENGYUN_EMAIL_PORT", "587"))
+    EMAIL_HOST_USER = os.environ.get("CHENGYUN_EMAIL_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("CHENGYUN_EMAIL_PASSWORD", "")
+    EMAIL_USE_TLS = os.environ.get("CHENGYUN_EMAIL_TLS", "1") not in ("0", "false", "no")
+    EMAIL_TIMEOUT = 20
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = DATA_DIR / "mail"
+DEFAULT_FROM_EMAIL = os.environ.get("CHENGYUN_EMAIL_FROM", "城运 Chengyun <noreply@localhost>")
+# SMS through the city's gateway: each message is POSTed there as JSON
+# {"id", "to", "text"} (with "Authorization: Bearer <token>" if a token is set).
+# Unset: nobody is offered SMS, and phone-only reporters get no messages.
+SMS_WEBHOOK_URL = os.environ.get("CHENGYUN_SMS_WEBHOOK_URL", "")
+SMS_WEBHOOK_TOKEN = os.environ.get("CHENGYUN_SMS_WEBHOOK_TOKEN", "")
+
 # City vital signs (issue #4).
 SIGNS_MAX_FUTURE_SECONDS = int(os.environ.get("CHENGYUN_SIGNS_MAX_FUTURE_SECONDS", "300"))
 # Working and rest days for the anomaly baselines: "working" = the working

@@ -10,8 +10,8 @@ from chengyun.cases import services as case_services
 from chengyun.cases.models import Case
 from chengyun.cases.workflow import CaseStatus
 from chengyun.intake.models import DuplicateOutcome, Report
+from chengyun.intake.reporter_words import STATUS_LABELS
 from chengyun.intake.services import ReportInput, submit
-from chengyun.portal.views import STATUS_LABELS
 
 from .. import factories as f
 from .pages import EN, ZH, report_form

@@ -25,7 +25,7 @@ from chengyun.cases.models import Case, Channel
 from chengyun.cases.queries import get_visible, visible_cases
 from chengyun.cases.workflow import OPEN_STATUSES
 from chengyun.clock import now
-from chengyun.intake import privacy
+from chengyun.intake import notify, privacy
 from chengyun.intake.dedup import find_duplicate
 from chengyun.intake.geo import area_from_address
 from chengyun.intake.models import DuplicateSuggestion, Report, ReportPhoto
@@ -50,7 +50,7 @@ MAX_PHOTOS = 3
 RECENT_CALLS = 5
 NEARBY_CASES = 5
 MAX_AREA_CHOICES = 500
-HOTLINE_FIELDS = {"phone", "name", "description", "address", "category", "priority"}
+HOTLINE_FIELDS = {"phone", "name", "description", "address", "category", "priority", "email"}
 INSPECT_FIELDS = {"photo", "area", "category", "description", "self_dispose", "self_dispose_note"}
 
 # Fields the intake pipeline names in its errors -> the form field they belong to.
@@ -98,7 +98,8 @@ def hotline(request):
             done = submit(ReportInput(
                 channel=Channel.HOTLINE, source=_source(request.user),
                 idempotency_key=values.get("token", "")[:120],
-                contact={"phone": values.get("phone", ""), "name": values.get("name", "")},
+                contact={"phone": values.get("phone", ""), "name": values.get("name", ""),
+                         "notify": bool(values.get("notify")) and notify.sms_enabled()},
                 description=values.get("description", ""), address=values.get("address", "").strip(),
                 category=values.get("category") or None, priority=priority,
             ), by=request.user)
@@ -118,6 +119,7 @@ def hotline(request):
         # A failed attempt keeps its token: nothing was stored, and a retry must not count twice.
         "token": values.get("token") or _new_token(),
         "categories": _leaf_categories(), "priorities": Priority.choices, "recent": recent,
+        "sms": notify.sms_enabled(),
     }, status=400 if errors else 200)
 
 

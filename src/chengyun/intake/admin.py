@@ -12,7 +12,14 @@ from chengyun.audit.admin import ReadOnlyAdminMixin
 
 from . import privacy
 from .classifier import activate_version
-from .models import CategoryCorrection, ClassifierModel, ClusterWarning, DuplicateSuggestion, Report
+from .models import (
+    CategoryCorrection,
+    ClassifierModel,
+    ClusterWarning,
+    DuplicateSuggestion,
+    Notification,
+    Report,
+)
 
 
 def _percent(value) -> str:
@@ -97,3 +104,15 @@ class CategoryCorrectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["to_category"]
     search_fields = ["case__number", "text"]
     list_select_related = ["case", "from_category", "to_category", "by"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Messages to reporters: whether each went out, and why not (no address is shown)."""
+
+    list_display = ["report", "medium", "status", "attempts", "created_at", "sent_at", "next_try_at", "last_error"]
+    list_filter = ["status", "medium"]
+    search_fields = ["report__number"]
+    date_hierarchy = "created_at"
+    list_select_related = ["report"]
+    exclude = ["entry"]

@@ -46,6 +46,9 @@ class ContactIn(Schema):
     email: str = ""
     device_id: str = ""
     account_id: str = ""
+    notify: bool = Field(False, description="The reporter asked to be told when the status changes (by email; "
+                                            "by SMS if the city has an SMS gateway and no email is given).")
+    language: str = Field("", description="The reporter's language for those messages: zh-hans or en.")
 
 
 class ReportIn(Schema):

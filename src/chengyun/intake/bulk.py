@@ -1296,8 +1296,9 @@ class BulkImporter:
         contact_ids = self._ids(ReporterContact, len(with_contact))
         contact_of = dict(zip(with_contact, contact_ids, strict=True))
         inserts.append((ReporterContact, CONTACT_COLUMNS, [
-            (pk, rows[i].name, rows[i].phone, rows[i].email, "", "", at[i]) for pk, i in zip(contact_ids, with_contact,
-                                                                                             strict=True)]))
+            # Imported reporters asked for no messages (notify false, no language).
+            (pk, rows[i].name, rows[i].phone, rows[i].email, "", "", False, "", at[i])
+            for pk, i in zip(contact_ids, with_contact, strict=True)]))
 
         now_us, share = micros(now()), settings.NEAR_DUE_SHARE
         case_rows, part_rows, timeline_rows = [], [], []
@@ -1488,7 +1489,7 @@ REPORT_COLUMNS = (
     "duplicate", "duplicate_explanation", "received_at", "generated", "area_id", "case_id", "category_id",
     "created_by_id", "suggested_category_id", "contact_id",
 )
-CONTACT_COLUMNS = ("id", "name", "phone", "email", "device_id", "account_id", "created_at")
+CONTACT_COLUMNS = ("id", "name", "phone", "email", "device_id", "account_id", "notify", "language", "created_at")
 PART_COLUMNS = ("id", "role", "status", "active", "dispatched_at", "started_at", "done_at", "note", "case_id",
                 "department_id")
 TIMELINE_COLUMNS = ("id", "at", "actor_name", "action", "from_status", "to_status", "note", "data", "actor_id",

@@ -24,6 +24,9 @@ class ReporterContact(models.Model):
     email = models.CharField(_("email"), max_length=254, blank=True)
     device_id = models.CharField(_("device id"), max_length=100, blank=True)
     account_id = models.CharField(_("account id"), max_length=100, blank=True)
+    # The reporter asked to be told when the case's status changes (by email, else SMS): never assumed.
+    notify = models.BooleanField(_("wants status messages"), default=False, db_default=False)
+    language = models.CharField(_("language"), max_length=12, blank=True, default="", db_default="")
     created_at = models.DateTimeField(_("created"))
 
     class Meta:
@@ -238,3 +241,39 @@ class CategoryCorrection(models.Model):
         ordering = ["-at"]
         verbose_name = _("category correction")
         verbose_name_plural = _("category corrections")
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending", _("Waiting to be sent")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Given up")
+    STOPPED = "stopped", _("Stopped by the reporter")
+
+
+class Notification(models.Model):
+    """A message to a reporter who asked for them: their report's case (or the
+    case it was merged into) changed status. One per (report, status change,
+    medium); the address is read from the contact when sending, never copied."""
+
+    class Medium(models.TextChoices):
+        EMAIL = "email", _("email")
+        SMS = "sms", _("SMS")
+
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="notifications", verbose_name=_("report"))
+    entry = models.ForeignKey("cases.TimelineEntry", on_delete=models.CASCADE, related_name="+",
+                              verbose_name=_("status change"))
+    medium = models.CharField(_("medium"), max_length=8, choices=Medium.choices)
+    status = models.CharField(_("status"), max_length=10, choices=NotificationStatus.choices,
+                              default=NotificationStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_try_at = models.DateTimeField(_("next try"))
+    created_at = models.DateTimeField(_("created"))
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        constraints = [models.UniqueConstraint(fields=["report", "entry", "medium"], name="notification_once")]
+        indexes = [models.Index(fields=["status", "next_try_at"], name="notification_due")]

@@ -39,7 +39,7 @@ from chengyun.org.models import Role
 from chengyun.taxonomy.models import Category, Priority
 from chengyun.taxonomy.services import route
 
-from . import cluster, dedup
+from . import cluster, dedup, notify
 from .classifier import active_model
 from .geo import area_from_address
 from .models import (
@@ -163,6 +163,11 @@ def clean_input(inp: ReportInput) -> dict:
         raise CaseInvalid(_("Enter a phone number using digits only, for example 13812345678."), field="phone")
     if contact["email"] and ("@" not in contact["email"] or " " in contact["email"]):
         raise CaseInvalid(_("This is not an email address."), field="email")
+    wants_messages = bool(inp.contact.get("notify"))
+    if wants_messages and not contact["email"] and not (contact["phone"] and notify.sms_enabled()):
+        raise CaseInvalid(_("Give an email address to get messages about the report.") if not notify.sms_enabled()
+                          else _("Give an email address or a mobile number to get messages about the report."),
+                          field="email")
     photos = [clean_photo(p, field="media") for p in inp.photos]
     if lon is None:  # a photo's EXIF position stands in for a missing pin, if it is in the city
         for p in photos:
@@ -182,7 +187,8 @@ def clean_input(inp: ReportInput) -> dict:
                               % {"lat": lat, "long": lon}, field="lat")
         lon = lat = None
     return {"title": title, "description": description, "category": _category(inp.category), "lon": lon, "lat": lat,
-            "contact": contact, "photos": photos, "area": area}
+            "contact": contact, "photos": photos, "area": area, "notify": wants_messages,
+            "language": str(inp.contact.get("language") or "")[:12]}
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -250,7 +256,7 @@ def submit(inp: ReportInput, *, by=None) -> Submitted:
     # before the write transaction, so the write lock is held only for writing.
     prepared = _prepare(inp, clean)
     try:
-        with transaction.atomic():
+        with transaction.atomic(), notify.quiet():  # the reporter sees the outcome at once: no message about it
             return Submitted(_submit(inp, clean, by, prepared), True)
     except IntegrityError:
         found = _existing(inp.source, inp.idempotency_key)  # another request with the same key won
@@ -500,7 +506,8 @@ def _submit(inp: ReportInput, clean: dict, by, prep: Prepared) -> Report:
     version, explanation, certain = prep.version, prep.explanation, prep.certain
     contact = None
     if any(clean["contact"].values()):
-        contact = ReporterContact.objects.create(created_at=at, **clean["contact"])
+        contact = ReporterContact.objects.create(created_at=at, notify=clean["notify"], language=clean["language"],
+                                                 **clean["contact"])
     report = Report.objects.create(
         channel=inp.channel, source=inp.source, idempotency_key=inp.idempotency_key or "",
         external_id=inp.external_id or "", title=clean["title"], description=clean["description"],

@@ -77,6 +77,7 @@ class ReportForm(forms.Form):
                             widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel", "inputmode": "tel"}))
     email = forms.EmailField(label=gettext_lazy("Email address"), max_length=254, required=False,
                              widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    notify = forms.BooleanField(label=gettext_lazy("Email me when the status of my report changes"), required=False)
     token = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, **kwargs):
@@ -114,6 +115,8 @@ class ReportForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        if data.get("notify") and not data.get("email") and "email" not in self.errors:
+            self.add_error("email", _("Give an email address to get messages about the report."))
         lon, lat = data.get("lon"), data.get("lat")
         if "lon" in self.errors or "lat" in self.errors:
             return data

@@ -11,4 +11,5 @@ urlpatterns = [
     path("track/", views.track, name="track"),
     path("track/<str:number>/", views.track_detail, name="track_detail"),
     path("text-size/", views.text, name="text"),
+    path("messages/stop/<str:token>/", views.stop_messages, name="stop_messages"),
 ]

@@ -14,8 +14,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
 from chengyun.areas.models import Area
@@ -23,7 +23,14 @@ from chengyun.cases.errors import CaseInvalid
 from chengyun.cases.models import Case
 from chengyun.cases.workflow import CaseStatus
 from chengyun.clock import now
+from chengyun.intake import notify
 from chengyun.intake.models import DuplicateOutcome, Report
+from chengyun.intake.reporter_words import (
+    STATUS_LABELS,
+    STATUS_WORDS,
+    STEP_WORDS,
+    STEP_WORDS_BY_STATUS,
+)
 from chengyun.intake.services import KeyReused, ReportInput, submit, timeline_for_reporter
 
 from .forms import ReportForm, TrackForm, new_token
@@ -33,54 +40,6 @@ TEXT_COOKIE = "chengyun_text"
 TEXT_SIZES = ("normal", "large")
 MAX_MERGE_HOPS = 10
 
-# The case status as a reporter would say it: a short label and a sentence.
-STATUS_LABELS = {
-    CaseStatus.NEW: pgettext_lazy("report status", "Received"),
-    CaseStatus.ACCEPTED: _("Accepted"),
-    CaseStatus.DISPATCHED: _("With the department"),
-    CaseStatus.IN_PROGRESS: _("Being fixed"),
-    CaseStatus.AWAITING_VERIFICATION: _("Being checked"),
-    CaseStatus.CLOSED: _("Fixed"),
-    CaseStatus.RATED: _("Fixed"),
-    CaseStatus.REJECTED: _("Not taken up"),
-    CaseStatus.MERGED: _("Merged"),
-    CaseStatus.REOPENED: _("Opened again"),
-}
-STATUS_WORDS = {
-    CaseStatus.NEW: _("Received. The city operations centre will look at it soon."),
-    CaseStatus.ACCEPTED: _("Accepted. It will be sent to the department that handles it."),
-    CaseStatus.DISPATCHED: _("Sent to the department that handles it."),
-    CaseStatus.IN_PROGRESS: _("The department is working on it."),
-    CaseStatus.AWAITING_VERIFICATION: _("The department says it is fixed. Someone will check on site."),
-    CaseStatus.CLOSED: _("Fixed and closed."),
-    CaseStatus.RATED: _("Fixed and closed. Thank you for your feedback."),
-    CaseStatus.REJECTED: _("Not taken up: the city could not act on this report."),
-    CaseStatus.MERGED: _("Merged with an existing report of the same problem."),
-    CaseStatus.REOPENED: _("Opened again: work on it continues."),
-}
-
-# Timeline entries as a reporter would say them (status changes only).
-STEP_WORDS = {
-    "create": _("Report received"),
-    "accept": _("Accepted by the city operations centre"),
-    "reject": _("Not taken up"),
-    "merge": _("Merged with an existing report of the same problem"),
-    "unmerge": _("Handled on its own again"),
-    "self_dispose": _("Fixed on the spot by a city inspector"),
-    "dispatch": _("Sent to the department that handles it"),
-    "return": _("Being sent to another department"),
-    "start": _("Work started"),
-    "report_done": _("The department reports the work done"),
-    "verify_ok": _("Checked on site: fixed"),
-    "verify_fail": _("Checked on site: not fixed yet, work continues"),
-    "close": _("Closed"),
-    "callback": _("Your feedback was recorded"),
-    "reopen": _("Opened again"),
-}
-# Where one action may lead to different statuses.
-STEP_WORDS_BY_STATUS = {
-    ("callback", CaseStatus.REOPENED): _("Opened again after your feedback"),
-}
 
 
 # --------------------------------------------------------------------------- shared
@@ -125,7 +84,8 @@ def report(request):
                     channel="web", source=SOURCE, idempotency_key=d["token"],
                     description=d["description"], category=d["category"] or None,
                     lon=d["lon"], lat=d["lat"], address=d["address"],
-                    contact={"name": d["name"], "phone": d["phone"], "email": d["email"]},
+                    contact={"name": d["name"], "phone": d["phone"], "email": d["email"], "notify": d["notify"],
+                             "language": get_language()},
                     photos=[form.photo_bytes] if form.photo_bytes else [],
                 ))
             except KeyReused as exc:  # sent before, then changed (the browser's Back button): a new report
@@ -244,3 +204,18 @@ def text(request):
     if size in TEXT_SIZES:
         response.set_cookie(TEXT_COOKIE, size, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
     return response
+
+
+@require_http_methods(["GET", "POST"])
+def stop_messages(request, token: str):
+    """The link in every message: stop the messages about one report. A GET
+    only asks (mail scanners follow links); the button stops them."""
+    report_id = notify.report_of_stop_token(token)
+    report = Report.objects.filter(pk=report_id).first() if report_id is not None else None
+    if report is None:
+        return page(request, "portal/stop_messages.html", {"invalid": True}, status=404)
+    stopped = False
+    if request.method == "POST":
+        notify.stop(report.pk)
+        stopped = True
+    return page(request, "portal/stop_messages.html", {"report": report, "stopped": stopped})

@@ -5,12 +5,13 @@ from django.core.management.base import BaseCommand
 
 from chengyun.cases.tasks import schedule_sweep
 from chengyun.intake import received
+from chengyun.intake.tasks import schedule_notifications
 from chengyun.signs.tasks import schedule_signs
 
 
 class Command(BaseCommand):
     help = ("Run the background worker: the intake pipeline over reports received by machine channels, "
-            "deadline sweeps (督办 escalation), vital-sign jobs and other queued tasks.")
+            "deadline sweeps (督办 escalation), vital-sign jobs, messages to reporters and other queued tasks.")
 
     def add_arguments(self, parser):
         parser.add_argument("--batch", action="store_true", help="run what is due (and what was received), then exit")
@@ -20,6 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         schedule_sweep()
         schedule_signs()
+        schedule_notifications()  # what is waiting from before (a stop, a mail server that was down)
         args = ["--queue-name", "*", "--no-reload"]
         if o["batch"]:
             if not o["no_intake"]:
