@@ -236,7 +236,7 @@ if os.environ.get("CHENGYUN_EMAIL_HOST"):
     EMAIL_HOST_USER = os.environ.get("CHENGYUN_EMAIL_USER", "")
     EMAIL_HOST_PASSWORD = os.environ.get("CHENGYUN_EMAIL_PASSWORD", "")
     EMAIL_USE_TLS = os.environ.get("CHENGYUN_EMAIL_TLS", "1") not in ("0", "false", "no")
-    EMAIL_TIMEOUT = 20
+    EMAIL_TIMEOUT = 10
 else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = DATA_DIR / "mail"

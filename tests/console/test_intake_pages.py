@@ -206,6 +206,19 @@ def test_suggest_panel_shows_the_earlier_call_at_the_same_address_as_saving_will
     assert Report.objects.get(idempotency_key="call-b").case_id == earlier.pk, "saving does what the panel said"
 
 
+def test_a_saved_call_changed_and_saved_again_is_a_new_call_after_a_warning(client, staff):
+    client.force_login(staff["operator"])
+    assert _call(client, token="call-z").status_code == 302
+    first = Report.objects.get()
+    again = _call(client, token="call-z", description="水管爆裂 路面冒水，井盖也被冲开了")
+    html = again.content.decode()
+    assert again.status_code == 400 and f"already saved, as report {first.number}" in html
+    fresh = re.search(r'name="token" value="([^"]+)"', html).group(1)
+    assert fresh != "call-z"
+    assert _call(client, token=fresh, description="水管爆裂 路面冒水，井盖也被冲开了").status_code == 302
+    assert Report.objects.count() == 2
+
+
 # --------------------------------------------------------------------------- inspector
 
 
@@ -370,9 +383,14 @@ def test_every_case_not_routed_automatically_waits_in_the_dispatch_tab(client, s
     assert disputed.status == CaseStatus.NEW and disputed.category.code == "0102", "the classifier disagrees"
     routed = submit(ReportInput(channel="web", description="路灯不亮 晚上很黑", lon=lon + 0.01, lat=lat)).report.case
     assert routed.status == CaseStatus.DISPATCHED
+    accepted = submit(ReportInput(channel="web", description="自来水管道破裂 地面积水", category="0102",
+                                  lon=lon, lat=lat + 0.01)).report.case
+    case_services.accept_case(accepted, by=staff["dispatcher"])
+    assert Case.objects.get(pk=accepted.pk).status == CaseStatus.ACCEPTED
     client.force_login(staff["dispatcher"])
     waiting = client.get("/console/?view=to_dispatch").content.decode()
     assert disputed.number in waiting and routed.number not in waiting
+    assert accepted.number in waiting, "accepted, not yet sent on: still the dispatcher's"
     assert disputed.number not in client.get("/console/?view=unclassified").content.decode(), "it has a category"
     assert "Waiting for dispatch" in waiting
 
@@ -419,3 +437,10 @@ def test_a_warning_by_area_says_so_on_its_case(client, staff):
     client.force_login(staff["dispatcher"])
     page = client.get(f"/console/cases/{warning.case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "without a position, all in" in page and "Street 1001" in page
+
+
+def test_the_inspector_cannot_file_under_a_group(client, staff):
+    client.force_login(staff["inspector"])
+    response = _inspect(client, category="01", token="insp-group")
+    assert response.status_code == 400 and "group of categories" in response.content.decode()
+    assert not Report.objects.exists()

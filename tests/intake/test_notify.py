@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import smtplib
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -59,7 +60,7 @@ def test_the_reporter_who_asked_is_told_when_work_starts_and_when_it_is_fixed(st
     assert [n.entry.to_status for n in waiting] == [CaseStatus.IN_PROGRESS, CaseStatus.CLOSED]
     assert all(n.medium == "email" and n.status == NotificationStatus.PENDING for n in waiting)
 
-    assert notify.send_due() == {"sent": 2, "retry": 0, "failed": 0, "stopped": 0}
+    assert notify.send_due() == {"sent": 2, "retry": 0, "failed": 0, "stopped": 0, "deferred": 0}
     assert [m.to for m in mail.outbox] == [["li@example.org"]] * 2
     started, fixed = mail.outbox
     assert started.subject == f"Your report {report.number}: Being fixed"
@@ -152,6 +153,22 @@ def test_the_portal_form_asks_for_messages_only_with_an_email(client, intake_wor
     assert contact.notify and contact.language == "en"
 
 
+class RefusingBackend:
+    """A mail server that refuses every recipient, naming it in its answer."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def open(self):
+        return True
+
+    def close(self):
+        pass
+
+    def send_messages(self, messages):
+        raise smtplib.SMTPRecipientsRefused({messages[0].to[0]: (550, b"mailbox r0@example.org unavailable")})
+
+
 class _Gateway(BaseHTTPRequestHandler):
     answer = 200
     received: list = []
@@ -190,7 +207,7 @@ def test_a_caller_who_wants_sms_gets_them_through_the_gateway_with_retries(clien
     assert report.contact.notify and report.case.status == CaseStatus.DISPATCHED
     gateway.answer = 503
     case_services.start_case(report.case, by=staff["root"])
-    assert notify.send_due() == {"sent": 0, "retry": 1, "failed": 0, "stopped": 0}
+    assert notify.send_due() == {"sent": 0, "retry": 1, "failed": 0, "stopped": 0, "deferred": 0}
     n = Notification.objects.get()
     assert n.medium == "sms" and n.attempts == 1 and n.status == NotificationStatus.PENDING
     assert n.next_try_at > now() and "503" in n.last_error
@@ -202,6 +219,7 @@ def test_a_caller_who_wants_sms_gets_them_through_the_gateway_with_retries(clien
     auth, body = gateway.received[-1]
     assert auth == "Bearer gw-secret"
     assert body["to"] == "13812345678" and report.number in body["text"] and body["id"].endswith(str(n.pk))
+    assert re.search(r"/messages/stop/[^/\s]+/", body["text"]), "an SMS, too, says how to stop them"
 
 
 def test_a_message_that_keeps_failing_is_given_up(staff, gateway):
@@ -226,3 +244,34 @@ def test_the_worker_task_sends_and_queues_itself_once(staff):
     assert DBTaskResult.objects.filter(task_path=send_notifications_task.module_path, status="READY").count() == 1
     assert send_notifications_task.call()["sent"] == 1
     assert len(mail.outbox) == 1
+
+
+def test_when_the_mail_server_is_down_the_batch_waits_and_no_address_is_written_down(staff, settings):
+    """One failure puts the batch's other emails back without an attempt counted
+    (not each waiting for its own time-out); the error kept names no address."""
+    reports = [_report(email=f"r{i}@example.org", street=street)
+               for i, street in enumerate(("100101001", "100102001", "100103001"))]
+    for r in reports:
+        case_services.start_case(r.case, by=staff["root"])
+
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    assert notify.send_due() == {"sent": 0, "retry": 1, "failed": 0, "stopped": 0, "deferred": 2}
+    tried = Notification.objects.get(attempts=1)
+    assert tried.last_error == "SMTPRecipientsRefused 550" and "@" not in tried.last_error
+    assert Notification.objects.filter(attempts=0, status="pending", next_try_at__gt=now()).count() == 2
+
+
+def test_a_message_another_worker_has_claimed_is_not_sent_twice(staff, monkeypatch):
+    report = _report()
+    case_services.start_case(report.case, by=staff["root"])
+    batch = notify.due()
+    Notification.objects.update(next_try_at=now() + notify.LEASE)  # the other worker's claim
+    monkeypatch.setattr(notify, "due", lambda **_kw: batch)  # this worker read the batch before the claim
+    assert notify.send_due()["sent"] == 0
+    assert not mail.outbox
+
+
+@pytest.mark.parametrize(("given", "stored"), [("en-GB", "en"), ("zh-CN", "zh-hans"), ("zh_Hans", "zh-hans"),
+                                               ("klingon", ""), ("", "")])
+def test_the_language_kept_is_one_the_site_speaks(staff, given, stored):
+    assert _report(language=given).contact.language == stored

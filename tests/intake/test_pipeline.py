@@ -159,3 +159,23 @@ def test_a_report_counts_toward_one_warning_only(intake_world):
     beyond = report_at(410)  # 310 m from the centre; within 300 m of the reports at 200 and 300 m
     assert ClusterWarning.objects.count() == 1, "the reports at 200 and 300 m are the first warning's"
     assert not beyond.cluster_warnings.exists()
+
+
+def test_a_warning_whose_case_was_merged_into_an_open_case_goes_on(intake_world):
+    """A dispatcher joins the automatic case to the case already open for the
+    burst: later calls join the warning, no second warning is raised."""
+    from chengyun.cases import services as case_services
+    from chengyun.cases.models import Case
+    from chengyun.intake.models import ClusterWarning
+
+    for house in ("和平路1号", "和平路9号", "幸福路3号"):
+        _call(f"{house}水管爆裂 家里没水了", STREET + house)
+    warning = ClusterWarning.objects.get()
+    lon, lat = f.centre("100102001")
+    existing = case_services.create_case(title="主管爆裂", description="主管爆裂", lon=lon, lat=lat, by="test")
+    Case.objects.filter(pk=warning.case_id).update(status=CaseStatus.MERGED, merged_into=existing)
+    for house in ("和平路5号", "和平路7号", "幸福路6号"):
+        _call(f"{house}水管又爆了 家里没水了", STREET + house)
+    assert ClusterWarning.objects.count() == 1
+    warning.refresh_from_db()
+    assert warning.report_count == 6

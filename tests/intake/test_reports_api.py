@@ -222,7 +222,7 @@ def test_anonymous_and_roleless_users_may_not_submit(client, intake_world):
     ({"description": LEAK, "lon": 120.5, "lat": 95}, "lat"),
     ({"description": LEAK, "lon": 200, "lat": 30.5}, "lon"),
     ({"description": LEAK, "lon": 120.5}, "lat"),
-    ({"description": LEAK, "lon": 100.0, "lat": 10.0}, "lat"),  # outside the city, and nothing else says where
+    ({"description": LEAK, "channel": "department", "lon": 100.0, "lat": 10.0}, "lat"),  # outside, nothing else
     ({"description": LEAK, "category": "9999"}, "category"),
     ({"description": LEAK, "channel": "discovery"}, "channel"),
     ({"description": LEAK, "channel": "carrier-pigeon"}, "channel"),
@@ -245,10 +245,20 @@ def test_bad_input_is_400_naming_the_field_and_stores_nothing(client, staff, sen
 
 
 def test_a_stray_point_outside_the_city_gives_way_to_the_address(client, sensor, intake_world):
-    body = post_report(client, sensor, description=LEAK, lon=100.0, lat=10.0, address="区1 街道1001 和平路12号")
+    body = post_report(client, sensor, channel="department", description=LEAK, lon=100.0, lat=10.0,
+                       address="区1 街道1001 和平路12号")
     report = Report.objects.get(number=body["number"])
     assert report.lon is None and report.lat is None, "the point outside the city is not kept"
     assert report.area.code == "100101001", "the address placed it"
+
+
+def test_a_sensor_beyond_the_boundary_still_raises_its_alarm(client, sensor, intake_world):
+    """The city's own sensors may stand outside it (an upstream reservoir): the
+    alarm is taken with its point and waits for a dispatcher."""
+    body = post_report(client, sensor, channel="sensor", description=LEAK, lon=100.0, lat=10.0)
+    report = Report.objects.get(number=body["number"])
+    assert (report.lon, report.lat) == (100.0, 10.0) and report.area is None
+    assert report.case.status == "new"
 
 
 def test_every_endpoint_is_documented(client, staff):

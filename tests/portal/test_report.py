@@ -113,6 +113,17 @@ def test_no_metadata_of_any_kind_reaches_the_stored_photo(fmt):
         assert not {"comment", "xmp", "Comment", "XML:com.adobe.xmp", "exif"} & set(stored.info)
 
 
+def test_a_png_keeps_its_transparent_colour():
+    img = Image.new("P", (20, 10), 0)
+    img.putpalette([255, 255, 255, 200, 30, 30] + [0, 0, 0] * 254)
+    img.paste(1, (0, 0, 10, 10))
+    out = io.BytesIO()
+    img.save(out, "PNG", transparency=0)
+    with Image.open(io.BytesIO(clean_photo(out.getvalue()).content)) as stored:
+        assert stored.info.get("transparency") == 0
+        assert stored.convert("RGBA").getpixel((15, 5))[3] == 0, "the see-through half stays see-through"
+
+
 def test_a_pin_wins_over_the_photo_position(client, intake_world):
     pin = f.centre("100101002")
     photo = SimpleUploadedFile("p.jpg", jpeg_with_gps(lon=121.25, lat=31.5), "image/jpeg")

@@ -30,6 +30,7 @@ from chengyun.intake.dedup import find_duplicate
 from chengyun.intake.geo import area_from_address
 from chengyun.intake.models import DuplicateSuggestion, Report, ReportPhoto
 from chengyun.intake.services import (
+    KeyReused,
     ReportInput,
     classify,
     decide_suggestion,
@@ -79,7 +80,13 @@ def _field(exc: CaseError) -> str:
 
 
 def _chosen_category(code: str) -> Category | None:
-    return Category.objects.filter(code=code, active=True).first() if code else None
+    return Category.objects.reportable().filter(code=code).first() if code else None
+
+
+def _key_reused(exc: KeyReused) -> str:
+    """Back, edit, save: the edit is a new report, under a new token (the page gives one)."""
+    return _("This form was already saved, as report %(number)s. What you changed is a new report: "
+             "save again to register it.") % {"number": exc.number}
 
 
 # --------------------------------------------------------------------------- hotline (12345)
@@ -103,6 +110,9 @@ def hotline(request):
                 description=values.get("description", ""), address=values.get("address", "").strip(),
                 category=values.get("category") or None, priority=priority,
             ), by=request.user)
+        except KeyReused as exc:
+            errors["form"] = _key_reused(exc)
+            values = {**values.dict(), "token": ""}
         except CaseError as exc:
             errors[_field(exc)] = exc.message
         else:
@@ -229,6 +239,9 @@ def inspect(request):
         values = request.POST
         try:
             done = submit(_inspection_input(request), by=request.user)
+        except KeyReused as exc:
+            errors["form"] = _key_reused(exc)
+            values = {**values.dict(), "token": ""}
         except CaseError as exc:
             errors[_field(exc)] = exc.message
         else:

@@ -72,15 +72,20 @@ def queue_view(request):
     })
 
 
+# New (not yet accepted), accepted, or reopened: a dispatcher's to send on.
+WAITING_FOR_DISPATCH = (CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.REOPENED)
+
+
 def queue_tabs() -> dict:
     """Work lists for intake: every case still waiting for a dispatcher (not
     routed automatically: no category, an uncertain or disputed one, no area,
-    no routing rule, or registered by hand), those of them no one has
-    classified, and open duplicate questions."""
+    no routing rule, or registered by hand; accepted but not sent on; returned
+    by a department; reopened), those no one has classified, and open
+    duplicate questions."""
     return {
         "to_dispatch": {
             "label": _("Waiting for dispatch"),
-            "filter": lambda qs: qs.filter(status=CaseStatus.NEW),
+            "filter": lambda qs: qs.filter(status__in=WAITING_FOR_DISPATCH),
         },
         "unclassified": {
             "label": _("Needs classification"),

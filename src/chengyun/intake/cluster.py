@@ -10,8 +10,8 @@ it, within the window, raise a warning ``by_area`` for that street; later
 point-less reports there join it. Reports with a point keep to the radius
 rule; the two kinds never count together.
 
-A warning is ongoing while its case is open: once the case is closed (the
-main repaired), new reports raise a new warning and case, not a silent join
+A warning is ongoing while its case is open (or the open case it was merged
+into): once the case is closed (the main repaired), new reports raise a new warning and case, not a silent join
 to the closed one. A report counts toward one warning only, so the reports
 of a handled burst do not raise another warning, and a spreading burst is
 one warning, not several overlapping ones.
@@ -93,11 +93,13 @@ def check_many(arrivals: list[Arrival], *, open_case) -> list[ClusterWarning | N
     since = arrivals[0].at - timedelta(minutes=max(a.window_minutes for a in arrivals))
     statuses = sorted(OPEN_STATUSES)
     with connection.cursor() as cur:  # mostly there are none: then one raw query, no ORM query built
+        # Ongoing: its case is open, or was merged into a case that is (a dispatcher joined it to one).
+        in_open = f'IN ({", ".join(["%s"] * len(statuses))})'
         cur.execute(f'SELECT w.id FROM "{ClusterWarning._meta.db_table}" w LEFT JOIN "{Case._meta.db_table}" c '
-                    f'ON c.id = w.case_id WHERE w.category_id IN ({", ".join(["%s"] * len(cats))}) '
-                    f'AND w.last_report_at >= %s AND (w.case_id IS NULL OR c.status IN '
-                    f'({", ".join(["%s"] * len(statuses))}))',
-                    [*cats, connection.ops.adapt_datetimefield_value(since), *statuses])
+                    f'ON c.id = w.case_id LEFT JOIN "{Case._meta.db_table}" m ON m.id = c.merged_into_id '
+                    f'WHERE w.category_id IN ({", ".join(["%s"] * len(cats))}) AND w.last_report_at >= %s '
+                    f'AND (w.case_id IS NULL OR c.status {in_open} OR m.status {in_open})',
+                    [*cats, connection.ops.adapt_datetimefield_value(since), *statuses, *statuses])
         ids = [r[0] for r in cur.fetchall()]
     ongoing = list(ClusterWarning.objects.filter(pk__in=ids)) if ids else []  # newest raised first
     claimed: set[int] = set()  # reports this batch put into a warning (the rows read do not say so)

@@ -35,16 +35,17 @@ from datetime import timedelta
 from django.conf import settings
 from django.core import mail, signing
 from django.db import transaction
-from django.db.models import Q
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
 
 from chengyun.audit.services import record
+from chengyun.cases.models import Case
 from chengyun.cases.workflow import CaseStatus
 from chengyun.clock import now
 
 from .models import Notification, NotificationStatus, Report
+from .privacy import redact_text
 from .reporter_words import STATUS_LABELS, STATUS_WORDS
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ NOTIFY_STATUSES = frozenset({
 })
 MAX_ATTEMPTS = 6
 BATCH = 100
+LEASE = timedelta(minutes=10)  # a message being sent is not picked again this long (another worker, a crash)
 STOP_SALT = "chengyun.intake.notify.stop"
 
 _quiet = contextvars.ContextVar("chengyun_notify_quiet", default=False)
@@ -84,11 +86,9 @@ def on_timeline_entry(sender, instance, created: bool, raw: bool = False, **_kwa
     if not created or raw or _quiet.get() or instance.to_status not in NOTIFY_STATUSES \
             or instance.to_status == instance.from_status:
         return
-    case_id = instance.case_id
-    following = (Q(case_id=case_id) | Q(case__merged_into_id=case_id)
-                 | Q(case__merged_into__merged_into_id=case_id))
-    reports = (Report.objects.filter(following, contact__notify=True, received_at__lte=instance.at)
-               .values_list("pk", "contact__email", "contact__phone"))
+    cases = following_cases(instance.case_id)
+    reports = (Report.objects.filter(case_id__in=cases, contact__notify=True, received_at__lte=instance.at)
+               .order_by().values_list("pk", "contact__email", "contact__phone"))
     at = now()
     rows = []
     for pk, email, phone in reports:
@@ -100,6 +100,19 @@ def on_timeline_entry(sender, instance, created: bool, raw: bool = False, **_kwa
         from .tasks import schedule_notifications
 
         transaction.on_commit(schedule_notifications)
+
+
+def following_cases(case_id: int) -> list[int]:
+    """The case and the cases merged into it (two levels, as the tracking page
+    follows them), each step through the ``merged_into`` index: an OR across
+    the joins would make the database read every report instead."""
+    ids, level = [case_id], [case_id]
+    for _depth in range(2):
+        level = list(Case.objects.filter(merged_into_id__in=level).values_list("pk", flat=True))
+        if not level:
+            break
+        ids += level
+    return ids
 
 
 # --------------------------------------------------------------------------- sending them
@@ -132,8 +145,9 @@ def message(n: Notification) -> Message:
         label, words = str(STATUS_LABELS.get(status, status)), str(STATUS_WORDS.get(status, ""))
         subject = _("Your report %(number)s: %(status)s") % {"number": report.number, "status": label}
         if n.medium == Notification.Medium.SMS:
-            return Message(subject, _("[Chengyun] Report %(number)s: %(words)s Follow it: %(track)s") % {
-                "number": report.number, "words": words, "track": track})
+            return Message(subject, _("[Chengyun] Report %(number)s: %(words)s Follow it: %(track)s "
+                                      "No more messages: %(stop)s") % {
+                "number": report.number, "words": words, "track": track, "stop": stop})
         text = "\n\n".join([
             _("Your report %(number)s (“%(title)s”) has news:") % {"number": report.number, "title": report.title},
             words,
@@ -152,17 +166,30 @@ def due(at=None, limit: int = BATCH) -> list[Notification]:
 
 
 def send_due(limit: int = BATCH) -> dict:
-    """Send one batch of what is due; -> counts by outcome."""
+    """Send one batch of what is due; -> counts by outcome.
+
+    Each message is claimed first (its next try moved :data:`LEASE` ahead, if
+    no other worker moved it), so two workers never send one twice. When a
+    medium fails (the mail server or the gateway is down), the rest of the
+    batch's messages of that medium are put back without an attempt counted,
+    rather than each waiting for its own time-out."""
     batch = due(limit=limit)
-    counts = {"sent": 0, "retry": 0, "failed": 0, "stopped": 0}
+    counts = {"sent": 0, "retry": 0, "failed": 0, "stopped": 0, "deferred": 0}
     if not batch:
         return counts
     outcomes = []
     connection = None
+    down: set[str] = set()
     try:
         for n in batch:
+            at = now()
+            if not Notification.objects.filter(pk=n.pk, status=NotificationStatus.PENDING, next_try_at=n.next_try_at) \
+                    .update(next_try_at=at + LEASE):
+                continue  # another worker has it
             contact = n.report.contact
-            if contact is None or not contact.notify:
+            if n.medium in down:
+                outcome, error = "deferred", ""
+            elif contact is None or not contact.notify:
                 outcome, error = "stopped", _("the reporter asked to stop")
             else:
                 try:
@@ -175,7 +202,8 @@ def send_due(limit: int = BATCH) -> dict:
                         _send_sms(n, contact.phone)
                     outcome, error = "sent", ""
                 except Exception as exc:  # noqa: BLE001 - any failure of the mail server or gateway is retried
-                    outcome, error = "retry", f"{type(exc).__name__}: {exc}"[:300]
+                    outcome, error = "retry", error_text(exc)
+                    down.add(n.medium)
             outcome = _store(n, outcome, error)
             counts[outcome] += 1
             outcomes.append([n.pk, outcome])
@@ -183,13 +211,31 @@ def send_due(limit: int = BATCH) -> dict:
         if connection is not None:
             with contextlib.suppress(Exception):
                 connection.close()
-    with transaction.atomic():
-        record("notification.send", actor="worker", data={**counts, "notifications": outcomes})
+    if outcomes:
+        with transaction.atomic():
+            record("notification.send", actor="worker", data={**counts, "notifications": outcomes})
     return counts
+
+
+def error_text(exc: Exception) -> str:
+    """What went wrong, for the admin and the log, without the address: the
+    exception's kind and code, and its text with numbers and emails masked
+    (a refused recipient is named in the mail server's answer)."""
+    code = getattr(exc, "smtp_code", None) or getattr(exc, "code", None)
+    recipients = getattr(exc, "recipients", None)
+    if isinstance(recipients, dict):  # SMTPRecipientsRefused: {address: (code, text)}
+        code = ",".join(sorted({str(c) for c, _text in recipients.values()}))
+        return f"{type(exc).__name__} {code}"[:300]
+    text = redact_text(str(exc))
+    return (f"{type(exc).__name__}" + (f" {code}" if code else "") + (f": {text}" if text else ""))[:300]
 
 
 def _store(n: Notification, outcome: str, error: str) -> str:
     at = now()
+    if outcome == "deferred":  # its medium failed on another message just now: not this one's attempt
+        n.next_try_at = at + timedelta(minutes=2)
+        n.save(update_fields=["next_try_at"])
+        return outcome
     n.attempts += 1
     n.last_error = error
     if outcome == "sent":

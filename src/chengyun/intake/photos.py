@@ -5,7 +5,7 @@ word), the size and the pixel count are limited, the EXIF GPS position is
 read if present, and the stored file is re-encoded from pixels only, so no
 EXIF, XMP, JPEG comment, PNG text or maker notes (camera serials, the
 reporter's home position, a name or number typed into a comment) survive;
-only the colour profile is kept. The orientation tag is applied to the
+only the colour profile and a PNG's transparent colour are kept. The orientation tag is applied to the
 pixels before it is dropped.
 """
 
@@ -77,6 +77,7 @@ def clean_photo(data: bytes, *, field: str = "photo") -> CleanPhoto:
             raise CaseInvalid(_("The photo has too many pixels."), field=field)
         lon, lat = exif_position(img)
         icc = img.info.get("icc_profile")  # colours, not about the person: kept
+        transparency = img.info.get("transparency")  # which colour is see-through (palette PNGs): kept
         img = ImageOps.exif_transpose(img)
         if fmt == "JPEG":
             img = img.convert("RGB")
@@ -88,6 +89,8 @@ def clean_photo(data: bytes, *, field: str = "photo") -> CleanPhoto:
         if fmt == "JPEG":
             img.save(out, "JPEG", quality=85, optimize=True, **keep)
         elif fmt == "PNG":
+            if transparency is not None:
+                keep["transparency"] = transparency
             img.save(out, "PNG", optimize=True, **keep)
         else:
             img.save(out, "WEBP", quality=85, **keep)

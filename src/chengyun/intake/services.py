@@ -129,6 +129,15 @@ def default_title(description: str) -> str:
     return first if len(first) <= 60 else first[:59] + "…"
 
 
+def _language(value) -> str:
+    """One of the site's languages (for the messages to the reporter), or ""."""
+    code = str(value or "").strip().lower().replace("_", "-")
+    known = {c.lower() for c, _name in settings.LANGUAGES}
+    if code in known:
+        return code
+    return next((c for c in known if code and c.split("-")[0] == code.split("-")[0]), "")
+
+
 def clean_input(inp: ReportInput) -> dict:
     """Check everything before anything is written; errors name the field."""
     if inp.channel not in Channel.values:
@@ -179,16 +188,18 @@ def clean_input(inp: ReportInput) -> dict:
         area = Area.objects.filter(code=str(area).strip()).first() if str(area).strip() else None
         if area is None:
             raise CaseInvalid(_("Unknown area “%(code)s”.") % {"code": inp.area}, field="area")
-    if lon is not None and not in_city(lon, lat):
+    if lon is not None and inp.channel != Channel.SENSOR and not in_city(lon, lat):
         # Every channel as Open311 and the portal: a point outside the city is refused,
         # unless an address or area says where (a device's fix can stray over the boundary).
+        # Not a sensor's: the city's own sensors may stand beyond its boundary (an upstream
+        # reservoir); the alarm keeps its point and waits for a dispatcher.
         if not (inp.address or "").strip() and area is None:
             raise CaseInvalid(_("The point (%(lat)s, %(long)s) is outside the area this city serves.")
                               % {"lat": lat, "long": lon}, field="lat")
         lon = lat = None
     return {"title": title, "description": description, "category": _category(inp.category), "lon": lon, "lat": lat,
             "contact": contact, "photos": photos, "area": area, "notify": wants_messages,
-            "language": str(inp.contact.get("language") or "")[:12]}
+            "language": _language(inp.contact.get("language"))}
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -209,8 +220,10 @@ def _replayed(found: Report, inp: ReportInput) -> Submitted:
     first report as though the new one had been taken."""
     differs = _differs(found, inp)
     if differs:
+        label = {"description": _("description"), "address": _("address"), "category": _("category"),
+                 "lat": _("location")}[differs]
         exc = KeyReused(_("This key was already used for report %(number)s, whose %(field)s is different. "
-                          "Send a new report with a new key.") % {"number": found.number, "field": differs},
+                          "Send a new report with a new key.") % {"number": found.number, "field": label},
                         field="idempotency_key")
         exc.number = found.number
         raise exc

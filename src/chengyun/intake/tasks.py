@@ -4,6 +4,7 @@ sending the messages reporters asked for (:mod:`.notify`)."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
 from django.utils import timezone
@@ -12,18 +13,23 @@ from django_tasks import task
 log = logging.getLogger(__name__)
 
 
+RUN_SECONDS = 60  # then the run makes way for the worker's other jobs (sweeps, vital signs) and queues itself again
+
+
 @task()
 def send_notifications_task() -> dict:
-    """Send every message that is due; queue the next run for the first retry still waiting."""
+    """Send what is due, for at most :data:`RUN_SECONDS`; queue the next run
+    for what is left or the first retry still waiting."""
     from .notify import next_due, send_due
 
     totals: dict = {}
-    while True:
+    started = time.monotonic()
+    while time.monotonic() - started < RUN_SECONDS:
         counts = send_due()
         for k, v in counts.items():
             totals[k] = totals.get(k, 0) + v
-        if not any(counts.values()):
-            break
+        if not (counts["sent"] or counts["stopped"] or counts["failed"]):
+            break  # nothing more, or only failures: the retries are scheduled
     if totals.get("sent") or totals.get("failed") or totals.get("retry"):
         log.info("notifications: %s", totals)
     later = next_due()
