@@ -272,3 +272,41 @@ def test_hotline_history_without_points_is_matched_by_address(intake_world, tmp_
     assert second.case_id == first.case_id and second.duplicate == DuplicateOutcome.ATTACHED
     why = second.duplicate_explanation
     assert (why["by"], why["place"], why["place_by"], why["best_case"]) == ("place", 1.0, "address", first.case.number)
+
+
+def _feed(tmp_path, name, minutes_ago, street="区1 街道1001 "):
+    from datetime import timedelta
+
+    from chengyun.clock import now
+
+    calls = [{"id": f"{name}-{k}", "text": f"{house}水管爆裂 家里没水了", "addr": street + house,
+              "when": (now() - timedelta(minutes=m)).isoformat(), "cat": "0101"}
+             for k, (house, m) in enumerate(zip(("和平路1号", "和平路9号", "幸福路3号"), minutes_ago, strict=True))]
+    return write_jsonl(tmp_path / f"{name}.jsonl", calls)
+
+
+FEED_MAP = ["--map", "description=text", "--map", "address=addr", "--map", "received_at=when",
+            "--map", "external_id=id", "--map", "category=cat", "--channel", "hotline"]
+
+
+def test_a_live_feed_with_warnings_raises_the_burst_it_brings(intake_world, tmp_path):
+    """Another hotline system's calls of the last half hour: three no-water
+    calls in one street raise the warning the same calls would raise here."""
+    from chengyun.intake.models import ClusterWarning
+
+    out = run(_feed(tmp_path, "live", (25, 15, 5)), *FEED_MAP, "--warnings")
+    warning = ClusterWarning.objects.get()
+    assert warning.by_area and warning.area.code == "100101001" and warning.report_count == 3
+    assert warning.case.channel == "discovery"
+    assert "Cluster warnings raised or joined: 1" in out
+    assert list(verify_chain()) == []
+
+
+def test_history_raises_no_warning_with_or_without_the_option(intake_world, tmp_path):
+    from chengyun.intake.models import ClusterWarning
+
+    run(_feed(tmp_path, "plain", (25, 15, 5)), *FEED_MAP)
+    assert not ClusterWarning.objects.exists(), "no option, no warnings"
+    out = run(_feed(tmp_path, "old", (3000, 2990, 2980)), *FEED_MAP, "--warnings")
+    assert not ClusterWarning.objects.exists(), "two days ago: the burst is long over"
+    assert "Cluster warnings raised or joined: 0" in out

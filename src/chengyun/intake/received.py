@@ -39,10 +39,7 @@ from django.utils.translation import gettext as _
 
 from chengyun.cases.models import Case, TimelineEntry
 from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
-from chengyun.taxonomy.models import Category
-from chengyun.taxonomy.services import RoutingTables, routing_snapshot
 
-from . import cluster
 from .bulk import (
     CASE_FIELDS,
     DIGEST_FORMAT,
@@ -90,7 +87,6 @@ class ReceivedPipeline(BulkImporter):
         self.built_at = time.monotonic()
         self._case_mark = self._entry_mark = 0
         self._own: set[int] = set()
-        self._routing: RoutingTables | None = None  # for cluster cases; read at the first one
 
     # ---------------------------------------------------------------- rows
 
@@ -332,45 +328,6 @@ class ReceivedPipeline(BulkImporter):
     def _after_commit(self, b: _Batch) -> None:
         if not self._decide_in_transaction():
             self._check_clusters(b)
-
-    def _check_clusters(self, b: _Batch) -> None:
-        """Cluster warnings: the same check as :func:`.services.submit` makes, per
-        new report in time order (:func:`.cluster.check_many`). On SQLite right
-        after the batch's transaction, so that the write lock is not held for the
-        reading (each warning raised or joined is a transaction of its own); on
-        PostgreSQL in the batch's. What the check needs of a report is in the
-        batch; its category's cluster rules are read afresh (an administrator
-        may have changed them since the pipeline was built)."""
-        todo = [i for i, r in enumerate(b.rows)
-                if b.decided[i] >= 0 and self.cats[b.decided[i]].cluster_reports
-                and (r.lon is not None or b.area[i] >= 0)]  # without a point: check_many counts it by street
-        if not todo:
-            return
-        cats = sorted({b.decided[i] for i in todo})
-        with connection.cursor() as cur:
-            cur.execute(f'SELECT id, cluster_reports, cluster_radius_m, cluster_window_minutes FROM '
-                        f'"{Category._meta.db_table}" WHERE id IN ({", ".join(["%s"] * len(cats))})', cats)
-            rules = {pk: rest for pk, *rest in cur.fetchall()}
-        arrivals = []
-        for i in todo:
-            r, cat = b.rows[i], b.decided[i]
-            if cat in rules:
-                arrivals.append(cluster.Arrival(r.report_id, cat, r.lon, r.lat, r.received_at,
-                                                b.area[i] if b.area[i] >= 0 else None, *rules[cat]))
-        cluster.check_many(arrivals, open_case=self._open_cluster_case)
-
-    def _open_cluster_case(self, warning) -> Case:
-        """:func:`.services._open_cluster_case`, routed from tables this pipeline
-        keeps (read at its first warning, as fresh as its own routing tables):
-        ``route()`` from the database is about 3 ms, and in a burst warnings come
-        one after another (measured: 41 % of the time of raising one)."""
-        from .services import _open_cluster_case
-
-        if self._routing is None:
-            self._routing = RoutingTables()
-        with routing_snapshot(self._routing):
-            return _open_cluster_case(warning)
-
 
 def _aware(value):
     """A datetime read with raw SQL: SQLite gives it without a zone (it is UTC), PostgreSQL with one."""

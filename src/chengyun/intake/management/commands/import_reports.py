@@ -165,6 +165,9 @@ class Command(BaseCommand):
         parser.add_argument("--encoding", default="utf-8", help="text encoding of the file (default: utf-8)")
         parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="rows per transaction")
         parser.add_argument("--restart", action="store_true", help="ignore the checkpoint and read from the start")
+        parser.add_argument("--warnings", action="store_true",
+                            help="raise cluster warnings (智能发现) for rows recent enough that their burst may "
+                                 "still be going on (a live feed from another hotline system); history raises none")
 
     # ------------------------------------------------------------------ setup
 
@@ -185,7 +188,7 @@ class Command(BaseCommand):
         refused_path = Path(o["refused"]) if o["refused"] else Path(f"{path}.refused.csv")
         state = self.load_checkpoint(path, source, restart=o["restart"])
 
-        importer = BulkImporter(source=source)
+        importer = BulkImporter(source=source, warnings=o["warnings"])
         cleaner = RowCleaner(channel=o["channel"])
         totals = Counts(**state["counts"])
         self.read, self.refused_total = state["read"], state["refused"]
@@ -215,7 +218,8 @@ class Command(BaseCommand):
                 progress.close()
                 refused.close()
         self.checkpoint_path.unlink(missing_ok=True)
-        self.summary(totals, refused_path if self.refused_total else None)
+        self.summary(totals, refused_path if self.refused_total else None,
+                     warnings=len(importer.warnings_seen) if o["warnings"] else None)
 
     def batches(self, records, cleaner: RowCleaner, refused: _Refused, lines: _Lines, progress,
                 size: int) -> Iterator[tuple[list, dict]]:
@@ -346,7 +350,7 @@ class Command(BaseCommand):
 
     # ------------------------------------------------------------------ report
 
-    def summary(self, totals: Counts, refused_path: Path | None) -> None:
+    def summary(self, totals: Counts, refused_path: Path | None, *, warnings: int | None = None) -> None:
         w = self.stdout.write
         w(_("Rows read: %(n)s") % {"n": self.read})
         w(_("Taken as new cases: %(n)s (routed to a department: %(routed)s; closed in the sending system: %(closed)s; "
@@ -354,6 +358,8 @@ class Command(BaseCommand):
           % {"n": totals.cases, "routed": totals.routed, "closed": totals.closed, "asked": totals.asked})
         w(_("Attached to an open case as duplicates: %(n)s") % {"n": totals.attached})
         w(_("Already imported: %(n)s") % {"n": totals.already})
+        if warnings is not None:
+            w(_("Cluster warnings raised or joined: %(n)s") % {"n": warnings})
         if refused_path is not None:
             w(_("Refused: %(n)s (see %(path)s)") % {"n": self.refused_total, "path": refused_path})
         else:
