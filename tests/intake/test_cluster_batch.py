@@ -207,3 +207,47 @@ def test_the_window_holds_its_first_moment_in_a_batch_as_in_the_query(early):
         warning = ClusterWarning.objects.get()
         assert results[2] == warning and warning.report_count == 3 and warning.started_at == T0
         assert set(warning.reports.values_list("pk", flat=True)) == {r.pk for r in reports}
+
+
+@pytest.mark.parametrize("seed", [1, 8])
+def test_streets_with_pinned_reports_and_calls_give_the_same_warnings_in_a_batch(intake_world, seed):
+    """Reports placed in three streets, about half without a point, some with
+    a point somewhere in their street: the warnings by street (and around
+    points) a batch raises are those the check one report at a time raises."""
+    from chengyun.areas.models import Area
+
+    cats = _categories()
+    streets = list(Area.objects.filter(code__in=["100101001", "100101002", "100102001"]).order_by("code"))
+    rng = random.Random(seed)
+    rows = []
+    for k in range(90):
+        street = rng.choice(streets)
+        code = rng.choice(["7001", "7003"])
+        lon = lat = None
+        if rng.random() < 0.5:
+            lon, lat = f.centre(street.code)
+            lon, lat = lon + rng.uniform(-0.004, 0.004), lat + rng.uniform(-0.004, 0.004)
+        rows.append(Report(number=f"S{seed}-{k:03d}", channel="hotline" if lon is None else "web", title="test",
+                           category=cats[code], lon=lon, lat=lat, area=street,
+                           received_at=T0 + timedelta(minutes=rng.uniform(0, 120))))
+    reports = list(Report.objects.select_related("category").filter(
+        pk__in=[r.pk for r in Report.objects.bulk_create(rows)]))
+    reports.sort(key=lambda r: (r.received_at, r.pk))
+
+    def raised():
+        found = sorted((w.category_id, w.by_area, w.area_id, w.started_at,
+                        frozenset(w.reports.values_list("pk", flat=True))) for w in ClusterWarning.objects.all())
+        ClusterWarning.objects.all().delete()
+        return found
+
+    for r in reports:
+        cluster.check_cluster(r, open_case=_no_case)
+    one_at_a_time = raised()
+    cluster.check_many([_arrival(r) for r in reports], open_case=_no_case)
+    assert raised() == one_at_a_time
+    by_street = [w for w in one_at_a_time if w[1]]
+    assert by_street, "the test means something: warnings by street were raised"
+    pinned = {r.pk for r in reports if r.lon is not None}
+    assert any(w[4] & pinned for w in by_street), "pinned reports counted in a street's warning"
+    for w in by_street:
+        assert w[4] - pinned, "every street warning holds a call without a point"

@@ -102,14 +102,33 @@ def test_calls_placed_only_in_a_district_raise_no_warning(intake_world):
     assert not ClusterWarning.objects.exists(), "a district is too wide to say the calls are about one thing"
 
 
-def test_reports_with_a_point_do_not_count_towards_a_warning_by_area(intake_world):
+def test_pinned_reports_and_calls_of_one_street_count_together(intake_world):
+    """No water in one street: two people report on the web with a pin, far
+    apart (no radius cluster), one calls the hotline with an address: three
+    in the street, a call among them, is a warning for the street."""
     from chengyun.intake.models import ClusterWarning
 
     lon, lat = f.centre("100101001")
-    for dx in (-0.02, 0.02):  # two pinned reports in the street, 4 km apart: no radius cluster either
+    pinned = [submit(ReportInput(channel="web", description="水管爆裂 家里没水了", category="0101", lon=lon + dx,
+                                 lat=lat)).report for dx in (-0.02, 0.02)]  # 4 km apart
+    assert not ClusterWarning.objects.exists(), "pinned reports alone keep to the radius"
+    call = _call("和平路1号水管爆裂 家里没水了", STREET + "和平路1号")
+    warning = ClusterWarning.objects.get()
+    assert warning.by_area and warning.area.code == "100101001"
+    assert set(warning.reports.values_list("pk", flat=True)) == {pinned[0].pk, pinned[1].pk, call.pk}
+    later = submit(ReportInput(channel="web", description="水管爆裂 家里没水了", category="0101", lon=lon,
+                               lat=lat + 0.005)).report  # pinned, in the street: joins the street's warning
+    warning.refresh_from_db()
+    assert warning.report_count == 4 and later.cluster_warnings.get() == warning
+
+
+def test_pinned_reports_alone_raise_no_warning_for_their_street(intake_world):
+    from chengyun.intake.models import ClusterWarning
+
+    lon, lat = f.centre("100101001")
+    for dx in (-0.02, 0.0, 0.02):  # three in the street, 2 km apart each
         submit(ReportInput(channel="web", description="水管爆裂 家里没水了", category="0101", lon=lon + dx, lat=lat))
-    _call("和平路1号水管爆裂 家里没水了", STREET + "和平路1号")
-    assert not ClusterWarning.objects.exists(), "two kinds of report, two rules: neither reaches three"
+    assert not ClusterWarning.objects.exists()
 
 
 def test_after_the_warnings_case_is_closed_a_new_burst_raises_a_new_case(intake_world):

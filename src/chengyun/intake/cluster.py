@@ -4,11 +4,15 @@ power cut). Per category: ``cluster_reports`` reports within
 ``cluster_radius_m`` metres and ``cluster_window_minutes`` minutes.
 
 Reports without a point (hotline calls placed by their address) are counted
-by street instead: ``cluster_reports`` reports without a point of the
-category placed in one street (``dedup.PLACE_DEPTH``) or in an area inside
-it, within the window, raise a warning ``by_area`` for that street; later
-point-less reports there join it. Reports with a point keep to the radius
-rule; the two kinds never count together.
+by street instead, together with the pinned reports of the same street:
+``cluster_reports`` reports of the category placed in one street
+(``dedup.PLACE_DEPTH``) or in an area inside it, within the window, at least
+one of them without a point, raise a warning ``by_area`` for that street;
+later reports there join it. Pinned reports alone keep to the radius rule (a
+street is wider than any radius). A report with a point first joins a
+warning around it, then one of its street; it raises one around it when
+enough are within the radius, else one for its street when enough are in the
+street and calls without a point are among them.
 
 A warning is ongoing while its case is open (or the open case it was merged
 into): once the case is closed (the main repaired), new reports raise a new warning and case, not a silent join
@@ -75,22 +79,20 @@ def check_many(arrivals: list[Arrival], *, open_case) -> list[ClusterWarning | N
     """:func:`check_cluster` for each of ``arrivals`` (in time order; those of
     categories without cluster rules are left out, and so are those without a
     point outside any street), with the same outcome: the
-    warnings that could still be ongoing are read once, and the reports near
+    warnings that could still be ongoing are read once, the reports near
     each arrival once per category and spatial cell (a burst is one query),
-    then picked per arrival by the same bounds the single check reads by."""
+    and the reports of the arrivals' streets once, then picked per arrival
+    by the same bounds the single check reads by."""
     counted = []
     for a in sorted((a for a in arrivals if a.reports), key=lambda a: (a.at, a.pk)):
-        if a.lon is None:  # without a point: counted in the street it was placed in (or in one inside it)
-            street = street_of(a.area_id)
-            if street is None:
-                continue
-            a = replace(a, area_id=street)
-        counted.append(a)
-    arrivals = counted
-    if not arrivals:
+        street = street_of(a.area_id)
+        if a.lon is None and street is None:  # no point, placed no finer than a district: too wide to count
+            continue
+        counted.append((a, street))
+    if not counted:
         return []
-    cats = sorted({a.category_id for a in arrivals})
-    since = arrivals[0].at - timedelta(minutes=max(a.window_minutes for a in arrivals))
+    cats = sorted({a.category_id for a, _street in counted})
+    since = counted[0][0].at - timedelta(minutes=max(a.window_minutes for a, _street in counted))
     statuses = sorted(OPEN_STATUSES)
     with connection.cursor() as cur:  # mostly there are none: then one raw query, no ORM query built
         # Ongoing: its case is open, or was merged into a case that is (a dispatcher joined it to one).
@@ -103,66 +105,70 @@ def check_many(arrivals: list[Arrival], *, open_case) -> list[ClusterWarning | N
         ids = [r[0] for r in cur.fetchall()]
     ongoing = list(ClusterWarning.objects.filter(pk__in=ids)) if ids else []  # newest raised first
     claimed: set[int] = set()  # reports this batch put into a warning (the rows read do not say so)
-    near = _NearReports([a for a in arrivals if a.lon is not None], claimed)
-    in_street = _AreaReports([a for a in arrivals if a.lon is None], claimed)
-    return [_check(a, near, ongoing, open_case) if a.lon is not None else _check_area(a, in_street, ongoing, open_case)
-            for a in arrivals]
+    near = _NearReports([a for a, _street in counted if a.lon is not None], claimed)
+    in_street = _StreetReports([(a, street) for a, street in counted if street is not None], claimed)
+    return [_check(a, street, near, in_street, ongoing, open_case) for a, street in counted]
 
 
 def street_of(area_id: int | None) -> int | None:
     """The street (``dedup.PLACE_DEPTH``) holding this area, or None when the
-    area is wider (a district) or unknown: where point-less reports are counted."""
+    area is wider (a district) or unknown: where reports are counted by street."""
+    return _streets().get(area_id) if area_id is not None else None
+
+
+def _streets() -> dict[int, int]:
+    """Area id -> the street holding it, for every area a street or finer; kept
+    with the locator (built again when the area set changes)."""
     from chengyun.areas.locator import get_locator
 
     from .dedup import PLACE_DEPTH
 
     loc = get_locator()
-    info = loc.by_id.get(area_id) if area_id is not None else None
-    if info is None or info.depth < PLACE_DEPTH:
-        return None
-    return next(a.id for a in loc.chain(info) if a.depth == PLACE_DEPTH)
+    found = getattr(loc, "_cluster_streets", None)
+    if found is None:
+        found = {info.id: next(a.id for a in loc.chain(info) if a.depth == PLACE_DEPTH)
+                 for info in loc.areas if info.depth >= PLACE_DEPTH}
+        loc._cluster_streets = found
+    return found
 
 
-def _check_area(a: Arrival, in_area: _AreaReports, ongoing: list[ClusterWarning], open_case) -> ClusterWarning | None:
-    """:func:`_check` for a report without a point: the warnings and reports of its area."""
-    at, since = a.at, a.at - timedelta(minutes=a.window_minutes)
-    for warning in ongoing:
-        if warning.by_area and warning.category_id == a.category_id and warning.area_id == a.area_id \
-                and warning.last_report_at >= since:
-            warning.report_count, warning.last_report_at = _join(warning.pk, a.pk, at), max(at, warning.last_report_at)
-            in_area.claimed.add(a.pk)
-            return warning
-    near = in_area.of(a)
-    if len(near) < a.reports:
-        return None
-    from chengyun.areas.models import Area
-
-    lon, lat = Area.objects.filter(pk=a.area_id).values_list("point_lon", "point_lat").get()
-    with transaction.atomic():
-        warning = _raise(a, near, lon, lat, open_case, by_area=True)
-    in_area.claimed.update(r[0] for r in near)
-    ongoing.insert(0, warning)
-    return warning
-
-
-def _check(a: Arrival, near_reports: _NearReports, ongoing: list[ClusterWarning], open_case) -> ClusterWarning | None:
+def _check(a: Arrival, street: int | None, near: _NearReports, in_street: _StreetReports,
+           ongoing: list[ClusterWarning], open_case) -> ClusterWarning | None:
+    """One arrival: join a warning around it, else one of its street; else
+    raise one around it, else one for its street; else nothing."""
     at, radius = a.at, a.radius_m
     since = at - timedelta(minutes=a.window_minutes)
-    near_warnings = [w for w in ongoing if w.category_id == a.category_id and not w.by_area
-                     and w.last_report_at >= since and distance_m(a.lon, a.lat, w.lon, w.lat) <= radius]
-    if near_warnings:
-        warning = near_warnings[0]
-        warning.report_count, warning.last_report_at = _join(warning.pk, a.pk, at), max(at, warning.last_report_at)
-        near_reports.claimed.add(a.pk)
-        return warning
-    near = near_reports.of(a)
-    if len(near) < a.reports:
-        return None
-    lon = sum(r[1] for r in near) / len(near)
-    lat = sum(r[2] for r in near) / len(near)
+    joined = None
+    if a.lon is not None:
+        joined = next((w for w in ongoing if w.category_id == a.category_id and not w.by_area
+                       and w.last_report_at >= since and distance_m(a.lon, a.lat, w.lon, w.lat) <= radius), None)
+    if joined is None and street is not None:
+        joined = next((w for w in ongoing if w.by_area and w.category_id == a.category_id and w.area_id == street
+                       and w.last_report_at >= since), None)
+    if joined is not None:
+        joined.report_count, joined.last_report_at = _join(joined.pk, a.pk, at), max(at, joined.last_report_at)
+        near.claimed.add(a.pk)
+        return joined
+    if a.lon is not None:
+        rows = near.of(a)
+        if len(rows) >= a.reports:
+            lon = sum(r[1] for r in rows) / len(rows)
+            lat = sum(r[2] for r in rows) / len(rows)
+            return _raised(a, rows, lon, lat, open_case, ongoing, near.claimed)
+    if street is not None:
+        rows = in_street.of(a, street)
+        if len(rows) >= a.reports and any(r[1] is None for r in rows):
+            from chengyun.areas.models import Area
+
+            lon, lat = Area.objects.filter(pk=street).values_list("point_lon", "point_lat").get()
+            return _raised(replace(a, area_id=street), rows, lon, lat, open_case, ongoing, near.claimed, by_area=True)
+    return None
+
+
+def _raised(a: Arrival, rows, lon, lat, open_case, ongoing: list, claimed: set, *, by_area: bool = False):
     with transaction.atomic():
-        warning = _raise(a, near, lon, lat, open_case)
-    near_reports.claimed.update(r[0] for r in near)
+        warning = _raise(a, rows, lon, lat, open_case, by_area=by_area)
+    claimed.update(r[0] for r in rows)
     ongoing.insert(0, warning)  # the newest raised first, as read
     return warning
 
@@ -219,36 +225,48 @@ class _NearReports:
         return rows
 
 
-class _AreaReports:
-    """The reports without a point of an arrival's category placed in its
-    street (its ``area_id`` here) or inside it, received in the window up to
-    it and in no warning yet, as ``(id, lon, lat, received_at)`` newest first;
-    read once per (category, street) for all its arrivals."""
+class _StreetReports:
+    """The reports of an arrival's category placed in its street or inside
+    it, with or without a point, received in the window up to it and in no
+    warning yet, as ``(id, lon, lat, received_at)`` newest first; read for all
+    the arrivals' (category, street) pairs in one query, when the first asks."""
 
-    def __init__(self, arrivals: list[Arrival], claimed: set[int]) -> None:
+    def __init__(self, pairs: list[tuple[Arrival, int]], claimed: set[int]) -> None:
         self.claimed = claimed
-        self.spans: dict[tuple, list] = {}  # (category, area) -> [earliest since, latest until, rows or None]
-        for a in arrivals:
+        self.spans: dict[tuple, list] = {}  # (category, street) -> [earliest since, latest until]
+        for a, street in pairs:
             since = a.at - timedelta(minutes=a.window_minutes)
-            span = self.spans.setdefault((a.category_id, a.area_id), [since, a.at, None])
+            span = self.spans.setdefault((a.category_id, street), [since, a.at])
             span[0], span[1] = min(span[0], since), max(span[1], a.at)
+        self.rows: dict[tuple, list] | None = None
 
-    def of(self, a: Arrival) -> list[tuple]:
-        span = self.spans[(a.category_id, a.area_id)]
-        if span[2] is None:
-            from chengyun.areas.models import Area
-
-            ops = connection.ops
-            path = Area.objects.filter(pk=a.area_id).values_list("path", flat=True).get()
-            span[2] = _fetch(f'SELECT r.id, r.lon, r.lat, r.received_at FROM "{Report._meta.db_table}" r '
-                             f'JOIN "{Area._meta.db_table}" a ON a.id = r.area_id WHERE r.category_id = %s '
-                             "AND r.lon IS NULL AND a.path LIKE %s AND r.received_at >= %s AND r.received_at <= %s "
-                             f"AND {_UNCLAIMED}",
-                             [a.category_id, path + "%", ops.adapt_datetimefield_value(span[0]),
-                              ops.adapt_datetimefield_value(span[1])])
+    def of(self, a: Arrival, street: int) -> list[tuple]:
+        if self.rows is None:
+            self.rows = self._read()
         since = a.at - timedelta(minutes=a.window_minutes)
-        rows = [r for r in span[2] if since <= r[3] <= a.at and r[0] not in self.claimed]
+        rows = [r for r in self.rows.get((a.category_id, street), ())
+                if since <= r[3] <= a.at and r[0] not in self.claimed]
         rows.sort(key=lambda r: (r[3], r[0]), reverse=True)
+        return rows
+
+    def _read(self) -> dict[tuple, list]:
+        streets = _streets()
+        wanted = {street for _cat, street in self.spans}
+        areas = sorted(area for area, street in streets.items() if street in wanted)
+        cats = sorted({cat for cat, _street in self.spans})
+        ops = connection.ops
+        found = _fetch(
+            f'SELECT r.id, r.lon, r.lat, r.received_at, r.category_id, r.area_id FROM "{Report._meta.db_table}" r '
+            f'WHERE r.category_id IN ({", ".join(["%s"] * len(cats))}) AND r.received_at >= %s '
+            f'AND r.received_at <= %s AND r.area_id IN ({", ".join(["%s"] * len(areas))}) AND {_UNCLAIMED}',
+            [*cats, ops.adapt_datetimefield_value(min(s[0] for s in self.spans.values())),
+             ops.adapt_datetimefield_value(max(s[1] for s in self.spans.values())), *areas])
+        rows: dict[tuple, list] = {}
+        for pk, lon, lat, at, cat, area in found:
+            key = (cat, streets.get(area))
+            span = self.spans.get(key)
+            if span is not None and span[0] <= at <= span[1]:
+                rows.setdefault(key, []).append((pk, lon, lat, at))
         return rows
 
 
@@ -275,12 +293,12 @@ _UNCLAIMED = _unclaimed()
 
 
 def _fetch(sql: str, params: list) -> list[tuple]:
-    """Rows of (id, lon, lat, received_at), received_at with its zone."""
+    """Rows of (id, lon, lat, received_at, …), received_at with its zone."""
     with connection.cursor() as cur:
         cur.execute(sql, params)
         rows = cur.fetchall()
     if connection.vendor == "sqlite":  # stored as UTC without a zone
-        rows = [(pk, lon, lat, at.replace(tzinfo=UTC)) for pk, lon, lat, at in rows]
+        rows = [(pk, lon, lat, at.replace(tzinfo=UTC), *rest) for pk, lon, lat, at, *rest in rows]
     return rows
 
 
