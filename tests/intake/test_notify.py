@@ -275,3 +275,14 @@ def test_a_message_another_worker_has_claimed_is_not_sent_twice(staff, monkeypat
                                                ("klingon", ""), ("", "")])
 def test_the_language_kept_is_one_the_site_speaks(staff, given, stored):
     assert _report(language=given).contact.language == stored
+
+
+def test_staff_see_on_the_case_page_what_the_reporter_was_told(client, staff):
+    report = _report()
+    case_services.start_case(report.case, by=staff["root"])
+    notify.send_due()
+    client.force_login(staff["dispatcher"])
+    page = client.get(f"/console/cases/{report.case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Messages to the reporter" in page
+    assert re.search(r"In progress · email · Sent \d\d-\d\d \d\d:\d\d", page)
+    assert "li@example.org" not in page, "the address stays masked"

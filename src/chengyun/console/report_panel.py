@@ -101,7 +101,7 @@ def report_rows(user, case: Case, *, revealed: dict | None = None) -> list[dict]
     revealed = revealed or {}
     staff = scope.can_act(user, case, STAFF_ROLES)
     reports = (case_reports(case).select_related("suggested_category", "area", "case")
-               .prefetch_related("photos").order_by("received_at", "pk"))
+               .prefetch_related("photos", "notifications__entry").order_by("received_at", "pk"))
     rows = []
     for r in reports:
         rows.append({
@@ -114,6 +114,10 @@ def report_rows(user, case: Case, *, revealed: dict | None = None) -> list[dict]
             "can_reveal": r.contact_id is not None and privacy.can_reveal(user, r),
             "can_detach": staff and r.case_id == case.pk and r.duplicate == DuplicateOutcome.ATTACHED,
             "other_case": r.case if r.case_id != case.pk else None,
+            # The reporter asked to be told: what was sent (staff see that the reporter was informed).
+            "wants_messages": bool(r.contact_id and r.contact.notify),
+            "messages": [{"n": n, "about": CaseStatus(n.entry.to_status).label}
+                         for n in sorted(r.notifications.all(), key=lambda n: (n.created_at, n.pk))],
         })
     return rows
 
