@@ -436,7 +436,7 @@ def test_a_warning_by_area_says_so_on_its_case(client, staff):
     assert warning.by_area
     client.force_login(staff["dispatcher"])
     page = client.get(f"/console/cases/{warning.case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
-    assert "without a position, all in" in page and "Street 1001" in page
+    assert "in Street 1001, calls without a position among them" in page
 
 
 def test_the_inspector_cannot_file_under_a_group(client, staff):

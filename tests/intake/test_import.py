@@ -310,3 +310,18 @@ def test_history_raises_no_warning_with_or_without_the_option(intake_world, tmp_
     out = run(_feed(tmp_path, "old", (3000, 2990, 2980)), *FEED_MAP, "--warnings")
     assert not ClusterWarning.objects.exists(), "two days ago: the burst is long over"
     assert "Cluster warnings raised or joined: 0" in out
+
+
+def test_a_failed_cluster_check_keeps_the_import_and_says_so(intake_world, tmp_path, monkeypatch):
+    from chengyun.intake.models import ClusterWarning
+
+    def busy(self, b, *, recent_only=False):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(bulk.BulkImporter, "_check_clusters", busy)
+    out, err = StringIO(), StringIO()
+    call_command("import_reports", str(_feed(tmp_path, "busy", (25, 15, 5))), *FEED_MAP, "--warnings",
+                 stdout=out, stderr=err)
+    assert Report.objects.count() == 3, "the batch stays imported"
+    assert "The cluster check failed for 3 imported rows (RuntimeError: database is locked)" in err.getvalue()
+    assert not ClusterWarning.objects.exists()

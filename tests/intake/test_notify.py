@@ -154,7 +154,9 @@ def test_the_portal_form_asks_for_messages_only_with_an_email(client, intake_wor
 
 
 class RefusingBackend:
-    """A mail server that refuses every recipient, naming it in its answer."""
+    """A mail server that refuses the recipients in ``refuse``, naming them in its answer."""
+
+    refuse: set = set()
 
     def __init__(self, *args, **kwargs):
         pass
@@ -166,7 +168,18 @@ class RefusingBackend:
         pass
 
     def send_messages(self, messages):
-        raise smtplib.SMTPRecipientsRefused({messages[0].to[0]: (550, b"mailbox r0@example.org unavailable")})
+        to = messages[0].to[0]
+        if to in self.refuse:
+            raise smtplib.SMTPRecipientsRefused({to: (550, f"mailbox {to} unavailable".encode())})
+        mail.outbox.append(messages[0])
+        return 1
+
+
+class DownBackend(RefusingBackend):
+    """A mail server nobody answers at."""
+
+    def open(self):
+        raise ConnectionRefusedError(111, "Connection refused")
 
 
 class _Gateway(BaseHTTPRequestHandler):
@@ -246,18 +259,28 @@ def test_the_worker_task_sends_and_queues_itself_once(staff):
     assert len(mail.outbox) == 1
 
 
-def test_when_the_mail_server_is_down_the_batch_waits_and_no_address_is_written_down(staff, settings):
-    """One failure puts the batch's other emails back without an attempt counted
-    (not each waiting for its own time-out); the error kept names no address."""
+def _three_waiting(staff) -> list[Report]:
     reports = [_report(email=f"r{i}@example.org", street=street)
                for i, street in enumerate(("100101001", "100102001", "100103001"))]
     for r in reports:
         case_services.start_case(r.case, by=staff["root"])
+    return reports
 
+
+def test_a_refused_address_is_that_messages_failure_alone_and_is_not_written_down(staff, settings):
+    _three_waiting(staff)
     settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    RefusingBackend.refuse = {"r0@example.org"}
+    assert notify.send_due() == {"sent": 2, "retry": 1, "failed": 0, "stopped": 0, "deferred": 0}
+    tried = Notification.objects.get(status="pending")
+    assert tried.attempts == 1 and tried.last_error == "SMTPRecipientsRefused 550" and "@" not in tried.last_error
+
+
+def test_when_the_mail_server_is_down_the_rest_of_the_batch_waits_without_a_try_counted(staff, settings):
+    _three_waiting(staff)
+    settings.EMAIL_BACKEND = f"{__name__}.DownBackend"
     assert notify.send_due() == {"sent": 0, "retry": 1, "failed": 0, "stopped": 0, "deferred": 2}
-    tried = Notification.objects.get(attempts=1)
-    assert tried.last_error == "SMTPRecipientsRefused 550" and "@" not in tried.last_error
+    assert Notification.objects.get(attempts=1).last_error.startswith("ConnectionRefusedError")
     assert Notification.objects.filter(attempts=0, status="pending", next_try_at__gt=now()).count() == 2
 
 

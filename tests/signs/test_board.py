@@ -314,7 +314,7 @@ def test_a_warning_by_area_is_shown_by_its_street_not_a_circle(client, staff, ci
                            address=f"区1 街道1001 {house}"))
     warning = ClusterWarning.objects.get()
     html = page(client, staff["operator"], BOARD)
-    assert any("3 reports without a position in Street 1001" in i for i in warning_items(html))
+    assert any("3 reports in Street 1001, calls without a position among them" in i for i in warning_items(html))
     (shown,) = embedded_json(html, "signs-map-data")["clusters"]
     assert shown["radius_m"] is None and shown["area"] == "100101001", "the map draws the street's outline"
     assert warning.case.lon is None and warning.case.area.code == "100101001", "the case has no made-up point"

@@ -86,7 +86,7 @@ def _chosen_category(code: str) -> Category | None:
 def _key_reused(exc: KeyReused) -> str:
     """Back, edit, save: the edit is a new report, under a new token (the page gives one)."""
     return _("This form was already saved, as report %(number)s. What you changed is a new report: "
-             "save again to register it.") % {"number": exc.number}
+             "save again to register it (photos must be chosen again).") % {"number": exc.number}
 
 
 # --------------------------------------------------------------------------- hotline (12345)

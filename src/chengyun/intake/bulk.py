@@ -50,6 +50,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import logging
 import math
 import re
 import time
@@ -92,6 +93,8 @@ from .geo import EARTH_RADIUS_M, area_from_address
 from .models import DuplicateOutcome, DuplicateSuggestion, Report, ReporterContact, SuggestionStatus
 from .services import MAX_DESCRIPTION, SYSTEM_ACTOR, next_ids
 from .textfeatures import CharNgramTfidf
+
+log = logging.getLogger(__name__)
 
 BATCH_SIZE = 20_000
 FEATURE_SLICE = 5_000
@@ -996,6 +999,7 @@ class BulkImporter:
         # (a live feed from another hotline system); history raises none.
         self.warnings = warnings
         self.warnings_seen: set[int] = set()  # the warnings its reports raised or joined
+        self.warnings_failed: list[tuple[int, str]] = []  # (rows, error) of batches whose check failed
         self._routing = None  # for cluster cases: read at the first one
 
     # ---------------------------------------------------------------- helpers
@@ -1433,7 +1437,13 @@ class BulkImporter:
 
     def _after_commit(self, b: _Batch) -> None:
         if self.warnings:
-            self._check_clusters(b, recent_only=True)
+            # The batch is in: a failed check (the database busy, say) must not stop the import
+            # or lose its place; it is counted, named in the summary and logged.
+            try:
+                self._check_clusters(b, recent_only=True)
+            except Exception as exc:  # noqa: BLE001 - reported, not swallowed
+                log.exception("import %s: cluster check of a batch failed", self.source)
+                self.warnings_failed.append((b.n, f"{type(exc).__name__}: {exc}"[:200]))
 
     def _check_clusters(self, b: _Batch, *, recent_only: bool = False) -> None:
         """Cluster warnings: the same check as :func:`.services.submit` makes, per

@@ -104,7 +104,9 @@ def check_many(arrivals: list[Arrival], *, open_case) -> list[ClusterWarning | N
                     [*cats, connection.ops.adapt_datetimefield_value(since), *statuses, *statuses])
         ids = [r[0] for r in cur.fetchall()]
     ongoing = list(ClusterWarning.objects.filter(pk__in=ids)) if ids else []  # newest raised first
-    claimed: set[int] = set()  # reports this batch put into a warning (the rows read do not say so)
+    # Reports in a warning: those this batch puts into one (the rows read do not say so), and
+    # arrivals already in one (raised by an earlier report of the same moment): they count once.
+    claimed: set[int] = set(_in_a_warning([a.pk for a, _street in counted]))
     near = _NearReports([a for a, _street in counted if a.lon is not None], claimed)
     in_street = _StreetReports([(a, street) for a, street in counted if street is not None], claimed)
     return [_check(a, street, near, in_street, ongoing, open_case) for a, street in counted]
@@ -135,7 +137,10 @@ def _streets() -> dict[int, int]:
 def _check(a: Arrival, street: int | None, near: _NearReports, in_street: _StreetReports,
            ongoing: list[ClusterWarning], open_case) -> ClusterWarning | None:
     """One arrival: join a warning around it, else one of its street; else
-    raise one around it, else one for its street; else nothing."""
+    raise one around it, else one for its street; else nothing. An arrival
+    already in a warning is left there."""
+    if a.pk in near.claimed:
+        return None
     at, radius = a.at, a.radius_m
     since = at - timedelta(minutes=a.window_minutes)
     joined = None
@@ -187,8 +192,10 @@ def _join(warning_id: int, report_id: int, at: datetime) -> int:
                     [warning_id, report_id, warning_id, report_id])
         cur.execute(f'SELECT COUNT(*) FROM "{through}" WHERE "{of}" = %s', [warning_id])
         count = cur.fetchone()[0]
-        cur.execute(f'UPDATE "{ClusterWarning._meta.db_table}" SET report_count = %s, last_report_at = %s WHERE id = %s',
-                    [count, connection.ops.adapt_datetimefield_value(at), warning_id])
+        at_db = connection.ops.adapt_datetimefield_value(at)
+        cur.execute(f'UPDATE "{ClusterWarning._meta.db_table}" SET report_count = %s, last_report_at = '
+                    'CASE WHEN last_report_at > %s THEN last_report_at ELSE %s END WHERE id = %s',
+                    [count, at_db, at_db, warning_id])
     return count
 
 
@@ -250,24 +257,46 @@ class _StreetReports:
         return rows
 
     def _read(self) -> dict[tuple, list]:
+        """The calls without a point first (few, and a street counts only with
+        one); then the pinned reports of only the streets that have a call."""
         streets = _streets()
-        wanted = {street for _cat, street in self.spans}
-        areas = sorted(area for area, street in streets.items() if street in wanted)
         cats = sorted({cat for cat, _street in self.spans})
         ops = connection.ops
-        found = _fetch(
-            f'SELECT r.id, r.lon, r.lat, r.received_at, r.category_id, r.area_id FROM "{Report._meta.db_table}" r '
-            f'WHERE r.category_id IN ({", ".join(["%s"] * len(cats))}) AND r.received_at >= %s '
-            f'AND r.received_at <= %s AND r.area_id IN ({", ".join(["%s"] * len(areas))}) AND {_UNCLAIMED}',
-            [*cats, ops.adapt_datetimefield_value(min(s[0] for s in self.spans.values())),
-             ops.adapt_datetimefield_value(max(s[1] for s in self.spans.values())), *areas])
+        window = [ops.adapt_datetimefield_value(min(s[0] for s in self.spans.values())),
+                  ops.adapt_datetimefield_value(max(s[1] for s in self.spans.values()))]
+        select = (f'SELECT r.id, r.lon, r.lat, r.received_at, r.category_id, r.area_id FROM "{Report._meta.db_table}" r '
+                  f'WHERE r.category_id IN ({", ".join(["%s"] * len(cats))}) AND r.received_at >= %s '
+                  f'AND r.received_at <= %s AND {_UNCLAIMED} ')
         rows: dict[tuple, list] = {}
-        for pk, lon, lat, at, cat, area in found:
-            key = (cat, streets.get(area))
-            span = self.spans.get(key)
-            if span is not None and span[0] <= at <= span[1]:
-                rows.setdefault(key, []).append((pk, lon, lat, at))
+
+        def keep(found):
+            for pk, lon, lat, at, cat, area in found:
+                key = (cat, streets.get(area))
+                span = self.spans.get(key)
+                if span is not None and span[0] <= at <= span[1] and (lon is None or key in rows):
+                    rows.setdefault(key, []).append((pk, lon, lat, at))
+
+        keep(_fetch(select + "AND r.lon IS NULL AND r.area_id IS NOT NULL", [*cats, *window]))
+        with_calls = {street for _cat, street in rows}
+        areas = sorted(area for area, street in streets.items() if street in with_calls)
+        for i in range(0, len(areas), AREA_CHUNK):
+            chunk = areas[i:i + AREA_CHUNK]
+            keep(_fetch(select + f'AND r.lon IS NOT NULL AND r.area_id IN ({", ".join(["%s"] * len(chunk))})',
+                        [*cats, *window, *chunk]))
         return rows
+
+
+def _in_a_warning(report_ids: list[int]) -> list[int]:
+    """Those of the reports that are in a warning already."""
+    field = ClusterWarning._meta.get_field("reports")
+    found = []
+    with connection.cursor() as cur:
+        for i in range(0, len(report_ids), AREA_CHUNK):
+            chunk = report_ids[i:i + AREA_CHUNK]
+            cur.execute(f'SELECT "{field.m2m_reverse_name()}" FROM "{field.m2m_db_table()}" WHERE '
+                        f'"{field.m2m_reverse_name()}" IN ({", ".join(["%s"] * len(chunk))})', chunk)
+            found += [r[0] for r in cur.fetchall()]
+    return found
 
 
 def _read(category_id: int, bounds: list[tuple]) -> list[tuple]:
@@ -290,6 +319,7 @@ def _unclaimed() -> str:
 
 
 _UNCLAIMED = _unclaimed()
+AREA_CHUNK = 5000  # ids a query (SQLite takes 32,766 parameters; PostgreSQL 65,535)
 
 
 def _fetch(sql: str, params: list) -> list[tuple]:

@@ -187,7 +187,7 @@ class ClusterWarning(models.Model):
     last_report_at = models.DateTimeField(_("last report"))
     report_count = models.PositiveIntegerField(_("reports"))
     by_area = models.BooleanField(_("by area"), default=False,
-                                  help_text=_("raised by reports without a point, all in one area"))
+                                  help_text=_("raised by the reports of one street, calls without a point among them"))
     reports = models.ManyToManyField(Report, related_name="cluster_warnings", verbose_name=_("reports"))
     case = models.OneToOneField(
         "cases.Case", null=True, blank=True, on_delete=models.SET_NULL, related_name="cluster_warning", verbose_name=_("case")

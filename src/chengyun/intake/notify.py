@@ -27,6 +27,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import smtplib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -170,9 +171,11 @@ def send_due(limit: int = BATCH) -> dict:
 
     Each message is claimed first (its next try moved :data:`LEASE` ahead, if
     no other worker moved it), so two workers never send one twice. When a
-    medium fails (the mail server or the gateway is down), the rest of the
-    batch's messages of that medium are put back without an attempt counted,
-    rather than each waiting for its own time-out."""
+    medium fails as a whole (the mail server or the gateway is down: see
+    :func:`medium_down`), the rest of the batch's messages of that medium are
+    put back without an attempt counted, rather than each waiting for its own
+    time-out; a failure of one message (a refused address) is that message's
+    alone."""
     batch = due(limit=limit)
     counts = {"sent": 0, "retry": 0, "failed": 0, "stopped": 0, "deferred": 0}
     if not batch:
@@ -203,7 +206,8 @@ def send_due(limit: int = BATCH) -> dict:
                     outcome, error = "sent", ""
                 except Exception as exc:  # noqa: BLE001 - any failure of the mail server or gateway is retried
                     outcome, error = "retry", error_text(exc)
-                    down.add(n.medium)
+                    if medium_down(exc):
+                        down.add(n.medium)
             outcome = _store(n, outcome, error)
             counts[outcome] += 1
             outcomes.append([n.pk, outcome])
@@ -215,6 +219,17 @@ def send_due(limit: int = BATCH) -> dict:
         with transaction.atomic():
             record("notification.send", actor="worker", data={**counts, "notifications": outcomes})
     return counts
+
+
+def medium_down(exc: Exception) -> bool:
+    """Whether the failure is the mail server's or the gateway's as a whole
+    (cannot connect, disconnected, timed out, a 5xx from the gateway), not
+    this one message's (a refused recipient, a 4xx for one number)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500
+    if isinstance(exc, (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError)):
+        return False
+    return isinstance(exc, (smtplib.SMTPException, OSError, urllib.error.URLError))
 
 
 def error_text(exc: Exception) -> str:

@@ -267,7 +267,8 @@ def _warning_items(now_dt: datetime, now_ms: int) -> list[dict]:
             "kind": "cluster", "pk": c.pk, "sort": to_ms(c.raised_at), "level": Level.WARNING,
             "level_label": Level.WARNING.label, "title": warning_title(c), "url": "",
             "rule": _("Cluster of reports"),
-            "text": (_("%(count)s reports without a position in %(area)s, first at %(first)s, last at %(last)s.")
+            "text": (_("%(count)s reports in %(area)s, calls without a position among them, first at %(first)s, "
+                       "last at %(last)s.")
                      if c.by_area else
                      _("%(count)s reports within %(radius)s m, first at %(first)s, last at %(last)s.")) % {
                 "count": c.report_count, "radius": c.radius_m, "area": c.area.display_name if c.area_id else "",

@@ -219,7 +219,8 @@ class Command(BaseCommand):
                 refused.close()
         self.checkpoint_path.unlink(missing_ok=True)
         self.summary(totals, refused_path if self.refused_total else None,
-                     warnings=len(importer.warnings_seen) if o["warnings"] else None)
+                     warnings=len(importer.warnings_seen) if o["warnings"] else None,
+                     unchecked=importer.warnings_failed)
 
     def batches(self, records, cleaner: RowCleaner, refused: _Refused, lines: _Lines, progress,
                 size: int) -> Iterator[tuple[list, dict]]:
@@ -350,7 +351,8 @@ class Command(BaseCommand):
 
     # ------------------------------------------------------------------ report
 
-    def summary(self, totals: Counts, refused_path: Path | None, *, warnings: int | None = None) -> None:
+    def summary(self, totals: Counts, refused_path: Path | None, *, warnings: int | None = None,
+                unchecked: list | None = None) -> None:
         w = self.stdout.write
         w(_("Rows read: %(n)s") % {"n": self.read})
         w(_("Taken as new cases: %(n)s (routed to a department: %(routed)s; closed in the sending system: %(closed)s; "
@@ -360,6 +362,10 @@ class Command(BaseCommand):
         w(_("Already imported: %(n)s") % {"n": totals.already})
         if warnings is not None:
             w(_("Cluster warnings raised or joined: %(n)s") % {"n": warnings})
+        if unchecked:
+            self.stderr.write(_("The cluster check failed for %(n)s imported rows (%(error)s); they are imported "
+                                "but were not checked for warnings.")
+                              % {"n": sum(n for n, _e in unchecked), "error": unchecked[-1][1]})
         if refused_path is not None:
             w(_("Refused: %(n)s (see %(path)s)") % {"n": self.refused_total, "path": refused_path})
         else:
