@@ -71,6 +71,18 @@ def test_a_generated_history_is_made_by_the_services(city):
         assert case.route_explanation["assisting"] == [d.code for d in decision.assisting]
 
 
+def test_some_web_reporters_ask_for_messages_and_get_them_at_example_org(city):
+    from chengyun.intake.models import Notification, Report
+
+    generate_cases(120, seed=11, log=quiet)
+    asking = Report.objects.filter(contact__notify=True)
+    assert asking.exists() and not asking.exclude(channel="web").exists()
+    assert all(email.endswith("@example.org") for email in asking.values_list("contact__email", flat=True))
+    messages = Notification.objects.select_related("report")
+    assert messages.exists(), "their cases moved on: messages are waiting for the worker"
+    assert {n.report_id for n in messages} <= set(asking.values_list("pk", flat=True))
+
+
 def test_a_refused_case_leaves_nothing_and_the_batch_goes_on(city, monkeypatch):
     from chengyun.cases.errors import CaseInvalid
 

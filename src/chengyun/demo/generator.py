@@ -44,6 +44,8 @@ def _h(rng, lo, hi):
 class Generator:
     def __init__(self, seed: int, log=print):
         self.rng = random.Random(seed)
+        self.mail_rng = random.Random(seed + 1)  # who asks for messages: apart, so the city stays the same
+        self.mailbox = 0
         self.log = log
         self.now = timezone.now()
         weights = {}
@@ -71,6 +73,17 @@ class Generator:
         rng = self.rng
         name = rng.choice(SURNAMES) + rng.choice(["先生", "女士", "阿姨", "师傅"])
         return {"name": name, "phone": "100" + "".join(rng.choice("0123456789") for _ in range(8))}
+
+    def web_contact(self) -> dict:
+        """A web reporter: about a third give an email (on example.org, a domain
+        reserved for examples: nothing generated reaches a person) and ask to
+        be told of the report's progress, most in Chinese."""
+        contact = self.contact()
+        if self.mail_rng.random() < 0.35:
+            self.mailbox += 1
+            contact.update(email=f"demo-reporter-{self.mailbox}@example.org", notify=True,
+                           language="en" if self.mail_rng.random() < 0.2 else "zh-hans")
+        return contact
 
     def run(self, count: int) -> int:
         """Create and drive ``count`` cases, oldest first.
@@ -124,7 +137,8 @@ class Generator:
         with simulated(t):
             report = submit(ReportInput(
                 channel=channel, title=title, description=desc, category=given, lon=lon, lat=lat, address=address,
-                contact=self.contact() if channel in (Channel.HOTLINE, Channel.WEB, Channel.OPEN311) else {},
+                contact=(self.web_contact() if channel == Channel.WEB else self.contact()
+                         if channel in (Channel.HOTLINE, Channel.OPEN311) else {}),
                 source="demo-generator", generated=True,
                 self_dispose_note="巡查发现后已现场处置" if on_the_spot else "",
             ), by=by).report
