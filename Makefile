@@ -24,11 +24,12 @@ demo: install
 	@echo ""
 	@echo "  Chengyun demo: http://$(HOST):$(PORT)/   (public portal; staff log in at /login/ with a demo login above)"
 	@echo "  Admin at /admin/, JSON API at /api/v1/docs, Open311 at /open311/v2/discovery.json"
-	@echo "  Running beside the server: the worker (deadline escalation, vital-sign sweeps; var/worker.log)"
+	@echo "  Running beside the server: the worker (deadline escalation, vital-sign sweeps, messages to"
+	@echo "  reporters, written to var/mail/; var/worker.log)"
 	@echo "  and the sensor simulator (generated live readings; var/simulator.log). Ctrl+C stops all three."
 	@echo ""
 	@trap 'kill $$W $$S 2>/dev/null' EXIT INT TERM; \
-	  $(BIN)/chengyun worker > var/worker.log 2>&1 & W=$$!; \
+	  CHENGYUN_PUBLIC_URL=$${CHENGYUN_PUBLIC_URL:-http://$(HOST):$(PORT)} $(BIN)/chengyun worker > var/worker.log 2>&1 & W=$$!; \
 	  $(BIN)/chengyun simulate-sensors --via db > var/simulator.log 2>&1 & S=$$!; \
 	  $(BIN)/chengyun serve --host $(HOST) --port $(PORT)
 
