@@ -146,9 +146,14 @@ def test_the_portal_form_asks_for_messages_only_with_an_email(client, intake_wor
     refused = client.post("/report/", report_form(client, description=LEAK, lon=str(lon), lat=str(lat), notify="on"),
                           **EN)
     assert refused.status_code == 200 and "Give an email address to get messages" in refused.content.decode()
-    sent = client.post("/report/", report_form(client, description=LEAK, lon=str(lon), lat=str(lat), notify="on",
-                                               email="li@example.org"), **EN)
+    form = report_form(client)
+    assert 'aria-describedby="notify-hint"' in client.get("/report/", **EN).content.decode()
+    sent = client.post("/report/", {**form, "description": LEAK, "lon": str(lon), "lat": str(lat), "notify": "on",
+                                    "email": "li@example.org"}, **EN)
     assert sent.status_code == 302
+    confirmation = client.get(sent["Location"], **EN).content.decode()
+    assert "We will email you when the status of your report changes" in confirmation
+    assert "li@example.org" not in confirmation and "example.org" not in confirmation
     contact = Report.objects.get().contact
     assert contact.notify and contact.language == "en"
 

@@ -77,7 +77,8 @@ class ReportForm(forms.Form):
                             widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel", "inputmode": "tel"}))
     email = forms.EmailField(label=gettext_lazy("Email address"), max_length=254, required=False,
                              widget=forms.EmailInput(attrs={"autocomplete": "email"}))
-    notify = forms.BooleanField(label=gettext_lazy("Email me when the status of my report changes"), required=False)
+    notify = forms.BooleanField(label=gettext_lazy("Email me when the status of my report changes"), required=False,
+                                widget=forms.CheckboxInput(attrs={"aria-describedby": "notify-hint"}))
     token = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, **kwargs):

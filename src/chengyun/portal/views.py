@@ -109,10 +109,14 @@ def report(request):
 
 @require_GET
 def received(request, number: str):
-    found = Report.objects.filter(number=number).select_related("case").first()
+    found = Report.objects.filter(number=number).select_related("case", "contact").first()
     if found is None:
         return not_found(request, number)
-    return page(request, "portal/received.html", {"report": found, "attached": found.duplicate == DuplicateOutcome.ATTACHED})
+    return page(request, "portal/received.html", {
+        "report": found, "attached": found.duplicate == DuplicateOutcome.ATTACHED,
+        # Said without the address: anyone with the number may open this page.
+        "messages_asked": bool(found.contact_id and found.contact.notify and found.contact.email),
+    })
 
 
 @require_GET
