@@ -315,10 +315,10 @@ def test_history_raises_no_warning_with_or_without_the_option(intake_world, tmp_
 def test_a_failed_cluster_check_keeps_the_import_and_says_so(intake_world, tmp_path, monkeypatch):
     from chengyun.intake.models import ClusterWarning
 
-    def busy(self, b, *, recent_only=False):
+    def busy(arrivals, *, open_case, seen=None):
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(bulk.BulkImporter, "_check_clusters", busy)
+    monkeypatch.setattr(bulk.cluster, "check_many", busy)
     out, err = StringIO(), StringIO()
     call_command("import_reports", str(_feed(tmp_path, "busy", (25, 15, 5))), *FEED_MAP, "--warnings",
                  stdout=out, stderr=err)

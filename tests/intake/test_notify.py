@@ -153,7 +153,7 @@ def test_the_portal_form_asks_for_messages_only_with_an_email(client, intake_wor
     assert sent.status_code == 302
     confirmation = client.get(sent["Location"], **EN).content.decode()
     assert "We will email you when the status of your report changes" in confirmation
-    assert "li@example.org" not in confirmation and "example.org" not in confirmation
+    assert "example.org" not in confirmation, "no address on a page anyone with the number may open"
     contact = Report.objects.get().contact
     assert contact.notify and contact.language == "en"
 
@@ -272,10 +272,10 @@ def _three_waiting(staff) -> list[Report]:
     return reports
 
 
-def test_a_refused_address_is_that_messages_failure_alone_and_is_not_written_down(staff, settings):
+def test_a_refused_address_is_that_messages_failure_alone_and_is_not_written_down(staff, settings, monkeypatch):
     _three_waiting(staff)
     settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
-    RefusingBackend.refuse = {"r0@example.org"}
+    monkeypatch.setattr(RefusingBackend, "refuse", {"r0@example.org"})
     assert notify.send_due() == {"sent": 2, "retry": 1, "failed": 0, "stopped": 0, "deferred": 0}
     tried = Notification.objects.get(status="pending")
     assert tried.attempts == 1 and tried.last_error == "SMTPRecipientsRefused 550" and "@" not in tried.last_error
@@ -314,3 +314,31 @@ def test_staff_see_on_the_case_page_what_the_reporter_was_told(client, staff):
     assert "Messages to the reporter" in page
     assert re.search(r"In progress · email · Sent \d\d-\d\d \d\d:\d\d", page)
     assert "li@example.org" not in page, "the address stays masked"
+
+
+@pytest.mark.parametrize(("failure", "wide"), [
+    (smtplib.SMTPSenderRefused(550, b"sender refused", "noreply@localhost"), True),
+    (smtplib.SMTPRecipientsRefused({"a@example.org": (421, b"closing")}), True),
+    (smtplib.SMTPRecipientsRefused({"a@example.org": (550, b"no such mailbox")}), False),
+    (smtplib.SMTPServerDisconnected("gone"), True),
+    (ConnectionRefusedError(111, "refused"), True),
+    (notify.GatewayNotSet("none"), True),
+])
+def test_which_failures_concern_every_message(failure, wide):
+    assert notify.medium_down(failure) is wide
+
+
+@pytest.mark.parametrize(("code", "wide"), [(400, False), (422, False), (401, True), (429, True), (503, True)])
+def test_which_gateway_answers_concern_every_message(code, wide):
+    import urllib.error
+
+    assert notify.medium_down(urllib.error.HTTPError("http://gw", code, "x", None, None)) is wide
+
+
+def test_the_confirmation_page_says_a_text_message_will_come(client, staff, settings):
+    settings.SMS_WEBHOOK_URL = "http://127.0.0.1:9/sms"
+    report = submit(ReportInput(channel="hotline", description=LEAK, address="区1 街道1001 和平路12号", category="0101",
+                                contact={"phone": "13812345678", "notify": True})).report
+    page = client.get(f"/report/received/{report.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "We will send you a text message when the status of your report changes" in page
+    assert "13812345678" not in page and "5678" not in page

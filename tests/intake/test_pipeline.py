@@ -198,3 +198,28 @@ def test_a_warning_whose_case_was_merged_into_an_open_case_goes_on(intake_world)
     assert ClusterWarning.objects.count() == 1
     warning.refresh_from_db()
     assert warning.report_count == 6
+
+
+def test_a_late_arrival_does_not_move_a_warnings_last_report_back(intake_world):
+    """A feed with its reports out of order: a report older than the warning's
+    last one joins it; the last report stays where it was."""
+    from datetime import timedelta
+
+    from chengyun.intake import cluster
+    from chengyun.intake.models import ClusterWarning
+
+    for house in ("和平路1号", "和平路9号", "幸福路3号"):
+        _call(f"{house}水管爆裂 家里没水了", STREET + house)
+    warning = ClusterWarning.objects.get()
+    late = _call("和平路5号水管爆裂 家里没水了", STREET + "和平路5号")
+    warning.refresh_from_db()
+    last = warning.last_report_at
+    older = late.received_at - timedelta(minutes=10)
+    type(late).objects.filter(pk=late.pk).update(received_at=older)
+    c = late.category
+    arrival = cluster.Arrival(late.pk, c.pk, None, None, older, late.area_id, c.cluster_reports, c.cluster_radius_m,
+                              c.cluster_window_minutes, c)
+    cluster.ClusterWarning.reports.through.objects.filter(report_id=late.pk).delete()
+    assert cluster.check_many([arrival], open_case=lambda w: None) == [warning]
+    warning.refresh_from_db()
+    assert warning.last_report_at == last

@@ -1000,6 +1000,7 @@ class BulkImporter:
         self.warnings = warnings
         self.warnings_seen: set[int] = set()  # the warnings its reports raised or joined
         self.warnings_failed: list[tuple[int, str]] = []  # (rows, error) of batches whose check failed
+        self._checking = 0
         self._routing = None  # for cluster cases: read at the first one
 
     # ---------------------------------------------------------------- helpers
@@ -1439,11 +1440,12 @@ class BulkImporter:
         if self.warnings:
             # The batch is in: a failed check (the database busy, say) must not stop the import
             # or lose its place; it is counted, named in the summary and logged.
+            self._checking = 0
             try:
                 self._check_clusters(b, recent_only=True)
             except Exception as exc:  # noqa: BLE001 - reported, not swallowed
                 log.exception("import %s: cluster check of a batch failed", self.source)
-                self.warnings_failed.append((b.n, f"{type(exc).__name__}: {exc}"[:200]))
+                self.warnings_failed.append((self._checking, f"{type(exc).__name__}: {exc}"[:200]))
 
     def _check_clusters(self, b: _Batch, *, recent_only: bool = False) -> None:
         """Cluster warnings: the same check as :func:`.services.submit` makes, per
@@ -1461,6 +1463,7 @@ class BulkImporter:
                 and (r.lon is not None or b.area[i] >= 0)]  # without a point: check_many counts it by street
         if not todo:
             return
+        self._checking = len(todo)
         cats = sorted({b.decided[i] for i in todo})
         with connection.cursor() as cur:
             cur.execute(f'SELECT id, cluster_reports, cluster_radius_m, cluster_window_minutes FROM '
@@ -1474,8 +1477,8 @@ class BulkImporter:
                 continue
             arrivals.append(cluster.Arrival(b.report_ids[i], cat, r.lon, r.lat, r.received_at,
                                             b.area[i] if b.area[i] >= 0 else None, *rules[cat]))
-        raised = {w.pk for w in cluster.check_many(arrivals, open_case=self._open_cluster_case) if w is not None}
-        self.warnings_seen |= raised
+        self._checking = len(arrivals)  # the rows a failure leaves unchecked
+        cluster.check_many(arrivals, open_case=self._open_cluster_case, seen=self.warnings_seen)
 
     def _open_cluster_case(self, warning) -> Case:
         """:func:`.services._open_cluster_case`, routed from tables this pipeline

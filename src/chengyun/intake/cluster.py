@@ -75,14 +75,15 @@ def check_cluster(report: Report, *, open_case) -> ClusterWarning | None:
     return found[0] if found else None
 
 
-def check_many(arrivals: list[Arrival], *, open_case) -> list[ClusterWarning | None]:
+def check_many(arrivals: list[Arrival], *, open_case, seen: set[int] | None = None) -> list[ClusterWarning | None]:
     """:func:`check_cluster` for each of ``arrivals`` (in time order; those of
     categories without cluster rules are left out, and so are those without a
     point outside any street), with the same outcome: the
     warnings that could still be ongoing are read once, the reports near
     each arrival once per category and spatial cell (a burst is one query),
     and the reports of the arrivals' streets once, then picked per arrival
-    by the same bounds the single check reads by."""
+    by the same bounds the single check reads by. ``seen`` collects the ids of
+    the warnings raised or joined, as they are (also when a later one fails)."""
     counted = []
     for a in sorted((a for a in arrivals if a.reports), key=lambda a: (a.at, a.pk)):
         street = street_of(a.area_id)
@@ -109,7 +110,13 @@ def check_many(arrivals: list[Arrival], *, open_case) -> list[ClusterWarning | N
     claimed: set[int] = set(_in_a_warning([a.pk for a, _street in counted]))
     near = _NearReports([a for a, _street in counted if a.lon is not None], claimed)
     in_street = _StreetReports([(a, street) for a, street in counted if street is not None], claimed)
-    return [_check(a, street, near, in_street, ongoing, open_case) for a, street in counted]
+    results = []
+    for a, street in counted:
+        warning = _check(a, street, near, in_street, ongoing, open_case)
+        if warning is not None and seen is not None:
+            seen.add(warning.pk)
+        results.append(warning)
+    return results
 
 
 def street_of(area_id: int | None) -> int | None:

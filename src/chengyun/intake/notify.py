@@ -221,13 +221,30 @@ def send_due(limit: int = BATCH) -> dict:
     return counts
 
 
+class GatewayNotSet(RuntimeError):
+    """An SMS is due and no gateway is set (it was unset after the message was written)."""
+
+
+# Gateway answers that concern every message: not allowed (token), not there, too many, timed out.
+GATEWAY_WIDE = frozenset({401, 403, 404, 405, 408, 429})
+
+
 def medium_down(exc: Exception) -> bool:
-    """Whether the failure is the mail server's or the gateway's as a whole
-    (cannot connect, disconnected, timed out, a 5xx from the gateway), not
-    this one message's (a refused recipient, a 4xx for one number)."""
+    """Whether the failure concerns every message of the medium (cannot
+    connect, disconnected, timed out, the sender refused, the server closing
+    with 421, the gateway refusing the token or answering 5xx, no gateway
+    set), not only this one (a refused recipient, a 4xx for one number)."""
     if isinstance(exc, urllib.error.HTTPError):
-        return exc.code >= 500
-    if isinstance(exc, (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError)):
+        return exc.code >= 500 or exc.code in GATEWAY_WIDE
+    if isinstance(exc, (GatewayNotSet, smtplib.SMTPSenderRefused)):
+        return True
+    codes = {getattr(exc, "smtp_code", None)}
+    recipients = getattr(exc, "recipients", None)
+    if isinstance(recipients, dict):
+        codes |= {code for code, _text in recipients.values()}
+    if 421 in codes:  # the server is closing the connection: every message after this one fails too
+        return True
+    if isinstance(exc, (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)):
         return False
     return isinstance(exc, (smtplib.SMTPException, OSError, urllib.error.URLError))
 
@@ -273,7 +290,7 @@ def _send_email(n: Notification, address: str, connection) -> None:
 
 def _send_sms(n: Notification, phone: str) -> None:
     if not settings.SMS_WEBHOOK_URL:
-        raise RuntimeError("no SMS gateway is set (CHENGYUN_SMS_WEBHOOK_URL)")
+        raise GatewayNotSet("no SMS gateway is set (CHENGYUN_SMS_WEBHOOK_URL)")
     body = json.dumps({"id": f"chengyun-notification-{n.pk}", "to": phone, "text": message(n).text},
                       ensure_ascii=False).encode()
     headers = {"Content-Type": "application/json; charset=utf-8"}

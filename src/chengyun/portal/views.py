@@ -115,8 +115,16 @@ def received(request, number: str):
     return page(request, "portal/received.html", {
         "report": found, "attached": found.duplicate == DuplicateOutcome.ATTACHED,
         # Said without the address: anyone with the number may open this page.
-        "messages_asked": bool(found.contact_id and found.contact.notify and found.contact.email),
+        "messages_by": _messages_by(found),
     })
+
+
+def _messages_by(report: Report) -> str:
+    """How the reporter asked to be told ("email", "sms"), or ""."""
+    contact = report.contact if report.contact_id else None
+    if contact is None or not contact.notify:
+        return ""
+    return "email" if contact.email else ("sms" if contact.phone and notify.sms_enabled() else "")
 
 
 @require_GET
