@@ -83,10 +83,12 @@ def _chosen_category(code: str) -> Category | None:
     return Category.objects.reportable().filter(code=code).first() if code else None
 
 
-def _key_reused(exc: KeyReused) -> str:
-    """Back, edit, save: the edit is a new report, under a new token (the page gives one)."""
-    return _("This form was already saved, as report %(number)s. What you changed is a new report: "
-             "save again to register it (photos must be chosen again).") % {"number": exc.number}
+def _key_reused(exc: KeyReused, values, errors: dict) -> dict:
+    """Back, edit, save: the edit is a new report. Say so, and give the form a
+    new token (the page makes one when the values have none)."""
+    errors["form"] = _("This form was already saved, as report %(number)s. What you changed is a new report: "
+                       "save again to register it (photos must be chosen again).") % {"number": exc.number}
+    return {**values.dict(), "token": ""}
 
 
 # --------------------------------------------------------------------------- hotline (12345)
@@ -111,8 +113,7 @@ def hotline(request):
                 category=values.get("category") or None, priority=priority,
             ), by=request.user)
         except KeyReused as exc:
-            errors["form"] = _key_reused(exc)
-            values = {**values.dict(), "token": ""}
+            values = _key_reused(exc, values, errors)
         except CaseError as exc:
             errors[_field(exc)] = exc.message
         else:
@@ -240,8 +241,7 @@ def inspect(request):
         try:
             done = submit(_inspection_input(request), by=request.user)
         except KeyReused as exc:
-            errors["form"] = _key_reused(exc)
-            values = {**values.dict(), "token": ""}
+            values = _key_reused(exc, values, errors)
         except CaseError as exc:
             errors[_field(exc)] = exc.message
         else:

@@ -190,8 +190,7 @@ def _join(warning_id: int, report_id: int, at: datetime) -> int:
     report are updated; returns the count. One transaction, raw SQL: in a burst
     this runs for most reports, and building the ORM's add, count and update
     costs more than running them (nothing listens to the m2m signals)."""
-    field = ClusterWarning._meta.get_field("reports")
-    through, of, to = field.m2m_db_table(), field.m2m_column_name(), field.m2m_reverse_name()
+    through, of, to = _LINK, _LINK_WARNING, _LINK_REPORT
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(f'INSERT INTO "{through}" ("{of}", "{to}") SELECT CAST(%s AS BIGINT), CAST(%s AS BIGINT) '
                     'WHERE NOT EXISTS '
@@ -295,13 +294,12 @@ class _StreetReports:
 
 def _in_a_warning(report_ids: list[int]) -> list[int]:
     """Those of the reports that are in a warning already."""
-    field = ClusterWarning._meta.get_field("reports")
     found = []
     with connection.cursor() as cur:
         for i in range(0, len(report_ids), AREA_CHUNK):
             chunk = report_ids[i:i + AREA_CHUNK]
-            cur.execute(f'SELECT "{field.m2m_reverse_name()}" FROM "{field.m2m_db_table()}" WHERE '
-                        f'"{field.m2m_reverse_name()}" IN ({", ".join(["%s"] * len(chunk))})', chunk)
+            cur.execute(f'SELECT "{_LINK_REPORT}" FROM "{_LINK}" WHERE '
+                        f'"{_LINK_REPORT}" IN ({", ".join(["%s"] * len(chunk))})', chunk)
             found += [r[0] for r in cur.fetchall()]
     return found
 
@@ -319,13 +317,11 @@ def _read(category_id: int, bounds: list[tuple]) -> list[tuple]:
                   f"AND r.lon <= %s AND r.lat >= %s AND r.lat <= %s AND {_UNCLAIMED}", params)
 
 
-def _unclaimed() -> str:
-    """SQL: report ``r`` is in no warning yet (through the link table's report index)."""
-    field = ClusterWarning._meta.get_field("reports")
-    return f'NOT EXISTS (SELECT 1 FROM "{field.m2m_db_table()}" t WHERE t."{field.m2m_reverse_name()}" = r.id)'
-
-
-_UNCLAIMED = _unclaimed()
+# The warning-report link table and its columns; SQL for "report r is in no
+# warning yet" (answered through the link table's report index).
+_FIELD = ClusterWarning._meta.get_field("reports")
+_LINK, _LINK_WARNING, _LINK_REPORT = _FIELD.m2m_db_table(), _FIELD.m2m_column_name(), _FIELD.m2m_reverse_name()
+_UNCLAIMED = f'NOT EXISTS (SELECT 1 FROM "{_LINK}" t WHERE t."{_LINK_REPORT}" = r.id)'
 AREA_CHUNK = 5000  # ids a query (SQLite takes 32,766 parameters; PostgreSQL 65,535)
 
 

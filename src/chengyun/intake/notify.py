@@ -78,6 +78,14 @@ def sms_enabled() -> bool:
     return bool(settings.SMS_WEBHOOK_URL)
 
 
+def medium_for(email: str, phone: str) -> str | None:
+    """How a reporter with these details is reached: email first, else SMS
+    when the city has a gateway; None when neither."""
+    if email:
+        return Notification.Medium.EMAIL
+    return Notification.Medium.SMS if phone and sms_enabled() else None
+
+
 # --------------------------------------------------------------------------- writing them
 
 
@@ -93,7 +101,7 @@ def on_timeline_entry(sender, instance, created: bool, raw: bool = False, **_kwa
     at = now()
     rows = []
     for pk, email, phone in reports:
-        medium = Notification.Medium.EMAIL if email else (Notification.Medium.SMS if phone and sms_enabled() else None)
+        medium = medium_for(email, phone)
         if medium is not None:
             rows.append(Notification(report_id=pk, entry=instance, medium=medium, next_try_at=at, created_at=at))
     if rows:

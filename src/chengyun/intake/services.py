@@ -173,7 +173,7 @@ def clean_input(inp: ReportInput) -> dict:
     if contact["email"] and ("@" not in contact["email"] or " " in contact["email"]):
         raise CaseInvalid(_("This is not an email address."), field="email")
     wants_messages = bool(inp.contact.get("notify"))
-    if wants_messages and not contact["email"] and not (contact["phone"] and notify.sms_enabled()):
+    if wants_messages and notify.medium_for(contact["email"], contact["phone"]) is None:
         raise CaseInvalid(_("Give an email address to get messages about the report.") if not notify.sms_enabled()
                           else _("Give an email address or a mobile number to get messages about the report."),
                           field="email")

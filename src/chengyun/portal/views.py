@@ -124,7 +124,7 @@ def _messages_by(report: Report) -> str:
     contact = report.contact if report.contact_id else None
     if contact is None or not contact.notify:
         return ""
-    return "email" if contact.email else ("sms" if contact.phone and notify.sms_enabled() else "")
+    return notify.medium_for(contact.email, contact.phone) or ""
 
 
 @require_GET
