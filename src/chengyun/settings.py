@@ -246,6 +246,13 @@ DEFAULT_FROM_EMAIL = os.environ.get("CHENGYUN_EMAIL_FROM", "城运 Chengyun <nor
 # Unset: nobody is offered SMS, and phone-only reporters get no messages.
 SMS_WEBHOOK_URL = os.environ.get("CHENGYUN_SMS_WEBHOOK_URL", "")
 SMS_WEBHOOK_TOKEN = os.environ.get("CHENGYUN_SMS_WEBHOOK_TOKEN", "")
+# Who the messages come from, by language (the sign-off of an email); unset: "City
+# operations centre (Chengyun)" in the reporter's language. The SMS signature is
+# put in 【】 at the start of every text message, as Chinese carriers require; it
+# must be the one registered with the gateway. Unset: 城运 / Chengyun.
+SENDER_NAMES = {code: os.environ.get("CHENGYUN_SENDER_NAME_" + code.upper().replace("-", "_"), "").strip()
+                for code in ("zh-hans", "en")}
+SMS_SIGNATURE = os.environ.get("CHENGYUN_SMS_SIGNATURE", "").strip().strip("【】[]")
 
 # City vital signs (issue #4).
 SIGNS_MAX_FUTURE_SECONDS = int(os.environ.get("CHENGYUN_SIGNS_MAX_FUTURE_SECONDS", "300"))

@@ -84,6 +84,33 @@ def test_in_the_reporters_language(staff):
     assert "查看进度" in message.body
 
 
+def test_messages_are_signed_with_the_citys_own_name(staff, settings):
+    settings.SENDER_NAMES = {"zh-hans": "杭州市城市运行管理中心", "en": ""}
+    zh, en = _report(language="zh-hans"), _report(language="en", email="wang@example.org", street="100102001")
+    for report in (zh, en):
+        case_services.start_case(report.case, by=staff["root"])
+    notify.send_due()
+    bodies = {m.to[0]: m.body for m in mail.outbox}
+    assert "杭州市城市运行管理中心。本消息由系统自动发送" in bodies["li@example.org"]
+    assert "City operations centre (Chengyun). This message was sent automatically" in bodies["wang@example.org"], \
+        "a language the city named no sender for keeps the default"
+
+
+def test_a_text_message_starts_with_the_signature_the_gateway_has_registered(staff, gateway, settings):
+    def texted(street: str) -> tuple[Report, str]:
+        report = submit(ReportInput(channel="hotline", description=LEAK, address=f"区1 街道{street[-4:]} 和平路12号",
+                                    contact={"phone": "13812345678", "notify": True, "language": "zh-hans"})).report
+        case_services.start_case(report.case, by=staff["root"])
+        notify.send_due()
+        return report, gateway.received[-1][1]["text"]
+
+    report, text = texted("100101001")
+    assert text.startswith(f"【城运】诉求 {report.number}："), "the default signature"
+    settings.SMS_SIGNATURE = "杭州12345"
+    report, text = texted("100102001")
+    assert text.startswith(f"【杭州12345】诉求 {report.number}：")
+
+
 def test_nobody_who_did_not_ask_gets_a_message(staff):
     report = _report(notify_me=False)
     _fix(report.case, staff["root"])

@@ -144,6 +144,12 @@ class Message:
     text: str
 
 
+def sender_name(language: str) -> str:
+    """Who messages in ``language`` come from: the city's ``SENDER_NAMES`` or the default."""
+    with translation.override(language):
+        return settings.SENDER_NAMES.get(translation.get_language()) or str(_("City operations centre (Chengyun)"))
+
+
 def message(n: Notification) -> Message:
     """The message for ``n``, in the reporter's language."""
     report, status = n.report, n.entry.to_status
@@ -154,8 +160,9 @@ def message(n: Notification) -> Message:
         label, words = str(STATUS_LABELS.get(status, status)), str(STATUS_WORDS.get(status, ""))
         subject = _("Your report %(number)s: %(status)s") % {"number": report.number, "status": label}
         if n.medium == Notification.Medium.SMS:
-            return Message(subject, _("[Chengyun] Report %(number)s: %(words)s Follow it: %(track)s "
-                                      "No more messages: %(stop)s") % {
+            signature = settings.SMS_SIGNATURE or _("Chengyun")
+            return Message(subject, f"【{signature}】" + _("Report %(number)s: %(words)s Follow it: %(track)s "
+                                                          "No more messages: %(stop)s") % {
                 "number": report.number, "words": words, "track": track, "stop": stop})
         text = "\n\n".join([
             _("Your report %(number)s (“%(title)s”) has news:") % {"number": report.number, "title": report.title},
@@ -163,7 +170,8 @@ def message(n: Notification) -> Message:
             _("Follow it here: %(url)s") % {"url": track},
             _("You get these messages because you asked for them when you reported. "
               "To stop them for this report: %(url)s") % {"url": stop},
-            _("City operations centre (Chengyun). This message was sent automatically; replies are not read."),
+            _("%(sender)s. This message was sent automatically; replies are not read.") % {
+                "sender": sender_name(language)},
         ])
         return Message(subject, text)
 
