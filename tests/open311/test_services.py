@@ -141,6 +141,25 @@ def test_jurisdiction_id(client, services_world, settings):
     assert "jurisdiction_id" in body(r)[0]["description"]
 
 
+def test_a_city_that_names_no_jurisdiction_ignores_the_parameter(client, services_world, settings):
+    """GeoReport lets a server of one jurisdiction ignore jurisdiction_id: a client set up with any id works."""
+    settings.OPEN311_JURISDICTION = ""
+    assert client.get(BASE + "services.xml", {"jurisdiction_id": "sh.gov.cn"}).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "fmt"), [("services.csv", "json"), ("services.html", "json"),
+                                           ("nothing/here.xml", "xml"), ("", "json")])
+def test_anything_else_is_the_specs_404_error_list(client, services_world, path, fmt):
+    r = client.get(BASE + path, {"locale": "en"})
+    assert r.status_code == 404
+    if fmt == "json":
+        assert r["Content-Type"].startswith("application/json")
+        (error,) = body(r)
+        assert error["code"] == 404 and "not a GeoReport v2 resource" in error["description"]
+    else:
+        assert body(r).tag == "errors" and body(r).findtext("error/code") == "404"
+
+
 def test_unknown_format_is_not_found(client, services_world):
     assert client.get(BASE + "services.csv").status_code == 404
 

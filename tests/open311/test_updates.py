@@ -33,14 +33,30 @@ def test_status_changes_are_listed_oldest_first(client, report, staff):
                              "media_url"] for row in rows)
     assert {row["service_request_id"] for row in rows} == {report.number}
     assert [row["description"] for row in rows] == ["Received", "Accepted", "Dispatched", "In progress"]
-    assert [row["status"] for row in rows] == ["open"] * 4
+    assert [row["status"] for row in rows] == ["open", "open", "action_scheduled", "in_progress"], \
+        "the extension's states, which FixMyStreet's client maps"
     assert len({row["update_id"] for row in rows}) == 4
     assert all(row["updated_datetime"].endswith("+08:00") for row in rows)
 
     case_services.report_done(Case.objects.get(pk=report.case_id), by=staff["root"])
     case_services.verify_case(Case.objects.get(pk=report.case_id), by=staff["root"], ok=True)
     last = body(client.get(BASE + "servicerequestupdates.json", {"locale": "en"}))[-1]
-    assert (last["status"], last["description"]) == ("closed", "Closed")
+    assert (last["status"], last["description"]) == ("fixed", "Closed")
+
+
+def test_a_request_not_taken_up_is_not_said_to_be_fixed(client, api_key, staff):
+    """FixMyStreet reads a bare "closed" as fixed: a refused case says no_further_action."""
+    from .. import factories as f
+
+    f.make_category(code="0301", name="占道经营")  # no routing rule: its cases wait as new
+    r = client.post(BASE + "requests.json", leak_form(api_key, service_code="0301", description="路边摆摊占道",
+                                                      **{"attribute[severity]": None}))
+    report = Report.objects.get(number=body(r)[0]["service_request_id"])
+    case_services.reject_case(Case.objects.get(pk=report.case_id), by=staff["root"], reason="Not a public road")
+    last = body(client.get(BASE + "servicerequestupdates.json", {"locale": "en"}))[-1]
+    assert (last["status"], last["description"]) == ("no_further_action", "Rejected")
+    request = body(client.get(BASE + f"requests/{report.number}.json"))[0]
+    assert request["status"] == "closed", "GeoReport's own status stays open or closed"
 
 
 def test_updates_xml_and_window(client, report):
@@ -149,6 +165,26 @@ def test_bad_updates_are_refused(client, api_key, report, why, change, status, f
     assert not PartnerUpdate.objects.exists()
 
 
+def test_a_closed_requests_updated_datetime_is_when_it_was_closed(client, api_key, report, staff):
+    from chengyun.open311.formats import w3c
+
+    case_services.start_case(Case.objects.get(pk=report.case_id), by=staff["root"])
+    case_services.report_done(Case.objects.get(pk=report.case_id), by=staff["root"])
+    case_services.verify_case(Case.objects.get(pk=report.case_id), by=staff["root"], ok=True)
+    closed_at = now() - timedelta(hours=1)
+    Case.objects.filter(pk=report.case_id).update(closed_at=closed_at)
+    assert client.post(BASE + "servicerequestupdates.json", _update(api_key, report)).status_code == 200
+    request = body(client.get(BASE + f"requests/{report.number}.json"))[0]
+    assert request["status"] == "closed"
+    assert request["updated_datetime"] == w3c(closed_at), "not the partner's later comment"
+
+
+def test_fixmystreets_reopen_is_taken(client, api_key, report):
+    r = client.post(BASE + "servicerequestupdates.xml", _update(api_key, report, status="REOPEN"))
+    assert r.status_code == 200, r.content
+    assert PartnerUpdate.objects.get().entry.data["status"] == "reopen"
+
+
 def test_a_merged_request_follows_the_case_it_was_merged_into(client, api_key, report, staff):
     from .. import factories as f
 
@@ -162,5 +198,5 @@ def test_a_merged_request_follows_the_case_it_was_merged_into(client, api_key, r
     rows = [row for row in body(client.get(BASE + "servicerequestupdates.json", {"locale": "en"}))
             if row["service_request_id"] == other.number]
     assert [row["description"] for row in rows][0] == "Received"
-    assert "earlier report" in rows[1]["description"] and rows[1]["status"] == "open"
+    assert "earlier report" in rows[1]["description"] and rows[1]["status"] == "in_progress"
     assert rows[-1]["description"] == "In progress"

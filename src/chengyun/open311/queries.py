@@ -200,7 +200,9 @@ def request_rows(reports) -> list[dict]:
             "agency_responsible": leads.get(case.pk) if case else None,
             "service_notice": _notice(r, case),
             "requested_datetime": w3c(r.received_at),
-            "updated_datetime": w3c(max(times)),
+            # GeoReport: "for requests with status=closed, this will be the date the request was closed".
+            "updated_datetime": w3c(case.closed_at if case is not None and case.status in CLOSED_STATUSES
+                                    and case.closed_at else max(times)),
             "expected_datetime": w3c(case.due_at) if case is not None and case.status not in CLOSED_STATUSES else None,
             "address": (redact_text(r.address) or area_name) if published else area_name,
             "address_id": r.area.code if r.area_id else None,
@@ -213,6 +215,21 @@ def request_rows(reports) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- updates (servicerequestupdates)
+
+
+# The states of FixMyStreet's update extension (its client maps them: "fixed" to
+# fixed, "no_further_action" to unable to fix, "in_progress" and
+# "action_scheduled" to themselves; a bare "closed" it reads as fixed, so a case
+# not taken up must not say "closed").
+UPDATE_STATES = {
+    S.NEW: "open", S.ACCEPTED: "open", S.REOPENED: "open", S.DISPATCHED: "action_scheduled",
+    S.IN_PROGRESS: "in_progress", S.AWAITING_VERIFICATION: "in_progress", S.CLOSED: "fixed", S.RATED: "fixed",
+    S.REJECTED: "no_further_action",
+}
+
+
+def update_state(status: str | None) -> str:
+    return UPDATE_STATES.get(status, "open")
 
 
 def _update_description(to_status: str, merged_into_status: str | None) -> str:
@@ -249,7 +266,7 @@ def update_rows(*, start: datetime, end: datetime, offset: int, limit: int) -> l
         out.append({
             "update_id": f"{row['pk']}-{row['report_pk']}",
             "service_request_id": row["number"],
-            "status": open311_status(effective),
+            "status": update_state(effective),
             "updated_datetime": w3c(row["at"]),
             "description": _update_description(status, row["case__merged_into__status"]),
             "media_url": None,

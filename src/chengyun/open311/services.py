@@ -29,7 +29,7 @@ MAX_UPDATE_TEXT = 4000
 # the FixMyStreet extension (compared without regard to case).
 PARTNER_STATUSES = frozenset({
     "open", "closed", "fixed", "investigating", "in_progress", "action_scheduled", "no_further_action",
-    "not_councils_responsibility", "duplicate", "internal_referral",
+    "not_councils_responsibility", "duplicate", "internal_referral", "reopen",
 })
 
 

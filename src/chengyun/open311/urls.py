@@ -16,4 +16,5 @@ urlpatterns = [
     re_path(r"^requests/(?P<number>[^/]+?)" + FMT, views.request_detail, name="request"),
     re_path(r"^tokens/(?P<token>[^/]+?)" + FMT, views.token, name="token"),
     re_path(r"^servicerequestupdates" + FMT, views.request_updates, name="updates"),
+    re_path(r"^(?P<rest>.*)$", views.unknown),  # the spec's 404 error list, not an HTML page
 ]

@@ -262,8 +262,11 @@ def endpoint(*methods: str):
 
 
 def _check_jurisdiction(params: Params) -> None:
-    given = params.get("jurisdiction_id")
-    if given and given != (getattr(settings, "OPEN311_JURISDICTION", "") or ""):
+    """A city that names its jurisdiction refuses others (404, as GeoReport
+    lists); one that does not serves a single jurisdiction and ignores the
+    parameter, as the specification allows: a client set up with any id works."""
+    given, ours = params.get("jurisdiction_id"), getattr(settings, "OPEN311_JURISDICTION", "") or ""
+    if given and ours and given != ours:
         raise Open311Error(404, _("jurisdiction_id: “%(value)s” is not served here.") % {"value": given})
 
 
@@ -547,3 +550,18 @@ def _post_update(fmt, params):
     except CaseError as e:
         raise Open311Error(400, _("%(field)s: %(message)s") % {"field": e.field or "request", "message": e.message}) from None
     return render(fmt, [{"update_id": posted.update.update_id}], root="service_request_updates", item="request_update")
+
+
+# --------------------------------------------------------------------------- anything else
+
+
+def unknown(request, rest: str):
+    """Any other path under the endpoint: the spec's 404 error list (in XML when
+    the path ends in .xml), not a web page a client cannot parse."""
+    return _unknown(request, "xml" if rest.endswith(".xml") else "json", rest=rest)
+
+
+@endpoint("GET", "POST")
+def _unknown(request, fmt, params, rest: str):
+    raise Open311Error(404, _("“%(path)s” is not a GeoReport v2 resource here; every resource ends in .json or "
+                              ".xml (see discovery.json).") % {"path": rest})
