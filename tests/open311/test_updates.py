@@ -10,6 +10,7 @@ from chengyun.audit.models import AuditRecord
 from chengyun.audit.services import verify_chain
 from chengyun.cases import services as case_services
 from chengyun.cases.models import Case, TimelineEntry
+from chengyun.cases.workflow import CaseStatus as S
 from chengyun.clock import now
 from chengyun.intake.models import Report
 from chengyun.open311.models import PartnerUpdate
@@ -177,6 +178,21 @@ def test_a_closed_requests_updated_datetime_is_when_it_was_closed(client, api_ke
     request = body(client.get(BASE + f"requests/{report.number}.json"))[0]
     assert request["status"] == "closed"
     assert request["updated_datetime"] == w3c(closed_at), "not the partner's later comment"
+
+
+def test_a_busy_window_comes_whole_not_cut_at_a_thousand(client, report):
+    """FixMyStreet reads one answer for its two-hour window and asks for no second page."""
+    case = Case.objects.get(pk=report.case_id)
+    start = now() - timedelta(hours=1)
+    Report.objects.filter(pk=report.pk).update(received_at=start)
+    flips = [(S.IN_PROGRESS, S.AWAITING_VERIFICATION), (S.AWAITING_VERIFICATION, S.IN_PROGRESS)]
+    TimelineEntry.objects.bulk_create(
+        TimelineEntry(case=case, at=start + timedelta(milliseconds=i + 1), actor_name="test",
+                      action="test", from_status=flips[i % 2][0], to_status=flips[i % 2][1])
+        for i in range(1_200))
+    rows = body(client.get(BASE + "servicerequestupdates.json"))
+    assert len(rows) == TimelineEntry.objects.exclude(to_status="").count() > 1_200
+    assert len(body(client.get(BASE + "servicerequestupdates.json", {"page_size": 1000}))) == 1000
 
 
 def test_fixmystreets_reopen_is_taken(client, api_key, report):
