@@ -67,6 +67,21 @@ def test_reporting_and_tracking_without_javascript(browser, live_server, intake_
     context.close()
 
 
+@pytest.mark.parametrize("locale", ["zh-CN", "en-GB"])
+def test_the_form_fits_a_phones_screen(browser, live_server, intake_world, locale):
+    """No sideways scrolling at 390 px: a fieldset is as wide as its widest control
+    (the file input) unless the style says otherwise."""
+    context = browser.new_context(java_script_enabled=False, locale=locale, viewport={"width": 390, "height": 844},
+                                  device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(live_server.url + "/report/")
+    widest = page.evaluate("Math.max(...[...document.querySelectorAll('fieldset, input, select, textarea')]"
+                           ".map(e => e.getBoundingClientRect().right))")
+    assert widest <= 390, f"a control reaches {widest} px"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()
+
+
 def test_the_map_places_a_pin_and_fills_in_the_position(browser, live_server, intake_world):
     context = browser.new_context(locale="en-GB")
     page = context.new_page()

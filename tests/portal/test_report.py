@@ -84,6 +84,18 @@ def test_photo_position_is_used_and_its_metadata_is_not_stored(client, intake_wo
         assert img.format == "JPEG" and len(img.getexif()) == 0
 
 
+def test_a_typed_address_wins_over_where_the_photo_was_taken(client, intake_world):
+    """The photo's place stands in only when the reporter says nothing of the place: an
+    old photo, or one taken from across the river, must not move the report to another district."""
+    lon, lat = f.centre("100104001")
+    photo = SimpleUploadedFile("IMG_0002.jpg", jpeg_with_gps(lon=lon, lat=lat, make="Cam"), "image/jpeg")
+    form = report_form(client, description="路灯不亮 晚上很黑", address="区1 街道1001 幸福路12号门口")
+    report = sent(client.post("/report/", {**form, "photo": photo}, **ZH))
+    assert report.lon is None and report.area.code == "100101001"
+    assert (report.photos.get().exif_lon, report.photos.get().exif_lat) == pytest.approx((lon, lat), abs=1e-4), \
+        "staff still see where the photo was taken"
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
 def test_no_metadata_of_any_kind_reaches_the_stored_photo(fmt):
     """Comments, XMP and text chunks carry what people type into them (a name,
