@@ -222,12 +222,12 @@ def test_a_saved_call_changed_and_saved_again_is_a_new_call_after_a_warning(clie
 # --------------------------------------------------------------------------- inspector
 
 
-def _inspect(client, **fields):
+def _inspect(client, headers=None, **fields):
     lon, lat = f.centre(STREET)
     data = {"token": "insp-1", "lon": str(lon), "lat": str(lat), "area": "", "category": "0101",
             "description": "消防栓漏水"}
     data.update(fields)
-    return client.post("/console/inspect/", data)
+    return client.post("/console/inspect/", data, headers=headers)
 
 
 def test_inspector_page_is_built_for_a_phone(client, staff):
@@ -260,6 +260,25 @@ def test_fixed_on_the_spot_is_refused_for_a_category_that_does_not_allow_it(clie
     assert 'id="e-fixed" class="error"' in page.content.decode()
     no_note = _inspect(client, self_dispose="on", self_dispose_note="")
     assert no_note.status_code == 400 and 'id="e-note" class="error"' in no_note.content.decode()
+    assert not Report.objects.exists() and not Case.objects.exists()
+
+
+def test_inspector_report_with_no_place_at_all_is_refused_naming_the_grid_field(client, staff):
+    client.force_login(staff["inspector"])
+    page = _inspect(client, lon="", lat="", category="0102", description="路灯不亮", photo=_upload(_png()))
+    assert page.status_code == 400
+    assert 'id="e-area" class="error"' in page.content.decode(), "no position, no photo position, no grid"
+    assert not Report.objects.exists() and not Case.objects.exists()
+
+
+def test_closing_on_the_spot_outside_ones_own_area_says_why(client, intake_world):
+    street_inspector = f.make_user(username="grid-1", role=Role.INSPECTOR, area=intake_world.areas[STREET])
+    client.force_login(street_inspector)
+    lon, lat = f.centre("100102001")  # another street
+    page = _inspect(client, lon=str(lon), lat=str(lat), self_dispose="on", self_dispose_note="关紧了阀门",
+                    headers={"accept-language": "en"})
+    assert page.status_code == 400
+    assert "Your role or your area does not allow" in page.content.decode()
     assert not Report.objects.exists() and not Case.objects.exists()
 
 

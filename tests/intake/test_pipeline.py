@@ -20,7 +20,16 @@ def test_confident_report_is_classified_located_and_routed(intake_world):
     assert case.status == CaseStatus.DISPATCHED
     assert case.lead.department == intake_world.dept("water", "100101")
     assert case.route_explanation["classification"]["decided_by"] == "classifier"
+    assert case.timeline.get(action="accept").note == "Accepted automatically: the category is certain enough."
     assert list(verify_chain()) == []
+
+
+def test_the_timeline_says_the_reporter_chose_the_category(intake_world):
+    lon, lat = f.centre("100101001")
+    case = submit(ReportInput(channel="web", description="自来水井盖松动 车开过去响", category="0101", lon=lon, lat=lat)).report.case
+    assert case.status == CaseStatus.DISPATCHED
+    assert case.timeline.get(action="accept").note == "Accepted automatically: the reporter chose the category.", \
+        "not 'certain enough': the classifier may have been unsure"
 
 
 STREET = "区1 街道1001 "  # placed in street 100101001 by its names

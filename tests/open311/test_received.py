@@ -65,6 +65,7 @@ def test_a_post_is_stored_at_once_and_processed_by_the_worker(client, api_key, s
     timeline = list(case.timeline.order_by("at", "pk").values_list("action", "actor_name", "to_status"))
     assert timeline == [("create", "open311:Civic App", "new"), ("accept", "intake", "accepted"),
                         ("dispatch", "intake", "dispatched")]
+    assert case.timeline.get(action="accept").note == "Accepted automatically: the reporter chose the category."
     assert case.assignments.filter(active=True, role="lead").count() == 1 and case.due_at is not None
 
     shown = body(client.get(BASE + f"requests/{report.number}.json", {"locale": "en"}))[0]

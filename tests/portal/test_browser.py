@@ -88,7 +88,17 @@ def test_the_map_places_a_pin_and_fills_in_the_position(browser, live_server, in
     page.goto(live_server.url + "/report/")
     sync_api.expect(page.locator("#map-block")).to_be_visible()
     sync_api.expect(page.locator("#map path.leaflet-interactive").first).to_be_visible()  # district outlines
-    # Click the middle of the first outline: district 100101 (the south-west one).
+    # Wait for the map to settle (fitting the outlines is animated: a click during the
+    # animation lands elsewhere), then click the middle of the first outline:
+    # district 100101 (the south-west one).
+    page.wait_for_function("""() => {
+        const p = document.querySelector('#map path.leaflet-interactive');
+        if (!p || document.querySelector('#map.leaflet-zoom-anim')) return false;
+        const box = JSON.stringify(p.getBoundingClientRect());
+        const settled = window.__outlineBox === box;
+        window.__outlineBox = box;
+        return settled;
+    }""", polling=150)
     page.locator("#map path.leaflet-interactive").first.click()
     sync_api.expect(page.locator("#map-status")).to_contain_text("Testcity › District 1 › Street")
     lon, lat = float(page.input_value("#id_lon")), float(page.input_value("#id_lat"))

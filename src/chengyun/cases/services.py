@@ -76,7 +76,8 @@ def _check_allowed(case: Case, action_name: str, by) -> None:
             raise CaseForbidden(_("Only a person can take this action."))
         return
     if not scope.can_act(by, case, set(action.roles)):
-        raise CaseForbidden(_("You may not “%(action)s” this case.") % {"action": action.label})
+        raise CaseForbidden(_("Your role or your area does not allow “%(action)s” on this case.")
+                            % {"action": action.label})
 
 
 def _act(

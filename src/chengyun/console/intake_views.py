@@ -18,6 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from chengyun.areas.locator import in_city
 from chengyun.areas.models import Area
 from chengyun.cases import services as case_services
 from chengyun.cases.errors import CaseError, CaseForbidden, CaseInvalid
@@ -29,6 +30,7 @@ from chengyun.intake import notify, privacy
 from chengyun.intake.dedup import find_duplicate
 from chengyun.intake.geo import area_from_address
 from chengyun.intake.models import DuplicateSuggestion, Report, ReportPhoto
+from chengyun.intake.photos import clean_photo
 from chengyun.intake.services import (
     KeyReused,
     ReportInput,
@@ -222,12 +224,27 @@ def _inspection_input(request) -> ReportInput:
         area = _inspector_areas(request.user).filter(code=p["area"]).first()
         if area is None:
             raise CaseInvalid(_("Choose one of your areas."), field="area")
+    photos = _read_photos(request)
+    if not (p.get("lon") and p.get("lat")) and area is None and not any(_placed(b) for b in photos):
+        # Without a place the report could reach no grid and no department: say so now.
+        raise CaseInvalid(_("Say where: let the page use the device's position, take the photo with its location, "
+                            "or choose the grid."), field="area")
     return ReportInput(
         channel=Channel.INSPECTOR, source=_source(request.user), idempotency_key=p.get("token", "")[:120],
         description=p.get("description", ""), category=category or (p.get("category") or None),
         lon=p.get("lon") or None, lat=p.get("lat") or None, area=area,
-        photos=_read_photos(request), self_dispose_note=note if fixed else "",
+        photos=photos, self_dispose_note=note if fixed else "",
     )
+
+
+def _placed(data: bytes) -> bool:
+    """Whether a photo says where it was taken, inside the city (a photo that is
+    not one passes here: the pipeline refuses it, naming the photo field)."""
+    try:
+        photo = clean_photo(data, field="photo")
+    except CaseInvalid:
+        return True
+    return photo.lon is not None and in_city(photo.lon, photo.lat)
 
 
 @login_required

@@ -82,6 +82,7 @@ class ReceivedPipeline(BulkImporter):
         super().__init__(source="received")
         self.note = _("Taken in by the intake pipeline.")
         self.accept_note = _("Accepted automatically: the category is certain enough.")
+        self.accept_note_given = _("Accepted automatically: the reporter chose the category.")
         self.dispatch_note = _("Dispatched automatically by the routing rules.")
         self._senders: dict[str, tuple[str, int | None]] = {}
         self.built_at = time.monotonic()
@@ -247,7 +248,8 @@ class ReceivedPipeline(BulkImporter):
                                "rule": plan.rule_id, "overridden": False}, ensure_ascii=False)
         return [
             (at, actor, "create", "", CaseStatus.NEW, "", created, person, case_id),
-            (at, SYSTEM_ACTOR, "accept", CaseStatus.NEW, CaseStatus.ACCEPTED, self.accept_note, "{}", None, case_id),
+            (at, SYSTEM_ACTOR, "accept", CaseStatus.NEW, CaseStatus.ACCEPTED,
+             self.accept_note_given if r.category_id is not None else self.accept_note, "{}", None, case_id),
             (at, SYSTEM_ACTOR, "dispatch", CaseStatus.ACCEPTED, CaseStatus.DISPATCHED, self.dispatch_note, dispatch,
              None, case_id),
         ]

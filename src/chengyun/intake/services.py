@@ -591,7 +591,9 @@ def auto_route(case: Case, explanation: dict) -> bool:
     if decision.lead is None:
         return False
     why = {"classification": {k: explanation.get(k) for k in ("decided_by", "confidence", "model", "terms")}}
-    case_services.accept_case(case, by=SYSTEM_ACTOR, note=_("Accepted automatically: the category is certain enough."))
+    case_services.accept_case(case, by=SYSTEM_ACTOR, note=(
+        _("Accepted automatically: the reporter chose the category.") if explanation.get("decided_by") == "reporter"
+        else _("Accepted automatically: the category is certain enough.")))
     case_services.dispatch_case(case, by=SYSTEM_ACTOR, note=_("Dispatched automatically by the routing rules."),
                                 decision=decision)
     Case.objects.filter(pk=case.pk).update(route_explanation={**case.route_explanation, **why})
