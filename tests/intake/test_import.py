@@ -325,3 +325,18 @@ def test_a_failed_cluster_check_keeps_the_import_and_says_so(intake_world, tmp_p
     assert Report.objects.count() == 3, "the batch stays imported"
     assert "The cluster check failed for 3 imported rows (RuntimeError: database is locked)" in err.getvalue()
     assert not ClusterWarning.objects.exists()
+
+
+def test_an_import_attaches_repeats_of_a_report_nobody_has_classified(intake_world, tmp_path, settings):
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 1.01  # the classifier is never sure enough
+    lon, lat = f.centre("100103001")
+    path = write_jsonl(tmp_path / "feed.jsonl", [
+        {"id": "U1", "text": "这里有个奇怪的东西 一直响", "x": lon, "y": lat, "when": "2026-11-20T09:00:00+08:00"},
+        {"id": "U2", "text": "这里有个奇怪的东西 一直响", "x": lon, "y": lat + 0.0001, "when": "2026-11-20T09:10:00+08:00"},
+    ])
+    run(path, "--map", "description=text", "--map", "lon=x", "--map", "lat=y", "--map", "received_at=when",
+        "--map", "external_id=id")
+    first, again = Report.objects.get(external_id="U1"), Report.objects.get(external_id="U2")
+    assert first.case.category is None
+    assert again.case_id == first.case_id and again.duplicate == DuplicateOutcome.ATTACHED
+    assert again.duplicate_explanation["category_factor"] == 0.8

@@ -232,3 +232,17 @@ def test_a_late_arrival_does_not_move_a_warnings_last_report_back(intake_world):
     assert cluster.check_many([arrival], open_case=lambda w: None) == [warning]
     warning.refresh_from_db()
     assert warning.last_report_at == last
+
+
+def test_the_same_words_twice_while_the_classifier_is_unsure_make_one_case(intake_world, settings):
+    """Nobody has classified the first case yet; the second report is still its duplicate."""
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 1.01  # the classifier is never sure enough
+    lon, lat = f.centre("100103001")
+    first = submit(ReportInput(channel="web", description="这里有个奇怪的东西 一直响", lon=lon, lat=lat)).report
+    assert first.case.category is None and first.case.status == CaseStatus.NEW
+    again = submit(ReportInput(channel="web", description="这里有个奇怪的东西 一直响", lon=lon + 0.0001, lat=lat)).report
+    assert again.case_id == first.case_id and again.duplicate == "attached"
+    why = again.duplicate_explanation
+    assert why["category_factor"] == 0.8 and why["candidates"] == 1, "an unclassified case weighs as a sibling"
+    other = submit(ReportInput(channel="web", description="树枝断了挂在电线上", lon=lon, lat=lat)).report
+    assert other.case_id != first.case_id, "other words at the same place are another problem"

@@ -68,7 +68,7 @@ def test_a_report_added_to_an_existing_case_says_so_and_shows_that_status(client
 def test_a_case_merged_by_staff_shows_the_status_of_the_case_it_joined(client, intake_world, admin_user, settings):
     settings.INTAKE_CONFIDENCE_THRESHOLD = 1.01  # nothing is routed automatically: both wait as "new"
     older = submit(ReportInput(channel="web", description="something odd at the corner", address="区1")).report
-    newer = submit(ReportInput(channel="web", description="odd thing at that corner", address="区1")).report
+    newer = submit(ReportInput(channel="web", description="bench broken near the bus stop", address="区1")).report
     assert older.case.status == newer.case.status == CaseStatus.NEW and older.case_id != newer.case_id
     case_services.merge_case(newer.case, into=older.case, by=admin_user, note="same as the other")
     case_services.accept_case(Case.objects.get(pk=older.case_id), by=admin_user)

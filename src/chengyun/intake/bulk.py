@@ -88,7 +88,7 @@ from chengyun.taxonomy.models import PRIORITY_DEADLINE_FACTOR, Category, Priorit
 
 from . import cluster, dedup
 from .classifier import active_model
-from .dedup import SIBLING_FACTOR, WEIGHTS, address_key
+from .dedup import SIBLING_FACTOR, UNCLASSIFIED_FACTOR, WEIGHTS, address_key
 from .geo import EARTH_RADIUS_M, area_from_address
 from .models import DuplicateOutcome, DuplicateSuggestion, Report, ReporterContact, SuggestionStatus
 from .services import MAX_DESCRIPTION, SYSTEM_ACTOR, next_ids
@@ -565,7 +565,7 @@ def _scored(e: list, cat: int, age: int, window: int, X, i: int, ask_at: float, 
     time, category factor)``, or None when even the same words could not lift
     it to ``ask_at`` (the texts are then not compared). ``where`` names the
     place part (distance, or place without a point) and ``closeness`` is its value."""
-    factor = 1.0 if e[4] == cat else SIBLING_FACTOR
+    factor = 1.0 if e[4] == cat else UNCLASSIFIED_FACTOR if e[4] is None else SIBLING_FACTOR
     tim = max(0.0, 1.0 - age / window) if window else 0.0
     rest = weights[where] * closeness + weights["time"] * tim
     if factor * (weights["text"] + rest) < ask_at:
@@ -574,14 +574,19 @@ def _scored(e: list, cat: int, age: int, window: int, X, i: int, ask_at: float, 
     return factor * (weights["text"] * text + rest), text, tim, factor
 
 
+UNSORTED = ("u", None)  # the group of open cases nobody has classified yet
+
+
 class OpenCaseIndex:
-    """Open cases with a category, by (category group, grid cell) when they
-    have a point, and by (category group, address) and (category group, area)
-    for reports without a point (:func:`.dedup.find_duplicate` by place).
+    """Open cases by (category group, grid cell) when they have a point, and by
+    (category group, address) and (category group, area) for reports without a
+    point (:func:`.dedup.find_duplicate` by place).
 
     A group is a parent's children (siblings are duplicate candidates of each
     other) or a category without parent on its own; its cell is as large as
     the group's largest duplicate radius, so a search looks at 3 x 3 cells.
+    Cases without a category are in a group of their own (:data:`UNSORTED`,
+    cells as large as the largest radius), searched for every report.
     Entries: ``[created µs, lon, lat, case id, category id, number, matrix,
     row, address key, area id]`` (lon and lat None without a point; the
     address key as :func:`.dedup.address_key` makes it, "" for none).
@@ -604,6 +609,8 @@ class OpenCaseIndex:
             dlat = math.degrees(r / EARTH_RADIUS_M)
             if dlat > old[0]:
                 self.cell[group] = (dlat, dlat * kx)
+        self.cell[UNSORTED] = max(self.cell.values(), default=(1.0, 1.0 * kx))
+        self.group[None] = UNSORTED
         self.cells: dict[tuple, list] = {}
         self.places: dict[tuple, list] = {}  # (group, "s", address key) and (group, "a", area id) -> entries
         self.loaded: tuple[int, int] | None = None
@@ -676,10 +683,10 @@ class OpenCaseIndex:
         return added
 
     def add_rows(self, rows: Iterable[tuple]) -> int:
-        """Add cases given as :data:`CASE_FIELDS`; those not open or without
-        category are left out, and so are those with neither a point nor an
-        address nor an area. Returns how many were added."""
-        rows = [r for r in rows if r[8] in OPEN_STATUSES and r[5] is not None
+        """Add cases given as :data:`CASE_FIELDS`; those not open are left out,
+        and so are those with neither a point nor an address nor an area.
+        Returns how many were added."""
+        rows = [r for r in rows if r[8] in OPEN_STATUSES
                 and ((r[2] is not None and r[3] is not None) or r[9] or r[10] is not None)]
         if rows:
             X = self.features.transform([f"{r[6]}\n{r[7]}" for r in rows])
@@ -693,10 +700,12 @@ class OpenCaseIndex:
         """:meth:`best` for a report without a point, as :func:`.dedup.find_duplicate`
         by place: the open cases with the same address key, and in the area
         ``area_id`` (None: the area is too wide to match in)."""
-        group, window = self.group[cat], self.window[cat]
+        window = self.window[cat]
         key = address_key(address)
-        lists = ([self.places.get((group, "s", key), ())] if key else []) + \
-            ([self.places.get((group, "a", area_id), ())] if area_id is not None else [])
+        lists = []
+        for group in (self.group[cat], UNSORTED):
+            lists += ([self.places.get((group, "s", key), ())] if key else []) + \
+                ([self.places.get((group, "a", area_id), ())] if area_id is not None else [])
         weights, gone, seen = dedup.PLACE_WEIGHTS, self.gone, set()
         best, best_score, best_parts, n = None, -1.0, None, 0
         for entries in lists:
@@ -716,40 +725,44 @@ class OpenCaseIndex:
 
     def best(self, cat: int, lon: float, lat: float, t: int, X, i: int, ask_at: float):
         """-> (best entry or None, score, parts, number of candidates)."""
-        group = self.group[cat]
-        dlat, dlon = self.cell[group]
         radius = self.radius[cat]
         window = self.window[cat]
         lat1 = lat * _RAD
         cos1 = math.cos(lat1)
         r_lat = self.radius_deg[cat]  # the square around the circle, as geo.box()
         r_lon = r_lat / max(0.01, cos1)
-        x0, x1 = math.floor((lon - r_lon) / dlon), math.floor((lon + r_lon) / dlon)
-        y0, y1 = math.floor((lat - r_lat) / dlat), math.floor((lat + r_lat) / dlat)
         cells, gone = self.cells, self.gone
         best, best_score, best_parts, n = None, -1.0, None, 0
-        for cx in range(x0, x1 + 1):
-            for cy in range(y0, y1 + 1):
-                entries = cells.get((group, cx, cy))
-                if not entries:
+        for group, cx, cy in self._cells_around(cat, lon, lat, r_lon, r_lat):
+            entries = cells.get((group, cx, cy))
+            if not entries:
+                continue
+            for e in entries:
+                age = t - e[0]
+                if age < 0 or age > window or e[3] in gone:
                     continue
-                for e in entries:
-                    age = t - e[0]
-                    if age < 0 or age > window or e[3] in gone:
-                        continue
-                    lat2 = e[2] * _RAD
-                    a = math.sin((lat2 - lat1) / 2) ** 2 + cos1 * math.cos(lat2) * math.sin((e[1] - lon) * _RAD / 2) ** 2
-                    d = 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-                    if d > radius:
-                        continue
-                    n += 1
-                    dist = 1.0 - d / radius if radius else 1.0
-                    got = _scored(e, cat, age, window, X, i, ask_at, WEIGHTS, "distance", dist)
-                    if got is not None and got[0] > best_score:
-                        best, (best_score, text, tim, factor) = e, got
-                        best_parts = {"text": round(text, 4), "distance": round(dist, 4), "time": round(tim, 4),
-                                      "distance_m": round(d, 1), "category_factor": factor}
+                lat2 = e[2] * _RAD
+                a = math.sin((lat2 - lat1) / 2) ** 2 + cos1 * math.cos(lat2) * math.sin((e[1] - lon) * _RAD / 2) ** 2
+                d = 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+                if d > radius:
+                    continue
+                n += 1
+                dist = 1.0 - d / radius if radius else 1.0
+                got = _scored(e, cat, age, window, X, i, ask_at, WEIGHTS, "distance", dist)
+                if got is not None and got[0] > best_score:
+                    best, (best_score, text, tim, factor) = e, got
+                    best_parts = {"text": round(text, 4), "distance": round(dist, 4), "time": round(tim, 4),
+                                  "distance_m": round(d, 1), "category_factor": factor}
         return best, best_score, best_parts, n
+
+    def _cells_around(self, cat: int, lon: float, lat: float, r_lon: float, r_lat: float):
+        """The (group, x, y) cells that may hold candidates within the square
+        around the circle: the category's group's, then the unclassified cases'."""
+        for group in (self.group[cat], UNSORTED):
+            dlat, dlon = self.cell[group]
+            for cx in range(math.floor((lon - r_lon) / dlon), math.floor((lon + r_lon) / dlon) + 1):
+                for cy in range(math.floor((lat - r_lat) / dlat), math.floor((lat + r_lat) / dlat) + 1):
+                    yield group, cx, cy
 
 
 # What the index reads of a case (OpenCaseIndex.add_rows).
@@ -1254,9 +1267,8 @@ class BulkImporter:
                     else:
                         status = CaseStatus.DISPATCHED
                         c.routed += 1
-                if cat >= 0:
-                    index.add([t[i], r.lon, r.lat, case_id, cat, number, X, i, address_key(r.address),
-                               area[i] if area[i] >= 0 else None])
+                index.add([t[i], r.lon, r.lat, case_id, cat if cat >= 0 else None, number, X, i,
+                           address_key(r.address), area[i] if area[i] >= 0 else None])
             cases.append((i, case_id, number, status, plan))
         c.reports, c.cases, c.attached, c.asked = n, len(cases), len(attached), len(suggestions)
 

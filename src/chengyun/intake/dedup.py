@@ -9,7 +9,10 @@ parent), within the category's radius and time window. Each gets a score in
 * text: cosine similarity of the two texts' character n-gram TF-IDF vectors.
 
 ``score = category_factor * (0.45 text + 0.35 distance + 0.20 time)`` where the
-factor is 1 for the same category and 0.8 for a sibling. At or above
+factor is 1 for the same category and 0.8 for a sibling or for an open case
+nobody has classified yet (the classifier was unsure and no one has chosen its
+category: without it, the same words sent twice while the classifier is
+unsure would make two cases; radius and window are the new report's). At or above
 ``DUPLICATE_ATTACH_SCORE`` the report is attached to the case; at or above
 ``DUPLICATE_ASK_SCORE`` a dispatcher is asked; below, it is a new case.
 
@@ -43,6 +46,7 @@ PLACE_WEIGHTS = {"text": 0.45, "place": 0.35, "time": 0.20}  # without a point (
 PLACE_DEPTH = 2  # street level: an area this deep or deeper is narrow enough to match in
 NOT_CHECKED_PLACE = "no point, and no address or area finer than a district: not checked"
 SIBLING_FACTOR = 0.8
+UNCLASSIFIED_FACTOR = 0.8  # an open case without a category, as a candidate of any category
 MAX_CANDIDATES = 200
 
 
@@ -52,6 +56,15 @@ class Match:
     score: float
     outcome: str  # "attach", "ask" or "new"
     explanation: dict
+
+
+def category_factor(related: dict[int, float], category_id: int | None) -> float:
+    return UNCLASSIFIED_FACTOR if category_id is None else related[category_id]
+
+
+def _candidate_categories(related: dict[int, float]) -> Q:
+    """The categories a report's candidates may have: its own, its siblings, none yet."""
+    return Q(category_id__in=list(related)) | Q(category_id__isnull=True)
 
 
 def related_categories(category: Category) -> dict[int, float]:
@@ -89,8 +102,8 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
     min_lon, min_lat, max_lon, max_lat = box(lon, lat, radius)
     qs = (
         Case.objects.filter(
-            status__in=OPEN_STATUSES, category_id__in=list(related), created_at__gte=at - window, created_at__lte=at,
-            lon__gte=min_lon, lon__lte=max_lon, lat__gte=min_lat, lat__lte=max_lat,
+            _candidate_categories(related), status__in=OPEN_STATUSES, created_at__gte=at - window,
+            created_at__lte=at, lon__gte=min_lon, lon__lte=max_lon, lat__gte=min_lat, lat__lte=max_lat,
         )
         .only("id", "number", "title", "description", "lon", "lat", "created_at", "category_id", "status")
         .order_by("-created_at")[:MAX_CANDIDATES]
@@ -115,7 +128,7 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
             "distance": 1.0 - d / radius if radius else 1.0,
             "time": max(0.0, 1.0 - age / window.total_seconds()),
         }
-        factor = related[c.category_id]
+        factor = category_factor(related, c.category_id)
         score = factor * sum(WEIGHTS[k] * v for k, v in parts.items())
         if best is None or score > best[0]:
             best = (score, c, {**{k: round(v, 4) for k, v in parts.items()}, "distance_m": round(d, 1),
@@ -183,7 +196,7 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
     if area is not None:
         where = where | Q(area_id=area.id) if key else Q(area_id=area.id)
     qs = (
-        Case.objects.filter(status__in=OPEN_STATUSES, category_id__in=list(related),
+        Case.objects.filter(_candidate_categories(related), status__in=OPEN_STATUSES,
                             created_at__gte=at - window, created_at__lte=at)
         .annotate(address_key=_address_key_sql()).filter(where)
         .exclude(pk=exclude_case_id or 0)
@@ -204,7 +217,7 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
             "place": 1.0 if key and address_key(c.address) == key else 0.0,
             "time": max(0.0, 1.0 - age / window.total_seconds()),
         }
-        factor = related[c.category_id]
+        factor = category_factor(related, c.category_id)
         score = factor * sum(PLACE_WEIGHTS[k] * v for k, v in parts.items())
         if best is None or score > best[0]:
             best = (score, c, {**{k: round(v, 4) for k, v in parts.items()}, "category_factor": factor,
