@@ -153,6 +153,8 @@ def test_the_stop_link_asks_then_stops(client, staff):
     assert not Report.objects.get(pk=report.pk).contact.notify
     assert Notification.objects.get(entry__to_status=CaseStatus.CLOSED).status == NotificationStatus.STOPPED
     assert notify.send_due()["sent"] == 0 and len(mail.outbox) == 1
+    again = client.get(link, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "no more messages about report" in again and "Stop the messages" not in again, "opened again: already"
     assert client.get("/messages/stop/not-a-token/").status_code == 404
 
 

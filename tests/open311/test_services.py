@@ -28,6 +28,15 @@ def test_discovery_json_and_xml(client, services_world):
     assert [x.text for x in root.findall("endpoints/endpoint/formats/format")] == ["text/xml", "application/json"]
 
 
+def leak_hours(_world) -> str:
+    """The deadline words of 0101 as the service list should say them."""
+    from chengyun.taxonomy.models import Category, DeadlineKind
+
+    leak = Category.objects.get(code="0101")
+    hours = format(leak.deadline_hours.normalize(), "f")
+    return f"{hours} 小时（含夜间和节假日）" if leak.deadline_kind == DeadlineKind.CALENDAR else f"{hours} 个工作小时"
+
+
 def test_services_lists_active_leaf_categories_in_chinese_by_default(client, services_world):
     data = body(client.get(BASE + "services.json"))
     assert [s["service_code"] for s in data] == ["0101", "0102"], "the parent category 01 is a group, not a service"
@@ -37,7 +46,7 @@ def test_services_lists_active_leaf_categories_in_chinese_by_default(client, ser
     assert leak["keywords"] == "漏水, 爆管"
     assert leak["metadata"] is True
     assert leak["type"] == "realtime"
-    assert leak["description"]
+    assert leak["description"].endswith(f"办理时限：{leak_hours(services_world)}")
     assert data[1]["metadata"] is False, "street lights ask no extra questions"
 
 

@@ -214,7 +214,7 @@ def test_errors_come_in_the_users_language(client, intake_world):
     data = report_form(client, description="路灯不亮", lon="abc", lat="31")
     html = client.post("/report/", data, **ZH).content.decode()
     assert '<html lang="zh-Hans"' in html
-    assert '<a href="#id_lon">经度: 输入一个数字。</a>' in html
+    assert '<a href="#id_lon">经度：输入一个数字。</a>' in html
     assert Report.objects.count() == 0
 
 

@@ -190,7 +190,7 @@ def case_action(request, number, action):
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, _("Done: %(action)s") % {"action": ACTIONS[action].label})
+        messages.success(request, _("“%(action)s”: done.") % {"action": ACTIONS[action].label})
     if get_visible(request.user, number) is None:
         return redirect("console:queue")
     return redirect(reverse("console:case", args=[number]))

@@ -169,7 +169,7 @@ def clean_input(inp: ReportInput) -> dict:
         if len(v) > limits[k]:
             raise CaseInvalid(_("%(field)s is too long.") % {"field": k}, field=k)
     if contact["phone"] and not PHONE_RE.match(contact["phone"]):
-        raise CaseInvalid(_("Enter a phone number using digits only, for example 13812345678."), field="phone")
+        raise CaseInvalid(_("This is not a phone number. Write it as digits, for example 13812345678 or 021-6321 5678 转801."), field="phone")
     if contact["email"] and ("@" not in contact["email"] or " " in contact["email"]):
         raise CaseInvalid(_("This is not an email address."), field="email")
     wants_messages = bool(inp.contact.get("notify"))

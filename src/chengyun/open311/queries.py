@@ -28,7 +28,7 @@ from chengyun.cases.workflow import CaseStatus
 from chengyun.i18n import prefers_chinese
 from chengyun.intake.models import DuplicateOutcome, Report
 from chengyun.intake.privacy import redact_text
-from chengyun.taxonomy.models import Category
+from chengyun.taxonomy.models import Category, DeadlineKind
 
 from .formats import city_zone, w3c
 from .models import ServiceAttribute
@@ -56,10 +56,9 @@ def _hours(value: Decimal) -> str:
 def service_row(category: Category) -> dict:
     keywords = (category.keywords_zh or category.keywords_en) if prefers_chinese() else \
         (category.keywords_en or category.keywords_zh)
-    description = _("%(kind)s; deadline: %(hours)s %(unit)s") % {
-        "kind": category.get_kind_display(), "hours": _hours(category.deadline_hours),
-        "unit": category.get_deadline_kind_display(),
-    }
+    words = (_("%(kind)s; deadline: %(hours)s hours, nights and holidays included")
+             if category.deadline_kind == DeadlineKind.CALENDAR else _("%(kind)s; deadline: %(hours)s working hours"))
+    description = words % {"kind": category.get_kind_display(), "hours": _hours(category.deadline_hours)}
     return {
         "service_code": category.code,
         "service_name": category.display_name,

@@ -94,7 +94,7 @@ class ReportForm(forms.Form):
     def clean_phone(self) -> str:
         phone = self.cleaned_data.get("phone", "").strip()
         if phone and not PHONE_RE.match(phone):
-            raise forms.ValidationError(_("Enter a phone number using digits only, for example 13812345678."))
+            raise forms.ValidationError(_("This is not a phone number. Write it as digits, for example 13812345678 or 021-6321 5678 转801."))
         return phone
 
     def clean_photo(self):

@@ -226,8 +226,8 @@ def stop_messages(request, token: str):
     report = Report.objects.filter(pk=report_id).first() if report_id is not None else None
     if report is None:
         return page(request, "portal/stop_messages.html", {"invalid": True}, status=404)
-    stopped = False
     if request.method == "POST":
         notify.stop(report.pk)
-        stopped = True
+    # Opened again after stopping (or for a report that asked for none): say so, ask nothing.
+    stopped = request.method == "POST" or report.contact is None or not report.contact.notify
     return page(request, "portal/stop_messages.html", {"report": report, "stopped": stopped})
