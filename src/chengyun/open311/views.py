@@ -72,7 +72,8 @@ SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 MAX_RESULTS = 1000
 # servicerequestupdates: FixMyStreet asks for the changes of the last two hours
 # and never for a second page; a big city's 12345 line makes more than a
-# thousand in that time, so the updates come up to this many at once.
+# thousand in that time, so the updates of a window the client gives
+# (start_date) come up to this many at once.
 MAX_UPDATES = 20_000
 MAX_PAGE = 1_000_000  # keeps the row offset within what databases take
 WINDOW = timedelta(days=90)
@@ -284,7 +285,7 @@ def _key(params: Params):
     return key
 
 
-def _page(params: Params, most: int = MAX_RESULTS) -> tuple[int, int]:
+def _page(params: Params, most: int = MAX_RESULTS, default: int = MAX_RESULTS) -> tuple[int, int]:
     def positive(name: str, default: int, high: int | None = None) -> int:
         text = params.get(name)
         if not text:
@@ -297,7 +298,7 @@ def _page(params: Params, most: int = MAX_RESULTS) -> tuple[int, int]:
             raise _bad(name, _("must be between 1 and %(high)s.") % {"high": high} if high else _("must be at least 1."))
         return value
 
-    size = positive("page_size", most, most)
+    size = positive("page_size", default, most)
     page = positive("page", 1, MAX_PAGE)
     return (page - 1) * size, size
 
@@ -519,7 +520,8 @@ def request_updates(request, fmt, params):
     if request.method == "POST":
         return _post_update(fmt, params)
     start, end = _window(params)
-    offset, size = _page(params, MAX_UPDATES)
+    # A client's own window (FixMyStreet's two hours) comes whole; a look without one, a thousand at a time.
+    offset, size = _page(params, MAX_UPDATES, MAX_UPDATES if params.get("start_date") else MAX_RESULTS)
     rows = queries.update_rows(start=start, end=end, offset=offset, limit=size)
     # The extension's own root name (FixMyStreet's servicerequestupdates); a POST's answer is singular.
     return render(fmt, rows, root="service_requests_updates", item="request_update")
