@@ -169,6 +169,12 @@ def test_anything_else_is_the_specs_404_error_list(client, services_world, path,
         assert body(r).tag == "errors" and body(r).findtext("error/code") == "404"
 
 
+def test_an_unknown_path_is_not_found_whatever_the_method(client, services_world):
+    for method in (client.post, client.put, client.delete):
+        r = method(BASE + "nothing/here.json")
+        assert r.status_code == 404 and body(r)[0]["code"] == 404
+
+
 def test_unknown_format_is_not_found(client, services_world):
     assert client.get(BASE + "services.csv").status_code == 404
 

@@ -194,6 +194,11 @@ def test_a_busy_window_comes_whole_not_cut_at_a_thousand(client, report):
                                                                  "end_date": now().isoformat()}))
     assert len(rows) == TimelineEntry.objects.exclude(to_status="").count() > 1_200
     assert len(body(client.get(BASE + "servicerequestupdates.json"))) == 1000, "without a window: a thousand"
+    long_window = body(client.get(BASE + "servicerequestupdates.json",
+                                  {"start_date": (now() - timedelta(days=30)).isoformat()}))
+    assert len(long_window) == 1000, "a window longer than a day: a thousand at a time"
+    r = client.get(BASE + "servicerequestupdates.json", {"page_size": 20_000})
+    assert r.status_code == 400 and "page_size" in body(r)[0]["description"]
 
 
 def test_fixmystreets_reopen_is_taken(client, api_key, report):
@@ -215,5 +220,5 @@ def test_a_merged_request_follows_the_case_it_was_merged_into(client, api_key, r
     rows = [row for row in body(client.get(BASE + "servicerequestupdates.json", {"locale": "en"}))
             if row["service_request_id"] == other.number]
     assert [row["description"] for row in rows][0] == "Received"
-    assert "earlier report" in rows[1]["description"] and rows[1]["status"] == "in_progress"
+    assert "earlier report" in rows[1]["description"] and rows[1]["status"] == "open"
     assert rows[-1]["description"] == "In progress"

@@ -96,6 +96,14 @@ def test_a_typed_address_wins_over_where_the_photo_was_taken(client, intake_worl
         "staff still see where the photo was taken"
 
 
+def test_an_address_that_places_nothing_leaves_the_place_to_the_photo(client, intake_world):
+    lon, lat = f.centre("100104001")
+    photo = SimpleUploadedFile("IMG_0003.jpg", jpeg_with_gps(lon=lon, lat=lat, make="Cam"), "image/jpeg")
+    form = report_form(client, description="路灯不亮 晚上很黑", address="小区大门口")
+    report = sent(client.post("/report/", {**form, "photo": photo}, **ZH))
+    assert (report.lon, report.lat) == pytest.approx((lon, lat), abs=1e-4) and report.area.code == "100104001"
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
 def test_no_metadata_of_any_kind_reaches_the_stored_photo(fmt):
     """Comments, XMP and text chunks carry what people type into them (a name,

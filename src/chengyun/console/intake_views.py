@@ -8,6 +8,7 @@ the form, call it, and show the outcome.
 
 from __future__ import annotations
 
+import io
 import uuid
 
 from django.contrib import messages
@@ -17,6 +18,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from PIL import Image
 
 from chengyun.areas.locator import in_city
 from chengyun.areas.models import Area
@@ -30,7 +32,7 @@ from chengyun.intake import notify, privacy
 from chengyun.intake.dedup import find_duplicate
 from chengyun.intake.geo import area_from_address
 from chengyun.intake.models import DuplicateSuggestion, Report, ReportPhoto
-from chengyun.intake.photos import clean_photo
+from chengyun.intake.photos import exif_position
 from chengyun.intake.services import (
     KeyReused,
     ReportInput,
@@ -238,13 +240,15 @@ def _inspection_input(request) -> ReportInput:
 
 
 def _placed(data: bytes) -> bool:
-    """Whether a photo says where it was taken, inside the city (a photo that is
-    not one passes here: the pipeline refuses it, naming the photo field)."""
+    """Whether a photo says where it was taken, inside the city: its EXIF block
+    only, not the pixels (the pipeline checks and re-encodes the photo once; one
+    that is not an image passes here, and the pipeline refuses it, naming the field)."""
     try:
-        photo = clean_photo(data, field="photo")
-    except CaseInvalid:
+        with Image.open(io.BytesIO(data)) as img:
+            lon, lat = exif_position(img)
+    except (OSError, ValueError, Image.DecompressionBombError):
         return True
-    return photo.lon is not None and in_city(photo.lon, photo.lat)
+    return lon is not None and in_city(lon, lat)
 
 
 @login_required

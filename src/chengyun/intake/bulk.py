@@ -39,8 +39,8 @@ within a minute):
 * open cases that another process creates *during* the import, inside a time
   span the import has already loaded, are not seen by its duplicate check.
 
-Duplicates: candidates are open cases of the same or a sibling category
-within the category's radius and window, scored exactly as in
+Duplicates: candidates are open cases of the same or a sibling category,
+and open cases nobody has classified yet, within the category's radius and window, scored exactly as in
 :mod:`.dedup`; the text similarity (the only costly part) is computed only
 when distance and time alone could lift the pair to the ask threshold.
 """

@@ -178,10 +178,11 @@ def clean_input(inp: ReportInput) -> dict:
                           else _("Give an email address or a mobile number to get messages about the report."),
                           field="email")
     photos = [clean_photo(p, field="media") for p in inp.photos]
-    if lon is None and not (inp.address or "").strip() and inp.area in (None, ""):
-        # A photo's EXIF position stands in only where the reporter said nothing of the
-        # place (no pin, address or area), if it is in the city: a typed address wins
-        # over where the photo was taken (it may be an old photo, or taken from afar).
+    if lon is None and inp.area in (None, "") and area_from_address(inp.address or "") is None:
+        # A photo's EXIF position stands in where the reporter's words place nothing (no
+        # pin, no area, no address that names one), if it is in the city: an address
+        # that places the report wins over where the photo was taken (it may be an old
+        # photo, or taken from afar); one that places nothing ("at the gate") does not.
         for p in photos:
             if p.lon is not None and in_city(p.lon, p.lat):
                 lon, lat = p.lon, p.lat

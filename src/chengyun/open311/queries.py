@@ -261,11 +261,12 @@ def update_rows(*, start: datetime, end: datetime, offset: int, limit: int) -> l
     out = []
     for row in ordered:
         status = row["to_status"]
-        effective = row["case__merged_into__status"] if status == S.MERGED else status
         out.append({
             "update_id": f"{row['pk']}-{row['report_pk']}",
             "service_request_id": row["number"],
-            "status": update_state(effective),
+            # A merge: the request goes on open with the case it joined (whose later
+            # changes follow as rows of their own); not that case's state of today.
+            "status": "open" if status == S.MERGED else update_state(status),
             "updated_datetime": w3c(row["at"]),
             "description": _update_description(status, row["case__merged_into__status"]),
             "media_url": None,

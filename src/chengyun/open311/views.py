@@ -75,6 +75,7 @@ MAX_RESULTS = 1000
 # thousand in that time, so the updates of a window the client gives
 # (start_date) come up to this many at once.
 MAX_UPDATES = 20_000
+UPDATES_WINDOW = timedelta(hours=24)  # the longest window whose updates come up to MAX_UPDATES at once
 MAX_PAGE = 1_000_000  # keeps the row offset within what databases take
 WINDOW = timedelta(days=90)
 
@@ -520,8 +521,9 @@ def request_updates(request, fmt, params):
     if request.method == "POST":
         return _post_update(fmt, params)
     start, end = _window(params)
-    # A client's own window (FixMyStreet's two hours) comes whole; a look without one, a thousand at a time.
-    offset, size = _page(params, MAX_UPDATES, MAX_UPDATES if params.get("start_date") else MAX_RESULTS)
+    # A client's own short window (FixMyStreet's two hours) comes whole; anything else a thousand at a time.
+    most = MAX_UPDATES if params.get("start_date") and end - start <= UPDATES_WINDOW else MAX_RESULTS
+    offset, size = _page(params, most, most)
     rows = queries.update_rows(start=start, end=end, offset=offset, limit=size)
     # The extension's own root name (FixMyStreet's servicerequestupdates); a POST's answer is singular.
     return render(fmt, rows, root="service_requests_updates", item="request_update")
@@ -561,13 +563,14 @@ def _post_update(fmt, params):
 # --------------------------------------------------------------------------- anything else
 
 
+@csrf_exempt
 def unknown(request, rest: str):
     """Any other path under the endpoint: the spec's 404 error list (in XML when
     the path ends in .xml), not a web page a client cannot parse."""
     return _unknown(request, "xml" if rest.endswith(".xml") else "json", rest=rest)
 
 
-@endpoint("GET", "POST")
+@endpoint("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # not found, whatever the method
 def _unknown(request, fmt, params, rest: str):
     raise Open311Error(404, _("“%(path)s” is not a GeoReport v2 resource here; every resource ends in .json or "
                               ".xml (see discovery.json).") % {"path": rest})
