@@ -178,7 +178,7 @@ def clean_input(inp: ReportInput) -> dict:
                           else _("Give an email address or a mobile number to get messages about the report."),
                           field="email")
     photos = [clean_photo(p, field="media") for p in inp.photos]
-    if lon is None and inp.area in (None, "") and area_from_address(inp.address or "") is None:
+    if lon is None and photos and inp.area in (None, "") and area_from_address(inp.address or "") is None:
         # A photo's EXIF position stands in where the reporter's words place nothing (no
         # pin, no area, no address that names one), if it is in the city: an address
         # that places the report wins over where the photo was taken (it may be an old
