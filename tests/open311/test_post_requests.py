@@ -290,3 +290,17 @@ def test_a_stray_point_outside_the_city_gives_way_to_the_address(client, api_key
     report = Report.objects.get(number=body(r)[0]["service_request_id"])
     assert (report.lon, report.lat) == (None, None) and report.area.code == "100101001"
     assert report.contact.phone == "0571-88886666转801", "an extension is a phone number too"
+
+
+def test_a_relayed_contact_that_is_not_clean_is_kept_as_sent(client, api_key):
+    """A partner relays what its user typed and cannot ask again: the report is not lost over it.
+
+    The contact is kept for staff calling back, and it is never returned."""
+    r = client.post(BASE + "requests.json", leak_form(api_key, phone="+44 7700 900123 (mobile)",
+                                                       email="li at example dot org"))
+    assert r.status_code == 200, r.content
+    number = body(r)[0]["service_request_id"]
+    report = Report.objects.get(number=number)
+    assert (report.contact.phone, report.contact.email) == ("+44 7700 900123 (mobile)", "li at example dot org")
+    shown = client.get(BASE + f"requests/{number}.json").content.decode()
+    assert "7700" not in shown and "example" not in shown

@@ -168,11 +168,17 @@ def clean_input(inp: ReportInput) -> dict:
     for k, v in contact.items():
         if len(v) > limits[k]:
             raise CaseInvalid(_("%(field)s is too long.") % {"field": k}, field=k)
-    if contact["phone"] and not PHONE_RE.match(contact["phone"]):
-        raise CaseInvalid(_("This is not a phone number. Write it as digits, for example 13812345678 or 021-6321 5678 转801."), field="phone")
-    if contact["email"] and ("@" not in contact["email"] or " " in contact["email"]):
-        raise CaseInvalid(_("This is not an email address."), field="email")
     wants_messages = bool(inp.contact.get("notify"))
+    # A person typing into our form or an operator is told to correct a number; an
+    # Open311 partner relays what its user typed ("+44 7700 900123 (mobile)") and cannot
+    # ask them again, so refusing would lose the report over a detail. Its contact is
+    # kept as sent, for staff calling back to read; it is never used for messages
+    # (GeoReport has no way to ask for them, the partner tells its user itself).
+    relayed = inp.channel == Channel.OPEN311 and not wants_messages
+    if contact["phone"] and not PHONE_RE.match(contact["phone"]) and not relayed:
+        raise CaseInvalid(_("This is not a phone number. Write it as digits, for example 13812345678 or 021-6321 5678 转801."), field="phone")
+    if contact["email"] and ("@" not in contact["email"] or " " in contact["email"]) and not relayed:
+        raise CaseInvalid(_("This is not an email address."), field="email")
     if wants_messages and notify.medium_for(contact["email"], contact["phone"]) is None:
         raise CaseInvalid(_("Give an email address to get messages about the report.") if not notify.sms_enabled()
                           else _("Give an email address or a mobile number to get messages about the report."),
