@@ -28,6 +28,30 @@ def test_discovery_json_and_xml(client, services_world):
     assert [x.text for x in root.findall("endpoints/endpoint/formats/format")] == ["text/xml", "application/json"]
 
 
+def test_discovery_changeset_moves_when_a_service_or_its_definition_changes(client, services_world):
+    """Clients cache the service list and definitions by the changeset: it moves
+    with a category's edit (name, deactivation) and an attribute's deletion."""
+    from chengyun.open311.models import ServiceAttribute
+    from chengyun.taxonomy.models import Category
+
+    def changeset():
+        return body(client.get(BASE + "discovery.json"))["changeset"]
+
+    Category.objects.update(updated_at="2025-06-01T00:00:00+00:00")
+    ServiceAttribute.objects.update(updated_at="2025-06-01T00:00:00+00:00")
+    first = changeset()
+    assert first == "2025-06-01T08:00:00+08:00"
+    leak = Category.objects.get(code="0101")
+    leak.name_en = "Water leak (pipes)"
+    leak.save()
+    second = changeset()
+    assert second > first
+    Category.objects.update(updated_at="2025-06-01T00:00:00+00:00")
+    assert changeset() == first
+    ServiceAttribute.objects.filter(category=leak).first().delete()
+    assert changeset() > first
+
+
 def leak_hours(_world) -> str:
     """The deadline words of 0101 as the service list should say them."""
     from chengyun.taxonomy.models import Category, DeadlineKind

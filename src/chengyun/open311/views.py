@@ -61,6 +61,7 @@ from chengyun.cases.models import Channel
 from chengyun.clock import now
 from chengyun.intake.models import Report
 from chengyun.intake.services import MAX_DESCRIPTION, ReportInput, receive
+from chengyun.taxonomy.models import Category
 
 from . import attributes as attrs
 from . import queries
@@ -331,7 +332,9 @@ def _window(params: Params):
 
 @endpoint("GET")
 def discovery(request, fmt, params):
-    changed = ServiceAttribute.objects.order_by("-updated_at").values_list("updated_at", flat=True).first()
+    # The services and their definitions are what clients cache by this date.
+    changed = max(filter(None, (m.objects.order_by("-updated_at").values_list("updated_at", flat=True).first()
+                                for m in (Category, ServiceAttribute))), default=None)
     changeset = w3c(changed) or "2025-01-01T00:00:00+08:00"
     url = request.build_absolute_uri(reverse("open311:discovery", kwargs={"fmt": fmt})).rsplit("/", 1)[0]
     data = {

@@ -79,6 +79,9 @@ class Category(BilingualName, models.Model):
         _("inspectors may close on the spot (自行处置)"), default=False,
         help_text=_("a grid inspector who fixed it while on patrol may report it already closed"),
     )
+    # When the category (or, see open311.signals, one of its Open311 attributes) last
+    # changed: the Open311 discovery document's changeset, which clients cache by.
+    updated_at = models.DateTimeField(_("changed"), auto_now=True)
 
     objects = CategoryQuerySet.as_manager()
 
