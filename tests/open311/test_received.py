@@ -78,6 +78,33 @@ def test_a_post_is_stored_at_once_and_processed_by_the_worker(client, api_key, s
     assert list(verify_chain()) == []
 
 
+def test_a_worker_that_lags_dates_its_dispatch_when_it_made_it(client, api_key, staff):
+    """After a backlog the dispatch is dated when the worker made it, not at
+    receipt: a partner reading the updates since its last look finds it among
+    the new ones (FixMyStreet looks two hours back). Deadlines still count
+    from receipt."""
+    from datetime import UTC, datetime, timedelta
+
+    from chengyun.clock import simulated
+    from chengyun.open311.formats import w3c
+
+    t0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # a Monday, 09:00 in the city
+    with simulated(t0):
+        row = post(client, api_key)
+    with simulated(t0 + timedelta(hours=3)):
+        assert received.process_received().routed == 1
+    case = Report.objects.get(number=row["service_request_id"]).case
+    assert case.created_at == t0
+    assert case.dispatched_at == t0 + timedelta(hours=3)
+    assert case.timeline.get(action="dispatch").at == t0 + timedelta(hours=3)
+    assert case.assignments.get(role="lead").dispatched_at == t0 + timedelta(hours=3)
+    assert case.response_due_at < t0 + timedelta(hours=3), "deadlines count from receipt"
+    look = {"start_date": w3c(t0 + timedelta(hours=1)), "end_date": w3c(t0 + timedelta(hours=4)), "locale": "en"}
+    updates = body(client.get(BASE + "servicerequestupdates.json", look))
+    assert [(u["service_request_id"], u["status"]) for u in updates] == [
+        (row["service_request_id"], "open"), (row["service_request_id"], "action_scheduled")]
+
+
 def test_a_batch_finds_its_own_duplicates_and_cases_opened_elsewhere(client, api_key, intake_world):
     first = post(client, api_key)
     again = post(client, api_key, description="水管爆裂，路面一直冒水，很严重")

@@ -1312,6 +1312,7 @@ class BulkImporter:
         rows, n, tables = b.rows, b.n, self.tables
         fmt = tables.dt
         at = [fmt(r.received_at) for r in rows]
+        acted = self._acted_at(rows, at)
         person, actor, generated = self.person_id, self.actor, self.generated
         decided, given, area, t = b.decided, b.given, b.area, b.t
         by = ["reporter" if given[i] else "classifier" if decided[i] >= 0 else "nobody" for i in range(n)]
@@ -1337,7 +1338,7 @@ class BulkImporter:
             deadline_state = DeadlineState.ON_TIME
             route_json, rule_id, lead = "{}", None, None
             if plan is not None:
-                accepted = at[i]
+                accepted = acted[i]
                 due_us, response_us = deadlines[k]
                 due, response_due = tables.dt_us(due_us), tables.dt_us(response_us)
                 if now_us >= due_us:
@@ -1347,9 +1348,10 @@ class BulkImporter:
                 rule_id, lead = plan.rule_id, plan.lead_id
                 route_json = (plan.explanation_json + ', "classification": '
                               + self._route_classification_json(b, i, by[i]) + "}")
-                part_rows.append((AssignmentRole.LEAD, PartStatus.DISPATCHED, True, at[i], None, None, "", case_id, lead))
+                part_rows.append((AssignmentRole.LEAD, PartStatus.DISPATCHED, True, acted[i], None, None, "", case_id,
+                                  lead))
                 for d in plan.assisting_ids:
-                    part_rows.append((AssignmentRole.ASSISTING, PartStatus.DISPATCHED, True, at[i], None, None, "",
+                    part_rows.append((AssignmentRole.ASSISTING, PartStatus.DISPATCHED, True, acted[i], None, None, "",
                                       case_id, d))
             elif status == CaseStatus.CLOSED:
                 closed = fmt(r.closed_at)
@@ -1365,7 +1367,7 @@ class BulkImporter:
                 if lead is not None:
                     payload["lead"] = self.planner.dept_code[lead]
                 data = timeline_data[(r.channel, r.source, lead)] = json.dumps(payload, ensure_ascii=False)
-            timeline_rows.extend(self._case_entries(r, at[i], case_id, status, plan, data))
+            timeline_rows.extend(self._case_entries(r, at[i], acted[i], case_id, status, plan, data))
         inserts.append((Case, CASE_COLUMNS, case_rows))
 
         report_ids, case_of, dup_of, dup_json = b.report_ids, b.case_of, b.dup_of, b.dup_json
@@ -1374,7 +1376,7 @@ class BulkImporter:
         part_ids = self._ids(CaseAssignment, len(part_rows))
         inserts.append((CaseAssignment, PART_COLUMNS, [(pk, *row) for pk, row in zip(part_ids, part_rows, strict=True)]))
         for case_id, i, score in b.attached:
-            timeline_rows.append((at[i], actor, "report_attached", "", "", "", json.dumps(
+            timeline_rows.append((acted[i], actor, "report_attached", "", "", "", json.dumps(
                 {"report": number[i], "channel": rows[i].channel, "score": round(score, 4)}, ensure_ascii=False),
                 person, case_id))
         timeline_ids = self._ids(TimelineEntry, len(timeline_rows))
@@ -1382,7 +1384,7 @@ class BulkImporter:
                                                                                            strict=True)]))
         suggestion_ids = self._ids(DuplicateSuggestion, len(b.suggestions))
         inserts.append((DuplicateSuggestion, SUGGESTION_COLUMNS, [
-            (pk, score, dup_json[i], SuggestionStatus.PENDING, at[i], None, candidate, case_id, None, report_ids[i])
+            (pk, score, dup_json[i], SuggestionStatus.PENDING, acted[i], None, candidate, case_id, None, report_ids[i])
             for pk, (i, case_id, candidate, score) in zip(suggestion_ids, b.suggestions, strict=True)]))
 
         order = sorted(range(n), key=report_ids.__getitem__)
@@ -1413,7 +1415,13 @@ class BulkImporter:
         """The data of a new case's ``create`` timeline entry."""
         return {"channel": r.channel, "import": self.source}
 
-    def _case_entries(self, r: ImportRow, at, case_id: int, status: str, plan: Placed | None, data: str) -> list[tuple]:
+    def _acted_at(self, rows: list[ImportRow], at: list) -> list:
+        """When the pipeline's own acts on each report (routing, attaching, asking)
+        are dated: an import replays history, so at the report's own time."""
+        return at
+
+    def _case_entries(self, r: ImportRow, at, acted, case_id: int, status: str, plan: Placed | None,
+                      data: str) -> list[tuple]:
         """A new case's timeline: one ``create`` entry to its final status, noting the import."""
         return [(at, self.actor, "create", "", status, self.note, data, self.person_id, case_id)]
 

@@ -39,6 +39,7 @@ from django.utils.translation import gettext as _
 
 from chengyun.cases.models import Case, TimelineEntry
 from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
+from chengyun.clock import now
 
 from .bulk import (
     CASE_FIELDS,
@@ -236,9 +237,17 @@ class ReceivedPipeline(BulkImporter):
             self._senders[source] = found
         return found
 
-    def _case_entries(self, r: ImportRow, at, case_id: int, status: str, plan, data: str) -> list[tuple]:
-        """The timeline :func:`.services.submit` writes: created by the sender;
-        if routed, accepted and dispatched by the pipeline."""
+    def _acted_at(self, rows: list[ImportRow], at: list) -> list:
+        """The pipeline's acts are dated when it made them, not at the reports'
+        receipt (the case and its deadlines count from receipt): a partner that
+        reads the updates since its last look must find a dispatch the worker
+        made late, after a backlog, among the new ones."""
+        fmt, now_ = self.tables.dt, now()
+        return [a if r.received_at >= now_ else fmt(now_) for r, a in zip(rows, at, strict=True)]
+
+    def _case_entries(self, r: ImportRow, at, acted, case_id: int, status: str, plan, data: str) -> list[tuple]:
+        """The timeline :func:`.services.submit` writes: created by the sender at
+        receipt; if routed, accepted and dispatched by the pipeline when it did so."""
         actor, person = self._sender(r.source)
         created = json.dumps({"channel": r.channel, "report": r.number}, ensure_ascii=False)
         if plan is None:
@@ -248,9 +257,9 @@ class ReceivedPipeline(BulkImporter):
                                "rule": plan.rule_id, "overridden": False}, ensure_ascii=False)
         return [
             (at, actor, "create", "", CaseStatus.NEW, "", created, person, case_id),
-            (at, SYSTEM_ACTOR, "accept", CaseStatus.NEW, CaseStatus.ACCEPTED,
+            (acted, SYSTEM_ACTOR, "accept", CaseStatus.NEW, CaseStatus.ACCEPTED,
              self.accept_note_given if r.category_id is not None else self.accept_note, "{}", None, case_id),
-            (at, SYSTEM_ACTOR, "dispatch", CaseStatus.ACCEPTED, CaseStatus.DISPATCHED, self.dispatch_note, dispatch,
+            (acted, SYSTEM_ACTOR, "dispatch", CaseStatus.ACCEPTED, CaseStatus.DISPATCHED, self.dispatch_note, dispatch,
              None, case_id),
         ]
 
