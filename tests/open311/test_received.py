@@ -132,6 +132,29 @@ def test_a_batch_finds_its_own_duplicates_and_cases_opened_elsewhere(client, api
     assert Report.objects.get(number=third["service_request_id"]).case_id != a.case_id
 
 
+def test_a_case_staff_reclassify_moves_in_the_workers_open_cases(client, api_key, intake_world, staff, settings):
+    """An unclassified case is a candidate for every report; once a dispatcher
+    gives it a category, the worker's index (loaded before) files it there."""
+    other = f.make_category(code="03", name="噪音", deadline_hours=24)
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 1.01  # the portal's report stays unclassified
+    lon, lat = f.centre("100101001")
+    text = "水管爆裂，路面一直冒水"
+    unsure = submit(ReportInput(channel="web", description=text, lon=lon, lat=lat)).report
+    assert unsure.case.category is None
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 0.0
+    post(client, api_key, service_code="0102", description="路灯不亮 晚上很黑", at="100102001",
+         **{"attribute[severity]": None})
+    received.process_received()  # the worker has loaded its open cases, the unclassified one among them
+
+    case_services.reclassify_case(unsure.case, by=staff["dispatcher"], category=other)
+    leak = post(client, api_key, description=text)
+    same = post(client, api_key, service_code="03", description=text, **{"attribute[severity]": None})
+    received.process_received()
+    leak, same = (Report.objects.get(number=x["service_request_id"]) for x in (leak, same))
+    assert leak.case_id != unsure.case_id, "a water leak is no longer matched with a case filed as noise"
+    assert same.case_id == unsure.case_id and same.duplicate == DuplicateOutcome.ATTACHED
+
+
 def test_reports_are_processed_once_however_often_the_pipeline_runs(client, api_key):
     numbers = [post(client, api_key)["service_request_id"] for _ in range(3)]
     assert received.waiting() == 3

@@ -616,9 +616,11 @@ class OpenCaseIndex:
         self.loaded: tuple[int, int] | None = None
         self.size = 0
         self.gone: set[int] = set()  # cases that left the open statuses after they were loaded
+        self.entry_of: dict[int, list] = {}  # case id -> its entry (to move one that staff reclassified)
         self.swept: int | None = None  # the last forget_before() that swept the cells
 
     def add(self, entry: list) -> None:
+        self.entry_of[entry[3]] = entry
         group = self.group[entry[4]]
         if entry[1] is not None:
             dlat, dlon = self.cell[group]
@@ -657,6 +659,25 @@ class OpenCaseIndex:
             if left:
                 places[key] = left
         self.cells, self.places, self.size = kept, places, size
+        self.entry_of = {pk: e for pk, e in self.entry_of.items() if e[0] >= t}
+
+    def discard(self, pk: int) -> None:
+        """Take case ``pk`` out (to add it again as it now is: reclassified, reopened)."""
+        entry = self.entry_of.pop(pk, None)
+        if entry is None:
+            return
+        group = self.group[entry[4]]
+        lists = []
+        if entry[1] is not None:
+            dlat, dlon = self.cell[group]
+            lists.append(self.cells.get((group, math.floor(entry[1] / dlon), math.floor(entry[2] / dlat)), []))
+        if len(entry) > 8:
+            lists += [self.places.get((group, "s", entry[8]), []), self.places.get((group, "a", entry[9]), [])]
+        for k, entries in enumerate(lists):
+            before = len(entries)
+            entries[:] = [e for e in entries if e is not entry]
+            if k == 0 and entry[1] is not None:
+                self.size -= before - len(entries)
 
     def load(self, lo: int, hi: int) -> int:
         """Make sure the open cases created in [lo, hi] (µs) are in the index

@@ -207,8 +207,24 @@ class ReceivedPipeline(BulkImporter):
                         f"AND to_status <> '' AND to_status NOT IN ({statuses})",
                         [self._entry_mark, entry_top, *_OPEN])
             left = [r[0] for r in cur.fetchall()]
-        index.add_rows(r for r in new if r[4] is not None and micros(r[4]) >= since)
+            # Cases to take again as they are now: reclassified by staff (an
+            # unclassified one leaves the group searched for every report), or
+            # open again (reopened, a merge undone) after they had left.
+            cur.execute(f'SELECT DISTINCT case_id FROM "{TimelineEntry._meta.db_table}" WHERE id > %s AND id <= %s '
+                        f"AND (action = 'reclassify' OR (to_status IN ({statuses}) AND from_status <> '' "
+                        f"AND from_status NOT IN ({statuses})))",
+                        [self._entry_mark, entry_top, *_OPEN, *_OPEN])
+            again = [r[0] for r in cur.fetchall()]
+            if again:
+                cur.execute(f'SELECT {", ".join(CASE_FIELDS)} FROM "{Case._meta.db_table}" '
+                            f'WHERE id IN ({", ".join(["%s"] * len(again))}) ORDER BY created_at DESC, id DESC', again)
+                taken = set(again)
+                new = [r for r in new if r[0] not in taken] + [(*r[:4], _aware(r[4]), *r[5:]) for r in cur.fetchall()]
         index.gone.update(left)
+        for pk in again:
+            index.discard(pk)
+            index.gone.discard(pk)  # if it is not open now, add_rows leaves it out
+        index.add_rows(r for r in new if r[4] is not None and micros(r[4]) >= since)
         self._case_mark, self._entry_mark = case_top, entry_top
         self._own.clear()
 
