@@ -70,6 +70,10 @@ def test_hotline_form_is_ordered_for_a_call_and_works_without_js(client, staff):
     assert re.search(r'name="phone"[^>]*autofocus', page)
     assert 'accesskey="s"' in page and 'type="submit"' in page
     assert 'hx-trigger="input changed delay:400ms"' in page and 'name="token"' in page
+    # The categories come in groups, one per parent (a city has a hundred and more).
+    picker = page[page.index('name="category"'):page.index("</select>", page.index('name="category"'))]
+    assert re.findall(r'<optgroup label="([^"]+)">', picker) == ["Category 01"]  # the parent, as the factory names it
+    assert re.findall(r'<option value="(\w+)"', picker) == ["0101", "0102"]
 
 
 def test_hotline_call_stores_contact_apart_masked_for_others_full_after_audited_reveal(client, staff):

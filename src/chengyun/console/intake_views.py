@@ -68,7 +68,7 @@ def _require_roles(user, roles: set[str]) -> None:
 
 
 def _leaf_categories():
-    return Category.objects.reportable().order_by("code")
+    return Category.objects.reportable().in_groups()
 
 
 def _source(user) -> str:

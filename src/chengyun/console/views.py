@@ -133,7 +133,7 @@ def render_case(request, case, *, revealed: dict | None = None, status: int = 20
         "suggestion": suggestion,
         "suggestion_text": explain_route(suggestion.explanation) if suggestion else None,
         "departments": dept_choices,
-        "categories": Category.objects.reportable().order_by("code"),
+        "categories": Category.objects.reportable().in_groups(),
         "priorities": Priority.choices,
         "satisfactions": Satisfaction.choices,
         "pending_extension": pending_ext,
@@ -224,5 +224,5 @@ def new_case(request):
                 return redirect("console:case", number=case.number)
     return render(request, "console/new_case.html", {
         "errors": errors, "values": values, "channels": Channel.choices,
-        "categories": Category.objects.reportable().order_by("code"),
+        "categories": Category.objects.reportable().in_groups(),
     })

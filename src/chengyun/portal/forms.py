@@ -41,7 +41,7 @@ def new_token() -> str:
 def category_choices() -> list:
     """Active leaf categories grouped under their parents, in the current language,
     after an option for people who do not know."""
-    leaves = Category.objects.reportable().select_related("parent").order_by("parent__code", "code")
+    leaves = Category.objects.reportable().in_groups()
     groups: dict = {}
     for cat in leaves:
         key = cat.parent.display_name if cat.parent is not None else _("Other")

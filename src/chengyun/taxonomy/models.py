@@ -44,6 +44,12 @@ class CategoryQuerySet(models.QuerySet):
         return (self.filter(active=True).exclude(children__active=True)
                 .exclude(parent__active=False).exclude(parent__parent__active=False))
 
+    def in_groups(self) -> list[Category]:
+        """The categories in the order of a picker's groups (``<optgroup>``, one
+        per parent; categories without a parent together, last), by code within."""
+        return sorted(self.select_related("parent"),
+                      key=lambda c: (c.parent_id is None, c.parent.code if c.parent_id else "", c.code))
+
 
 class Category(BilingualName, models.Model):
     code = models.CharField(_("code"), max_length=20, unique=True)
