@@ -137,6 +137,29 @@ def test_hotline_errors_are_shown_next_to_their_fields_and_store_nothing(client,
     assert not Report.objects.exists()
 
 
+
+def test_a_failed_save_keeps_the_suggestion_panel(client, staff):
+    """The operator fixing one field still sees the category, area and duplicates (JavaScript or not)."""
+    client.force_login(staff["operator"])
+    html = _call(client, phone="call me maybe").content.decode()
+    panel = html[html.index('<aside id="suggest"'):html.index("</aside>")]
+    assert 'data-code="0101"' in panel and ("Street 1001" in panel or "街道1001" in panel)
+    html = _call(client, description="  ").content.decode()
+    panel = html[html.index('<aside id="suggest"'):html.index("</aside>")]
+    assert "data-code" not in panel, "nothing typed, nothing suggested"
+
+
+def test_an_unsure_suggestion_offers_the_next_likeliest_too(client, staff, settings):
+    client.force_login(staff["operator"])
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 1.01  # never certain
+    html = client.post("/console/hotline/suggest/", {"description": "水管 路灯", "address": ""}).content.decode()
+    codes = re.findall(r'data-code="(\w+)"', html)
+    assert sorted(codes) == ["0101", "0102"], "the suggestion and the other likely category, each a click away"
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 0.0  # always certain: one suggestion
+    html = client.post("/console/hotline/suggest/", {"description": "水管 路灯", "address": ""}).content.decode()
+    assert len(re.findall(r'data-code="(\w+)"', html)) == 1
+
+
 def test_hotline_is_for_operators(client, staff):
     client.force_login(staff["leader"])
     assert client.get("/console/hotline/").status_code == 404

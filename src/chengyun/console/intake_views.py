@@ -54,6 +54,7 @@ INSPECTOR_ROLES = {Role.INSPECTOR, Role.ADMIN}
 MAX_PHOTOS = 3
 RECENT_CALLS = 5
 NEARBY_CASES = 5
+ALTERNATIVE_FLOOR = 0.05  # an alternative less likely than this is not worth a button
 MAX_AREA_CHOICES = 500
 HOTLINE_FIELDS = {"phone", "name", "description", "address", "category", "priority", "email"}
 INSPECT_FIELDS = {"photo", "area", "category", "description", "self_dispose", "self_dispose_note"}
@@ -135,6 +136,7 @@ def hotline(request):
         "token": values.get("token") or _new_token(),
         "categories": _leaf_categories(), "priorities": Priority.choices, "recent": recent,
         "sms": notify.sms_enabled(),
+        "suggestions": _suggestions(request.user, values) if errors and values.get("description") else None,
     }, status=400 if errors else 200)
 
 
@@ -148,13 +150,19 @@ def _area_model(address: str) -> Area | None:
 def hotline_suggest(request):
     """The side panel while the operator types: category, area, possible duplicates."""
     _require_roles(request.user, HOTLINE_ROLES)
-    text = (request.POST.get("description") or "").strip()
-    address = (request.POST.get("address") or "").strip()
+    return render(request, "console/_hotline_suggest.html", {"sg": _suggestions(request.user, request.POST)})
+
+
+def _suggestions(user, values) -> dict:
+    """What the side panel shows for the call typed so far (also rendered with
+    the form when saving failed, so the operator keeps it, JavaScript or not)."""
+    text = (values.get("description") or "").strip()
+    address = (values.get("address") or "").strip()
     _decided, suggestion, confidence, version, explanation, certain = classify(text, None) if text else (
         None, None, None, None, {}, False)
     area = _area_model(address)
     # The operator's own pick, if any, is what saving will use (else the classifier's).
-    picked = _chosen_category((request.POST.get("category") or "").strip())
+    picked = _chosen_category((values.get("category") or "").strip())
     category = picked or suggestion
     match = None
     nearby = []
@@ -162,21 +170,29 @@ def hotline_suggest(request):
         # The check saving makes for a call without a point (by address and area), on the text it compares.
         found = find_duplicate(category=category, lon=None, lat=None, at=now(), text=f"{default_title(text)}\n{text}",
                                area=area, address=address)
-        if found.case is not None and scope.can_see(request.user, found.case):
+        if found.case is not None and scope.can_see(user, found.case):
             match = found
     if category is not None and area is not None:
         nearby = list(
-            visible_cases(request.user)
+            visible_cases(user)
             .filter(status__in=OPEN_STATUSES, category=category, area_path__startswith=area.path)
             .select_related("category").order_by("-created_at")[:NEARBY_CASES]
         )
-    return render(request, "console/_hotline_suggest.html", {
+    # Not certain: the next likeliest categories too, each a click away (an operator
+    # choosing among three beats one guess; the classifier may know little of the words).
+    others = []
+    if suggestion is not None and not certain:
+        codes = [c for c, _p in explanation.get("alternatives") or []]
+        found_cats = {c.code: c for c in Category.objects.reportable().filter(code__in=codes)}
+        others = [(found_cats[c], round(p * 100)) for c, p in explanation.get("alternatives") or []
+                  if c in found_cats and p >= ALTERNATIVE_FLOOR]
+    return {
         "text": text, "suggestion": suggestion, "confidence": confidence,
         "percent": round(confidence * 100) if confidence is not None else None, "model": version, "certain": certain,
-        "terms": term_chips(explanation.get("terms")),
+        "terms": term_chips(explanation.get("terms")), "alternatives": others,
         "area": area, "chain": area.ancestors() if area else [], "address": address,
         "category": category, "match": match, "nearby": nearby,
-    })
+    }
 
 
 # --------------------------------------------------------------------------- inspector (网格员)

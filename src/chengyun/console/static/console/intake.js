@@ -3,6 +3,7 @@
 (function () {
   "use strict";
   var script = document.currentScript;
+  document.documentElement.classList.add("js");  // shows the .js-only controls
 
   // Ctrl+Enter (or Cmd+Enter) submits the hotline form from any field.
   document.querySelectorAll("form[data-submit-on-ctrl-enter]").forEach(function (form) {
