@@ -86,6 +86,7 @@ class ReportForm(forms.Form):
         self.fields["category"].choices = category_choices()
         self.photo_bytes: bytes | None = None
         self.photo_has_position = False
+        self.photo_taken_elsewhere = False
 
     def clean_token(self) -> str:
         token = self.cleaned_data.get("token") or ""
@@ -112,6 +113,7 @@ class ReportForm(forms.Form):
             raise forms.ValidationError(exc.message) from None
         self.photo_bytes = data
         self.photo_has_position = cleaned.lon is not None and in_city(cleaned.lon, cleaned.lat)
+        self.photo_taken_elsewhere = cleaned.lon is not None and not self.photo_has_position
         return upload
 
     def clean(self):
@@ -129,7 +131,12 @@ class ReportForm(forms.Form):
                                     "address."))
         elif lon is None and not data.get("address") and not self.photo_has_position and "photo" not in self.errors:
             # Without a place the report could reach no district: say so now, not after it has waited.
-            self.add_error("address", _("Say where the problem is: put a pin on the map or write an address."))
+            if self.photo_taken_elsewhere:
+                # The reporter may think the photo says where: tell them why it does not.
+                self.add_error("address", _("The photo was taken outside the city, so it cannot say where the problem "
+                                            "is: put a pin on the map or write an address."))
+            else:
+                self.add_error("address", _("Say where the problem is: put a pin on the map or write an address."))
         return data
 
     def add_intake_error(self, exc: CaseInvalid) -> None:
