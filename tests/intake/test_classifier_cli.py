@@ -128,6 +128,20 @@ def test_train_list_rollback_and_activate(client, staff, intake_world):
     assert post_report(client, staff["operator"], description="路灯坏了", lon=lon, lat=lat)["classifier_version"] == 2
 
 
+def test_a_version_scoring_well_below_the_active_one_is_stored_but_not_put_in_use(intake_world, monkeypatch):
+    from chengyun.intake.management.commands import train_classifier
+
+    handled_cases(water=14, lights=14)
+    ClassifierModel.objects.filter(active=True).update(macro_f1=1.0, n_test=10)  # the active version: perfect
+    monkeypatch.setattr(train_classifier, "MAX_F1_DROP", -0.01)  # so that any new version counts as worse
+    out, err = StringIO(), StringIO()
+    call_command("train_classifier", "--min-examples", "20", stdout=out, stderr=err)
+    assert not ClassifierModel.objects.get(version=2).active and active_model()[0] == 1
+    assert "NOT active" in err.getvalue() and "--activate 2" in err.getvalue()
+    assert AuditRecord.objects.filter(action="classifier.train", data__version=2, data__active=False).exists()
+    assert "Stored as version 3 (active)." in run("--min-examples", "20", "--force") and active_model()[0] == 3
+
+
 # --------------------------------------------------------------------------- the API
 
 

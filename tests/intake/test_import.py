@@ -225,6 +225,24 @@ def test_closed_rows_are_imported_closed_without_routing(intake_world, tmp_path)
     assert read_refused(tmp_path / "history.csv.refused.csv")[0]["field"] == "status"
 
 
+def test_closed_history_the_import_classified_does_not_teach_the_classifier(intake_world, tmp_path):
+    """A file without categories: the import's classifier chose them, nobody confirmed them."""
+    from chengyun.intake.services import training_examples
+
+    lon, lat = f.centre("100102002")
+    rows = [[f"G{i}", "水管爆裂 路面冒水", lon + i * 0.01, lat, "2026-10-10 09:00", "已办结", "2026-10-11 09:00"]
+            for i in range(3)]
+    rows.append(["G9", "路灯坏了", lon, lat + 0.05, "2026-10-10 09:00", "已办结", "2026-10-11 09:00"])
+    labelled = [["L1", "水管爆裂 路面冒水", "0101", lon, lat + 0.1, "2026-10-10 09:00", "已办结", "2026-10-11 09:00"]]
+    run(write_csv(tmp_path / "guessed.csv", ["external_id", "description", "lon", "lat", "received_at", "status",
+                                            "closed_at"], rows))
+    run(write_csv(tmp_path / "labelled.csv", ["external_id", "description", "category", "lon", "lat", "received_at",
+                                              "status", "closed_at"], labelled))
+    assert Case.objects.filter(status=CaseStatus.CLOSED, category__isnull=False).count() == 5
+    texts, labels, _w, info = training_examples()
+    assert info["cases"] == 1 and labels == ["0101"], "only the row whose file named its category"
+
+
 def test_each_batch_is_one_audit_record_whose_digest_can_be_checked(intake_world, tmp_path):
     lon, lat = f.centre("100103001")
     rows = [[f"A{i}", f"路灯坏了 第{i}处", lon + i * 0.01, lat] for i in range(5)]

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext as _
 
 from chengyun.areas.locator import in_city
@@ -702,16 +702,25 @@ def training_examples(*, limit: int | None = None) -> tuple[list[str], list[str]
     """Texts and categories of the city's handled cases (a person or a rule
     settled the category); cases a person corrected count ``CORRECTION_WEIGHT`` times.
 
-    A case the classifier alone has categorised and the rules have dispatched
-    counts only once a department has taken it on (in progress or later):
-    until then its category is the model's own guess, and training on it
-    would teach the model its mistakes."""
-    guessed = (Q(status=CaseStatus.DISPATCHED) & Q(route_explanation__classification__decided_by="classifier")
-               & ~Q(pk__in=CategoryCorrection.objects.values("case_id")))
+    A case whose category the classifier alone chose counts only once a person
+    has acted on it after it was opened (a dispatcher dispatched it, a department
+    took it on, someone closed it): until then the category is the model's own
+    guess, and training on it would teach the model its mistakes. This leaves
+    out cases the rules dispatched that nobody has taken up yet, and imported
+    history whose file gave no category (the import classified it; the old
+    system's staff never saw that category)."""
+    opened_by_a_guess = Report.objects.filter(
+        classification__decided_by="classifier",
+        duplicate__in=[DuplicateOutcome.NEW, DuplicateOutcome.DETACHED]).values("case_id")
+    # A person's act on the case after it was opened (not the sender's own "create",
+    # nor the sender of a later report attached to it).
+    looked_at = (TimelineEntry.objects.filter(case=OuterRef("pk"), actor__isnull=False)
+                 .exclude(action__in=("create", "report_attached")))
+    guessed = (Q(pk__in=opened_by_a_guess) & ~Q(pk__in=CategoryCorrection.objects.values("case_id"))
+               & ~Exists(looked_at))
     qs = (Case.objects.filter(status__in=TRAINED_STATUSES, category__isnull=False)
           .exclude(channel=Channel.DISCOVERY)
-          # As a subquery: excluded in place, a case without the JSON key (dispatched by hand) reads NULL
-          # there, and NOT(NULL) would drop it too.
+          # As a subquery: excluded in place, a NULL in the condition would drop other cases too.
           .exclude(pk__in=Case.objects.filter(guessed).values("pk")).order_by("-created_at")
           .values_list("pk", "title", "description", "category__code"))
     if limit:

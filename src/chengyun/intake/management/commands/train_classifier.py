@@ -14,13 +14,17 @@ from chengyun.taxonomy.models import Category
 
 ACTOR = "cli:train-classifier"
 TOP_CATEGORIES = 15
+# A new version whose held-out macro F1 is this much below the active one's is
+# stored but not put in use without --force (its data may have gone wrong).
+MAX_F1_DROP = 0.05
 
 
 class Command(BaseCommand):
     help = (
         "Train a new text classifier version on the handled cases (staff corrections count 3x), print "
         "held-out accuracy, macro F1 and per-category precision/recall, and store it (active unless "
-        "--no-activate). --list, --activate N and --rollback manage the stored versions."
+        "--no-activate, or unless its macro F1 is more than 5 points below the active version's: then --force). "
+        "--list, --activate N and --rollback manage the stored versions."
     )
 
     def add_arguments(self, parser):
@@ -28,6 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="random seed of the held-out split")
         parser.add_argument("--min-examples", type=int, default=50, help="refuse to train on fewer examples")
         parser.add_argument("--no-activate", action="store_true", help="store the new version without activating it")
+        parser.add_argument("--force", action="store_true",
+                            help="activate the new version even if it scores well below the active one")
         parser.add_argument("--note", default="", help="a note on the training data, kept with the version")
         parser.add_argument("--all", action="store_true", help=f"show every category, not the worst {TOP_CATEGORIES}")
         parser.add_argument("--limit", type=int, default=None, help="use at most this many (newest) cases")
@@ -96,11 +102,17 @@ class Command(BaseCommand):
             )
         if len(categories) < 2:
             raise CommandError(_("All examples have the same category; a classifier needs at least two."))
+        incumbent = ClassifierModel.objects.filter(active=True).first()
         result = train_and_store(
-            texts, labels, weights, by=ACTOR, test_share=o["test_share"], seed=o["seed"],
-            activate=not o["no_activate"], note=o["note"],
+            texts, labels, weights, by=ACTOR, test_share=o["test_share"], seed=o["seed"], activate=False,
+            note=o["note"],
         )
         rec, metrics = result.record, result.metrics
+        worse = (incumbent is not None and incumbent.n_test and rec.n_test
+                 and rec.macro_f1 < incumbent.macro_f1 - MAX_F1_DROP)
+        if not o["no_activate"] and (not worse or o["force"]):
+            activate_version(rec.version, by=ACTOR)
+            rec.active = True
         if rec.n_test:
             self.stdout.write(_("Held-out examples: %(n)s. Accuracy: %(acc).1f%%. Macro F1: %(f1).1f%%.") % {
                 "n": rec.n_test, "acc": 100 * metrics["accuracy"], "f1": 100 * metrics["macro_f1"]})
@@ -109,6 +121,13 @@ class Command(BaseCommand):
             self.stdout.write(_("No examples were held out (--test-share 0 or too few per category): no scores."))
         if rec.active:
             self.stdout.write(_("Stored as version %(version)s (active).") % {"version": rec.version})
+        elif worse and not o["no_activate"]:
+            self.stderr.write(_(
+                "Stored as version %(version)s, NOT active: its macro F1 (%(f1).1f%%) is more than %(drop)s points "
+                "below that of the active version %(active)s (%(active_f1).1f%%). Check the training data (are "
+                "the categories of the handled cases right?); to use it anyway: --activate %(version)s.") % {
+                "version": rec.version, "f1": 100 * rec.macro_f1, "drop": round(100 * MAX_F1_DROP),
+                "active": incumbent.version, "active_f1": 100 * incumbent.macro_f1})
         else:
             self.stdout.write(_("Stored as version %(version)s (not active; activate it with --activate %(version)s).")
                               % {"version": rec.version})
