@@ -69,7 +69,7 @@ def test_csv_with_chinese_headers(intake_world, tmp_path):
     assert "Refused: 5" in out
     refused = read_refused(tmp_path / "hotline.csv.refused.csv")
     assert [(r["row"], r["field"]) for r in refused] == [
-        ("4", "description"), ("5", "category"), ("6", "lon"), ("7", "received_at"), ("8", "description")]
+        ("4", "诉求内容"), ("5", "分类"), ("6", "经度"), ("7", "受理时间"), ("8", "诉求内容")]  # the file's own names
     assert "9999" in refused[1]["reason"] and refused[1]["工单编号"] == "H5"
     assert "too long" in refused[4]["reason"]
 
@@ -133,6 +133,70 @@ def test_jsonl_with_map_and_duplicates_in_the_file_attach_to_one_case(intake_wor
         Report.objects.filter(external_id__in=["J2", "J3"]).values_list("number", flat=True))
     refused = read_refused(tmp_path / "feed.jsonl.refused.csv")
     assert refused[0]["row"] == "5" and refused[0]["field"] == "record"
+
+
+def test_what_a_12345_export_brings_is_taken_or_refused_with_its_own_names(intake_world, tmp_path):
+    """Channel words of other systems, a repeated id, a short row, an old date, a point outside the city."""
+    lon, lat = f.centre("100101001")
+    header = ["工单编号", "诉求内容", "经度", "纬度", "地址", "受理时间", "来源渠道"]
+    path = write_csv(tmp_path / "export.csv", header, [
+        ["C1", "水管爆裂 路面冒水", lon, lat, "", "2026-11-20 10:00", "12345热线"],
+        ["C2", "路灯不亮 晚上很黑", lon + 0.02, lat, "", "2026-11-20 10:05", "微信"],
+        ["C3", "路灯不亮 很黑", lon + 0.04, lat, "", "2026-11-20 10:10", "Hotline"],
+        ["C1", "水管爆裂 路面冒水 又打来", lon, lat, "", "2026-11-19 10:00", "12345热线"],
+        ["C4", "路灯不亮"],
+        ["C5", "路灯不亮 很黑", lon + 0.06, lat, "", "1066-10-14 10:00", "热线"],
+        ["C6", "路灯不亮 很黑", f.OUTSIDE[0], f.OUTSIDE[1], "", "2026-11-20 10:15", "热线"],
+        ["C7", "路灯不亮 很黑", f.OUTSIDE[0], f.OUTSIDE[1], "区1 街道1001 和平路3号", "2026-11-20 10:20", "热线"],
+        ["C8", "路灯不亮 很黑", lon + 0.08, lat, "", "2026-11-20 10:25", "信鸽"],
+    ])
+    out = run(path)
+    assert "Rows read: 9" in out and "Refused: 5" in out
+    refused = {r["工单编号"]: r for r in read_refused(tmp_path / "export.csv.refused.csv")}
+    assert set(refused) == {"C1", "C4", "C5", "C6", "C8"}
+    assert refused["C1"]["field"] == "工单编号" and refused["C1"]["row"] == "4" and "Row 1 " in refused["C1"]["reason"]
+    assert refused["C4"]["field"] == "record" and "2 values" in refused["C4"]["reason"]
+    assert refused["C5"]["field"] == "受理时间" and "1900" in refused["C5"]["reason"]
+    assert refused["C6"]["field"] == "纬度" and "outside" in refused["C6"]["reason"]
+    assert refused["C8"]["field"] == "来源渠道" and "信鸽" in refused["C8"]["reason"]
+    got = dict(Report.objects.values_list("external_id", "channel"))
+    assert got == {"C1": "hotline", "C2": "web", "C3": "hotline", "C7": "hotline"}
+    assert Report.objects.get(external_id="C1").description == "水管爆裂 路面冒水", "the first row of the id is kept"
+    c7 = Report.objects.get(external_id="C7")
+    assert c7.lon is None and c7.area.code == "100101001", "the address places it; the stray point is dropped"
+
+
+def test_a_bad_byte_refuses_its_row_and_the_rest_is_imported(intake_world, tmp_path):
+    lon, lat = f.centre("100101001")
+    good = lambda i: f"B{i},路灯不亮 第{i}处,{lon + i * 0.01},{lat},2026-11-20 10:00\n".encode()  # noqa: E731
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(b"external_id,description,lon,lat,received_at\n" + good(1) + good(2)
+                     + "B3,路灯不亮".encode("gbk") + f",{lon},{lat},2026-11-20 10:00\n".encode() + good(4))
+    out = run(path)
+    assert "Rows read: 4" in out and "Refused: 1" in out
+    (row,) = read_refused(tmp_path / "mixed.csv.refused.csv")
+    assert row["row"] == "3" and "Line 4 is not UTF-8" in row["reason"]
+    assert sorted(Report.objects.values_list("external_id", flat=True)) == ["B1", "B2", "B4"]
+    # A file in another encoding from its first row: stop and say how to read it.
+    path.write_bytes(b"external_id,description\n" + "G1,路灯不亮".encode("gbk") + b"\n")
+    with pytest.raises(CommandError, match="not UTF-8 .line 2"):
+        run(path, "--restart")
+
+
+def test_jsonl_map_naming_a_key_no_record_has(intake_world, tmp_path):
+    lon, lat = f.centre("100101001")
+    path = write_jsonl(tmp_path / "feed.jsonl", [
+        {"id": "N1", "text": "路灯不亮", "x": lon, "y": lat},
+        {"id": "N2", "text": {"nested": "x"}, "x": lon, "y": lat},
+    ])
+    with pytest.raises(CommandError, match="No key “words” in the first record"):
+        run(path, "--map", "description=words")
+    err = StringIO()
+    call_command("import_reports", str(path), "--map", "description=text", "--map", "lon=x", "--map", "lat=y",
+                 "--map", "external_id=id", "--map", "phone=tel", stdout=StringIO(), stderr=err)
+    assert "No record had the key “tel”" in err.getvalue()
+    (row,) = read_refused(tmp_path / "feed.jsonl.refused.csv")
+    assert row["row"] == "2" and row["field"] == "text" and "JSON object or list" in row["reason"]
 
 
 def test_grey_zone_asks_a_dispatcher(intake_world, tmp_path):

@@ -66,9 +66,10 @@ import numpy as np
 import scipy.sparse as sp
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import translation
 from django.utils.translation import gettext as _
 
-from chengyun.areas.locator import get_locator
+from chengyun.areas.locator import get_locator, in_city
 from chengyun.areas.models import Area, AreaLevel
 from chengyun.audit.services import actor_name, record
 from chengyun.cases.calendar import MAX_DAYS, WorkingCalendar
@@ -107,6 +108,17 @@ FIELDS = ("description", "title", "category", "lon", "lat", "address", "received
 CLOSED_WORDS = {"closed", "close", "done", "已办结", "办结", "已结案", "结案", "已关闭", "关闭", "已完成"}
 OPEN_WORDS = {"", "open", "new", "未办结", "办理中", "处理中", "待处理", "受理", "已受理"}
 FUTURE_SLACK = timedelta(hours=1)
+FIRST_YEAR = 1900  # an earlier date is a typing error, not history (Open311 takes 1900-2199 too)
+# The channel column of other systems' exports (12345 platforms name the way a
+# matter came in): the words, casefolded, besides our own values and labels.
+CHANNEL_WORDS = {
+    Channel.HOTLINE: ("12345", "12345热线", "热线", "热线电话", "市民热线", "电话", "来电", "phone", "telephone", "call"),
+    Channel.WEB: ("网站", "网页", "网上", "网络", "门户网站", "政府网站", "微信", "小程序", "app", "手机app", "邮件",
+                  "电子邮件", "信箱", "市长信箱", "email", "website", "online"),
+    Channel.INSPECTOR: ("网格员", "网格", "巡查", "巡查上报", "城管巡查", "patrol"),
+    Channel.SENSOR: ("传感器", "物联网", "感知设备", "监测"),
+    Channel.DEPARTMENT: ("部门", "部门系统", "部门转办", "department"),
+}
 _US = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
@@ -195,10 +207,20 @@ class RowCleaner:
     """Check one row of our field names (values as read from a file) and turn
     it into an :class:`ImportRow`; raise :class:`RowRefused` naming the field."""
 
-    def __init__(self, *, channel: str = Channel.HOTLINE, tz: str | None = None):
+    def __init__(self, *, channel: str = Channel.HOTLINE, tz: str | None = None, names: dict | None = None):
+        """``names``: our field -> the file's column, so that reasons name what the user sees."""
         if channel not in Channel.values:
             raise ValueError(channel)
         self.channel = channel
+        self.names = dict(names or {})
+        self.channels = {str(c.value): str(c.value) for c in Channel}
+        with translation.override("en"):
+            self.channels.update({str(c.label).casefold(): str(c.value) for c in Channel})
+        with translation.override("zh-hans"):
+            self.channels.update({str(c.label).casefold(): str(c.value) for c in Channel})
+        for value, words in CHANNEL_WORDS.items():
+            self.channels.update({w.casefold(): str(value) for w in words})
+        self.channels.pop(str(Channel.DISCOVERY), None)  # made by the platform itself, never imported
         self.tz = ZoneInfo(tz or settings.TIME_ZONE)
         self.now = now()
         self.categories: dict[str, int | None] = {}  # code or name -> id (None: ambiguous)
@@ -237,10 +259,10 @@ class RowCleaner:
         try:
             v = float(value)
         except ValueError:
-            raise RowRefused(name, _("%(field)s must be a number.") % {"field": name}) from None
+            raise RowRefused(name, _("%(field)s must be a number.") % {"field": self.name(name)}) from None
         if not math.isfinite(v) or not (low <= v <= high):
             raise RowRefused(name, _("%(field)s must be between %(low)s and %(high)s.")
-                             % {"field": name, "low": low, "high": high})
+                             % {"field": self.name(name), "low": low, "high": high})
         return v
 
     def time(self, raw: dict, name: str) -> datetime | None:
@@ -251,10 +273,17 @@ class RowCleaner:
             at = parse_time(value, self.tz)
         except (ValueError, OverflowError):
             raise RowRefused(name, _("%(field)s is not a date and time: “%(value)s”.")
-                             % {"field": name, "value": value}) from None
+                             % {"field": self.name(name), "value": value}) from None
         if at > self.now + FUTURE_SLACK:
-            raise RowRefused(name, _("%(field)s is in the future.") % {"field": name})
+            raise RowRefused(name, _("%(field)s is in the future.") % {"field": self.name(name)})
+        if at.year < FIRST_YEAR:
+            raise RowRefused(name, _("%(field)s is before the year %(year)s: “%(value)s”.")
+                             % {"field": self.name(name), "year": FIRST_YEAR, "value": value})
         return at
+
+    def name(self, field: str) -> str:
+        """The field as the file names it (its column), for messages."""
+        return self.names.get(field, field)
 
     def clean(self, raw: dict, line: int) -> ImportRow:
         description, title = _text(raw, "description"), _text(raw, "title")
@@ -274,10 +303,20 @@ class RowCleaner:
             raise RowRefused("lat" if lat is None else "lon", _("Give both latitude and longitude, or neither."))
         if lon == 0 and lat == 0:
             raise RowRefused("lon", _("0, 0 is not a place in the city; leave the coordinates empty instead."))
+        if lon is not None and not in_city(lon, lat):
+            # As every other door: a point outside the city is refused unless an address
+            # says where (then the stray point is dropped and the address places the row).
+            if not _text(raw, "address"):
+                raise RowRefused("lat", _("The point (%(lat)s, %(long)s) is outside the area this city serves.")
+                                 % {"lat": lat, "long": lon})
+            lon = lat = None
         received_at = self.time(raw, "received_at") or self.now
-        channel = _text(raw, "channel") or self.channel
-        if channel not in Channel.values:
-            raise RowRefused("channel", _("Unknown channel “%(channel)s”.") % {"channel": channel})
+        given = _text(raw, "channel")
+        channel = self.channels.get(given.casefold()) if given else self.channel
+        if channel is None:
+            raise RowRefused("channel", _("Unknown channel “%(channel)s”; for example: %(examples)s.") % {
+                "channel": given, "examples": "hotline/12345/热线, web/网站/微信, inspector/网格员, sensor/传感器, "
+                                              "department/部门"})
         status = _text(raw, "status").casefold()
         if status not in CLOSED_WORDS and status not in OPEN_WORDS:
             raise RowRefused("status", _("The status must be open or closed, not “%(value)s”.") % {"value": status})
@@ -285,12 +324,14 @@ class RowCleaner:
         if status in CLOSED_WORDS:
             closed_at = self.time(raw, "closed_at") or received_at
             if closed_at < received_at:
-                raise RowRefused("closed_at", _("closed_at is before received_at."))
+                raise RowRefused("closed_at", _("%(closed)s is before %(received)s.")
+                                 % {"closed": self.name("closed_at"), "received": self.name("received_at")})
         contact = {}
         for name, limit in (("external_id", 120), ("address", 300), ("name", 100), ("phone", 40), ("email", 254)):
             contact[name] = _text(raw, name)
             if len(contact[name]) > limit:
-                raise RowRefused(name, _("%(field)s is too long (at most %(n)s characters).") % {"field": name, "n": limit})
+                raise RowRefused(name, _("%(field)s is too long (at most %(n)s characters).")
+                                 % {"field": self.name(name), "n": limit})
         if contact["email"] and ("@" not in contact["email"] or " " in contact["email"]):
             raise RowRefused("email", _("This is not an email address."))
         key = contact["external_id"] or "row:" + hashlib.sha256(

@@ -15,7 +15,8 @@ lon, lat       lng/longitude, 经度; latitude, 纬度 (WGS84)
 address        地址, 事发地址, 诉求地址
 received_at    受理时间, 来电时间, 时间 (ISO 8601, 2024/5/1 8:00,
                2024年5月1日 8时0分; without a zone: the city's time)
-channel        渠道, 来源渠道 (default: --channel, hotline)
+channel        渠道, 来源渠道 (default: --channel, hotline; also the words of
+               12345 exports: 12345热线, 热线, 电话, 网站, 微信, 网格员 …)
 external_id    id, 工单编号, 工单号, 编号 (the key of idempotency)
 phone, name    来电号码, 联系电话, 电话; 联系人, 姓名
 email          邮箱, 电子邮箱
@@ -24,9 +25,10 @@ status         状态, 办理状态: open (empty, 未办结, 办理中 …) or c
 closed_at      办结时间, 结案时间 (default: received_at)
 =============  ==========================================================
 
-Rows that cannot be imported are written, with the reason naming the field,
-to ``FILE.refused.csv`` (row number, line, field, reason, then the row as
-read). The import commits in batches and keeps a checkpoint
+Rows that cannot be imported are written, with the reason naming the column
+as the file names it, to ``FILE.refused.csv`` (row number, line, column,
+reason, then the row as read); so is a row whose id an earlier row of the
+file has. The import commits in batches and keeps a checkpoint
 (``FILE.progress.json``: the file's size and the SHA-256 of its first MB, the
 last committed row and byte offset) after each one, so after Ctrl+C or a
 crash the same command continues after the last committed batch; rows already
@@ -41,6 +43,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,7 +87,15 @@ class _Lines:
 
     def __init__(self, f, encoding: str, offset: int, lines: int = 0) -> None:
         self.f, self.encoding, self.offset, self.lines = f, encoding, offset, lines
+        # Until a row has been read whole, a line that does not decode means the
+        # wrong encoding (stop and say so); after that, a bad line refuses its row.
+        self.strict = True
+        self.bad: set[int] = set()  # numbers of lines that did not decode
         f.seek(offset)
+
+    @property
+    def encoding_name(self) -> str:
+        return "UTF-8" if self.encoding == "utf-8-sig" else self.encoding
 
     def __iter__(self):
         return self
@@ -98,9 +109,21 @@ class _Lines:
         try:
             return raw.decode(self.encoding)
         except UnicodeDecodeError:
-            raise CommandError(_("The file is not %(encoding)s near byte %(offset)s; convert it (for example "
-                                 "iconv -f GBK -t UTF-8) or give --encoding.")
-                               % {"encoding": self.encoding, "offset": self.offset - len(raw)}) from None
+            if self.strict:
+                raise CommandError(_("The file is not %(encoding)s (line %(line)s, near byte %(offset)s); convert it "
+                                     "(for example iconv -f GBK -t UTF-8) or give --encoding.")
+                                   % {"encoding": self.encoding_name, "line": self.lines,
+                                      "offset": self.offset - len(raw)}) from None
+            self.bad.add(self.lines)
+            return raw.decode(self.encoding, errors="replace")
+
+    def refusal(self, first: int) -> RowRefused | None:
+        """Why the row on lines ``first``.. (to the last read) cannot be imported, if a line did not decode."""
+        bad = [n for n in range(first, self.lines + 1) if n in self.bad]
+        if not bad:
+            return None
+        return RowRefused("record", _("Line %(line)s is not %(encoding)s: some of its bytes are not text in that "
+                                      "encoding.") % {"line": bad[0], "encoding": self.encoding_name})
 
 
 class _Refused:
@@ -189,9 +212,9 @@ class Command(BaseCommand):
         state = self.load_checkpoint(path, source, restart=o["restart"])
 
         importer = BulkImporter(source=source, warnings=o["warnings"])
-        cleaner = RowCleaner(channel=o["channel"])
         totals = Counts(**state["counts"])
         self.read, self.refused_total = state["read"], state["refused"]
+        self.keys_seen: dict[int, int] = {}  # hash of a row's key -> its row number (a repeat is refused)
         with path.open("rb") as f:
             if fmt == "csv":
                 columns, start, header_lines = self.csv_header(f, encoding)
@@ -199,13 +222,19 @@ class Command(BaseCommand):
                     state["offset"], state["line"] = start, header_lines
                 lines = _Lines(f, encoding, state["offset"], state["line"])
                 records = self.csv_records(lines, state["row"], columns, mapping)
+                names = self.columns_for(columns, mapping)
             else:
                 columns = ["record"]
                 lines = _Lines(f, encoding, state["offset"], state["line"])
                 records = self.jsonl_records(lines, state["row"], mapping)
+                names = mapping
+            # Reasons name the file's own columns (受理时间, not received_at).
+            cleaner = RowCleaner(channel=o["channel"], names=names)
             refused = _Refused(refused_path, state["refused_bytes"], columns)
+            # The real stderr: Django's wraps each write in a style and a line end, which
+            # turns the bar's redrawing into a line per update.
             progress = tqdm(total=path.stat().st_size, initial=state["offset"], unit="B", unit_scale=True,
-                            desc=path.name, file=self.stderr, disable=None)
+                            desc=path.name, file=sys.stderr, disable=None)
             batches = self.batches(records, cleaner, refused, lines, progress, o["batch_size"])
             try:
                 for result, cut in importer.import_batches(batches):
@@ -232,9 +261,17 @@ class Command(BaseCommand):
             try:
                 if isinstance(raw, RowRefused):
                     raise raw
-                batch.append(cleaner.clean(raw, row_no))
+                row = cleaner.clean(raw, row_no)
+                # A key twice in one file: the first row (in the file's order) is the report.
+                first = self.keys_seen.setdefault(hash(row.key), row_no)
+                if first != row_no:
+                    if row.external_id:
+                        raise RowRefused("external_id", _("Row %(row)s of this file has the same id “%(id)s”: one "
+                                                          "report per id.") % {"row": first, "id": row.external_id})
+                    raise RowRefused("record", _("The same report as row %(row)s of this file.") % {"row": first})
+                batch.append(row)
             except RowRefused as exc:
-                refused.write(row_no, line_no, exc.field, exc.message, values)
+                refused.write(row_no, line_no, cleaner.name(exc.field), exc.message, values)
                 self.refused_total += 1
             cut = {"row": row_no, "line": lines.lines, "offset": end}
             progress.update(end - progress.n)
@@ -331,22 +368,50 @@ class Command(BaseCommand):
             if not any(v.strip() for v in values):
                 continue
             row += 1
-            raw = {field: values[i] if i < len(values) else "" for field, i in where.items()}
+            raw = lines.refusal(first)
+            if raw is None and (len(values) < len(columns) or any(v.strip() for v in values[len(columns):])):
+                raw = RowRefused("record", _(
+                    "The row has %(n)s values and the header %(m)s columns: a value is missing, or there is a "
+                    "separator too many (a comma in a text without quotes?).") % {"n": len(values), "m": len(columns)})
+            if raw is None:
+                raw = {field: values[i] for field, i in where.items()}
+                lines.strict = False
             yield row, first, raw, values, lines.offset
 
     def jsonl_records(self, lines: _Lines, row: int, mapping: dict[str, str]) -> Iterator[tuple]:
+        checked = False
+        self.keys_unseen = set(mapping.values())  # --map keys no record has had (said in the summary)
         for text in lines:
             if not text.strip():
                 continue
             row += 1
-            try:
-                obj = json.loads(text)
-            except ValueError as exc:
-                obj = RowRefused("record", _("Not JSON: %(error)s") % {"error": exc})
+            obj = lines.refusal(lines.lines)
+            if obj is None:
+                try:
+                    obj = json.loads(text)
+                except ValueError as exc:
+                    obj = RowRefused("record", _("Not JSON: %(error)s") % {"error": exc})
             if not isinstance(obj, dict | RowRefused):
                 obj = RowRefused("record", _("Each line must be a JSON object."))
-            raw = obj if isinstance(obj, RowRefused) else {
-                field: obj.get(column) for field, column in self.columns_for(obj, mapping).items()}
+            if isinstance(obj, dict) and not checked:
+                # As a CSV's header: the key --map names for the description (which every
+                # record needs) must be in the first record; other keys may be optional.
+                missing = [mapping[k] for k in ("description", "title") if k in mapping and mapping[k] not in obj]
+                if missing and not any(k in mapping and mapping[k] in obj for k in ("description", "title")):
+                    raise CommandError(_("No key “%(column)s” in the first record (row %(row)s); its keys: "
+                                         "%(columns)s.") % {"column": missing[0], "row": row,
+                                                           "columns": ", ".join(obj)})
+                checked = True
+            raw = obj
+            if isinstance(obj, dict):
+                self.keys_unseen.difference_update(obj)
+                raw = {field: obj.get(column) for field, column in self.columns_for(obj, mapping).items()}
+                nested = [field for field, v in raw.items() if isinstance(v, dict | list)]
+                if nested:
+                    raw = RowRefused(nested[0], _("%(field)s is a JSON object or list; it must be a text, number or "
+                                                 "null.") % {"field": self.columns_for(obj, mapping)[nested[0]]})
+                else:
+                    lines.strict = False
             yield row, lines.lines, raw, [text.strip()], lines.offset
 
     # ------------------------------------------------------------------ report
@@ -370,3 +435,5 @@ class Command(BaseCommand):
             w(_("Refused: %(n)s (see %(path)s)") % {"n": self.refused_total, "path": refused_path})
         else:
             w(_("Refused: %(n)s") % {"n": self.refused_total})
+        for key in sorted(getattr(self, "keys_unseen", ())):
+            self.stderr.write(_("No record had the key “%(column)s” that --map names.") % {"column": key})
