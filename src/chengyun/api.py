@@ -3,11 +3,23 @@
 from django.utils.translation import gettext as gettext_now
 from django.utils.translation import gettext_lazy as _
 from ninja import NinjaAPI
-from ninja.errors import ValidationError
-from ninja.security import APIKeyHeader, HttpBearer, django_auth
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import APIKeyHeader, HttpBearer, SessionAuth
 
 from chengyun.cases.errors import CaseError
 from chengyun.org.services import user_for_token
+
+
+class BrowserSession(SessionAuth):
+    """A logged-in browser (the API docs page, the console's scripts), CSRF-checked
+    as Django's forms are. Not tried when the request carries an Authorization
+    header or no session cookie: a program with a wrong or missing token gets 401
+    (unauthorized), not 403 for a CSRF token it was never meant to send."""
+
+    def _get_key(self, request):
+        if "HTTP_AUTHORIZATION" in request.META or self.param_name not in request.COOKIES:
+            return None
+        return super()._get_key(request)
 
 
 class BearerToken(HttpBearer):
@@ -23,7 +35,7 @@ api = NinjaAPI(
     title="Chengyun API",
     version="1",
     description=str(_("City operations: areas, cases and their flow.")),
-    auth=[BearerToken(), django_auth],
+    auth=[BearerToken(), BrowserSession()],
     urls_namespace="api",
 )
 
@@ -33,6 +45,26 @@ def case_error(request, exc: CaseError):
     return api.create_response(
         request, {"detail": exc.message, "code": exc.code, "field": exc.field}, status=exc.status_code
     )
+
+
+@api.exception_handler(AuthenticationError)
+def unauthorized(request, exc: AuthenticationError):
+    response = api.create_response(request, {
+        "detail": gettext_now("A valid API token is needed: send the header “Authorization: Bearer <token>” "
+                              "(tokens: chengyun create-token, or the admin)."),
+        "code": "unauthorized", "field": None}, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="chengyun"'
+    return response
+
+
+@api.exception_handler(HttpError)
+def http_error(request, exc: HttpError):
+    """Ninja's own refusals (a body that is not JSON, a CSRF failure) in the shape of every other error."""
+    if exc.status_code == 400 and str(exc.message).startswith("Cannot parse request body"):
+        detail, code, field = gettext_now("The body is not valid JSON."), "invalid", "body"
+    else:
+        detail, code, field = str(exc.message), "forbidden" if exc.status_code == 403 else "error", None
+    return api.create_response(request, {"detail": detail, "code": code, "field": field}, status=exc.status_code)
 
 
 @api.exception_handler(ValidationError)

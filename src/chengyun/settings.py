@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_tasks",
     "django_tasks_db",
+    "ninja",  # the API docs page from ninja's own static files, not from a CDN (deployments may be offline)
     "chengyun.audit",
     "chengyun.areas",
     "chengyun.org",

@@ -211,6 +211,26 @@ def test_anonymous_and_roleless_users_may_not_submit(client, intake_world):
     assert not Report.objects.exists() and not Case.objects.exists()
 
 
+def test_a_program_with_a_wrong_or_no_token_is_told_401_not_a_csrf_failure(intake_world):
+    """Over real HTTP rules (CSRF enforced): a program never has a CSRF token to send."""
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    for headers in ({"Authorization": "Bearer nope"}, {}, {"Authorization": "Token nope"}):
+        response = client.post(REPORTS, data={"description": LEAK}, content_type="application/json", headers=headers)
+        assert response.status_code == 401, (headers, response.content)
+        body = response.json()
+        assert body["code"] == "unauthorized" and "Bearer" in body["detail"]
+        assert response["WWW-Authenticate"].startswith("Bearer")
+    # A body that is not JSON: 400 in the shape of every other error.
+    _token, sensor_token = create_token(f.make_user(username="platform", role="inspector",
+                                                    area=intake_world.areas[f.CITY]), "alarms")
+    response = client.post(REPORTS, data="{not json", content_type="application/json",
+                           headers={"Authorization": f"Bearer {sensor_token}"})
+    assert response.status_code == 400 and response.json()["field"] == "body"
+    assert not Report.objects.exists()
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -259,6 +279,14 @@ def test_a_sensor_beyond_the_boundary_still_raises_its_alarm(client, sensor, int
     report = Report.objects.get(number=body["number"])
     assert (report.lon, report.lat) == (100.0, 10.0) and report.area is None
     assert report.case.status == "new"
+
+
+def test_the_api_docs_page_needs_no_network(client, staff):
+    """Deployments may be offline: Swagger UI comes from our static files, not a CDN."""
+    client.force_login(staff["root"])
+    page = client.get("/api/v1/docs").content.decode()
+    assert "swagger-ui-bundle.js" in page and "/static/" in page
+    assert "cdn." not in page and "https://" not in page.replace("https://swagger.io", "")
 
 
 def test_every_endpoint_is_documented(client, staff):

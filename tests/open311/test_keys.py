@@ -48,6 +48,24 @@ def test_revoke_by_prefix_and_by_name(db):
         call_command("create_api_key", "  ", stdout=io.StringIO(), stderr=io.StringIO())
 
 
+
+def test_a_replacement_key_works_beside_the_old_until_the_old_is_revoked_by_its_prefix(db):
+    """Rotating a key the obvious way must not cut the partner off."""
+    old = create("Civic App")
+    err = io.StringIO()
+    call_command("create_api_key", "Civic App", stdout=io.StringIO(), stderr=err)
+    old_prefix = old.split(".")[0]
+    assert f"chengyun revoke-api-key {old_prefix}" in err.getvalue(), "the new key's output says how to end the old"
+    with pytest.raises(CommandError, match="2 active keys"):
+        call_command("revoke_api_key", "Civic App", stdout=io.StringIO())
+    assert ApiKey.objects.filter(revoked_at__isnull=True).count() == 2, "nothing revoked by the refused command"
+    call_command("revoke_api_key", old_prefix, stdout=io.StringIO())
+    assert authenticate(old) is None and ApiKey.objects.filter(revoked_at__isnull=True).count() == 1
+    create("Civic App")
+    call_command("revoke_api_key", "Civic App", "--all", stdout=io.StringIO())
+    assert not ApiKey.objects.filter(revoked_at__isnull=True).exists()
+
+
 @pytest.mark.site_middleware  # the admin
 def test_admin_shows_a_new_key_once_and_revokes(admin_client):
     r = admin_client.post("/admin/open311/apikey/add/", {"name": "Partner X", "contact_note": "x@example.org"},

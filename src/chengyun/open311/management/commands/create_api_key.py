@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
 from chengyun.cases.errors import CaseError
+from chengyun.open311.models import ApiKey
 from chengyun.open311.services import create_api_key
 
 
@@ -20,3 +21,9 @@ class Command(BaseCommand):
         self.stderr.write(_("API key for %(name)s (prefix %(prefix)s); it is not stored, copy it now:")
                           % {"name": key.name, "prefix": key.prefix})
         self.stdout.write(raw)
+        older = ApiKey.objects.filter(name=key.name, revoked_at__isnull=True).exclude(pk=key.pk).order_by("created_at")
+        for old in older:
+            # A new key for a partner who has one: a replacement. Both work until the old one is revoked.
+            self.stderr.write(_("%(name)s also has the key %(prefix)s (made %(at)s), which still works. Once the "
+                                "partner uses the new key: chengyun revoke-api-key %(prefix)s")
+                              % {"name": key.name, "prefix": old.prefix, "at": f"{old.created_at:%Y-%m-%d %H:%M}"})
