@@ -67,6 +67,22 @@ def http_error(request, exc: HttpError):
     return api.create_response(request, {"detail": detail, "code": code, "field": field}, status=exc.status_code)
 
 
+# The refusals of pydantic (which speaks English only) that the API's users meet,
+# in their language; others keep pydantic's own words.
+PYDANTIC_PROBLEMS = {
+    "missing": _("this field is required."),
+    "string_type": _("give a text."),
+    "float_type": _("give a number."), "float_parsing": _("give a number."),
+    "int_type": _("give a whole number."), "int_parsing": _("give a whole number."),
+    "bool_type": _("give true or false."), "bool_parsing": _("give true or false."),
+    "dict_type": _("give a JSON object."), "model_type": _("give a JSON object."),
+    "list_type": _("give a JSON list."),
+    "string_too_long": _("the text is too long."),
+    "datetime_type": _("give a date and time (ISO 8601)."), "datetime_parsing": _("give a date and time (ISO 8601)."),
+    "datetime_from_date_parsing": _("give a date and time (ISO 8601)."),
+}
+
+
 @api.exception_handler(ValidationError)
 def validation_error(request, exc: ValidationError):
     """Bodies and parameters Ninja itself refuses: 400 with the field named,
@@ -74,8 +90,9 @@ def validation_error(request, exc: ValidationError):
     first = exc.errors[0] if exc.errors else {}
     loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path", "payload", "form")]
     field = ".".join(loc) or None
+    problem = PYDANTIC_PROBLEMS.get(first.get("type", ""))
     detail = gettext_now("Invalid value for %(field)s: %(problem)s") % {
-        "field": field or "request", "problem": first.get("msg", ""),
+        "field": field or "request", "problem": gettext_now(problem) if problem else first.get("msg", ""),
     }
     return api.create_response(
         request, {"detail": detail, "code": "invalid", "field": field, "errors": exc.errors}, status=400

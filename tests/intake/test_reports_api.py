@@ -231,6 +231,21 @@ def test_a_program_with_a_wrong_or_no_token_is_told_401_not_a_csrf_failure(intak
     assert not Report.objects.exists()
 
 
+def test_errors_speak_the_callers_language_and_name_the_field_as_sent(client, sensor, intake_world):
+    client.force_login(sensor)
+    zh = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
+    answer = client.post(REPORTS, data={"description": LEAK, "lon": float("nan"), "lat": 30.5},
+                         content_type="application/json", **zh).json()
+    assert answer["field"] == "lon" and answer["detail"].startswith("经度"), answer
+    answer = client.post(REPORTS, data={"description": LEAK, "contact": "李四"}, content_type="application/json",
+                         **zh).json()
+    assert answer["field"] == "contact" and "应为 JSON 对象" in answer["detail"], "a text is not a contact, not dropped"
+    answer = client.post(REPORTS, data={"description": LEAK, "priority": 3}, content_type="application/json",
+                         **zh).json()
+    assert answer["field"] == "priority" and "应为文字" in answer["detail"], answer
+    assert not Report.objects.exists()
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -16,6 +16,8 @@ from django.db.models import Q
 from django.http import Http404
 from django.utils.translation import gettext as _
 from ninja import Field, Header, Query, Router, Schema, Status
+from pydantic import field_validator
+from pydantic_core import PydanticCustomError
 
 from chengyun.cases.errors import CaseForbidden, CaseInvalid
 from chengyun.cases.models import Channel
@@ -71,6 +73,15 @@ class ReportIn(Schema):
         "", description="Same key twice from the same user gives the first report back; "
                         "the Idempotency-Key header wins over this field.",
     )
+
+    @field_validator("contact", mode="before")
+    @classmethod
+    def _contact_is_an_object(cls, value):
+        # Ninja reads schemas from attributes too: a text sent as the contact would be
+        # taken as an object without any, and the person's details silently dropped.
+        if value is not None and not isinstance(value, dict):
+            raise PydanticCustomError("dict_type", "Input should be a valid dictionary")
+        return value
 
 
 class ReportOut(Schema):
@@ -236,7 +247,9 @@ def suggestion_out(s: DuplicateSuggestion) -> dict:
         "into a case (or attached to one) and dispatched automatically when the category is certain "
         "enough. Any user with a role may submit. Send an `Idempotency-Key` header (or the "
         "`idempotency_key` field): the same key again gives the first report back with 200 instead of "
-        "201, so a retry never makes a second report. Errors are 400 `{detail, code, field}`."
+        "201, so a retry never makes a second report; the same key with a different report is 422. Errors "
+        "are `{detail, code, field}`: 400 for bad input (the field named), 401 without a valid token, 403 "
+        "for a user without a role, 422 for a reused key."
     ),
 )
 def submit_report(

@@ -110,16 +110,17 @@ def _category(value) -> Category | None:
     return cat
 
 
-def _coordinate(value, name: str, low: float, high: float) -> float | None:
+def _coordinate(value, name: str, label: str, low: float, high: float) -> float | None:
+    """``name`` is the field the error names (each door maps it to its own); ``label`` what the message says."""
     if value is None or value == "":
         return None
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise CaseInvalid(_("%(field)s must be a number.") % {"field": name}, field=name) from None
+        raise CaseInvalid(_("%(field)s must be a number.") % {"field": label}, field=name) from None
     if not math.isfinite(v) or not (low <= v <= high):
-        raise CaseInvalid(_("%(field)s must be between %(low)s and %(high)s.") % {"field": name, "low": low, "high": high},
-                          field=name)
+        raise CaseInvalid(_("%(field)s must be between %(low)s and %(high)s.") % {"field": label, "low": low,
+                                                                                  "high": high}, field=name)
     return v
 
 
@@ -153,8 +154,8 @@ def clean_input(inp: ReportInput) -> dict:
         raise CaseInvalid(_("The title is too long (at most 200 characters)."), field="title")
     if not title:
         title = default_title(description)
-    lon = _coordinate(inp.lon, "long", -180, 180)
-    lat = _coordinate(inp.lat, "lat", -90, 90)
+    lon = _coordinate(inp.lon, "long", _("Longitude"), -180, 180)
+    lat = _coordinate(inp.lat, "lat", _("Latitude"), -90, 90)
     if (lon is None) != (lat is None):
         raise CaseInvalid(_("Give both latitude and longitude, or neither."), field="lat" if lat is None else "long")
     if inp.priority is not None and inp.priority not in Priority.values:
