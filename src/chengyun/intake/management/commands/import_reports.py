@@ -14,7 +14,8 @@ category       分类, 事项, 事项分类, 诉求分类 (a code, or a category
 lon, lat       lng/longitude, 经度; latitude, 纬度 (WGS84)
 address        地址, 事发地址, 诉求地址
 received_at    受理时间, 来电时间, 时间 (ISO 8601, 2024/5/1 8:00,
-               2024年5月1日 8时0分; without a zone: the city's time)
+               2024年5月1日 8时0分; without a zone: the city's time;
+               empty: the time of the import, as for a live feed)
 channel        渠道, 来源渠道 (default: --channel, hotline; also the words of
                12345 exports: 12345热线, 热线, 电话, 网站, 微信, 网格员 …)
 external_id    id, 工单编号, 工单号, 编号 (the key of idempotency)
