@@ -303,13 +303,6 @@ class RowCleaner:
             raise RowRefused("lat" if lat is None else "lon", _("Give both latitude and longitude, or neither."))
         if lon == 0 and lat == 0:
             raise RowRefused("lon", _("0, 0 is not a place in the city; leave the coordinates empty instead."))
-        if lon is not None and not in_city(lon, lat):
-            # As every other door: a point outside the city is refused unless an address
-            # says where (then the stray point is dropped and the address places the row).
-            if not _text(raw, "address"):
-                raise RowRefused("lat", _("The point (%(lat)s, %(long)s) is outside the area this city serves.")
-                                 % {"lat": lat, "long": lon})
-            lon = lat = None
         received_at = self.time(raw, "received_at") or self.now
         given = _text(raw, "channel")
         channel = self.channels.get(given.casefold()) if given else self.channel
@@ -317,6 +310,14 @@ class RowCleaner:
             raise RowRefused("channel", _("Unknown channel “%(channel)s”; for example: %(examples)s.") % {
                 "channel": given, "examples": "hotline/12345/热线, web/网站/微信, inspector/网格员, sensor/传感器, "
                                               "department/部门"})
+        if lon is not None and channel != Channel.SENSOR and not in_city(lon, lat):
+            # As every other door: a point outside the city is refused unless an address
+            # says where (then the stray point is dropped and the address places the row);
+            # not a sensor's (the city's own sensors may stand beyond its boundary).
+            if not _text(raw, "address"):
+                raise RowRefused("lat", _("The point (%(lat)s, %(long)s) is outside the area this city serves.")
+                                 % {"lat": lat, "long": lon})
+            lon = lat = None
         status = _text(raw, "status").casefold()
         if status not in CLOSED_WORDS and status not in OPEN_WORDS:
             raise RowRefused("status", _("The status must be open or closed, not “%(value)s”.") % {"value": status})
