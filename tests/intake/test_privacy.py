@@ -64,6 +64,18 @@ def test_the_handling_department_may_reveal(client, staff, sensor):
     assert AuditRecord.objects.filter(action="contact.view", actor="water").count() == 1
 
 
+
+def test_a_department_that_returned_the_case_may_no_longer_reveal(client, staff, sensor):
+    from chengyun.cases.models import Case
+    from chengyun.cases.services import return_case
+
+    sent = reported(client, sensor)
+    return_case(Case.objects.get(number=sent["case"]), by=staff["water"], reason="not ours")
+    answer = post(client, staff["water"], report_url(sent["number"], "contact"), expect=403, reason="call back")
+    assert PHONE not in str(answer)
+    assert not AuditRecord.objects.filter(action="contact.view").exists()
+
+
 def test_leader_and_sender_are_refused(client, staff, sensor):
     sent = reported(client, sensor)
     url = report_url(sent["number"], "contact")

@@ -119,7 +119,10 @@ def can_reveal(user, report: Report) -> bool:
         return True
     if scope.can_act(user, case, {Role.OPERATOR}):
         return True
-    return bool(scope.handler_departments(user, case))
+    # A department that holds a part of the case now: not one that has returned it
+    # (it may still read the case's history, but it no longer calls anyone back).
+    holding = {part.department_id for part in case.assignments.all() if part.active}
+    return bool(scope.handler_departments(user, case) & holding)
 
 
 def reveal_contact(report: Report, *, by, reason: str) -> dict:
