@@ -218,6 +218,22 @@ def test_start_and_report_done_by_lead_and_assisting(client, world, people):
     assert parts(case)["WATER-100101"] == ("lead", "done", True)
 
 
+def test_a_department_is_offered_start_and_report_done_only_for_its_own_part(client, world, people):
+    def offered(user):
+        client.force_login(user)
+        return set(client.get(f"/api/v1/cases/{case.number}").json()["allowed_actions"]) & {"start", "report_done"}
+
+    case = at_status(world, people, "dispatched")
+    assert offered(people.water) == offered(people.roads) == {"start"}
+    act(client, people.water, case, "start")
+    assert offered(people.water) == {"report_done"}, "the lead has started: not offered start again"
+    assert offered(people.roads) == {"start", "report_done"}, "the assisting part has not started yet"
+    act(client, people.roads, case, "start")
+    act(client, people.roads, case, "report_done", reason="road surface restored")
+    assert offered(people.roads) == set(), "its part is done"
+    assert offered(people.water) == {"report_done"}
+
+
 def test_start_twice_by_the_same_department_is_409(client, world, people):
     case = at_status(world, people, "in_progress")
     act(client, people.water, case, "start", expect=409)

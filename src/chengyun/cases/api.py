@@ -117,9 +117,21 @@ def case_out(case: Case, *, detail: bool = False, user=None, chain: list | None 
 
 
 def allowed_actions(user, case: Case) -> list[str]:
+    """The actions ``user`` may take on ``case`` now. "Start" and "report done"
+    also depend on the user's own part: a department that has started (or
+    finished) is not offered them again while another part goes on."""
+    from .models import PartStatus
     from .workflow import actions_from
 
-    return [a.name for a in actions_from(case.status) if scope.can_act(user, case, set(a.roles))]
+    names = [a.name for a in actions_from(case.status) if scope.can_act(user, case, set(a.roles))]
+    if "start" in names or "report_done" in names:
+        mine = scope.handler_departments(user, case)
+        parts = [p.status for p in case.assignments.all() if p.active and p.department_id in mine]
+        if PartStatus.DISPATCHED not in parts:
+            names = [n for n in names if n != "start"]
+        if not {PartStatus.DISPATCHED, PartStatus.IN_PROGRESS} & set(parts):
+            names = [n for n in names if n != "report_done"]
+    return names
 
 
 def _case_or_404(request, number: str) -> Case:
