@@ -5,7 +5,7 @@ many cases still keeps each case all-or-nothing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -17,6 +17,7 @@ from chengyun.cases.workflow import CaseStatus
 from chengyun.demo import generator
 from chengyun.demo.generator import generate_cases
 from chengyun.demo.loader import SIM_USERS
+from chengyun.taxonomy.models import Category
 from chengyun.taxonomy.services import route
 
 from .. import factories as f
@@ -69,6 +70,20 @@ def test_a_generated_history_is_made_by_the_services(city):
         assert case.route_rule_id == decision.rule.pk
         assert case.route_explanation["lead"] == decision.lead.code
         assert case.route_explanation["assisting"] == [d.code for d in decision.assisting]
+
+
+def test_the_planted_incident_happening_now_has_no_call_from_the_future(city):
+    from chengyun.intake.models import ClusterWarning, Report
+
+    bins = Category.objects.get(code="0303")
+    bins.cluster_reports, bins.cluster_window_minutes, bins.cluster_radius_m = 4, 120, 300
+    bins.save()
+    generate_cases(20, seed=3, log=quiet)
+    assert ClusterWarning.objects.exists(), "incidents were planted"
+    assert not Report.objects.filter(received_at__gt=NOW).exists()
+    assert not TimelineEntry.objects.filter(at__gt=NOW).exists()
+    newest = ClusterWarning.objects.order_by("-last_report_at").first()
+    assert NOW - newest.last_report_at < timedelta(minutes=30), "one is happening now"
 
 
 def test_some_web_reporters_ask_for_messages_and_get_them_at_example_org(city):

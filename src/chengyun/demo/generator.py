@@ -268,11 +268,15 @@ class Generator:
             grid = rng.choice(self.grids)
             lon0, lat0 = random_point_in(grid.geometry, rng)
             street = grid.parent.parent if grid.parent_id and grid.parent.parent_id else None
-            # The newest incident is happening now; the others were earlier this month.
-            start = self.now - (timedelta(minutes=40) if i == 0 else timedelta(days=rng.uniform(2, 25)))
+            n = cat.cluster_reports + rng.randint(1, 4)
+            step = timedelta(minutes=cat.cluster_window_minutes / (cat.cluster_reports + 5))
+            # The newest incident is happening now (its last call 5 minutes ago, never
+            # after the load); the others were earlier this month.
+            start = (self.now - step * (n - 1) - timedelta(minutes=5) if i == 0
+                     else self.now - timedelta(days=rng.uniform(2, 25)))
             spread = cat.cluster_radius_m / 3 / 111_000
-            for k in range(cat.cluster_reports + rng.randint(1, 4)):
-                t = start + timedelta(minutes=k * cat.cluster_window_minutes / (cat.cluster_reports + 5))
+            for k in range(n):
+                t = start + step * k
                 title, desc, address = compose(cat, rng, street_name=street.name if street else "")
                 with simulated(t), transaction.atomic():
                     submit(ReportInput(
