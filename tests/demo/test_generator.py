@@ -86,6 +86,22 @@ def test_the_planted_incident_happening_now_has_no_call_from_the_future(city):
     assert NOW - newest.last_report_at < timedelta(minutes=30), "one is happening now"
 
 
+def test_each_demo_handlers_department_finds_work_in_its_queue(city):
+    """The history ends with most cases closed; a person playing a handler needs open ones."""
+    from chengyun.cases.models import CaseAssignment
+
+    water, roads = city.dept("water", "100101"), city.dept("roads", "100102")
+    gen = generator.Generator(7, quiet)
+    made = gen.give_handlers_work([water, roads], per_department=2)
+    for dept in (water, roads):
+        held = CaseAssignment.objects.filter(department=dept, active=True, role="lead",
+                                             case__status=CaseStatus.DISPATCHED)
+        assert held.count() == 2, dept.code
+        assert all(p.case.generated and p.case.created_at <= NOW for p in held)
+    assert made == 4
+    assert gen.give_handlers_work([water, roads], per_department=2) == 0, "they have work already"
+
+
 def test_some_web_reporters_ask_for_messages_and_get_them_at_example_org(city):
     from chengyun.intake.models import Notification, Report
 

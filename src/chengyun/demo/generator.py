@@ -14,7 +14,7 @@ import json
 import random
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from chengyun.areas.models import Area
@@ -24,7 +24,7 @@ from chengyun.cases.models import Case, Channel, Satisfaction
 from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
 from chengyun.clock import simulated
 from chengyun.intake.services import ReportInput, submit
-from chengyun.org.models import User
+from chengyun.org.models import Department, Role, User
 from chengyun.taxonomy.models import Category
 from chengyun.taxonomy.services import routing_snapshot
 
@@ -288,6 +288,53 @@ class Generator:
         return made
 
 
+    def give_handlers_work(self, departments, per_department: int = 3) -> int:
+        """Fresh cases dispatched to each of ``departments`` (the demo handlers'):
+        a history ending now leaves most departments' cases closed, and a person
+        playing a handler should find work in the queue. Categories the routing
+        rules give the department, in its area; a case the rules send elsewhere
+        is dispatched to it by the (simulated) dispatcher, as an override."""
+        from chengyun.cases.models import CaseAssignment
+        from chengyun.taxonomy.models import RoutingRule
+
+        rng, made = self.rng, 0
+        for dept in departments:
+            open_parts = CaseAssignment.objects.filter(
+                department=dept, active=True, role="lead",
+                case__status__in=(CaseStatus.DISPATCHED, CaseStatus.IN_PROGRESS)).count()
+            cats = list(Category.objects.reportable().filter(
+                pk__in=RoutingRule.objects.filter(active=True).filter(
+                    models.Q(lead_department=dept) | models.Q(lead_kind=dept.kind_id)).values("category_id")))
+            cats = cats or [c for c in self.categories if c.active]
+            grids = [g for g in self.grids if (g.path or "").startswith(dept.area.path)] or self.grids
+            need, tries = max(0, per_department - open_parts), 0
+            while need and tries < 4 * per_department:
+                tries += 1
+                cat, grid = rng.choice(cats), rng.choice(grids)
+                lon, lat = random_point_in(grid.geometry, rng)
+                street = grid.parent.parent if grid.parent_id and grid.parent.parent_id else None
+                title, desc, address = compose(cat, rng, street_name=street.name if street else "")
+                t = self.now - timedelta(minutes=rng.uniform(20, 180) + 30 * tries)
+                with simulated(t), transaction.atomic():
+                    report = submit(ReportInput(
+                        channel=Channel.HOTLINE, title=title, description=desc, category=cat, lon=lon, lat=lat,
+                        address=address, contact=self.contact(), source="demo-generator", generated=True,
+                    ), by=self.user("operator")).report
+                    case = report.case
+                    if report.duplicate != "new":
+                        continue  # joined an open case (or a question about one): not a case of its own
+                    if case.status in (CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.DISPATCHED) and not \
+                            case.assignments.filter(department=dept, active=True, role="lead").exists():
+                        if case.status == CaseStatus.NEW:
+                            s.accept_case(case, by=self.user("operator"))
+                        if case.status == CaseStatus.DISPATCHED:
+                            continue  # the rules sent it elsewhere: a case for them, try again for this one
+                        s.dispatch_case(case, by=self.user("dispatcher"), lead=dept, note="演示：派给本单位处置")
+                need -= 1
+                made += 1
+        return made
+
+
 def generate_cases(count: int, *, seed: int = 20261127, log=print) -> int:
     if count <= 0:
         return 0
@@ -298,6 +345,12 @@ def generate_cases(count: int, *, seed: int = 20261127, log=print) -> int:
     gen = Generator(seed, log)
     made = gen.run(count)
     incidents = gen.plant_incidents()
+    from .loader import DEMO_USERS
+
+    handler_depts = list(Department.objects.filter(
+        code__in=[d for _u, _n, role, _a, d in DEMO_USERS if role == Role.HANDLER and d]).select_related("area"))
+    fresh = gen.give_handlers_work(handler_depts)
     counts = s.sweep_deadlines()
-    log(f"  cases: {made} generated, {incidents} planted incidents; deadline sweep: {counts}")
+    log(f"  cases: {made} generated, {incidents} planted incidents, {fresh} fresh cases for the demo handlers; "
+        f"deadline sweep: {counts}")
     return made
