@@ -82,12 +82,20 @@ def test_the_form_fits_a_phones_screen(browser, live_server, intake_world, local
     context.close()
 
 
+def test_the_maps_own_buttons_speak_chinese_on_chinese_pages(browser, live_server, intake_world):
+    page = browser.new_context(locale="zh-CN").new_page()
+    page.goto(live_server.url + "/report/")
+    sync_api.expect(page.locator("#map a.leaflet-control-zoom-in")).to_have_attribute("title", "放大")
+    sync_api.expect(page.locator("#map a.leaflet-control-zoom-out")).to_have_attribute("title", "缩小")
+
+
 def test_the_map_places_a_pin_and_fills_in_the_position(browser, live_server, intake_world):
     context = browser.new_context(locale="en-GB")
     page = context.new_page()
     page.goto(live_server.url + "/report/")
     sync_api.expect(page.locator("#map-block")).to_be_visible()
     sync_api.expect(page.locator("#map path.leaflet-interactive").first).to_be_visible()  # district outlines
+    assert page.locator("#map a.leaflet-control-zoom-in").get_attribute("title") == "Zoom in"
     # Wait for the map to settle (fitting the outlines is animated: a click during the
     # animation lands elsewhere), then click the middle of the first outline:
     # district 100101 (the south-west one).
