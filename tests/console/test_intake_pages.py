@@ -490,3 +490,15 @@ def test_the_inspector_cannot_file_under_a_group(client, staff):
     response = _inspect(client, category="01", token="insp-group")
     assert response.status_code == 400 and "group of categories" in response.content.decode()
     assert not Report.objects.exists()
+
+
+def test_the_timeline_names_the_platform_in_the_readers_language(client, staff):
+    lon, lat = f.centre(STREET)
+    case = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).case
+    assert case.status == CaseStatus.DISPATCHED
+    client.force_login(staff["dispatcher"])
+    zh = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    timeline = zh[zh.index('<ol class="timeline">'):]
+    assert "受理流水线（自动）" in timeline and ">intake<" not in timeline
+    en = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "the intake pipeline" in en

@@ -155,13 +155,30 @@ EXTRA_ACTION_LABELS = {
 }
 
 
+# Actors that are the platform itself, as the timeline names them.
+MACHINE_ACTORS = {
+    "system": gettext_lazy("the platform"),
+    "intake": gettext_lazy("the intake pipeline"),
+    "system:deadlines": gettext_lazy("the deadline sweep"),
+}
+
+
+def _by(entry) -> str:
+    if entry.actor:
+        return str(entry.actor)
+    name = entry.actor_name
+    if name.startswith("open311:"):
+        return _("Open311 partner %(name)s") % {"name": name.split(":", 1)[1]}
+    return str(MACHINE_ACTORS.get(name, name))
+
+
 def timeline_rows(case):
     statuses = dict(CaseStatus.choices)
     rows = []
     for t in case.timeline.select_related("actor").all():
         label = ACTIONS[t.action].label if t.action in ACTIONS else EXTRA_ACTION_LABELS.get(t.action, t.action)
         rows.append({
-            "at": t.at, "by": str(t.actor) if t.actor else t.actor_name, "label": label, "note": t.note,
+            "at": t.at, "by": _by(t), "label": label, "note": t.note,
             "to": statuses.get(t.to_status, t.to_status) if t.to_status and t.to_status != t.from_status else "",
             "department": t.data.get("department") or t.data.get("lead") or "",
             "report": t.data.get("report", "") if t.action.startswith("report_") else "",
