@@ -502,3 +502,14 @@ def test_the_timeline_names_the_platform_in_the_readers_language(client, staff):
     assert "受理流水线（自动）" in timeline and ">intake<" not in timeline
     en = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "the intake pipeline" in en
+
+
+def test_the_words_that_drove_an_english_suggestion_are_words_of_the_text(client, staff):
+    """The model reads character n-grams; an English reader is shown the words they come from."""
+    client.force_login(staff["operator"])
+    text = "the street lamp is broken and flickering at night"
+    html = client.post("/console/hotline/suggest/", {"description": text, "address": ""}).content.decode()
+    chips = re.findall(r'<span class="chip">([^<]+)</span>', html)
+    assert chips and all(chip in text.split() for chip in chips), chips
+    zh = client.post("/console/hotline/suggest/", {"description": "路灯不亮 晚上很黑", "address": ""}).content.decode()
+    assert all(chip in "路灯不亮 晚上很黑" for chip in re.findall(r'<span class="chip">([^<]+)</span>', zh))

@@ -189,7 +189,7 @@ def _suggestions(user, values) -> dict:
     return {
         "text": text, "suggestion": suggestion, "confidence": confidence,
         "percent": round(confidence * 100) if confidence is not None else None, "model": version, "certain": certain,
-        "terms": term_chips(explanation.get("terms")), "alternatives": others,
+        "terms": term_chips(explanation.get("terms"), text), "alternatives": others,
         "area": area, "chain": area.ancestors() if area else [], "address": address,
         "category": category, "match": match, "nearby": nearby,
     }

@@ -7,6 +7,8 @@ Only reads; the changes go through the views in :mod:`.intake_views`.
 
 from __future__ import annotations
 
+import re
+
 from django.utils.translation import gettext as _
 
 from chengyun.cases.models import Case
@@ -23,13 +25,25 @@ RECLASSIFY_STATUSES = (CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.REOPENED)
 SCORE_PARTS = ("text", "distance", "place", "time")
 
 
-def term_chips(terms) -> list[str]:
-    """The classifier's top terms, once each, without the bare-space feature."""
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
+
+
+def term_chips(terms, text: str = "") -> list[str]:
+    """The classifier's top terms, once each, without the bare-space feature.
+
+    The model reads character n-grams: fine as they are for Chinese (一两个字 are
+    words), but fragments of English words ("emp", "ght l") mean nothing to a
+    reader; with the report's ``text``, such a fragment is shown as the word of
+    the text it comes from ("emptied", "light")."""
+    words = _LATIN_WORD.findall(text or "")
     out: list[str] = []
     for t in terms or []:
-        text = (t[0] if isinstance(t, (list, tuple)) else str(t)).strip()
-        if text and text != "␣" and text not in out:
-            out.append(text)
+        term = (t[0] if isinstance(t, (list, tuple)) else str(t)).strip()
+        if words and _LATIN_WORD.search(term):
+            piece = max(term.split(), key=len).lower()
+            term = next((w for w in words if piece in w.lower()), term)
+        if term and term != "␣" and term not in out:
+            out.append(term)
     return out
 
 
@@ -57,7 +71,7 @@ def classification_view(report) -> dict:
         "suggested": names.get(code) if code else None,
         "suggested_code": code,
         "confidence": exp.get("confidence"),
-        "terms": term_chips(exp.get("terms")),
+        "terms": term_chips(exp.get("terms"), f"{report.title}\n{report.description}"),
         "alternatives": [(names.get(c) or c, p) for c, p in exp.get("alternatives") or []],
         "model": exp.get("model"),
         "decided_by": decided_by_label(exp.get("decided_by")),
@@ -143,7 +157,7 @@ def reclassify_hint(case: Case) -> dict | None:
     if suggestion is None:
         return None
     return {"category": suggestion, "confidence": confidence, "model": version,
-            "terms": term_chips(explanation.get("terms"))}
+            "terms": term_chips(explanation.get("terms"), f"{case.title}\n{case.description}")}
 
 
 def case_intake_context(user, case: Case, *, revealed: dict | None = None) -> dict:

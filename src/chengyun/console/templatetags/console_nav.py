@@ -22,4 +22,7 @@ def console_nav(context) -> dict:
         "hotline": bool({Role.OPERATOR, Role.ADMIN} & roles),
         "inspect": bool({Role.INSPECTOR, Role.ADMIN} & roles),
         "signs": bool(SIGNS_ROLES & roles),
+        # The API's documentation: for the desks that work with other systems, not for
+        # field staff on a phone (the API itself does not depend on this link).
+        "api": bool(roles - {Role.INSPECTOR, Role.HANDLER}) or getattr(user, "is_superuser", False),
     }
