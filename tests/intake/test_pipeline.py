@@ -246,3 +246,21 @@ def test_the_same_words_twice_while_the_classifier_is_unsure_make_one_case(intak
     assert why["category_factor"] == 0.8 and why["candidates"] == 1, "an unclassified case weighs as a sibling"
     other = submit(ReportInput(channel="web", description="树枝断了挂在电线上", lon=lon, lat=lat)).report
     assert other.case_id != first.case_id, "other words at the same place are another problem"
+
+
+def test_an_address_naming_the_road_a_street_is_named_after_is_placed_in_that_street(intake_world):
+    """南京东路街道 is where 南京东路300号 is: a street's name without its ending places an
+    address, when it agrees with the district named (or is the only such name)."""
+    from chengyun.areas.locator import invalidate
+    from chengyun.areas.models import Area
+    from chengyun.intake.geo import area_from_address
+
+    Area.objects.filter(code="100101001").update(name="和平东路街道")
+    Area.objects.filter(code="100102001").update(name="和平东路镇")  # another district has one of that name too
+    invalidate()
+    assert area_from_address("区1和平东路300号").code == "100101001"
+    assert area_from_address("区2 和平东路8号").code == "100102001"
+    assert area_from_address("和平东路300号") is None, "two streets could be meant, and no district says which"
+    assert area_from_address("区3和平东路300号").code == "100103", "the district named wins over a street elsewhere"
+    report = submit(ReportInput(channel="hotline", description="路灯不亮 晚上很黑", address="区1和平东路300号")).report
+    assert report.area.code == "100101001"

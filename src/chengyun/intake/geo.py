@@ -24,10 +24,32 @@ def box(lon: float, lat: float, radius_m: float) -> tuple[float, float, float, f
     return lon - dlon, lat - dlat, lon + dlon, lat + dlat
 
 
+# A street (街道) or town is often named after its main road or an old place name:
+# "南京东路街道" is where "南京东路300号" is. The name without these endings (at
+# least three characters left) also places an address, when it agrees with the
+# district the address names, or is the only such name in the city.
+STEM_ENDINGS = ("街道办事处", "街道", "地区", "镇", "乡")
+
+
+def _stems(loc) -> list[tuple[str, AreaInfo]]:
+    cached = getattr(loc, "_address_stems", None)
+    if cached is None:
+        cached = []
+        for a in loc.areas:
+            for ending in STEM_ENDINGS:
+                if a.name and a.name.endswith(ending) and len(a.name) - len(ending) >= 3:
+                    cached.append((a.name[: -len(ending)], a))
+                    break
+        loc._address_stems = cached
+    return cached
+
+
 def area_from_address(address: str) -> AreaInfo | None:
     """The deepest area whose name (Chinese or English) the address contains,
     consistent with the other names found (a street must lie in the district
-    the address names). Used when a report has an address but no point."""
+    the address names); a street's name without its ending ("南京东路" for
+    南京东路街道) counts too, see :data:`STEM_ENDINGS`. Used when a report has
+    an address but no point."""
     text = (address or "").strip()
     if not text:
         return None
@@ -35,9 +57,15 @@ def area_from_address(address: str) -> AreaInfo | None:
     low = text.lower()
     found = [a for a in loc.areas if (a.name and len(a.name) >= 2 and a.name in text)
              or (a.name_en and len(a.name_en) >= 4 and a.name_en.lower() in low)]
+    ids = {a.id for a in found}
+    by_stem = [a for stem, a in _stems(loc) if a.id not in ids and stem in text]
+    if by_stem:
+        agreeing = [a for a in by_stem if any(x.id in ids for x in loc.chain(a))] if found else by_stem
+        if len(agreeing) == 1 or (found and agreeing):
+            found += agreeing
+            ids |= {a.id for a in agreeing}
     if not found:
         return None
-    ids = {a.id for a in found}
 
     def support(a: AreaInfo) -> int:
         return sum(1 for x in loc.chain(a) if x.id in ids)
