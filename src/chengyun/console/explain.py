@@ -50,7 +50,7 @@ def explain_route(exp: dict) -> str:
     ]
     if exp.get("lead_kind"):
         parts.append(
-            _("the lead is the “%(kind)s” department at %(level)s level above %(where)s: %(lead)s") % {
+            _("the lead is the “%(kind)s” department at %(level)s level for %(where)s: %(lead)s") % {
                 "kind": _kind(exp["lead_kind"]), "level": _level(exp["level"]) if exp.get("level") else _("the nearest"),
                 "where": _area(exp.get("located_in")) if exp.get("located_in") else _("the case"),
                 "lead": _dept(exp.get("lead")),
