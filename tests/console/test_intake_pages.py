@@ -130,6 +130,8 @@ def test_hotline_errors_are_shown_next_to_their_fields_and_store_nothing(client,
     html = page.content.decode()
     assert 'aria-describedby="e-desc"' in html and 'id="e-desc" class="error"' in html
     assert 'value="call-1"' in html, "a failed call keeps its token"
+    assert re.search(r'name="description"[^>]*autofocus', html) and not re.search(r'name="phone"[^>]*autofocus', html), \
+        "the cursor goes to the field to correct"
     page = _call(client, category="9999").content.decode()
     assert 'id="e-cat" class="error"' in page and "9999" in page
     page = _call(client, phone="call me maybe").content.decode()
@@ -295,6 +297,7 @@ def test_inspector_report_with_no_place_at_all_is_refused_naming_the_grid_field(
     page = _inspect(client, lon="", lat="", category="0102", description="路灯不亮", photo=_upload(_png()))
     assert page.status_code == 400
     assert 'id="e-area" class="error"' in page.content.decode(), "no position, no photo position, no grid"
+    assert 'id="e-photo" class="error"' in page.content.decode(), "the photo must be chosen again: it says so"
     assert not Report.objects.exists() and not Case.objects.exists()
 
 

@@ -56,7 +56,8 @@ RECENT_CALLS = 5
 NEARBY_CASES = 5
 ALTERNATIVE_FLOOR = 0.02  # an alternative less likely than this is not worth a button (a city has 100+ categories)
 MAX_AREA_CHOICES = 500
-HOTLINE_FIELDS = {"phone", "name", "description", "address", "category", "priority", "email"}
+HOTLINE_ORDER = ("phone", "name", "email", "description", "address", "category", "priority")  # as on the form
+HOTLINE_FIELDS = set(HOTLINE_ORDER)
 INSPECT_FIELDS = {"photo", "area", "category", "description", "self_dispose", "self_dispose_note"}
 
 # Fields the intake pipeline names in its errors -> the form field they belong to.
@@ -137,6 +138,8 @@ def hotline(request):
         "categories": _leaf_categories(), "priorities": Priority.choices, "recent": recent,
         "sms": notify.sms_enabled(),
         "suggestions": _suggestions(request.user, values) if errors and values.get("description") else None,
+        # The caller's number first; after a refusal, the first field to correct.
+        "focus": next((f for f in HOTLINE_ORDER if f in errors), "phone"),
     }, status=400 if errors else 200)
 
 
@@ -283,6 +286,9 @@ def inspect(request):
             errors[_field(exc)] = exc.message
         else:
             return redirect(f"{request.path}?done={done.report.number}")
+        if errors and "photo" not in errors and any(f.size for f in request.FILES.getlist("photo")):
+            # A browser cannot be handed a file back: say so where the photo goes.
+            errors["photo"] = _("Nothing was saved: choose the photo again.")
     done = None
     if request.GET.get("done"):
         done = (Report.objects.filter(number=request.GET["done"], created_by=request.user)
