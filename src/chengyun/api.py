@@ -16,10 +16,12 @@ class BrowserSession(SessionAuth):
     header or no session cookie: a program with a wrong or missing token gets 401
     (unauthorized), not 403 for a CSRF token it was never meant to send."""
 
-    def _get_key(self, request):
+    def __call__(self, request):
+        # Not tried at all (no CSRF check, no session user): returning no key is not
+        # enough, as Ninja's session check reads request.user whatever the key.
         if "HTTP_AUTHORIZATION" in request.META or self.param_name not in request.COOKIES:
             return None
-        return super()._get_key(request)
+        return super().__call__(request)
 
 
 class BearerToken(HttpBearer):

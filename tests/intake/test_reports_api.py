@@ -222,6 +222,16 @@ def test_a_program_with_a_wrong_or_no_token_is_told_401_not_a_csrf_failure(intak
         body = response.json()
         assert body["code"] == "unauthorized" and "Bearer" in body["detail"]
         assert response["WWW-Authenticate"].startswith("Bearer")
+    # A logged-in browser that also sends an Authorization header (browsers add Basic or
+    # Negotiate ones by themselves on intranets) is not let in by its session without CSRF.
+    client.force_login(f.make_user(username="desk", role="dispatcher", area=intake_world.areas[f.CITY]))
+    for header in ("Bearer nope", "Basic ZGVzazp4", "Negotiate abc"):
+        response = client.post(REPORTS, data={"description": LEAK}, content_type="application/json",
+                               headers={"Authorization": header})
+        assert response.status_code == 401, (header, response.content)
+    response = client.post(REPORTS, data={"description": LEAK}, content_type="application/json")
+    assert response.status_code == 403, "the session alone: Django's CSRF check applies"
+    client.logout()
     # A body that is not JSON: 400 in the shape of every other error.
     _token, sensor_token = create_token(f.make_user(username="platform", role="inspector",
                                                     area=intake_world.areas[f.CITY]), "alarms")
