@@ -261,6 +261,10 @@ def test_an_address_naming_the_road_a_street_is_named_after_is_placed_in_that_st
     assert area_from_address("区1和平东路300号").code == "100101001"
     assert area_from_address("区2 和平东路8号").code == "100102001"
     assert area_from_address("和平东路300号") is None, "two streets could be meant, and no district says which"
+    assert area_from_address("测试市和平东路300号").code == "100000", "naming the city does not say which"
+    Area.objects.filter(code="100102001").update(name="街道1002001")
+    invalidate()
+    assert area_from_address("测试市和平东路300号").code == "100101001", "the only street of that name"
     assert area_from_address("区3和平东路300号").code == "100103", "the district named wins over a street elsewhere"
     report = submit(ReportInput(channel="hotline", description="路灯不亮 晚上很黑", address="区1和平东路300号")).report
     assert report.area.code == "100101001"

@@ -155,6 +155,25 @@ def test_a_case_staff_reclassify_moves_in_the_workers_open_cases(client, api_key
     assert same.case_id == unsure.case_id and same.duplicate == DuplicateOutcome.ATTACHED
 
 
+def test_a_case_staff_accept_with_a_category_moves_in_the_workers_open_cases(client, api_key, intake_world, staff,
+                                                                             settings):
+    """The usual way an unclassified case gets its category: accepted with one."""
+    other = f.make_category(code="03", name="噪音", deadline_hours=24)
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 1.01
+    lon, lat = f.centre("100101001")
+    text = "水管爆裂，路面一直冒水"
+    unsure = submit(ReportInput(channel="web", description=text, lon=lon, lat=lat)).report
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 0.0
+    post(client, api_key, service_code="0102", description="路灯不亮 晚上很黑", at="100102001",
+         **{"attribute[severity]": None})
+    received.process_received()  # loaded, the unclassified case among them
+
+    case_services.accept_case(unsure.case, by=staff["operator"], category=other)
+    leak = post(client, api_key, description=text)
+    received.process_received()
+    assert Report.objects.get(number=leak["service_request_id"]).case_id != unsure.case_id
+
+
 def test_reports_are_processed_once_however_often_the_pipeline_runs(client, api_key):
     numbers = [post(client, api_key)["service_request_id"] for _ in range(3)]
     assert received.waiting() == 3

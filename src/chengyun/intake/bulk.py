@@ -220,7 +220,8 @@ class RowCleaner:
             self.channels.update({str(c.label).casefold(): str(c.value) for c in Channel})
         for value, words in CHANNEL_WORDS.items():
             self.channels.update({w.casefold(): str(value) for w in words})
-        self.channels.pop(str(Channel.DISCOVERY), None)  # made by the platform itself, never imported
+        # Made by the platform itself (smart discovery), never imported: no word leads there.
+        self.channels = {w: v for w, v in self.channels.items() if v != Channel.DISCOVERY}
         self.tz = ZoneInfo(tz or settings.TIME_ZONE)
         self.now = now()
         self.categories: dict[str, int | None] = {}  # code or name -> id (None: ambiguous)
@@ -658,12 +659,19 @@ class OpenCaseIndex:
         self.loaded: tuple[int, int] | None = None
         self.size = 0
         self.gone: set[int] = set()  # cases that left the open statuses after they were loaded
-        self.entry_of: dict[int, list] = {}  # case id -> its entry (to move one that staff reclassified)
+        self.entry_of: dict[int, list[list]] = {}  # case id -> its entries (to move one that staff reclassified)
         self.swept: int | None = None  # the last forget_before() that swept the cells
 
+    def _group_of(self, cat: int | None) -> tuple:
+        group = self.group.get(cat)
+        if group is None:  # a category made after the index was built: a group of its own until the refresh
+            group = self.group[cat] = ("c", cat)
+            self.cell.setdefault(group, self.cell[UNSORTED])
+        return group
+
     def add(self, entry: list) -> None:
-        self.entry_of[entry[3]] = entry
-        group = self.group[entry[4]]
+        self.entry_of.setdefault(entry[3], []).append(entry)
+        group = self._group_of(entry[4])
         if entry[1] is not None:
             dlat, dlon = self.cell[group]
             self.cells.setdefault((group, math.floor(entry[1] / dlon), math.floor(entry[2] / dlat)), []).append(entry)
@@ -701,25 +709,24 @@ class OpenCaseIndex:
             if left:
                 places[key] = left
         self.cells, self.places, self.size = kept, places, size
-        self.entry_of = {pk: e for pk, e in self.entry_of.items() if e[0] >= t}
+        self.entry_of = {pk: es for pk, es in self.entry_of.items() if es[0][0] >= t}
 
     def discard(self, pk: int) -> None:
-        """Take case ``pk`` out (to add it again as it now is: reclassified, reopened)."""
-        entry = self.entry_of.pop(pk, None)
-        if entry is None:
-            return
-        group = self.group[entry[4]]
-        lists = []
-        if entry[1] is not None:
-            dlat, dlon = self.cell[group]
-            lists.append(self.cells.get((group, math.floor(entry[1] / dlon), math.floor(entry[2] / dlat)), []))
-        if len(entry) > 8:
-            lists += [self.places.get((group, "s", entry[8]), []), self.places.get((group, "a", entry[9]), [])]
-        for k, entries in enumerate(lists):
-            before = len(entries)
-            entries[:] = [e for e in entries if e is not entry]
-            if k == 0 and entry[1] is not None:
-                self.size -= before - len(entries)
+        """Take case ``pk`` out, every copy of it (to add it again as it now is:
+        reclassified, reopened); a case can be in twice, read by a load and
+        again as new, even under two categories."""
+        for entry in self.entry_of.pop(pk, ()):
+            group = self._group_of(entry[4])
+            if entry[1] is not None:
+                dlat, dlon = self.cell[group]
+                cell = self.cells.get((group, math.floor(entry[1] / dlon), math.floor(entry[2] / dlat)), [])
+                before = len(cell)
+                cell[:] = [e for e in cell if e[3] != pk]
+                self.size -= before - len(cell)
+            if len(entry) > 8:
+                for key in ((group, "s", entry[8]), (group, "a", entry[9])):
+                    if key in self.places:
+                        self.places[key] = [e for e in self.places[key] if e[3] != pk]
 
     def load(self, lo: int, hi: int) -> int:
         """Make sure the open cases created in [lo, hi] (µs) are in the index

@@ -60,10 +60,15 @@ def area_from_address(address: str) -> AreaInfo | None:
     ids = {a.id for a in found}
     by_stem = [a for stem, a in _stems(loc) if a.id not in ids and stem in text]
     if by_stem:
-        agreeing = [a for a in by_stem if any(x.id in ids for x in loc.chain(a))] if found else by_stem
-        if len(agreeing) == 1 or (found and agreeing):
-            found += agreeing
-            ids |= {a.id for a in agreeing}
+        # Agreeing means lying in an area the address names that does not hold all of
+        # them (naming the city, which holds every street, says nothing about which).
+        chains = [{x.id for x in loc.chain(a)} for a in by_stem]
+        telling = ids - set.intersection(*chains)
+        agreeing = [a for a, chain in zip(by_stem, chains, strict=True) if chain & telling]
+        if not telling and len(by_stem) == 1:
+            agreeing = by_stem
+        found += agreeing
+        ids |= {a.id for a in agreeing}
     if not found:
         return None
 

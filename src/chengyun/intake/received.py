@@ -207,11 +207,11 @@ class ReceivedPipeline(BulkImporter):
                         f"AND to_status <> '' AND to_status NOT IN ({statuses})",
                         [self._entry_mark, entry_top, *_OPEN])
             left = [r[0] for r in cur.fetchall()]
-            # Cases to take again as they are now: reclassified by staff (an
-            # unclassified one leaves the group searched for every report), or
-            # open again (reopened, a merge undone) after they had left.
+            # Cases to take again as they are now: given a category by staff (accepted
+            # with one, or reclassified: an unclassified one leaves the group searched
+            # for every report), or open again (reopened, a merge undone) after they had left.
             cur.execute(f'SELECT DISTINCT case_id FROM "{TimelineEntry._meta.db_table}" WHERE id > %s AND id <= %s '
-                        f"AND (action = 'reclassify' OR (to_status IN ({statuses}) AND from_status <> '' "
+                        f"AND (action IN ('reclassify', 'accept') OR (to_status IN ({statuses}) AND from_status <> '' "
                         f"AND from_status NOT IN ({statuses})))",
                         [self._entry_mark, entry_top, *_OPEN, *_OPEN])
             again = [r[0] for r in cur.fetchall()]
