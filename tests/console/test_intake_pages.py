@@ -516,3 +516,20 @@ def test_the_words_that_drove_an_english_suggestion_are_words_of_the_text(client
     assert chips and all(chip in text.split() for chip in chips), chips
     zh = client.post("/console/hotline/suggest/", {"description": "路灯不亮 晚上很黑", "address": ""}).content.decode()
     assert all(chip in "路灯不亮 晚上很黑" for chip in re.findall(r'<span class="chip">([^<]+)</span>', zh))
+
+
+def test_a_caller_s_tracking_number_finds_their_case_in_the_queue(client, staff, settings):
+    """Report and case numbers share the date and differ by a letter: the search takes the
+    caller's R-number to the case, or the case it was merged into."""
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 1.01  # the cases wait for a dispatcher (they may be merged)
+    lon, lat = f.centre(STREET)
+    first = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+    other = submit(ReportInput(channel="web", description="路灯不亮 晚上很黑", lon=lon + 0.05, lat=lat)).report
+    client.force_login(staff["dispatcher"])
+    page = client.get("/console/", {"q": other.number}).content.decode()
+    assert other.case.number in page and first.case.number not in page
+    page = client.get("/console/", {"q": other.number.lower()}).content.decode()
+    assert other.case.number in page
+    case_services.merge_case(other.case, into=first.case, by=staff["operator"], note="same")
+    page = client.get("/console/", {"q": other.number}).content.decode()
+    assert first.case.number in page, "merged: the case it joined"

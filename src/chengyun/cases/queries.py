@@ -28,7 +28,16 @@ def queue(user, *, status: str | None = None, deadline: str | None = None, text:
     if deadline:
         qs = qs.filter(deadline_state=deadline)
     if text:
-        qs = qs.filter(Q(number__icontains=text) | Q(title__icontains=text) | Q(address__icontains=text))
+        text = text.strip()
+        match = Q(number__icontains=text) | Q(title__icontains=text) | Q(address__icontains=text)
+        if text[:1] in "Rr" and text[1:].isdigit():
+            # A report's tracking number (what a caller or a partner has): its case, or the
+            # case it was merged into. Not by its digits alone: those are another case's.
+            from chengyun.intake.models import Report
+
+            reports = Report.objects.filter(number__iexact=text)
+            match = Q(pk__in=reports.values("case_id")) | Q(pk__in=reports.values("case__merged_into_id"))
+        qs = qs.filter(match)
     if area_code:
         from chengyun.areas.models import Area
 
