@@ -46,10 +46,7 @@ def compose(cat: Category, rng: random.Random, *, street_name: str = "") -> tupl
     mine = phrases().get(cat.code, {})
     english = rng.random() < ENGLISH_SHARE and (mine.get("en") or cat.keywords_en)
     if english:
-        phrase = rng.choice(mine.get("en") or [f"{k}" for k in cat.keywords_en])
-        place = rng.choice(PLACES_EN)
-        text = " ".join(x for x in (phrase.rstrip("."), place) if x) + ". " + rng.choice(URGES_EN)
-        return (phrase[:60], f"{text.strip()} (generated demo data)", f"{street_name}, Shanghai" if street_name else "Shanghai")
+        return _english(rng.choice(mine.get("en") or [f"{k}" for k in cat.keywords_en]), rng, street_name)
     phrase = rng.choice(mine.get("zh") or cat.keywords_zh or [cat.name])
     place = rng.choice(PLACES)
     title = phrase.split("，")[0].split("。")[0][:40]
@@ -57,13 +54,22 @@ def compose(cat: Category, rng: random.Random, *, street_name: str = "") -> tupl
             f"上海市{street_name}{place}")
 
 
-def training_corpus(seed: int = 7, per_category: int = 40) -> tuple[list[str], list[str]]:
-    """Composed texts for every leaf category that has phrases or keywords."""
+def _english(phrase: str, rng: random.Random, street_name: str = "") -> tuple[str, str, str]:
+    place = rng.choice(PLACES_EN)
+    text = " ".join(x for x in (phrase.rstrip("."), place) if x) + ". " + rng.choice(URGES_EN)
+    return (phrase[:60], f"{text.strip()} (generated demo data)", f"{street_name}, Shanghai" if street_name else "Shanghai")
+
+
+def training_corpus(seed: int = 7, per_category: int = 40, english_each: int = 2) -> tuple[list[str], list[str]]:
+    """Composed texts for every leaf category that has phrases or keywords,
+    and each English phrasing ``english_each`` times more: one report in ten
+    is in English, too few (about four a category) for the model to know the
+    English words of a category; with these it sees every phrasing."""
     rng = random.Random(seed)
     texts, labels = [], []
     for cat in Category.objects.reportable().order_by("code"):
-        for _ in range(per_category):
-            title, description, _address = compose(cat, rng)
+        extra = [_english(p, rng) for p in phrases().get(cat.code, {}).get("en", []) for _ in range(english_each)]
+        for title, description, _address in [compose(cat, rng) for _ in range(per_category)] + extra:
             texts.append(f"{title}\n{description}")
             labels.append(cat.code)
     return texts, labels
