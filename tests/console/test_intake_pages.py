@@ -533,3 +533,12 @@ def test_a_caller_s_tracking_number_finds_their_case_in_the_queue(client, staff,
     case_services.merge_case(other.case, into=first.case, by=staff["operator"], note="same")
     page = client.get("/console/", {"q": other.number}).content.decode()
     assert first.case.number in page, "merged: the case it joined"
+
+
+def test_handlers_and_inspectors_see_their_cases_without_the_intake_tabs(client, staff):
+    for user in (staff["water"], staff["inspector"]):
+        client.force_login(user)
+        page = client.get("/console/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        assert "view=to_dispatch" not in page and "view=duplicates" not in page, user.username
+    client.force_login(staff["dispatcher"])
+    assert "view=to_dispatch" in client.get("/console/").content.decode()

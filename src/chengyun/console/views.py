@@ -53,7 +53,9 @@ def queue_view(request):
     text = (request.GET.get("q") or "").strip() or None
     view = request.GET.get("view", "")
     qs = queue(request.user, status=status or None, deadline=deadline, text=text)
-    tabs = queue_tabs()
+    # The intake work lists are for the desks that take cases in; a department's
+    # handlers and the inspectors work from their own cases.
+    tabs = queue_tabs() if INTAKE_DESK & scope.roles_of(request.user) or request.user.is_superuser else {}
     if view in tabs:
         qs = tabs[view]["filter"](qs)
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
@@ -71,6 +73,8 @@ def queue_view(request):
         "can_create": bool({Role.OPERATOR, Role.DISPATCHER, Role.INSPECTOR, Role.ADMIN} & scope.roles_of(request.user)),
     })
 
+
+INTAKE_DESK = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.LEADER, Role.ADMIN}
 
 # New (not yet accepted), accepted, or reopened: a dispatcher's to send on.
 WAITING_FOR_DISPATCH = (CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.REOPENED)
