@@ -197,24 +197,29 @@ class ReceivedPipeline(BulkImporter):
         index.forget_before(b.t[0] - index.max_window)
         since = index.loaded[0] if index.loaded else 0
         case_top, entry_top = self._marks()  # first: what is created while we read is read next time
-        own, statuses = self._own, ", ".join(["%s"] * len(_OPEN))
+        own = self._own
         with connection.cursor() as cur:
             cur.execute(f'SELECT {", ".join(CASE_FIELDS)} FROM "{Case._meta.db_table}" WHERE id > %s AND id <= %s '
                         "ORDER BY created_at DESC, id DESC",  # the cases' own order: equal scores break ties alike
                         [self._case_mark, case_top])
             new = [(*r[:4], _aware(r[4]), *r[5:]) for r in cur.fetchall() if r[0] not in own]
-            cur.execute(f'SELECT case_id FROM "{TimelineEntry._meta.db_table}" WHERE id > %s AND id <= %s '
-                        f"AND to_status <> '' AND to_status NOT IN ({statuses})",
-                        [self._entry_mark, entry_top, *_OPEN])
-            left = [r[0] for r in cur.fetchall()]
-            # Cases to take again as they are now: given a category by staff (accepted
-            # with one, or reclassified: an unclassified one leaves the group searched
-            # for every report), or open again (reopened, a merge undone) after they had left.
-            cur.execute(f'SELECT DISTINCT case_id FROM "{TimelineEntry._meta.db_table}" WHERE id > %s AND id <= %s '
-                        f"AND (action IN ('reclassify', 'accept') OR (to_status IN ({statuses}) AND from_status <> '' "
-                        f"AND from_status NOT IN ({statuses})))",
-                        [self._entry_mark, entry_top, *_OPEN, *_OPEN])
-            again = [r[0] for r in cur.fetchall()]
+            # One read of the timeline since the last batch: cases that left the open
+            # statuses, and cases to take again as they are now: given a category by
+            # staff (accepted with one, or reclassified: an unclassified one leaves the
+            # group searched for every report), or open again (reopened, a merge undone).
+            # The pipeline's own accepting changes no category: not a reason to read a case again.
+            cur.execute(f'SELECT case_id, action, from_status, to_status, actor_name '
+                        f'FROM "{TimelineEntry._meta.db_table}" '
+                        "WHERE id > %s AND id <= %s AND (to_status <> '' OR action IN ('reclassify', 'accept'))",
+                        [self._entry_mark, entry_top])
+            left, again = [], []
+            for case_id, action, from_status, to_status, actor in cur.fetchall():
+                if to_status and to_status not in OPEN_STATUSES:
+                    left.append(case_id)
+                elif action == "reclassify" or (action == "accept" and actor != SYSTEM_ACTOR) or (
+                        to_status and from_status and from_status not in OPEN_STATUSES):
+                    again.append(case_id)
+            again = list(dict.fromkeys(again))
             if again:
                 cur.execute(f'SELECT {", ".join(CASE_FIELDS)} FROM "{Case._meta.db_table}" '
                             f'WHERE id IN ({", ".join(["%s"] * len(again))}) ORDER BY created_at DESC, id DESC', again)

@@ -411,11 +411,12 @@ class Command(BaseCommand):
             raw = obj
             if isinstance(obj, dict):
                 self.keys_unseen.difference_update(obj)
-                raw = {field: obj.get(column) for field, column in self.columns_for(obj, mapping).items()}
+                columns = self.columns_for(obj, mapping)
+                raw = {field: obj.get(column) for field, column in columns.items()}
                 nested = [field for field, v in raw.items() if isinstance(v, dict | list)]
                 if nested:
                     raw = RowRefused(nested[0], _("%(field)s is a JSON object or list; it must be a text, number or "
-                                                 "null.") % {"field": self.columns_for(obj, mapping)[nested[0]]})
+                                                 "null.") % {"field": columns[nested[0]]})
                 else:
                     lines.strict = False
             yield row, lines.lines, raw, [text.strip()], lines.offset
