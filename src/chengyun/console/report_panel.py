@@ -115,7 +115,8 @@ def report_rows(user, case: Case, *, revealed: dict | None = None) -> list[dict]
     revealed = revealed or {}
     staff = scope.can_act(user, case, STAFF_ROLES)
     reports = (case_reports(case).select_related("suggested_category", "area", "case")
-               .prefetch_related("photos", "notifications__entry").order_by("received_at", "pk"))
+               # the case's parts: who may reveal a contact is asked for every row
+               .prefetch_related("photos", "notifications__entry", "case__assignments").order_by("received_at", "pk"))
     rows = []
     for r in reports:
         rows.append({
