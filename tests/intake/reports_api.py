@@ -16,6 +16,7 @@ def report_url(number: str, *rest: str) -> str:
 def post_report(client, user, *, expect: int = 201, key: str | None = None, **body) -> dict:
     """POST one report as ``user``; assert the status code; return the JSON."""
     client.force_login(user)
+    body.setdefault("channel", "sensor")
     headers = {"Idempotency-Key": key} if key else {}
     response = client.post(REPORTS, data=body, content_type="application/json", headers=headers)
     assert response.status_code == expect, response.content

@@ -161,7 +161,7 @@ def test_the_stop_link_asks_then_stops(client, staff):
 def test_asking_for_messages_without_an_address_names_the_email_field(client, staff):
     client.force_login(staff["operator"])
     lon, lat = f.centre("100101001")
-    response = client.post("/api/v1/reports/", {"description": LEAK, "lon": lon, "lat": lat,
+    response = client.post("/api/v1/reports/", {"channel": "hotline", "description": LEAK, "lon": lon, "lat": lat,
                                                 "contact": {"phone": "13812345678", "notify": True}},
                            content_type="application/json")
     assert response.status_code == 400 and response.json()["field"] == "email"

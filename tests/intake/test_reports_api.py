@@ -244,14 +244,14 @@ def test_a_program_with_a_wrong_or_no_token_is_told_401_not_a_csrf_failure(intak
 def test_errors_speak_the_callers_language_and_name_the_field_as_sent(client, sensor, intake_world):
     client.force_login(sensor)
     zh = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
-    answer = client.post(REPORTS, data={"description": LEAK, "lon": float("nan"), "lat": 30.5},
+    answer = client.post(REPORTS, data={"channel": "sensor", "description": LEAK, "lon": float("nan"), "lat": 30.5},
                          content_type="application/json", **zh).json()
     assert answer["field"] == "lon" and answer["detail"].startswith("经度"), answer
-    answer = client.post(REPORTS, data={"description": LEAK, "contact": "李四"}, content_type="application/json",
-                         **zh).json()
+    answer = client.post(REPORTS, data={"channel": "hotline", "description": LEAK, "contact": "李四"},
+                         content_type="application/json", **zh).json()
     assert answer["field"] == "contact" and "应为 JSON 对象" in answer["detail"], "a text is not a contact, not dropped"
-    answer = client.post(REPORTS, data={"description": LEAK, "priority": 3}, content_type="application/json",
-                         **zh).json()
+    answer = client.post(REPORTS, data={"channel": "hotline", "description": LEAK, "priority": 3},
+                         content_type="application/json", **zh).json()
     assert answer["field"] == "priority" and "应为文字" in answer["detail"], answer
     assert not Report.objects.exists()
 
@@ -261,6 +261,10 @@ def test_errors_speak_the_callers_language_and_name_the_field_as_sent(client, se
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"channel": "sensor"}, "description"),
+    ({"channel": "sensor", "description": LEAK}, "lat"),  # a device knows where it is
+    ({"channel": "inspector", "description": LEAK, "lon": "", "lat": "", "address": " "}, "lat"),
+    ({"channel": "web", "description": LEAK}, "lat"),
+    ({"channel": "hotline", "description": LEAK, "area": "999"}, "area"),
     ({"description": "   "}, "description"),
     ({"description": "x" * 4001}, "description"),
     ({"description": LEAK, "lon": 120.5, "lat": "north"}, "lat"),
@@ -287,6 +291,24 @@ def test_bad_input_is_400_naming_the_field_and_stores_nothing(client, staff, sen
     # The key was not used up by the failed attempt.
     lon, lat = f.centre("100101001")
     post_report(client, sensor, key="bad-1", description=LEAK, lon=lon, lat=lat)
+
+
+def test_the_channel_is_required_and_only_calls_and_other_systems_may_leave_the_place_out(
+        client, sensor, intake_world):
+    client.force_login(sensor)
+    lon, lat = f.centre("100101001")
+    # No default: a department's report taken for a sensor alarm would keep a point outside the city.
+    answer = client.post(REPORTS, data={"description": LEAK, "lon": lon, "lat": lat},
+                         content_type="application/json", HTTP_ACCEPT_LANGUAGE="zh-hans").json()
+    assert answer["field"] == "channel" and "必填" in answer["detail"], answer
+    assert not Report.objects.exists()
+    # A call about a problem the caller cannot place waits for a dispatcher to place it.
+    call = post_report(client, sensor, channel="hotline", description=LEAK)
+    assert call["area"] is None and call["case_status"] == "new"
+    # A system that knows the grid gives its code.
+    placed = post_report(client, sensor, channel="department", description="井盖缺失，行人易跌落", area="100101001")
+    assert placed["area"] == "100101001" and placed["lon"] is None
+    assert Report.objects.count() == 2
 
 
 def test_a_stray_point_outside_the_city_gives_way_to_the_address(client, sensor, intake_world):

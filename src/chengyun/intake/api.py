@@ -55,7 +55,10 @@ class ContactIn(Schema):
 
 class ReportIn(Schema):
     channel: str = Field(
-        "sensor", description="One of: " + ", ".join(c.value for c in API_CHANNELS),
+        description="Required. One of: " + ", ".join(c.value for c in API_CHANNELS) + ". A sensor's point is "
+                    "kept even beyond the city's boundary; a sensor, inspector or web report must say where "
+                    "(a point, an address or an area), a hotline call or a department's report may leave it "
+                    "to the dispatcher.",
         json_schema_extra={"enum": [c.value for c in API_CHANNELS]},
     )
     title: str = Field("", description="Short title; taken from the description when empty.")
@@ -65,6 +68,8 @@ class ReportIn(Schema):
     lon: float | str | None = Field(None, description="Longitude (WGS84).")
     lat: float | str | None = Field(None, description="Latitude (WGS84).")
     address: str = ""
+    area: str = Field("", description="Code of an area of the city's area tree (a grid, a community …), where "
+                                      "the sending system knows it; used when there is no point.")
     contact: ContactIn | None = Field(None, description="The reporter; personal data, shown masked.")
     external_id: str = Field("", description="The report's id in the sending system.")
     attributes: dict = Field(default_factory=dict, description="Extra facts (Open311 attributes).")
@@ -263,7 +268,7 @@ def submit_report(
         raise CaseInvalid(_("Unknown channel “%(channel)s”.") % {"channel": body.channel}, field="channel")
     inp = services.ReportInput(
         channel=body.channel, title=body.title, description=body.description, category=body.category,
-        lon=body.lon, lat=body.lat, address=body.address,
+        lon=body.lon, lat=body.lat, address=body.address, area=body.area.strip() or None,
         contact=body.contact.model_dump() if body.contact is not None else {},
         source=source_of(user), idempotency_key=(idempotency_key or body.idempotency_key or "").strip(),
         external_id=body.external_id, attributes=body.attributes, priority=body.priority,

@@ -139,6 +139,11 @@ def _language(value) -> str:
     return next((c for c in known if code and c.split("-")[0] == code.split("-")[0]), "")
 
 
+# A device, a citizen at the spot or an inspector knows where the problem is; a caller or
+# another system's record may not, and then a dispatcher places the case.
+PLACED_CHANNELS = (Channel.SENSOR, Channel.INSPECTOR, Channel.WEB, Channel.OPEN311)
+
+
 def clean_input(inp: ReportInput) -> dict:
     """Check everything before anything is written; errors name the field."""
     if inp.channel not in Channel.values:
@@ -208,7 +213,11 @@ def clean_input(inp: ReportInput) -> dict:
             raise CaseInvalid(_("The point (%(lat)s, %(long)s) is outside the area this city serves.")
                               % {"lat": lat, "long": lon}, field="lat")
         lon = lat = None
-    return {"title": title, "description": description, "category": _category(inp.category), "lon": lon, "lat": lat,
+    category = _category(inp.category)
+    if lon is None and area is None and not (inp.address or "").strip() and inp.channel in PLACED_CHANNELS:
+        raise CaseInvalid(_("Say where: give a point (latitude and longitude), an address or an area code."),
+                          field="lat")
+    return {"title": title, "description": description, "category": category, "lon": lon, "lat": lat,
             "contact": contact, "photos": photos, "area": area, "notify": wants_messages,
             "language": _language(inp.contact.get("language"))}
 
