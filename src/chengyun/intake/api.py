@@ -34,6 +34,9 @@ classifier_router = Router(tags=["classifier"])
 # Channels a system may submit through this API (Open311 has its own endpoint,
 # smart discovery is raised by the platform itself).
 API_CHANNELS = (Channel.SENSOR, Channel.DEPARTMENT, Channel.HOTLINE, Channel.INSPECTOR, Channel.WEB)
+# A device, a citizen at the spot or an inspector knows where the problem is; a call or
+# another system's record may not, and then a dispatcher places the case.
+PLACED_CHANNELS = (Channel.SENSOR, Channel.INSPECTOR, Channel.WEB)
 # The service names some fields as Open311 does; this API calls them by its own names.
 FIELD_NAMES = {"long": "lon", "address_string": "address"}
 STAFF_ROLES = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN}
@@ -269,6 +272,7 @@ def submit_report(
     inp = services.ReportInput(
         channel=body.channel, title=body.title, description=body.description, category=body.category,
         lon=body.lon, lat=body.lat, address=body.address, area=body.area.strip() or None,
+        place_required=body.channel in PLACED_CHANNELS,
         contact=body.contact.model_dump() if body.contact is not None else {},
         source=source_of(user), idempotency_key=(idempotency_key or body.idempotency_key or "").strip(),
         external_id=body.external_id, attributes=body.attributes, priority=body.priority,

@@ -80,6 +80,10 @@ class ReportInput:
     priority: str | None = None
     self_dispose_note: str = ""  # an inspector closed it on the spot
     generated: bool = False
+    # Refuse a report that says nothing of where (a point, an address or an area). Set by
+    # the doors for devices and people on the spot; a call may not know, and the platform's
+    # own warnings about a computed indicator may have no place.
+    place_required: bool = False
 
 
 @dataclass
@@ -137,11 +141,6 @@ def _language(value) -> str:
     if code in known:
         return code
     return next((c for c in known if code and c.split("-")[0] == code.split("-")[0]), "")
-
-
-# A device, a citizen at the spot or an inspector knows where the problem is; a caller or
-# another system's record may not, and then a dispatcher places the case.
-PLACED_CHANNELS = (Channel.SENSOR, Channel.INSPECTOR, Channel.WEB, Channel.OPEN311)
 
 
 def clean_input(inp: ReportInput) -> dict:
@@ -214,7 +213,7 @@ def clean_input(inp: ReportInput) -> dict:
                               % {"lat": lat, "long": lon}, field="lat")
         lon = lat = None
     category = _category(inp.category)
-    if lon is None and area is None and not (inp.address or "").strip() and inp.channel in PLACED_CHANNELS:
+    if lon is None and area is None and not (inp.address or "").strip() and inp.place_required:
         raise CaseInvalid(_("Say where: give a point (latitude and longitude), an address or an area code."),
                           field="lat")
     return {"title": title, "description": description, "category": category, "lon": lon, "lat": lat,
