@@ -117,3 +117,23 @@ def test_the_map_places_a_pin_and_fills_in_the_position(browser, live_server, in
     report = Report.objects.get(number=page.inner_text(".tracking-number").strip())
     assert (report.lon, report.lat) == pytest.approx((lon, lat))
     context.close()
+
+
+def test_a_pin_outside_the_city_is_refused_at_the_map(browser, live_server, intake_world):
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.goto(live_server.url + "/report/")
+    sync_api.expect(page.locator("#map-block")).to_be_visible()
+    # As the map fills them in for a click far outside the outlines.
+    page.evaluate("""() => { document.getElementById('id_lon').value = '100.000000';
+                             document.getElementById('id_lat').value = '10.000000'; }""")
+    page.fill("#id_description", "路灯整夜不亮")
+    page.click("button.primary.big")
+    error = page.locator("#map-error")
+    sync_api.expect(error).to_contain_text("不在本市范围内")
+    assert "map-error" in page.get_attribute("#map", "aria-describedby")
+    link = page.locator(".error-summary a", has_text="不在本市范围内")
+    assert link.get_attribute("href") == "#map"
+    assert link.inner_text().startswith("在哪里") and "纬度" not in link.inner_text()
+    assert not Report.objects.exists()
+    context.close()

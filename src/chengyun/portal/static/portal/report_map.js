@@ -9,8 +9,24 @@
   if (!block || !window.L || !lonInput || !latInput) return;
   block.hidden = false;
   var t = block.dataset, status = document.getElementById("map-status");
-  var zh = (document.documentElement.lang || "").toLowerCase().indexOf("zh") === 0;
   var el = document.getElementById("map");
+  // A pin the server refused (outside the city) was placed on the map: say so at the
+  // map, and let the error summary's link lead there instead of to the coordinates.
+  var latError = document.getElementById("id_lat_error");
+  if (latError) {
+    var mapError = latError.cloneNode(true);
+    mapError.id = "map-error";
+    block.classList.add("has-error");
+    block.insertBefore(mapError, el);
+    el.setAttribute("aria-describedby", "map-error map-hint");
+    var latLabel = document.querySelector('label[for="id_lat"]');
+    var legend = block.parentNode.querySelector("legend");
+    Array.prototype.forEach.call(document.querySelectorAll('.error-summary a[href="#id_lat"]'), function (a) {
+      a.href = "#map";
+      if (latLabel && legend) a.textContent = a.textContent.replace(latLabel.textContent.trim(), legend.textContent.trim());
+    });
+  }
+  var zh = (document.documentElement.lang || "").toLowerCase().indexOf("zh") === 0;
   var map = L.map(el, { attributionControl: false, keyboard: true, zoomSnap: 0.25 }).setView([31, 121], 9);
   var pin = null, seq = 0;
 
