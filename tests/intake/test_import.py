@@ -260,6 +260,35 @@ def test_resume_after_a_crash_continues_after_the_last_committed_batch(intake_wo
     assert list(verify_chain()) == []
 
 
+def test_a_repeat_of_a_row_from_before_a_resume_is_refused_naming_it(intake_world, tmp_path, monkeypatch):
+    lon, lat = f.centre("100104001")
+    rows = [[f"K{i}", "路灯不亮", "0102", lon + i * 0.01, lat] for i in range(1, 7)]
+    rows.append(["K2", "路灯还是不亮", "0102", lon, lat])  # row 7 repeats row 2's id
+    path = write_csv(tmp_path / "k.csv", ["external_id", "description", "category", "lon", "lat"], rows)
+    real_write = bulk.BulkImporter._write
+    calls = {"n": 0}
+
+    def crash_in_second_batch(self, b, result, writes=None):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("power cut")
+        real_write(self, b, result, writes)
+
+    monkeypatch.setattr(bulk.BulkImporter, "_write", crash_in_second_batch)
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(path, "--batch-size", "3")
+    assert (tmp_path / "k.csv.progress.keys").stat().st_size == 3 * 16, "rows 1-3 committed, their keys kept"
+    monkeypatch.setattr(bulk.BulkImporter, "_write", real_write)
+    out = run(path, "--batch-size", "3")
+    assert "Continuing after row 3" in out and "Refused: 1" in out
+    refused = read_refused(tmp_path / "k.csv.refused.csv")
+    assert [(r["row"], r["field"]) for r in refused] == [("7", "external_id")]
+    assert "Row 2 " in refused[0]["reason"]
+    assert Report.objects.get(external_id="K2").description == "路灯不亮"
+    assert Report.objects.count() == 6
+    assert not (tmp_path / "k.csv.progress.keys").exists() and not (tmp_path / "k.csv.progress.json").exists()
+
+
 def test_restart_ignores_the_checkpoint_and_a_changed_file_starts_over(intake_world, tmp_path):
     lon, lat = f.centre("100101001")
     path = write_csv(tmp_path / "r.csv", ["external_id", "description", "lon", "lat"], [
