@@ -186,3 +186,18 @@ def test_a_case_a_dispatcher_dispatched_by_hand_trains(client, staff, sensor):
     case_action(client, staff["dispatcher"], sent["case"], "accept")
     assert case_action(client, staff["dispatcher"], sent["case"], "dispatch")["status"] == "dispatched"
     assert training_examples()[3]["cases"] == 1
+
+
+def test_the_categories_keywords_teach_short_texts_and_are_never_held_out(intake_world):
+    lights = intake_world.categories["0102"]
+    lights.keywords_en = ["lamp post dark", "streetlight out"]
+    lights.save()
+    handled_cases(water=14, lights=14)  # all in Chinese
+    run("--min-examples", "20", "--seed", "3")
+    record = ClassifierModel.objects.get(active=True)
+    assert record.n_train + record.n_test == 28, "the scores are on the city's own cases only"
+    assert record.params["extra_examples"] >= 2 * 2
+    _version, model = active_model()
+    for text in ("lamp post dark", "streetlight out", lights.name):
+        got = model.predict(text)
+        assert got.code == "0102" and got.confidence > 0.6, (text, got.code, got.confidence)

@@ -76,15 +76,15 @@ def training_corpus(seed: int = 7, per_category: int = 40, english_each: int = 2
 
 
 def train_demo_model(log=print) -> None:
-    from chengyun.intake.classifier import train_and_store
+    from chengyun.intake.classifier import taxonomy_examples, train_and_store
     from chengyun.intake.models import ClassifierModel
 
     if ClassifierModel.objects.exists():
         log("  classifier: a model is already stored, none trained")
         return
     texts, labels = training_corpus()
-    result = train_and_store(texts, labels, by="load-demo", test_share=0.2, seed=0,
-                             note="demo pack phrasings (generated texts)")
+    result = train_and_store(texts, labels, by="load-demo", test_share=0.2, seed=0, extra=taxonomy_examples(),
+                             note="demo pack phrasings (generated texts) and the categories' keywords")
     log(f"  classifier: v{result.record.version} from {len(texts)} generated texts, "
         f"held-out accuracy {result.metrics['accuracy']:.1%}, macro F1 {result.metrics['macro_f1']:.1%}")
 
@@ -129,12 +129,14 @@ def start_retraining(*, background: bool = False) -> Retraining | None:
     separate process; its activation still waits for :meth:`Retraining.finish`."""
     from django.db import connection
 
+    from chengyun.intake.classifier import taxonomy_examples
     from chengyun.intake.models import ClassifierModel
     from chengyun.intake.services import training_examples
 
     if ClassifierModel.objects.count() != 1:
         return None
     texts, labels, weights, info = training_examples()
+    extra = taxonomy_examples()
     if len(set(labels)) < 2 or len(texts) < 200:
         return None
     job = Retraining(texts, info, ClassifierModel.objects.get().accuracy)
@@ -142,9 +144,9 @@ def start_retraining(*, background: bool = False) -> Retraining | None:
     if background and _shareable(connection):
         job.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=detached.setup, initargs=(connection.settings_dict["NAME"],))
-        job.future = job.pool.submit(_train, texts, labels, weights, note)
+        job.future = job.pool.submit(_train, texts, labels, weights, note, extra)
     else:
-        job.result = _train(texts, labels, weights, note)
+        job.result = _train(texts, labels, weights, note, extra)
     return job
 
 
@@ -155,7 +157,8 @@ def _shareable(connection) -> bool:
     return not in_memory and not connection.in_atomic_block
 
 
-def _train(texts: list[str], labels: list[str], weights: list[float], note: str) -> tuple[int, float]:
+def _train(texts: list[str], labels: list[str], weights: list[float], note: str,
+           extra: tuple[list[str], list[str]]) -> tuple[int, float]:
     """Train and store (inactive); -> (version, held-out accuracy).
 
     With one BLAS thread: it runs beside the sensors' loading, which needs
@@ -167,6 +170,6 @@ def _train(texts: list[str], labels: list[str], weights: list[float], note: str)
 
     with threadpool_limits(1):
         result = train_and_store(texts, labels, weights, by="load-demo", test_share=0.2, seed=0, activate=False,
-                                 note=note)
+                                 extra=extra, note=note)
     return result.record.version, result.metrics["accuracy"]
 

@@ -7,7 +7,12 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from chengyun.intake.classifier import activate_version, train_and_store
+from chengyun.intake.classifier import (
+    TAXONOMY_REPEAT,
+    activate_version,
+    taxonomy_examples,
+    train_and_store,
+)
 from chengyun.intake.models import ClassifierModel
 from chengyun.intake.services import training_examples
 from chengyun.taxonomy.models import Category
@@ -102,10 +107,13 @@ class Command(BaseCommand):
             )
         if len(categories) < 2:
             raise CommandError(_("All examples have the same category; a classifier needs at least two."))
+        extra = taxonomy_examples()
+        self.stdout.write(_("Also learnt, never held out: the categories' names and keywords (%(n)s short texts).")
+                          % {"n": len(extra[0]) // TAXONOMY_REPEAT})
         incumbent = ClassifierModel.objects.filter(active=True).first()
         result = train_and_store(
             texts, labels, weights, by=ACTOR, test_share=o["test_share"], seed=o["seed"], activate=False,
-            note=o["note"],
+            note=o["note"], extra=extra,
         )
         rec, metrics = result.record, result.metrics
         worse = (incumbent is not None and incumbent.n_test and rec.n_test
