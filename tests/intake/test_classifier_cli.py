@@ -10,9 +10,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from chengyun.audit.models import AuditRecord
-from chengyun.intake.classifier import active_model, train_and_store
+from chengyun.intake.classifier import TAXONOMY_REPEAT, active_model, train_and_store
 from chengyun.intake.models import CategoryCorrection, ClassifierModel
 from chengyun.intake.services import CORRECTION_WEIGHT, ReportInput, submit, training_examples
+from chengyun.taxonomy.models import Category
 
 from .. import factories as f
 from .conftest import LIGHTS, WATER
@@ -196,7 +197,10 @@ def test_the_categories_keywords_teach_short_texts_and_are_never_held_out(intake
     run("--min-examples", "20", "--seed", "3")
     record = ClassifierModel.objects.get(active=True)
     assert record.n_train + record.n_test == 28, "the scores are on the city's own cases only"
-    assert record.params["extra_examples"] >= 2 * 2
+    words = set()
+    for cat in Category.objects.reportable():
+        words |= {w for w in (cat.name, cat.name_en, *cat.keywords_zh, *cat.keywords_en) if w}
+    assert record.params["extra_examples"] == TAXONOMY_REPEAT * len(words)
     _version, model = active_model()
     for text in ("lamp post dark", "streetlight out", lights.name):
         got = model.predict(text)

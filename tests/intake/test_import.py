@@ -289,6 +289,47 @@ def test_a_repeat_of_a_row_from_before_a_resume_is_refused_naming_it(intake_worl
     assert not (tmp_path / "k.csv.progress.keys").exists() and not (tmp_path / "k.csv.progress.json").exists()
 
 
+def test_the_kept_keys_survive_a_crash_between_their_file_and_the_checkpoint(tmp_path):
+    from chengyun.intake.management.commands.import_reports import _KeysSeen
+
+    path = tmp_path / "x.csv.progress.keys"
+    keys = _KeysSeen(path, 0)
+    assert [keys.first(k, row) for row, k in enumerate(["a", "b", "a", "c"], 1)] == [1, 2, 1, 4]
+    length = keys.commit(2)  # rows 1 and 2 committed; row 4 read ahead, not yet
+    assert length == 2 * 16 and path.stat().st_size == length
+    with path.open("ab") as fh:
+        fh.write(b"\x01" * 16)  # appended by a commit whose checkpoint was never written
+    again = _KeysSeen(path, length)
+    assert not again.lost
+    assert [again.first(k, row) for row, k in [(3, "b"), (4, "c"), (5, "a"), (6, "c")]] == [2, 4, 1, 4]
+    assert again.commit(6) == 3 * 16 == path.stat().st_size, "the stray bytes are cut off, then c is added"
+    assert again.first("c", 7) == 4
+    path.unlink()
+    assert _KeysSeen(path, length).lost, "the checkpoint names keys that are gone: said, not a crash"
+
+
+def test_a_lost_keys_file_is_said_and_the_import_goes_on(intake_world, tmp_path, monkeypatch):
+    lon, lat = f.centre("100104001")
+    path = write_csv(tmp_path / "l.csv", ["external_id", "description", "category", "lon", "lat"],
+                     [[f"L{i}", "路灯不亮", "0102", lon + i * 0.01, lat] for i in range(1, 5)])
+    real_write = bulk.BulkImporter._write
+
+    def crash_in_second_batch(self, b, result, writes=None):
+        if b.rows[0].external_id == "L3":
+            raise RuntimeError("power cut")
+        real_write(self, b, result, writes)
+
+    monkeypatch.setattr(bulk.BulkImporter, "_write", crash_in_second_batch)
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(path, "--batch-size", "2")
+    (tmp_path / "l.csv.progress.keys").unlink()
+    monkeypatch.setattr(bulk.BulkImporter, "_write", real_write)
+    out, err = StringIO(), StringIO()
+    call_command("import_reports", str(path), "--batch-size", "2", stdout=out, stderr=err)
+    assert "l.csv.progress.keys is missing or short" in err.getvalue()
+    assert "Continuing after row 2" in out.getvalue() and Report.objects.count() == 4
+
+
 def test_restart_ignores_the_checkpoint_and_a_changed_file_starts_over(intake_world, tmp_path):
     lon, lat = f.centre("100101001")
     path = write_csv(tmp_path / "r.csv", ["external_id", "description", "lon", "lat"], [

@@ -147,6 +147,15 @@ def test_a_used_key_with_another_report_is_422_not_the_first_report(client, staf
     assert Report.objects.count() == 1 and Case.objects.count() == 1
 
 
+def test_a_used_key_with_another_area_is_422_and_the_same_area_a_retry(client, staff, sensor, intake_world):
+    sent = {"channel": "department", "description": LEAK, "area": "100101001"}
+    first = post_report(client, sensor, key="dept-7", **sent)
+    assert post_report(client, sensor, key="dept-7", expect=200, **sent)["number"] == first["number"]
+    answer = post_report(client, sensor, key="dept-7", expect=422, **{**sent, "area": "100101002"})
+    assert answer["code"] == "idempotency_key_reused" and "area" in answer["detail"]
+    assert Report.objects.count() == 1
+
+
 def test_keys_are_per_sender(client, staff, sensor):
     lon, lat = f.centre("100101001")
     mine = post_report(client, sensor, key="k-1", description=LEAK, lon=lon, lat=lat)

@@ -136,4 +136,12 @@ def test_a_pin_outside_the_city_is_refused_at_the_map(browser, live_server, inta
     assert link.get_attribute("href") == "#map"
     assert link.inner_text().startswith("在哪里") and "纬度" not in link.inner_text()
     assert not Report.objects.exists()
+    # A coordinate left out is corrected in its own field: the summary leads there.
+    page.fill("#id_lat", "")
+    page.fill("#id_lon", "120.5")
+    page.click("button.primary.big")
+    sync_api.expect(page.locator(".error-summary")).to_be_visible()
+    assert page.locator("#map-error").count() == 0
+    assert page.locator(".error-summary a", has_text="纬度").get_attribute("href") == "#id_lat"
+    assert not Report.objects.exists()
     context.close()

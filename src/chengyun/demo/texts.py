@@ -136,9 +136,9 @@ def start_retraining(*, background: bool = False) -> Retraining | None:
     if ClassifierModel.objects.count() != 1:
         return None
     texts, labels, weights, info = training_examples()
-    extra = taxonomy_examples()
     if len(set(labels)) < 2 or len(texts) < 200:
         return None
+    extra = taxonomy_examples()
     job = Retraining(texts, info, ClassifierModel.objects.get().accuracy)
     note = f"generated demo cases ({info['cases']} cases, {info['corrected']} corrected)"
     if background and _shareable(connection):

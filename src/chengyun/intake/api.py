@@ -71,7 +71,7 @@ class ReportIn(Schema):
     lon: float | str | None = Field(None, description="Longitude (WGS84).")
     lat: float | str | None = Field(None, description="Latitude (WGS84).")
     address: str = ""
-    area: str = Field("", description="Code of an area of the city's area tree (a grid, a community …), where "
+    area: str | int | None = Field(None, description="Code of an area of the city's area tree (a grid, a community …), where "
                                       "the sending system knows it; used when there is no point.")
     contact: ContactIn | None = Field(None, description="The reporter; personal data, shown masked.")
     external_id: str = Field("", description="The report's id in the sending system.")
@@ -269,9 +269,10 @@ def submit_report(
         raise CaseForbidden(_("You may not submit reports."))
     if body.channel not in API_CHANNELS:
         raise CaseInvalid(_("Unknown channel “%(channel)s”.") % {"channel": body.channel}, field="channel")
+    area = str(body.area).strip() if body.area is not None else ""  # codes are digits: sent as numbers too
     inp = services.ReportInput(
         channel=body.channel, title=body.title, description=body.description, category=body.category,
-        lon=body.lon, lat=body.lat, address=body.address, area=body.area.strip() or None,
+        lon=body.lon, lat=body.lat, address=body.address, area=area or None,
         place_required=body.channel in PLACED_CHANNELS,
         contact=body.contact.model_dump() if body.contact is not None else {},
         source=source_of(user), idempotency_key=(idempotency_key or body.idempotency_key or "").strip(),

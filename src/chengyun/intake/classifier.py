@@ -339,7 +339,9 @@ def taxonomy_examples() -> tuple[list[str], list[str]]:
 
     texts, labels = [], []
     for cat in Category.objects.reportable().order_by("code"):
-        words = dict.fromkeys(w.strip() for w in [cat.name, cat.name_en, *cat.keywords_zh, *cat.keywords_en])
+        # Keywords are edited as JSON lists in the admin: anything may be in them.
+        words = dict.fromkeys(str(w).strip() for w in [cat.name, cat.name_en, *(cat.keywords_zh or []),
+                                                       *(cat.keywords_en or [])] if w is not None)
         for w in words:
             if w:
                 texts += [w] * TAXONOMY_REPEAT

@@ -234,13 +234,13 @@ class KeyReused(CaseInvalid):
 def _replayed(found: Report, inp: ReportInput) -> Submitted:
     """The earlier report with this key, when ``inp`` is that report sent
     again (a retry): the same description, address, chosen category and
-    point. A different report under a used key is refused (422 on the JSON
+    point (or area, without one). A different report under a used key is refused (422 on the JSON
     API, as the IETF's Idempotency-Key draft says), not answered with the
     first report as though the new one had been taken."""
     differs = _differs(found, inp)
     if differs:
         label = {"description": _("description"), "address": _("address"), "category": _("category"),
-                 "lat": _("location")}[differs]
+                 "lat": _("location"), "area": _("area")}[differs]
         exc = KeyReused(_("This key was already used for report %(number)s, whose %(field)s is different. "
                           "Send a new report with a new key.") % {"number": found.number, "field": label},
                         field="idempotency_key")
@@ -266,6 +266,10 @@ def _differs(found: Report, inp: ReportInput) -> str | None:
             return "lat"
         if abs(lon - found.lon) > 1e-7 or abs(lat - found.lat) > 1e-7:
             return "lat"
+    if found.lon is None and inp.area not in (None, ""):
+        given = inp.area.code if isinstance(inp.area, Area) else str(inp.area).strip()
+        if given != (found.area.code if found.area_id else ""):
+            return "area"
     return None
 
 

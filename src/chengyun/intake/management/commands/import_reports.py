@@ -142,12 +142,16 @@ class _KeysSeen:
 
     def __init__(self, path: Path, length: int) -> None:
         self.path = path
-        pairs = np.fromfile(path, dtype=KEY_PAIR, count=length // KEY_PAIR.itemsize) if length else None
+        self.lost = False  # the file the checkpoint names is gone or short: earlier rows unknown
+        try:
+            pairs = np.fromfile(path, dtype=KEY_PAIR, count=length // KEY_PAIR.itemsize) if length else None
+        except OSError:
+            pairs = None
         if pairs is None or len(pairs) * KEY_PAIR.itemsize != length:
-            pairs = np.empty(0, dtype=KEY_PAIR)
-            length = 0
-        pairs.sort(order="key", kind="stable")
-        self.keys, self.rows, self.length = pairs["key"], pairs["row"], length
+            self.lost = length > 0
+            pairs, length = np.empty(0, dtype=KEY_PAIR), 0
+        order = np.argsort(pairs["key"], kind="stable")
+        self.keys, self.rows, self.length = pairs["key"][order], pairs["row"][order], length
         self.pending: dict[int, int] = {}  # hash -> row, in the order read
 
     @staticmethod
@@ -167,8 +171,9 @@ class _KeysSeen:
         return row
 
     def commit(self, upto: int) -> int:
-        """Rows up to ``upto`` are committed: their keys join the arrays and the file.
-        Returns the file's new length, for the checkpoint."""
+        """Rows up to ``upto`` are committed: their keys join the arrays and the file
+        (synced before the checkpoint that counts them is written). Returns the
+        file's new length, for the checkpoint."""
         done = [(h, r) for h, r in self.pending.items() if r <= upto]
         if not done:
             return self.length
@@ -179,10 +184,13 @@ class _KeysSeen:
             f.truncate(self.length)  # what a crash wrote after the last checkpoint
             f.seek(self.length)
             f.write(pairs.tobytes())
+            f.flush()
+            os.fsync(f.fileno())
         self.length += len(pairs) * KEY_PAIR.itemsize
-        merged = np.concatenate([np.rec.fromarrays([self.keys, self.rows], dtype=KEY_PAIR), pairs])
-        merged.sort(order="key", kind="stable")
-        self.keys, self.rows = merged["key"], merged["row"]
+        # Merge in one pass (a full sort each batch would grow with the square of the rows).
+        pairs.sort(order="key")
+        at = self.keys.searchsorted(pairs["key"])
+        self.keys, self.rows = np.insert(self.keys, at, pairs["key"]), np.insert(self.rows, at, pairs["row"])
         return self.length
 
 
@@ -276,6 +284,9 @@ class Command(BaseCommand):
         totals = Counts(**state["counts"])
         self.read, self.refused_total = state["read"], state["refused"]
         self.keys_seen = _KeysSeen(self.keys_path, state["keys_bytes"])
+        if self.keys_seen.lost:
+            self.stderr.write(_("%(path)s is missing or short: a repeat of a row from before the checkpoint will "
+                                "count as already imported, not be refused.") % {"path": self.keys_path})
         with path.open("rb") as f:
             if fmt == "csv":
                 columns, start, header_lines = self.csv_header(f, encoding)

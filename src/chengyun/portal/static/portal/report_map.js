@@ -13,7 +13,12 @@
   // A pin the server refused (outside the city) was placed on the map: say so at the
   // map, and let the error summary's link lead there instead of to the coordinates.
   var latError = document.getElementById("id_lat_error");
-  if (latError) {
+  var sent = [Number(lonInput.value), Number(latInput.value)];
+  // Two numbers in range: the error is about the place (outside the city), not about
+  // a missing or mistyped coordinate, which is corrected in its own field.
+  var pinRefused = lonInput.value.trim() && latInput.value.trim() && isFinite(sent[0]) && isFinite(sent[1]) &&
+    Math.abs(sent[0]) <= 180 && Math.abs(sent[1]) <= 90;
+  if (latError && pinRefused) {
     var mapError = latError.cloneNode(true);
     mapError.id = "map-error";
     block.classList.add("has-error");
