@@ -100,6 +100,19 @@ def test_track_form_tidies_the_number_and_explains_a_wrong_one(client, intake_wo
     assert re.search(r'<input[^>]*name="number"[^>]*aria-invalid="true"', html)
 
 
+def test_the_number_without_its_r_is_found_and_a_misread_digit_is_named(client, intake_world):
+    report = submit(ReportInput(channel="web", description="路灯不亮", address="区2")).report
+    assert len(report.number) == 17, "R, the day, seven digits of the id and the check digit"
+    response = client.get("/track/", {"number": report.number[1:]})
+    assert response.status_code == 302 and response["Location"] == f"/track/{report.number}/"
+    assert client.get(f"/track/{report.number[1:]}/").status_code == 200, "a link without the R works too"
+    swapped = report.number[:-3] + report.number[-2] + report.number[-3] + report.number[-1]
+    if swapped == report.number:
+        swapped = report.number[:-1] + str((int(report.number[-1]) + 1) % 10)
+    html = client.get("/track/", {"number": swapped}, **ZH).content.decode()
+    assert "有一位数字不对" in html and 'id="id_number_error"' in html
+
+
 def test_a_report_sent_by_a_partner_system_is_trackable_before_the_pipeline_has_run(client, intake_world, settings):
     from chengyun.intake import received
     from chengyun.intake.services import receive

@@ -30,12 +30,16 @@ def queue(user, *, status: str | None = None, deadline: str | None = None, text:
     if text:
         text = text.strip()
         match = Q(number__icontains=text) | Q(title__icontains=text) | Q(address__icontains=text)
-        if text[:1] in "Rr" and text[1:].isdigit():
-            # A report's tracking number (what a caller or a partner has): its case, or the
-            # case it was merged into. Not by its digits alone: those are another case's.
+        from chengyun.intake import numbers
+
+        number = numbers.normalise(text)
+        if number is not None and numbers.valid(number):
+            # A report's tracking number (what a caller or a partner has), with or without
+            # its R (16 digits with a right check digit; a case's number has 15): its case,
+            # or the case it was merged into.
             from chengyun.intake.models import Report
 
-            reports = Report.objects.filter(number__iexact=text)
+            reports = Report.objects.filter(number=number)
             match = Q(pk__in=reports.values("case_id")) | Q(pk__in=reports.values("case__merged_into_id"))
         qs = qs.filter(match)
     if area_code:

@@ -87,7 +87,7 @@ from chengyun.clock import now
 from chengyun.org.models import Department, DepartmentKind
 from chengyun.taxonomy.models import PRIORITY_DEADLINE_FACTOR, Category, Priority, RoutingRule
 
-from . import cluster, dedup
+from . import cluster, dedup, numbers
 from .classifier import active_model
 from .dedup import SIBLING_FACTOR, UNCLASSIFIED_FACTOR, WEIGHTS, address_key
 from .geo import EARTH_RADIUS_M, area_from_address
@@ -1504,7 +1504,7 @@ class BulkImporter:
         """The batch's reports as rows to insert, and their tracking numbers."""
         rows, t, report_ids, given, conf, pred, area, decided = (
             b.rows, b.t, b.report_ids, b.given, b.conf, b.pred, b.area, b.decided)
-        number = [f"R{self._day(t[i])}{report_ids[i]:07d}" for i in range(b.n)]
+        number = numbers.tracking_numbers([self._day(t[i]) for i in range(b.n)], [report_ids[i] for i in range(b.n)])
         return number, [(
             report_ids[i], number[i], r.channel, self.source, r.key, r.external_id, r.title, r.description, given[i],
             None if conf[i] != conf[i] else conf[i], self.version, self._classification_json(b, i, by[i]),

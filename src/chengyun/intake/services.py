@@ -39,7 +39,7 @@ from chengyun.org.models import Role
 from chengyun.taxonomy.models import Category, Priority
 from chengyun.taxonomy.services import route
 
-from . import cluster, dedup, notify
+from . import cluster, dedup, notify, numbers
 from .classifier import active_model
 from .geo import area_from_address
 from .models import (
@@ -391,7 +391,7 @@ def _stored(model, row: list, db):
 
 
 def tracking_number(at, pk: int) -> str:
-    return f"R{at.astimezone(ZoneInfo(settings.TIME_ZONE)):%Y%m%d}{pk:07d}"
+    return numbers.tracking_number(f"{at.astimezone(ZoneInfo(settings.TIME_ZONE)):%Y%m%d}", pk)
 
 
 def receive(inp: ReportInput, *, by=None) -> Submitted:

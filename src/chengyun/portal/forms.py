@@ -18,12 +18,12 @@ from django.utils.translation import gettext_lazy
 
 from chengyun.areas.locator import in_city
 from chengyun.cases.errors import CaseInvalid
+from chengyun.intake import numbers
 from chengyun.intake.photos import ALLOWED, clean_photo
 from chengyun.intake.services import MAX_DESCRIPTION, PHONE_RE
 from chengyun.taxonomy.models import Category
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-NUMBER_RE = re.compile(r"^R\d{6,30}$")
 
 # ``CaseInvalid.field`` as the intake pipeline names it -> the field on this form.
 INTAKE_FIELDS = {
@@ -146,13 +146,17 @@ class ReportForm(forms.Form):
 class TrackForm(forms.Form):
     number = forms.CharField(
         label=gettext_lazy("Tracking number"), max_length=40,
-        help_text=gettext_lazy("It starts with R, for example R202501150000123. You find it on the confirmation page."),
+        help_text=gettext_lazy("It starts with R, for example R2025011500001232. You find it on the confirmation "
+                               "page."),
         error_messages={"required": gettext_lazy("Enter the tracking number of your report.")},
     )
 
     def clean_number(self) -> str:
-        number = re.sub(r"\s+", "", self.cleaned_data["number"]).upper()
-        if not NUMBER_RE.match(number):
-            raise forms.ValidationError(_("A tracking number starts with R followed by digits, "
-                                          "for example R202501150000123."))
+        number = numbers.normalise(self.cleaned_data["number"])
+        if number is None:
+            raise forms.ValidationError(_("A tracking number starts with R followed by 16 digits, "
+                                          "for example R2025011500001232."))
+        if not numbers.valid(number):
+            raise forms.ValidationError(_("This number has a wrong digit, or two digits the wrong way round: "
+                                          "please check it against your confirmation."))
         return number

@@ -23,7 +23,7 @@ from chengyun.cases.errors import CaseInvalid
 from chengyun.cases.models import Case
 from chengyun.cases.workflow import CaseStatus
 from chengyun.clock import now
-from chengyun.intake import notify
+from chengyun.intake import notify, numbers
 from chengyun.intake.models import DuplicateOutcome, Report
 from chengyun.intake.reporter_words import (
     STATUS_LABELS,
@@ -165,7 +165,7 @@ def _surviving(case: Case) -> Case:
 
 @require_GET
 def track_detail(request, number: str):
-    number = number.strip().upper()
+    number = numbers.normalise(number) or number.strip().upper()
     found = Report.objects.filter(number=number).select_related("case", "category", "area").first()
     if found is not None and found.case is None and found.duplicate == DuplicateOutcome.PENDING:
         return _received_not_processed(request, found)
