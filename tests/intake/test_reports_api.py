@@ -53,6 +53,7 @@ def test_the_sender_reads_its_report_back_others_outside_the_area_do_not(client,
     # The sensor's role covers district 100104 only; it still sees what it sent.
     again = get(client, sensor, report_url(sent["number"]))
     assert again["number"] == sent["number"] and again["case"] == sent["case"]
+    assert get(client, sensor, report_url(sent["number"][1:].lower()))["number"] == sent["number"], "as read out"
 
     stranger = f.make_user(username="inspector-104", role=Role.INSPECTOR, area=intake_world.areas["100104"])
     get(client, stranger, report_url(sent["number"]), expect=404)

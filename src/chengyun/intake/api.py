@@ -24,7 +24,7 @@ from chengyun.cases.models import Channel
 from chengyun.org import scope
 from chengyun.org.models import Role
 
-from . import privacy, services
+from . import numbers, privacy, services
 from .classifier import activate_version
 from .models import ClassifierModel, DuplicateSuggestion, Report, SuggestionStatus
 
@@ -217,7 +217,7 @@ def visible_reports(user):
 
 
 def _report_or_404(request, number: str) -> Report:
-    report = visible_reports(request.user).filter(number=number).first()
+    report = visible_reports(request.user).filter(number=numbers.normalise(number) or number).first()
     if report is None:
         raise Http404(_("No report %(number)s, or it is outside your area.") % {"number": number})
     return report
