@@ -133,6 +133,8 @@ def test_same_key_twice_gives_the_first_report_back(client, staff, sensor):
     {"lon": 0.01},  # added to the first point's longitude
     {"category": "0102"},
     {"address": "区1 街道1001 另一条路1号"},
+    {"external_id": "WL-0002"},  # another record of the sending system
+    {"channel": "department"},
 ])
 def test_a_used_key_with_another_report_is_422_not_the_first_report(client, staff, sensor, change):
     """A sender that reuses a key for a different report hears so (as the
@@ -279,6 +281,7 @@ def test_errors_speak_the_callers_language_and_name_the_field_as_sent(client, se
     ({"description": "x" * 4001}, "description"),
     ({"description": LEAK, "lon": 120.5, "lat": "north"}, "lat"),
     ({"description": LEAK, "lon": 120.5, "lat": 95}, "lat"),
+    ({"description": LEAK, "lon": 120.5, "lat": True}, "lat"),  # not the number 1
     ({"description": LEAK, "lon": 200, "lat": 30.5}, "lon"),
     ({"description": LEAK, "lon": 120.5}, "lat"),
     ({"description": LEAK, "channel": "department", "lon": 100.0, "lat": 10.0}, "lat"),  # outside, nothing else
@@ -301,6 +304,16 @@ def test_bad_input_is_400_naming_the_field_and_stores_nothing(client, staff, sen
     # The key was not used up by the failed attempt.
     lon, lat = f.centre("100101001")
     post_report(client, sensor, key="bad-1", description=LEAK, lon=lon, lat=lat)
+
+
+def test_the_channel_in_any_case_and_the_priorities_named(client, sensor, intake_world):
+    lon, lat = f.centre("100101001")
+    assert post_report(client, sensor, channel=" Sensor", description=LEAK, lon=lon, lat=lat)["channel"] == "sensor"
+    answer = post_report(client, sensor, expect=400, channel="sensor", description=LEAK, lon=lon, lat=lat,
+                         priority="super")
+    assert answer["field"] == "priority" and "urgent" in answer["detail"] and "low" in answer["detail"]
+    schema = client.get("/api/v1/openapi.json").json()["components"]["schemas"]["ReportIn"]["properties"]
+    assert "urgent" in schema["priority"]["enum"]
 
 
 def test_the_channel_is_required_and_only_calls_and_other_systems_may_leave_the_place_out(

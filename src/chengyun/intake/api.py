@@ -23,6 +23,7 @@ from chengyun.cases.errors import CaseForbidden, CaseInvalid
 from chengyun.cases.models import Channel
 from chengyun.org import scope
 from chengyun.org.models import Role
+from chengyun.taxonomy.models import Priority
 
 from . import numbers, privacy, services
 from .classifier import activate_version
@@ -76,11 +77,25 @@ class ReportIn(Schema):
     contact: ContactIn | None = Field(None, description="The reporter; personal data, shown masked.")
     external_id: str = Field("", description="The report's id in the sending system.")
     attributes: dict = Field(default_factory=dict, description="Extra facts (Open311 attributes).")
-    priority: str | None = None
+    priority: str | None = Field(None, description="One of: " + ", ".join(Priority.values) + " (default: the "
+                                                    "category's).", json_schema_extra={"enum": list(Priority.values)})
     idempotency_key: str = Field(
         "", description="Same key twice from the same user gives the first report back; "
                         "the Idempotency-Key header wins over this field.",
     )
+
+    @field_validator("lon", "lat", mode="before")
+    @classmethod
+    def _no_booleans(cls, value):
+        # JSON true would otherwise be taken as the number 1.
+        if isinstance(value, bool):
+            raise PydanticCustomError("float_type", "Input should be a valid number")
+        return value
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _channel_in_any_case(cls, value):
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("contact", mode="before")
     @classmethod

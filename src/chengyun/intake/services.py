@@ -163,7 +163,8 @@ def clean_input(inp: ReportInput) -> dict:
     if (lon is None) != (lat is None):
         raise CaseInvalid(_("Give both latitude and longitude, or neither."), field="lat" if lat is None else "long")
     if inp.priority is not None and inp.priority not in Priority.values:
-        raise CaseInvalid(_("Unknown priority “%(priority)s”.") % {"priority": inp.priority}, field="priority")
+        raise CaseInvalid(_("Unknown priority “%(priority)s”; one of: %(values)s.")
+                          % {"priority": inp.priority, "values": ", ".join(Priority.values)}, field="priority")
     if len(inp.address or "") > 300:
         raise CaseInvalid(_("The address is too long (at most 300 characters)."), field="address_string")
     if len(inp.idempotency_key or "") > 120:
@@ -240,7 +241,8 @@ def _replayed(found: Report, inp: ReportInput) -> Submitted:
     differs = _differs(found, inp)
     if differs:
         label = {"description": _("description"), "address": _("address"), "category": _("category"),
-                 "lat": _("location"), "area": _("area")}[differs]
+                 "lat": _("location"), "area": _("area"), "channel": _("channel"),
+                 "external_id": _("id in the sending system")}[differs]
         exc = KeyReused(_("This key was already used for report %(number)s, whose %(field)s is different. "
                           "Send a new report with a new key.") % {"number": found.number, "field": label},
                         field="idempotency_key")
@@ -256,6 +258,10 @@ def _differs(found: Report, inp: ReportInput) -> str | None:
         return "description"
     if (inp.address or "").strip() != (found.address or "").strip():
         return "address"
+    if inp.channel != found.channel:
+        return "channel"
+    if (inp.external_id or "").strip() != (found.external_id or "").strip():
+        return "external_id"
     given = inp.category.code if isinstance(inp.category, Category) else str(inp.category or "").strip()
     if given != (found.category.code if found.category_given and found.category is not None else ""):
         return "category"
