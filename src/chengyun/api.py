@@ -1,5 +1,6 @@
 """The JSON API at /api/v1/ (OpenAPI docs at /api/v1/docs)."""
 
+from django.http import Http404
 from django.utils.translation import gettext as gettext_now
 from django.utils.translation import gettext_lazy as _
 from ninja import NinjaAPI
@@ -36,7 +37,8 @@ class BearerToken(HttpBearer):
 api = NinjaAPI(
     title="Chengyun API",
     version="1",
-    description=str(_("City operations: areas, cases and their flow.")),
+    description="City operations: areas, cases and their flow. 城市运行：区域、案件及其流转。Errors are "
+                "`{detail, code, field}` in the language of `Accept-Language` (zh-hans or en).",
     auth=[BearerToken(), BrowserSession()],
     urls_namespace="api",
 )
@@ -57,6 +59,13 @@ def unauthorized(request, exc: AuthenticationError):
         "code": "unauthorized", "field": None}, status=401)
     response["WWW-Authenticate"] = 'Bearer realm="chengyun"'
     return response
+
+
+@api.exception_handler(Http404)
+def not_found(request, exc: Http404):
+    """A missing object (the view's message says which) or an unknown path, in the shape of every other error."""
+    detail = str(exc) if exc.args and str(exc) else gettext_now("Not found.")
+    return api.create_response(request, {"detail": detail, "code": "not_found", "field": None}, status=404)
 
 
 @api.exception_handler(HttpError)
@@ -92,6 +101,10 @@ def validation_error(request, exc: ValidationError):
     first = exc.errors[0] if exc.errors else {}
     loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path", "payload", "form")]
     field = ".".join(loc) or None
+    if field is None and first.get("type") == "missing":  # no body at all
+        return api.create_response(request, {
+            "detail": gettext_now("The body is empty: send the fields as a JSON object."), "code": "invalid",
+            "field": "body", "errors": exc.errors}, status=400)
     problem = PYDANTIC_PROBLEMS.get(first.get("type", ""))
     detail = gettext_now("Invalid value for %(field)s: %(problem)s") % {
         "field": field or "request", "problem": gettext_now(problem) if problem else first.get("msg", ""),

@@ -54,6 +54,15 @@ def test_the_sender_reads_its_report_back_others_outside_the_area_do_not(client,
     again = get(client, sensor, report_url(sent["number"]))
     assert again["number"] == sent["number"] and again["case"] == sent["case"]
     assert get(client, sensor, report_url(sent["number"][1:].lower()))["number"] == sent["number"], "as read out"
+    misread = sent["number"][:-1] + str((int(sent["number"][-1]) + 1) % 10)
+    client.force_login(sensor)
+    answer = client.get(report_url(misread), HTTP_ACCEPT_LANGUAGE="zh-hans").json()
+    assert answer["code"] == "not_found" and "有一位数字不对" in answer["detail"], answer
+    answer = client.get(report_url("R2001010100000012"), HTTP_ACCEPT_LANGUAGE="en").json()
+    assert answer == {"detail": "No report R2001010100000012, or it is outside your area.", "code": "not_found",
+                      "field": None}
+    answer = client.post(REPORTS, data="", content_type="application/json", HTTP_ACCEPT_LANGUAGE="en").json()
+    assert answer["field"] == "body" and "empty" in answer["detail"]
 
     stranger = f.make_user(username="inspector-104", role=Role.INSPECTOR, area=intake_world.areas["100104"])
     get(client, stranger, report_url(sent["number"]), expect=404)

@@ -232,7 +232,12 @@ def visible_reports(user):
 
 
 def _report_or_404(request, number: str) -> Report:
-    report = visible_reports(request.user).filter(number=numbers.normalise(number) or number).first()
+    typed = numbers.normalise(number)
+    number = typed or number
+    report = visible_reports(request.user).filter(number=number).first()
+    if report is None and typed is not None and not numbers.valid(typed):
+        raise Http404(_("%(number)s is not a tracking number: a digit is wrong, or two are the wrong way round.")
+                      % {"number": number})
     if report is None:
         raise Http404(_("No report %(number)s, or it is outside your area.") % {"number": number})
     return report
