@@ -137,6 +137,27 @@ def test_lead_return_sends_the_case_back_for_redispatch(client, world, people):
     assert body["status"] == "dispatched" and body["due_at"] is not None
 
 
+def test_a_dispatcher_recalls_a_dispatched_case_reclassifies_and_dispatches_it_again(client, world, people):
+    """改派: the override of a route after dispatch, the platform's or a person's."""
+    f.make_category(code="0102", parent=world.categories["0101"].parent, deadline_hours=8)
+    case = at_status(world, people, "in_progress")
+    assert act(client, people.dispatcher, case, "reclassify", category="0102", expect=409)["detail"].endswith(
+        "recall it first.")
+    assert act(client, people.dispatcher, case, "recall", expect=400)["field"] == "reason"
+    act(client, people.water, case, "recall", reason="mine", expect=403)  # a department returns instead
+
+    body = act(client, people.dispatcher, case, "recall", reason="a road matter, not water")
+
+    assert body["status"] == "accepted" and body["due_at"] is None
+    assert {code: (status, active) for code, (_role, status, active) in parts(case).items()} == {
+        "WATER-100101": ("withdrawn", False), "ROADS-100101": ("withdrawn", False)}
+    entry = TimelineEntry.objects.filter(case=case, action="recall").get()
+    assert entry.note == "a road matter, not water" and entry.data["departments"] == ["ROADS-100101", "WATER-100101"]
+    assert act(client, people.dispatcher, case, "reclassify", category="0102")["category"] == "0102"
+    body = act(client, people.dispatcher, case, "dispatch", lead="ROADS-100101")
+    assert body["status"] == "dispatched" and body["due_at"] is not None
+
+
 def test_assisting_return_only_ends_its_part(client, world, people):
     case = at_status(world, people, "dispatched")
     body = act(client, people.roads, case, "return", reason="no road works needed")
@@ -406,6 +427,12 @@ def test_console_action_form_runs_the_action(client, world, people):
     items = timeline_items(page)
     assert len(items) == 3  # create, accept, dispatch
     assert "<strong>dispatcher</strong>" in items[-1] and "routine" in items[-1]
+    # Dispatched, the route can still be overridden: recalled, then dispatched again.
+    assert f"/console/cases/{case.number}/act/recall/" in page
+    response = client.post(f"/console/cases/{case.number}/act/recall/", {"reason": "wrong district"})
+    case.refresh_from_db()
+    assert response.status_code == 302 and case.status == "accepted"
+    assert f"/console/cases/{case.number}/act/dispatch/" in client.get(response["Location"]).content.decode()
 
 
 def test_console_action_form_reports_errors_and_changes_nothing(client, world, people, new_case):

@@ -203,7 +203,7 @@ def create(request, body: CaseIn):
 
 
 ActionName = Literal[
-    "accept", "reject", "merge", "dispatch", "return", "request_extension", "approve_extension", "deny_extension",
+    "accept", "reject", "merge", "dispatch", "return", "recall", "request_extension", "approve_extension", "deny_extension",
     "start", "report_done", "verify_ok", "verify_fail", "close", "callback", "reopen", "escalate",
     "unmerge", "self_dispose", "reclassify",
 ]
@@ -250,6 +250,8 @@ def run_action(user, case: Case, action: str, body: ActionIn) -> Case:
                                    assisting=[_department(c, "assisting") for c in body.assisting], note=note)
         case "return":
             return s.return_case(case, by=user, reason=note, department=_department(body.department, "department"))
+        case "recall":
+            return s.recall_case(case, by=user, reason=note)
         case "request_extension":
             s.request_extension(case, by=user, hours=body.hours, reason=note,
                                 department=_department(body.department, "department"))

@@ -262,11 +262,12 @@ def _record_correction(case: Case, previous: Category | None, category: Category
 
 
 def reclassify_case(case: Case, *, by, category: Category, note: str = "") -> Case:
-    """Change the category of a case that is not yet dispatched (or reopened)."""
+    """Change the category of a case that is not yet dispatched (or reopened; a
+    dispatched one is recalled first, :func:`recall_case`)."""
     if category is None:
         raise CaseInvalid(_("Choose a category."), field="category")
     if case.status not in (S.NEW, S.ACCEPTED, S.REOPENED):
-        raise InvalidTransition(_("Only a case that is not yet dispatched can be reclassified."))
+        raise InvalidTransition(_("Only a case that is not yet dispatched can be reclassified: recall it first."))
     if not scope.can_act(by, case, {Role.OPERATOR, Role.DISPATCHER, Role.ADMIN}):
         raise CaseForbidden(_("You may not reclassify this case."))
     if category.pk == case.category_id:
@@ -405,6 +406,23 @@ def return_case(case: Case, *, by, reason: str, department: Department | None = 
         CaseAssignment.objects.filter(pk=part.pk).update(status=PartStatus.RETURNED)
 
     return _act(case, "return", by, note=reason, data={"department": part.department.code},
+                fields={"due_at": None, "response_due_at": None, "deadline_state": DeadlineState.ON_TIME},
+                side_effects=withdraw)
+
+
+def recall_case(case: Case, *, by, reason: str) -> Case:
+    """改派: a dispatcher takes a dispatched case back from all its departments (the
+    route was wrong, whether the platform chose it or a person did), to reclassify
+    it if need be and dispatch it again. Every part is withdrawn and the deadlines
+    go with them; the next dispatch sets new ones."""
+    _check_allowed(case, "recall", by)
+    reason = _require(reason, "reason", _("Please give a reason."))
+    departments = [p.department.code for p in case.assignments.select_related("department").filter(active=True)]
+
+    def withdraw(c, at):
+        CaseAssignment.objects.filter(case=c, active=True).update(active=False, status=PartStatus.WITHDRAWN)
+
+    return _act(case, "recall", by, note=reason, data={"departments": departments},
                 fields={"due_at": None, "response_due_at": None, "deadline_state": DeadlineState.ON_TIME},
                 side_effects=withdraw)
 
@@ -654,6 +672,7 @@ ACTION_FUNCTIONS = {
     "merge": merge_case,
     "dispatch": dispatch_case,
     "return": return_case,
+    "recall": recall_case,
     "request_extension": request_extension,
     "approve_extension": approve_extension,
     "deny_extension": deny_extension,

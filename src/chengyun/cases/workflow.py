@@ -59,6 +59,10 @@ ACTIONS: dict[str, Action] = {
         _a("self_dispose", _("Closed on the spot (自行处置)"), {S.NEW}, {S.CLOSED}, {R.INSPECTOR, R.ADMIN}, True),
         _a("dispatch", _("Dispatch"), {S.ACCEPTED, S.REOPENED}, {S.DISPATCHED}, {R.DISPATCHER, R.ADMIN}),
         _a("return", _("Return (not ours)"), {S.DISPATCHED, S.IN_PROGRESS}, {S.ACCEPTED}, {R.HANDLER, R.ADMIN}, True),
+        # 改派: the dispatcher's override of a route (the platform's automatic one or a
+        # person's): the case comes back, to be reclassified and dispatched again.
+        _a("recall", _("Recall to re-dispatch (改派)"), {S.DISPATCHED, S.IN_PROGRESS}, {S.ACCEPTED},
+           {R.DISPATCHER, R.ADMIN}, True),
         _a("request_extension", _("Request extension"), HANDLING_STATUSES, set(), {R.HANDLER, R.ADMIN}, True),
         _a("approve_extension", _("Approve extension"), HANDLING_STATUSES, set(), {R.SUPERVISOR, R.ADMIN}),
         _a("deny_extension", _("Deny extension"), HANDLING_STATUSES, set(), {R.SUPERVISOR, R.ADMIN}, True),

@@ -45,6 +45,7 @@ STEP_WORDS = {
     "self_dispose": _("Fixed on the spot by a city inspector"),
     "dispatch": _("Sent to the department that handles it"),
     "return": _("Being sent to another department"),
+    "recall": _("Being sent to another department"),
     "start": _("Work started"),
     "report_done": _("The department reports the work done"),
     "verify_ok": _("Checked on site: fixed"),
