@@ -45,7 +45,9 @@ def test_many_at_once_equal_one_at_a_time():
     (" r2025 0115-0000 1232 ", "R2025011500001232"),
     ("2025011500001232", "R2025011500001232"),  # the R dropped, as callers do
     ("R202501150000123", "R202501150000123"),  # a number made before the check digit
+    ("Ｒ２０２５０１１５００００１２３２", "R2025011500001232"),  # full-width, as Chinese input methods type
     ("202501150000123", None),  # 15 digits without R: a case's number
+    ("R20250115", None),  # too short to be one
     ("12345", None),
     ("", None),
 ])

@@ -111,6 +111,10 @@ def test_the_number_without_its_r_is_found_and_a_misread_digit_is_named(client, 
         swapped = report.number[:-1] + str((int(report.number[-1]) + 1) % 10)
     html = client.get("/track/", {"number": swapped}, **ZH).content.decode()
     assert "有一位数字不对" in html and 'id="id_number_error"' in html
+    # A copied link with a digit changed: the not-found page says why.
+    response = client.get(f"/track/{swapped}/", **EN)
+    assert response.status_code == 404 and "one digit is wrong" in response.content.decode()
+    assert "one digit is wrong" not in client.get("/track/R2001010100000012/", **EN).content.decode()
 
 
 def test_a_report_sent_by_a_partner_system_is_trackable_before_the_pipeline_has_run(client, intake_world, settings):

@@ -31,6 +31,7 @@ _ROWS = DAMM.tolist()
 DIGITS = 16  # a report's number after the R: day (8), id (7), check (1)
 CASE_DIGITS = 15  # a case's number: day (8), id (7)
 _SPACES = re.compile(r"[\s\-]+")
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９Ｒｒ－", "0123456789RR-")  # as Chinese input methods type them
 
 
 def check_digit(digits: str) -> str:
@@ -77,11 +78,12 @@ def valid(number: str) -> bool:
 
 def normalise(text: str) -> str | None:
     """What someone typed or read out, as a report number, or None if it cannot be one:
-    spaces and dashes dropped, ``r`` upper-cased, and the ``R`` added to 16 digits
-    (15 digits alone are a case's number)."""
-    text = _SPACES.sub("", text or "").upper()
-    if text.isdigit() and len(text) == DIGITS:
+    full-width characters made plain, spaces and dashes dropped, ``r`` upper-cased,
+    and the ``R`` added to 16 digits (15 digits alone are a case's number); ``R`` with
+    fewer than 15 digits is no number."""
+    text = _SPACES.sub("", (text or "").translate(_FULL_WIDTH)).upper()
+    if text.isascii() and text.isdigit() and len(text) == DIGITS:
         return "R" + text
-    if text[:1] == "R" and text[1:].isdigit() and len(text) >= 7:
+    if text[:1] == "R" and text[1:].isascii() and text[1:].isdigit() and len(text) > CASE_DIGITS:
         return text
     return None

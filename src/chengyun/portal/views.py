@@ -201,7 +201,11 @@ def _received_not_processed(request, report: Report):
 
 def not_found(request, number: str):
     form = TrackForm(initial={"number": number})
-    return page(request, "portal/not_found.html", {"active": "track", "number": number, "form": form}, status=404)
+    typed = numbers.normalise(number)
+    return page(request, "portal/not_found.html", {
+        "active": "track", "number": number, "form": form,
+        "misread": typed is not None and not numbers.valid(typed),  # a copied link with a digit changed
+    }, status=404)
 
 
 @require_GET
