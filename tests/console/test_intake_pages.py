@@ -546,3 +546,19 @@ def test_handlers_and_inspectors_see_their_cases_without_the_intake_tabs(client,
         assert "view=to_dispatch" not in page and "view=duplicates" not in page, user.username
     client.force_login(staff["dispatcher"])
     assert "view=to_dispatch" in client.get("/console/").content.decode()
+
+
+def test_the_platforms_own_notes_are_in_the_readers_language(client, staff):
+    from django.utils import translation
+
+    lon, lat = f.centre(STREET)
+    with translation.override("zh-hans"):  # the worker's language
+        report = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat,
+                                    category="0101")).report
+    assert report.case.status == CaseStatus.DISPATCHED
+    client.force_login(staff["dispatcher"])
+    en = client.get(f"/console/cases/{report.case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Dispatched automatically by the routing rules." in en and "自动派遣" not in en
+    assert "Accepted automatically: the reporter chose the category." in en
+    zh = client.get(f"/console/cases/{report.case.number}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "已按派遣规则自动派遣。" in zh

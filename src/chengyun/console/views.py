@@ -6,6 +6,9 @@ Views only validate input and call one service function; see
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -13,8 +16,9 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 from django.views.decorators.http import require_POST
 
 from chengyun.cases import services
@@ -167,6 +171,36 @@ MACHINE_ACTORS = {
 }
 
 
+# What the platform writes as the note of its own acts. It is written in the language
+# the worker runs in; each reader sees it in theirs.
+MACHINE_NOTES = (
+    gettext_noop("Taken in by the intake pipeline."),
+    gettext_noop("Accepted automatically: the category is certain enough."),
+    gettext_noop("Accepted automatically: the reporter chose the category."),
+    gettext_noop("Dispatched automatically by the routing rules."),
+    gettext_noop("Near its deadline"),
+    gettext_noop("Overdue"),
+    gettext_noop("Overdue by more than its allowed time"),
+)
+
+
+@lru_cache(maxsize=1)
+def _machine_note_ids() -> dict[str, str]:
+    """Each machine note as any of the site's languages writes it -> its message id."""
+    ids = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            ids.update({_(msgid): msgid for msgid in MACHINE_NOTES})
+    return ids
+
+
+def _note(entry) -> str:
+    if entry.actor_id is not None or not entry.note:
+        return entry.note
+    msgid = _machine_note_ids().get(entry.note)
+    return _(msgid) if msgid else entry.note
+
+
 def _by(entry) -> str:
     if entry.actor:
         return str(entry.actor)
@@ -182,7 +216,7 @@ def timeline_rows(case):
     for t in case.timeline.select_related("actor").all():
         label = ACTIONS[t.action].label if t.action in ACTIONS else EXTRA_ACTION_LABELS.get(t.action, t.action)
         rows.append({
-            "at": t.at, "by": _by(t), "label": label, "note": t.note,
+            "at": t.at, "by": _by(t), "label": label, "note": _note(t),
             "to": statuses.get(t.to_status, t.to_status) if t.to_status and t.to_status != t.from_status else "",
             "department": t.data.get("department") or t.data.get("lead") or "",
             "report": t.data.get("report", "") if t.action.startswith("report_") else "",
