@@ -134,7 +134,10 @@ def test_a_pin_outside_the_city_is_refused_at_the_map(browser, live_server, inta
     assert "map-error" in page.get_attribute("#map", "aria-describedby")
     link = page.locator(".error-summary a", has_text="不在本市范围内")
     assert link.get_attribute("href") == "#map"
-    assert link.inner_text().startswith("在哪里") and "纬度" not in link.inner_text()
+    assert link.inner_text().startswith("在哪里：") and "纬度" not in link.inner_text()
+    link.click()  # leads to the map with its error in view, not scrolled above the window
+    sync_api.expect(error).to_be_in_viewport()
+    assert page.evaluate("document.activeElement.id") == "map"
     assert not Report.objects.exists()
     # A coordinate left out is corrected in its own field: the summary leads there.
     page.fill("#id_lat", "")

@@ -28,7 +28,9 @@
     var legend = block.parentNode.querySelector("legend");
     Array.prototype.forEach.call(document.querySelectorAll('.error-summary a[href="#id_lat"]'), function (a) {
       a.href = "#map";
-      if (latLabel && legend) a.textContent = a.textContent.replace(latLabel.textContent.trim(), legend.textContent.trim());
+      // "Where is it?" as a label: without its question mark before the separator.
+      var where = legend ? legend.textContent.trim().replace(/[?？]$/, "") : "";
+      if (latLabel && where) a.textContent = a.textContent.replace(latLabel.textContent.trim(), where);
     });
   }
   var zh = (document.documentElement.lang || "").toLowerCase().indexOf("zh") === 0;
