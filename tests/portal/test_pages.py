@@ -74,6 +74,20 @@ def test_report_form_groups_leaf_categories_under_their_parent(client, intake_wo
     assert "Category 0101" in en and '<optgroup label="Category 01">' in en
 
 
+def test_two_groups_of_one_name_are_told_apart_by_their_kind(client, intake_world):
+    """The standard's 市容环境 is a class of components and a class of events."""
+    from chengyun.taxonomy.models import Category
+
+    Category.objects.filter(code="01").update(name="市容环境", kind="component")
+    events = f.make_category(code="07", name="市容环境")
+    f.make_category(code="0701", parent=events)
+    zh = client.get("/report/", **ZH).content.decode()
+    assert re.findall(r'<optgroup label="(市容环境[^"]*)">', zh) == ["市容环境 · 部件", "市容环境 · 事件"]
+    client.force_login(f.make_user(username="desk", role="operator", area=intake_world.areas[f.CITY]))
+    hotline = client.get("/console/hotline/", **ZH).content.decode()
+    assert re.findall(r'<optgroup label="(市容环境[^"]*)">', hotline) == ["市容环境 · 部件", "市容环境 · 事件"]
+
+
 def test_report_form_needs_no_javascript(client, intake_world):
     html = client.get("/report/", **EN).content.decode()
     form = re.search(r'<form method="post" enctype="multipart/form-data".*?</form>', html, re.S).group(0)

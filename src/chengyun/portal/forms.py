@@ -44,7 +44,7 @@ def category_choices() -> list:
     leaves = Category.objects.reportable().in_groups()
     groups: dict = {}
     for cat in leaves:
-        key = cat.parent.display_name if cat.parent is not None else _("Other")
+        key = cat.parent.picker_label if cat.parent is not None else _("Other")
         groups.setdefault(key, []).append((cat.code, cat.display_name))
     return [("", _("I don't know — let the city decide"))] + list(groups.items())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -47,8 +49,16 @@ class CategoryQuerySet(models.QuerySet):
     def in_groups(self) -> list[Category]:
         """The categories in the order of a picker's groups (``<optgroup>``, one
         per parent; categories without a parent together, last), by code within."""
-        return sorted(self.select_related("parent"),
+        cats = sorted(self.select_related("parent"),
                       key=lambda c: (c.parent_id is None, c.parent.code if c.parent_id else "", c.code))
+        # Two groups of one name (the standard's 市容环境 is a class of components and
+        # one of events) are told apart by their kind: ``parent.picker_label``.
+        names = Counter(str(p) for p in {c.parent_id: c.parent for c in cats if c.parent_id}.values())
+        for c in cats:
+            if c.parent_id:
+                name = str(c.parent)
+                c.parent.picker_label = f"{name} · {c.parent.get_kind_display()}" if names[name] > 1 else name
+        return cats
 
 
 class Category(BilingualName, models.Model):
