@@ -113,17 +113,19 @@ def test_train_list_rollback_and_activate(client, staff, intake_world):
     assert AuditRecord.objects.filter(action="classifier.activate", actor="cli:train-classifier",
                                       data__version=1).exists()
     assert re.search(r"^\*\s+1\s", run("--list"), re.M)
-    with pytest.raises(CommandError, match="oldest"):
-        run("--rollback")
+    # A rollback goes back to the version in use before: here, it undoes the last one.
+    assert "Rolled back from version 1 to version 2." in run("--rollback")
 
+    out = run("--min-examples", "20", "--no-activate")
+    assert "Stored as version 3 (not active; activate it with --activate 3)." in out
+    assert "Version 1 is now active." in run("--activate", "1")
+    assert "Version 3 is now active." in run("--activate", "3")
+    # Back to the version used before 3, not to 2, the one numbered before it.
+    assert "Rolled back from version 3 to version 1." in run("--rollback")
     assert "Version 2 is now active." in run("--activate", "2")
     assert ClassifierModel.objects.get(active=True).version == 2
     with pytest.raises(CommandError, match="no classifier version 9"):
         run("--activate", "9")
-
-    out = run("--min-examples", "20", "--no-activate")
-    assert "Stored as version 3 (not active; activate it with --activate 3)." in out
-    assert ClassifierModel.objects.get(active=True).version == 2
     # A new report is classified by the active version.
     lon, lat = f.centre("100102001")
     assert post_report(client, staff["operator"], description="路灯坏了", lon=lon, lat=lat)["classifier_version"] == 2
@@ -133,17 +135,25 @@ def test_a_version_scoring_well_below_the_active_one_is_stored_but_not_put_in_us
     from chengyun.intake.management.commands import train_classifier
 
     handled_cases(water=14, lights=14)
-    ClassifierModel.objects.filter(active=True).update(macro_f1=1.0, n_test=10)  # the active version: perfect
-    monkeypatch.setattr(train_classifier, "MAX_F1_DROP", -0.01)  # so that any new version counts as worse
+    # So that any new version counts as worse than the active one on the same held-out cases.
+    monkeypatch.setattr(train_classifier, "MAX_F1_DROP", -0.01)
     out, err = StringIO(), StringIO()
     call_command("train_classifier", "--min-examples", "20", stdout=out, stderr=err)
     assert not ClassifierModel.objects.get(version=2).active and active_model()[0] == 1
     assert "NOT active" in err.getvalue() and "--activate 2" in err.getvalue()
+    assert "The active version 1 on the same held-out examples" in out.getvalue()
+    rival = ClassifierModel.objects.get(version=2).params["rival_on_held_out"]
+    assert rival["version"] == 1 and 0 <= rival["macro_f1"] <= 1
     assert AuditRecord.objects.filter(action="classifier.train", data__version=2, data__active=False).exists()
     assert "Stored as version 3 (active)." in run("--min-examples", "20", "--force") and active_model()[0] == 3
 
 
 # --------------------------------------------------------------------------- the API
+
+
+def test_nothing_to_roll_back_to_when_one_version_was_ever_in_use(intake_world):
+    with pytest.raises(CommandError, match="No version was in use before version 1"):
+        run("--rollback")
 
 
 def test_classifier_versions_for_staff_only(client, staff):

@@ -351,10 +351,13 @@ def taxonomy_examples() -> tuple[list[str], list[str]]:
 
 def train_and_store(texts: list[str], labels: list[str], weights=None, *, by="system", test_share: float = 0.2,
                     seed: int = 0, activate: bool = True, note: str = "", C: float = 20.0,
-                    extra: tuple[list[str], list[str]] | None = None) -> TrainingResult:
+                    extra: tuple[list[str], list[str]] | None = None,
+                    rival: tuple[int, TextClassifier] | None = None) -> TrainingResult:
     """Evaluate on a held-out split, refit on everything, store as the next version.
     ``extra`` (texts, labels), for example :func:`taxonomy_examples`, is trained on in
-    both fits and never held out."""
+    both fits and never held out. ``rival`` (version, model), the model in use, is
+    scored on the same held-out examples (``metrics["rival"]``): the scores stored
+    with each version come from different examples and cannot be compared."""
     from .models import ClassifierModel
 
     if len(texts) != len(labels):
@@ -369,8 +372,12 @@ def train_and_store(texts: list[str], labels: list[str], weights=None, *, by="sy
         held = TextClassifier.fit([texts[i] for i in train_idx] + extra_texts,
                                   [labels[i] for i in train_idx] + extra_labels,
                                   np.concatenate([w[train_idx], w_extra]), C=C)
-        predicted, _ = held.predict_codes([texts[i] for i in test_idx])
-        metrics = scores([labels[i] for i in test_idx], predicted)
+        held_texts, truth = [texts[i] for i in test_idx], [labels[i] for i in test_idx]
+        predicted, _ = held.predict_codes(held_texts)
+        metrics = scores(truth, predicted)
+        if rival is not None:
+            theirs = scores(truth, rival[1].predict_codes(held_texts)[0])
+            metrics["rival"] = {"version": rival[0], "accuracy": theirs["accuracy"], "macro_f1": theirs["macro_f1"]}
     else:
         metrics = {"accuracy": 0.0, "macro_f1": 0.0, "per_category": {}}
     model = TextClassifier.fit(list(texts) + extra_texts, list(labels) + extra_labels,
@@ -386,6 +393,8 @@ def train_and_store(texts: list[str], labels: list[str], weights=None, *, by="sy
             params={"features": "char 1-3 gram tf-idf", "model": "multinomial logistic regression", "C": C,
                     "test_share": test_share, "seed": seed, "categories": len(model.codes),
                     "extra_examples": len(extra_texts),
+                    **({"rival_on_held_out": {k: round(v, 4) if isinstance(v, float) else v
+                                              for k, v in metrics["rival"].items()}} if "rival" in metrics else {}),
                     "vocabulary": int(len(model.features.vocab))},
             data_note=note[:300], blob=model.dumps(),
         )
@@ -399,6 +408,28 @@ def train_and_store(texts: list[str], labels: list[str], weights=None, *, by="sy
 
 
 @transaction.atomic
+def previously_active(current: int) -> int | None:
+    """The version that was in use before ``current`` was put in use (from the audit
+    log: versions trained active and activations), if it is still stored."""
+    from chengyun.audit.models import AuditRecord
+
+    from .models import ClassifierModel
+
+    stored = set(ClassifierModel.objects.values_list("version", flat=True))
+    events = (AuditRecord.objects.filter(action__in=("classifier.activate", "classifier.train"))
+              .order_by("-pk").values_list("action", "data"))
+    seen_current = False
+    for action, data in events.iterator():
+        if action == "classifier.train" and not data.get("active"):
+            continue
+        version = data.get("version")
+        if version == current:
+            seen_current = True
+        elif seen_current and version in stored:
+            return version
+    return None
+
+
 def activate_version(version: int, *, by="system"):
     from chengyun.audit.services import record
 

@@ -10,6 +10,8 @@ from django.utils.translation import gettext as _
 from chengyun.intake.classifier import (
     TAXONOMY_REPEAT,
     activate_version,
+    active_model,
+    previously_active,
     taxonomy_examples,
     train_and_store,
 )
@@ -28,7 +30,8 @@ class Command(BaseCommand):
     help = (
         "Train a new text classifier version on the handled cases (staff corrections count 3x), print "
         "held-out accuracy, macro F1 and per-category precision/recall, and store it (active unless "
-        "--no-activate, or unless its macro F1 is more than 5 points below the active version's: then --force). "
+        "--no-activate, or unless its macro F1 is more than 5 points below the active version's on the same held-out "
+        "examples: then --force). "
         "--list, --activate N and --rollback manage the stored versions."
     )
 
@@ -45,7 +48,7 @@ class Command(BaseCommand):
         group = parser.add_mutually_exclusive_group()
         group.add_argument("--list", action="store_true", help="list the stored versions and stop")
         group.add_argument("--activate", type=int, metavar="N", help="activate stored version N and stop")
-        group.add_argument("--rollback", action="store_true", help="activate the version before the active one")
+        group.add_argument("--rollback", action="store_true", help="activate the version that was in use before the active one")
 
     def handle(self, *args, **o):
         if o["list"]:
@@ -83,10 +86,10 @@ class Command(BaseCommand):
         active = ClassifierModel.objects.filter(active=True).values_list("version", flat=True).first()
         if active is None:
             raise CommandError(_("No version is active; use --activate N."))
-        previous = (ClassifierModel.objects.filter(version__lt=active).order_by("-version")
-                    .values_list("version", flat=True).first())
+        previous = previously_active(active)
         if previous is None:
-            raise CommandError(_("Version %(version)s is the oldest; there is nothing to roll back to.")
+            raise CommandError(_("No version was in use before version %(version)s; there is nothing to roll back "
+                                 "to (--list shows the stored versions, --activate N uses one).")
                                % {"version": active})
         activate_version(previous, by=ACTOR)
         self.stdout.write(_("Rolled back from version %(old)s to version %(new)s.") % {"old": active, "new": previous})
@@ -110,14 +113,16 @@ class Command(BaseCommand):
         extra = taxonomy_examples()
         self.stdout.write(_("Also learnt, never held out: the categories' names and keywords (%(n)s short texts).")
                           % {"n": len(extra[0]) // TAXONOMY_REPEAT})
-        incumbent = ClassifierModel.objects.filter(active=True).first()
+        in_use = active_model()
         result = train_and_store(
             texts, labels, weights, by=ACTOR, test_share=o["test_share"], seed=o["seed"], activate=False,
-            note=o["note"], extra=extra,
+            note=o["note"], extra=extra, rival=in_use if in_use[0] is not None else None,
         )
         rec, metrics = result.record, result.metrics
-        worse = (incumbent is not None and incumbent.n_test and rec.n_test
-                 and rec.macro_f1 < incumbent.macro_f1 - MAX_F1_DROP)
+        # Both on the same held-out cases (the active version may have learnt some of
+        # them, which favours keeping it).
+        rival = metrics.get("rival")
+        worse = rival is not None and rec.macro_f1 < rival["macro_f1"] - MAX_F1_DROP
         if not o["no_activate"] and (not worse or o["force"]):
             activate_version(rec.version, by=ACTOR)
             rec.active = True
@@ -125,6 +130,10 @@ class Command(BaseCommand):
             self.stdout.write(_("Held-out examples: %(n)s. Accuracy: %(acc).1f%%. Macro F1: %(f1).1f%%.") % {
                 "n": rec.n_test, "acc": 100 * metrics["accuracy"], "f1": 100 * metrics["macro_f1"]})
             self.per_category_table(metrics["per_category"], show_all=o["all"])
+            if rival is not None:
+                self.stdout.write(_("The active version %(version)s on the same held-out examples: accuracy "
+                                    "%(acc).1f%%, macro F1 %(f1).1f%%.") % {
+                    "version": rival["version"], "acc": 100 * rival["accuracy"], "f1": 100 * rival["macro_f1"]})
         else:
             self.stdout.write(_("No examples were held out (--test-share 0 or too few per category): no scores."))
         if rec.active:
@@ -132,10 +141,11 @@ class Command(BaseCommand):
         elif worse and not o["no_activate"]:
             self.stderr.write(_(
                 "Stored as version %(version)s, NOT active: its macro F1 (%(f1).1f%%) is more than %(drop)s points "
-                "below that of the active version %(active)s (%(active_f1).1f%%). Check the training data (are "
-                "the categories of the handled cases right?); to use it anyway: --activate %(version)s.") % {
+                "below that of the active version %(active)s on the same examples (%(active_f1).1f%%). Check the "
+                "training data (are the categories of the handled cases right?); to use it anyway: "
+                "--activate %(version)s.") % {
                 "version": rec.version, "f1": 100 * rec.macro_f1, "drop": round(100 * MAX_F1_DROP),
-                "active": incumbent.version, "active_f1": 100 * incumbent.macro_f1})
+                "active": rival["version"], "active_f1": 100 * rival["macro_f1"]})
         else:
             self.stdout.write(_("Stored as version %(version)s (not active; activate it with --activate %(version)s).")
                               % {"version": rec.version})
