@@ -562,3 +562,15 @@ def test_the_platforms_own_notes_are_in_the_readers_language(client, staff):
     assert "Accepted automatically: the reporter chose the category." in en
     zh = client.get(f"/console/cases/{report.case.number}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "已按派遣规则自动派遣。" in zh
+
+
+def test_the_hotline_panel_shows_the_confidence_the_case_gets(client, staff):
+    client.force_login(staff["operator"])
+    description = "路灯不亮\n晚上很黑 水管也在漏"  # two lines: the title is the first
+    panel = client.post("/console/hotline/suggest/", {"description": description, "address": ""}).content.decode()
+    percent = int(re.search(r"(\d+)%", panel).group(1))
+    assert _call(client, description=description, address=STREET_ADDRESS).status_code == 302
+    report = Report.objects.get(source=f"user:{staff['operator'].pk}")
+    assert round(report.confidence * 100) == percent
+    page = client.get(f"/console/cases/{report.case.number}/").content.decode()
+    assert f"{percent}%" in page, "shown as the panel shows it"

@@ -161,8 +161,10 @@ def _suggestions(user, values) -> dict:
     the form when saving failed, so the operator keeps it, JavaScript or not)."""
     text = (values.get("description") or "").strip()
     address = (values.get("address") or "").strip()
-    _decided, suggestion, confidence, version, explanation, certain = classify(text, None) if text else (
-        None, None, None, None, {}, False)
+    # The text saving classifies (the title, from the first line, then the description):
+    # the confidence shown is the one the case will have.
+    _decided, suggestion, confidence, version, explanation, certain = classify(
+        f"{default_title(text)}\n{text}", None) if text else (None, None, None, None, {}, False)
     area = _area_model(address)
     # The operator's own pick, if any, is what saving will use (else the classifier's).
     picked = _chosen_category((values.get("category") or "").strip())
