@@ -165,6 +165,26 @@ def test_classifier_versions_for_staff_only(client, staff):
         assert get(client, user, MODELS, expect=403)["code"] == "forbidden"
 
 
+def test_a_text_is_classified_as_the_pipeline_would_and_nothing_is_stored(client, staff, sensor):
+    from chengyun.cases.models import Case
+    from chengyun.intake.models import Report
+
+    body = post(client, sensor, "/api/v1/classifier/classify", text="路灯不亮 晚上很黑")
+    assert body["model"] == 1 and body["guess"]["category"] == "0102" and body["guess"]["name"] == "路灯"
+    assert body["certain"] == (body["guess"]["confidence"] >= body["threshold"])
+    assert body["alternatives"] and all(a["category"] != "0102" for a in body["alternatives"])
+    assert body["terms"] and all(w > 0 for _t, w in body["terms"])
+    assert not Report.objects.exists() and not Case.objects.exists()
+    client.force_login(sensor)
+    answer = client.post("/api/v1/classifier/classify", data={"text": "  "}, content_type="application/json",
+                         HTTP_ACCEPT_LANGUAGE="en").json()
+    assert answer["field"] == "text" and answer["code"] == "invalid"
+    nobody = f.make_user(username="nobody")
+    client.force_login(nobody)
+    assert client.post("/api/v1/classifier/classify", data={"text": "路灯"},
+                       content_type="application/json").status_code == 403
+
+
 def test_activate_for_administrators_only(client, staff):
     train_and_store(WATER * 2 + LIGHTS * 2, ["0101"] * 20 + ["0102"] * 20, activate=False, note="second")
     url = f"{MODELS}/2/activate"

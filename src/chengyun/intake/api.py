@@ -412,6 +412,62 @@ def model_out(m: ClassifierModel) -> dict:
     }
 
 
+class ClassifyIn(Schema):
+    text: str = Field(description=f"The report's text (title and description; at most {services.MAX_DESCRIPTION} "
+                                  "characters).")
+
+
+class CategoryGuessOut(Schema):
+    category: str
+    name: str
+    name_en: str
+    confidence: float
+
+
+class ClassifyOut(Schema):
+    model: int | None
+    threshold: float
+    certain: bool = Field(description="Confident enough that a report with this text would be routed "
+                                      "automatically (confidence at least the threshold).")
+    guess: CategoryGuessOut | None
+    alternatives: list[CategoryGuessOut]
+    terms: list[tuple[str, float]] = Field(description="The character n-grams that drove the guess, with weights.")
+
+
+@classifier_router.post(
+    "/classify", response=ClassifyOut, summary="Classify a text",
+    description="What the active classifier makes of a text, as the intake pipeline would: the likeliest "
+                "category with its confidence, the next likeliest, and the terms behind the guess. Nothing is "
+                "stored. For any user with a role (a department system pre-filling its form, a partner "
+                "checking its mapping).",
+)
+def classify_text(request, body: ClassifyIn):
+    from chengyun.taxonomy.models import Category
+
+    if not scope.roles_of(request.user):
+        raise CaseForbidden(_("You may not use the classifier."))
+    text = body.text.strip()
+    if not text:
+        raise CaseInvalid(_("Give a text to classify."), field="text")
+    if len(text) > services.MAX_DESCRIPTION + 200:
+        raise CaseInvalid(_("The text is too long (at most %(n)s characters).")
+                          % {"n": services.MAX_DESCRIPTION + 200}, field="text")
+    _decided, suggestion, confidence, version, explanation, certain = services.classify(text, None)
+    codes = [c for c, _p in explanation.get("alternatives") or []]
+    cats = {c.code: c for c in Category.objects.filter(code__in=codes + ([suggestion.code] if suggestion else []))}
+
+    def guess(code: str, p: float) -> dict:
+        c = cats[code]
+        return {"category": code, "name": c.name, "name_en": c.name_en, "confidence": round(p, 4)}
+
+    return {
+        "model": version, "threshold": explanation["threshold"], "certain": bool(certain and suggestion),
+        "guess": guess(suggestion.code, confidence) if suggestion else None,
+        "alternatives": [guess(c, p) for c, p in explanation.get("alternatives") or [] if c in cats],
+        "terms": [(t, round(w, 4)) for t, w in explanation.get("terms") or []],
+    }
+
+
 @classifier_router.get(
     "/models", response=list[ClassifierModelOut], summary="Stored classifier versions with their scores",
     description="Every trained version, newest first, with held-out accuracy, macro F1 and per-category "
