@@ -165,5 +165,5 @@ def test_revoked_token_and_inactive_user_get_401(client, two_districts):
 
 
 def test_create_token_for_unknown_user_fails(db):
-    with pytest.raises(CommandError, match="no user named"):
+    with pytest.raises(CommandError, match="No user named “ghost”"):
         call_command("create_token", "ghost", stdout=io.StringIO())

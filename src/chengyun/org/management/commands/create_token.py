@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from chengyun.org.models import User
 from chengyun.org.services import create_token
@@ -14,6 +15,7 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         user = User.objects.filter(username=o["username"]).first()
         if user is None:
-            raise CommandError(f"no user named {o['username']!r}")
+            raise CommandError(_("No user named “%(name)s” (the users: the admin, or chengyun createsuperuser).")
+                               % {"name": o["username"]})
         _token, key = create_token(user, o["name"])
         self.stdout.write(key)

@@ -1,0 +1,45 @@
+"""The ``chengyun`` command itself: its language and its list of commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from chengyun.cli import language_from_environment, main
+
+
+@pytest.mark.parametrize(("environ", "language"), [
+    ({"LANG": "en_US.UTF-8"}, "en"),
+    ({"LANG": "zh_CN.UTF-8"}, "zh-hans"),
+    ({"LANG": "C.UTF-8"}, None),
+    ({}, None),
+    ({"LANGUAGE": "en_GB:en", "LANG": "zh_CN.UTF-8"}, "en"),  # as gettext: LANGUAGE first
+    ({"LC_ALL": "zh_TW.UTF-8", "LANG": "en_US.UTF-8"}, "zh-hans"),
+    ({"LANG": "de_DE.UTF-8"}, None),  # not one of ours: the site's default
+])
+def test_the_terminal_says_the_language(environ, language):
+    assert language_from_environment(environ) == language
+
+
+def test_the_command_list_is_written_as_the_readme_writes_it(capsys, monkeypatch):
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    main(["chengyun", "help"])
+    out = capsys.readouterr().out
+    assert "    import-reports" in out and "    train-classifier" in out and "import_reports" not in out
+
+
+@pytest.mark.django_db
+def test_a_command_speaks_the_terminals_language_and_leaves_the_process_as_it_was(monkeypatch, capsys):
+    from django.db import connections
+    from django.utils import translation
+
+    # run_from_argv closes every connection when it is done, which would end the test's transaction.
+    monkeypatch.setattr(connections, "close_all", lambda: None)
+    before = translation.get_language()
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    for lang, words in (("en_US.UTF-8", "No user named “ghost”"), ("zh_CN.UTF-8", "没有名为“ghost”的用户")):
+        monkeypatch.setenv("LANG", lang)
+        with pytest.raises(SystemExit):
+            main(["chengyun", "create-token", "ghost"])
+        assert words in capsys.readouterr().err
+    assert translation.get_language() == before
