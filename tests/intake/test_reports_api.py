@@ -337,6 +337,8 @@ def test_the_channel_is_required_and_only_calls_and_other_systems_may_leave_the_
     # A call about a problem the caller cannot place waits for a dispatcher to place it.
     call = post_report(client, sensor, channel="hotline", description=LEAK)
     assert call["area"] is None and call["case_status"] == "new"
+    why = client.get(report_url(call["number"]), HTTP_ACCEPT_LANGUAGE="zh-hans").json()["duplicate_explanation"]
+    assert why["reason"].endswith("not checked") and why["reason_text"].startswith("未检查"), why
     # A system that knows the grid gives its code.
     placed = post_report(client, sensor, channel="department", description="井盖缺失，行人易跌落", area="100101001")
     assert placed["area"] == "100101001" and placed["lon"] is None
@@ -375,7 +377,7 @@ def test_every_endpoint_is_documented(client, staff):
     assert set(ours) == {
         "/api/v1/reports/", "/api/v1/reports/{number}", "/api/v1/reports/{number}/contact",
         "/api/v1/reports/{number}/detach", "/api/v1/reports/suggestions", "/api/v1/reports/suggestions/{suggestion_id}",
-        "/api/v1/classifier/models", "/api/v1/classifier/models/{version}/activate",
+        "/api/v1/classifier/models", "/api/v1/classifier/models/{version}/activate", "/api/v1/classifier/classify",
     }
     for ops in ours.values():
         for op in ops.values():

@@ -58,6 +58,10 @@ def test_one_request_json_has_every_field_and_no_personal_data(client, filed, se
     assert row["service_request_id"] == a.number
     assert row["status"] == "open"
     assert row["status_notes"] == "已派遣", "Chinese unless English is asked for"
+    # The id as a person may type it: lower case, or without its R.
+    for typed in (a.number.lower(), a.number[1:]):
+        assert body(client.get(BASE + f"requests/{typed}.json"))[0]["service_request_id"] == a.number
+    assert body(client.get(BASE + f"tokens/{a.number.lower()}.json"))[0]["service_request_id"] == a.number
     assert row["service_code"] == "0101" and row["service_name"] == "水管漏水"
     assert row["description"] == "水管爆裂，路面一直冒水"
     assert row["agency_responsible"] == services_world.dept("water", "100101").display_name

@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from chengyun.cases.models import Case
 from chengyun.cases.workflow import CaseStatus
 from chengyun.intake import privacy
+from chengyun.intake.dedup import reason_text
 from chengyun.intake.models import ClusterWarning, DuplicateOutcome, SuggestionStatus
 from chengyun.intake.services import case_reports, classify
 from chengyun.org import scope
@@ -90,20 +91,10 @@ def duplicate_view(explanation: dict) -> dict:
         "category_factor": exp.get("category_factor"),
         "best_case": exp.get("best_case"),
         "candidates": exp.get("candidates"),
-        "reason": reason_label(exp.get("reason", "")),
+        "reason": reason_text(exp.get("reason", "")),
         "attach_at": exp.get("attach_at"),
         "ask_at": exp.get("ask_at"),
     }
-
-
-def reason_label(reason: str) -> str:
-    """The pipeline stores why it did not check for duplicates; say it in the user's language."""
-    return {
-        "no category or no point: not checked": _("not checked: no category or no position"),
-        "closed on the spot: not checked": _("not checked: closed on the spot"),
-        "no point, and no address or area finer than a district: not checked":
-            _("not checked: no position, and no address or area finer than a district"),
-    }.get(reason, reason)
 
 
 def part_labels() -> dict[str, str]:

@@ -25,7 +25,7 @@ from chengyun.org import scope
 from chengyun.org.models import Role
 from chengyun.taxonomy.models import Priority
 
-from . import numbers, privacy, services
+from . import dedup, numbers, privacy, services
 from .classifier import activate_version
 from .models import ClassifierModel, DuplicateSuggestion, Report, SuggestionStatus
 
@@ -189,6 +189,11 @@ class ClassifierModelOut(Schema):
 # --------------------------------------------------------------------------- helpers
 
 
+def _explained(exp: dict) -> dict:
+    """The stored explanation, with its reason also in the reader's language (``reason_text``)."""
+    return {**exp, "reason_text": dedup.reason_text(exp["reason"])} if exp.get("reason") else exp
+
+
 def report_out(report: Report) -> dict:
     case = report.case
     return {
@@ -207,7 +212,7 @@ def report_out(report: Report) -> dict:
         "area": report.area.code if report.area_id else None,
         "contact": privacy.masked(report.contact) or None,  # never in full here
         "attributes": report.attributes or {},
-        "duplicate": report.duplicate, "duplicate_explanation": report.duplicate_explanation or {},
+        "duplicate": report.duplicate, "duplicate_explanation": _explained(report.duplicate_explanation or {}),
         "received_at": report.received_at,
     }
 

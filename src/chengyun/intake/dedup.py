@@ -45,6 +45,19 @@ WEIGHTS = {"text": 0.45, "distance": 0.35, "time": 0.20}
 PLACE_WEIGHTS = {"text": 0.45, "place": 0.35, "time": 0.20}  # without a point (see above)
 PLACE_DEPTH = 2  # street level: an area this deep or deeper is narrow enough to match in
 NOT_CHECKED_PLACE = "no point, and no address or area finer than a district: not checked"
+
+
+def reason_text(reason: str) -> str:
+    """Why the pipeline did not look for duplicates (stored as a fixed English key), in
+    the reader's language."""
+    from django.utils.translation import gettext as _
+
+    return {
+        "no category or no point: not checked": _("not checked: no category or no position"),
+        "closed on the spot: not checked": _("not checked: closed on the spot"),
+        "closed in the sending system: not checked": _("not checked: closed in the sending system"),
+        NOT_CHECKED_PLACE: _("not checked: no position, and no address or area finer than a district"),
+    }.get(reason, reason)
 SIBLING_FACTOR = 0.8
 UNCLASSIFIED_FACTOR = 0.8  # an open case without a category, as a candidate of any category
 MAX_CANDIDATES = 200

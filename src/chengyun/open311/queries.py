@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 from chengyun.cases.models import AssignmentRole, Case, CaseAssignment, Channel, TimelineEntry
 from chengyun.cases.workflow import CaseStatus
 from chengyun.i18n import prefers_chinese
+from chengyun.intake import numbers as numbers_
 from chengyun.intake.models import DuplicateOutcome, Report
 from chengyun.intake.privacy import redact_text
 from chengyun.taxonomy.models import Category, DeadlineKind
@@ -106,6 +107,8 @@ def find_requests(*, numbers: list[str] | None = None, codes: list[str] | None =
     """Reports, newest first. ``numbers`` overrides everything else (as the spec says)."""
     qs = Report.objects.all()
     if numbers is not None:
+        # As typed or read out too: lower case, spaces, without the R.
+        numbers = [numbers_.normalise(n) or n for n in numbers]
         return qs.filter(number__in=numbers).order_by("-received_at", "-pk")
     if codes:
         qs = qs.filter(Q(case__category__code__in=codes) | Q(case__category__isnull=True, category__code__in=codes))

@@ -59,6 +59,7 @@ from chengyun.areas.models import Area
 from chengyun.cases.errors import CaseError
 from chengyun.cases.models import Channel
 from chengyun.clock import now
+from chengyun.intake import numbers
 from chengyun.intake.models import Report
 from chengyun.intake.services import MAX_DESCRIPTION, ReportInput, receive
 from chengyun.taxonomy.models import Category
@@ -416,7 +417,7 @@ def request_detail(request, fmt, params, number):
 @endpoint("GET")
 def token(request, fmt, params, token):
     """Requests are created at once; a request's token is its id."""
-    report = Report.objects.filter(number=token).only("number").first()
+    report = Report.objects.filter(number=numbers.normalise(token) or token).only("number").first()
     if report is None:
         raise Open311Error(404, _("token: “%(token)s” was not found.") % {"token": token})
     return render(fmt, [{"service_request_id": report.number, "token": report.number}],
