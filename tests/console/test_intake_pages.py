@@ -534,6 +534,10 @@ def test_a_caller_s_tracking_number_finds_their_case_in_the_queue(client, staff,
     # are a report's number (a case's has 15).
     page = client.get("/console/", {"q": other.number[1:]}).content.decode()
     assert other.case.number in page and first.case.number not in page
+    misheard = other.number[:-1] + str((int(other.number[-1]) + 1) % 10)
+    page = client.get("/console/", {"q": misheard}, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "one digit is wrong" in page and "0 cases" in page
+    assert "one digit is wrong" not in client.get("/console/", {"q": other.number}).content.decode()
     case_services.merge_case(other.case, into=first.case, by=staff["operator"], note="same")
     page = client.get("/console/", {"q": other.number}).content.decode()
     assert first.case.number in page, "merged: the case it joined"

@@ -74,8 +74,17 @@ def queue_view(request):
         "statuses": [("open", _("All open"))] + list(CaseStatus.choices) + [("", _("All"))],
         "deadlines": DeadlineState.choices, "counts": counts,
         "roles": sorted({a.get_role_display() for a in scope.assignments(request.user)}),
-        "can_create": bool({Role.OPERATOR, Role.DISPATCHER, Role.INSPECTOR, Role.ADMIN} & scope.roles_of(request.user)),
+        "misread": _misread(text),
     })
+
+
+def _misread(text: str | None) -> bool:
+    """Whether the search looks like a tracking number but cannot be one (a digit
+    misheard on the phone): said, instead of only "no cases"."""
+    from chengyun.intake import numbers
+
+    typed = numbers.normalise(text or "")
+    return typed is not None and not numbers.valid(typed)
 
 
 INTAKE_DESK = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.LEADER, Role.ADMIN}

@@ -19,6 +19,7 @@ def console_nav(context) -> dict:
     user = getattr(request, "user", None)
     roles = scope.roles_of(user) if user is not None and user.is_authenticated else set()
     return {
+        "create": bool({Role.OPERATOR, Role.DISPATCHER, Role.INSPECTOR, Role.ADMIN} & roles),  # on every page
         "hotline": bool({Role.OPERATOR, Role.ADMIN} & roles),
         "inspect": bool({Role.INSPECTOR, Role.ADMIN} & roles),
         "signs": bool(SIGNS_ROLES & roles),
