@@ -163,3 +163,18 @@ def test_daily_jobs_run_at_their_time_of_day_in_city_time():
     after = from_ms(1_767_225_600_000)  # 2026-01-01 00:00 UTC = 08:00 in Shanghai
     assert next_daily("03:15", after).isoformat() == "2026-01-02T03:15:00+08:00"
     assert next_daily("09:00", after).isoformat() == "2026-01-01T09:00:00+08:00"
+
+
+def test_a_count_of_cases_is_counted_in_the_readers_words(world):
+    from django.utils import translation
+
+    from chengyun.signs.models import Sensor
+
+    services.create_indicator(code="WATER-101", source="cases", case_category="01", case_area="100101",
+                              name="供水诉求", name_en="Water reports", interval_s=1800)
+    sensor = Sensor.objects.get(code="WATER-101")
+    assert sensor.stored_unit == "件", "the API gives the unit as stored"
+    with translation.override("en"):
+        assert sensor.display_unit == "cases"
+    with translation.override("zh-hans"):
+        assert sensor.display_unit == "件"

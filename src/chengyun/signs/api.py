@@ -376,7 +376,7 @@ def sensor_out(s: Sensor, now_ms: int | None = None) -> dict:
     now_ms = now_ms if now_ms is not None else to_ms(now())
     return {
         "code": s.code, "name": s.name, "kind": s.kind.code, "kind_name": s.kind.display_name,
-        "theme": s.kind.theme, "unit": s.display_unit, "lon": s.lon, "lat": s.lat,
+        "theme": s.kind.theme, "unit": s.stored_unit, "lon": s.lon, "lat": s.lat,
         "area": s.area.code if s.area_id else None, "area_name": s.area.display_name if s.area_id else None,
         "department": s.department.code if s.department_id else None, "interval_s": s.interval_s,
         "virtual": s.virtual, "active": s.active, "generated": s.generated,
@@ -430,7 +430,7 @@ def indicator_out(ind: Indicator) -> dict:
     s = ind.sensor
     return {
         "code": ind.code, "name": ind.name, "name_en": ind.name_en, "theme": ind.theme, "source": ind.source,
-        "sensor": s.code, "unit": s.display_unit, "inputs": sorted(x.code for x in ind.inputs.all()),
+        "sensor": s.code, "unit": s.stored_unit, "inputs": sorted(x.code for x in ind.inputs.all()),
         "aggregate": ind.aggregate,
         "case_category": ind.case_category.code if ind.case_category_id else None,
         "case_area": ind.case_area.code if ind.case_area_id else None,
@@ -802,7 +802,7 @@ def get_series(request, code: str, start: str | None = None, end: str | None = N
     warnings = (Warning.objects.filter(indicator=ind, started_ms__lt=end_ms)
                 .filter(Q(ended_ms__isnull=True) | Q(ended_ms__gte=start_ms)).order_by("started_ms")[:500])
     return {
-        "indicator": ind.code, "unit": ind.sensor.display_unit, "resolution": chosen,
+        "indicator": ind.code, "unit": ind.sensor.stored_unit, "resolution": chosen,
         "start": start_ms, "end": end_ms, "points": points,
         "warnings": [{"id": w.pk, "rule": w.rule, "level": w.level, "started_ms": w.started_ms,
                       "ended_ms": w.ended_ms} for w in warnings],

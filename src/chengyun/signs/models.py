@@ -95,8 +95,19 @@ class Sensor(models.Model):
         return self.code
 
     @property
-    def display_unit(self) -> str:
+    def stored_unit(self) -> str:
+        """The unit as stored (what the API gives: data, not words of a language)."""
         return self.unit or self.kind.unit
+
+    @property
+    def display_unit(self) -> str:
+        unit = self.stored_unit
+        # Units written as words (the case counts' 件) in the reader's language; symbols
+        # (mm, kPa, µg/m³, °C) are the same in both.
+        return str(UNIT_WORDS.get(unit, unit))
+
+
+UNIT_WORDS = {"件": pgettext_lazy("unit of a count of cases", "cases")}
 
 
 class Reading(models.Model):
