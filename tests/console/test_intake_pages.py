@@ -467,14 +467,22 @@ def test_cluster_case_shows_its_warning_and_reports(client, staff):
     lon, lat = f.centre(STREET)
     # Three leaks about 200 m apart: too far to be one case, close enough to be a cluster.
     points = [(lon, lat), (lon, lat + 0.0018), (lon + 0.0021, lat + 0.0009)]
-    reports = [submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=x, lat=y)).report for x, y in points]
+    from django.utils import translation
+
+    with translation.override("zh-hans"):  # the worker's language
+        reports = [submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=x, lat=y)).report
+                   for x, y in points]
     warning = ClusterWarning.objects.get()
-    assert warning.case is not None
+    assert warning.case is not None and warning.case.title.startswith("智能发现")
     client.force_login(staff["dispatcher"])
-    page = client.get(f"/console/cases/{warning.case.number}/").content.decode()
+    page = client.get(f"/console/cases/{warning.case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Cluster warning" in page
     for r in reports:
         assert r.number in page and r.case.number in page
+    # Its title in the reader's language, on the case page and in the queue.
+    assert "Smart discovery: 3 reports of" in page and "智能发现：" not in page
+    queue_page = client.get("/console/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Smart discovery: 3 reports of" in queue_page and "智能发现：" not in queue_page
 
 
 def test_a_warning_by_area_says_so_on_its_case(client, staff):

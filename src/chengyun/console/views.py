@@ -63,6 +63,8 @@ def queue_view(request):
     if view in tabs:
         qs = tabs[view]["filter"](qs)
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)  # titles are set on these objects
+    discovery_titles(page.object_list)
     counts = {
         "overdue": queue(request.user, status="open", deadline=DeadlineState.OVERDUE).count(),
         "near_due": queue(request.user, status="open", deadline=DeadlineState.NEAR_DUE).count(),
@@ -127,8 +129,25 @@ def case_detail(request, number):
     return render_case(request, _case_or_404(request, number))
 
 
+def discovery_titles(cases) -> None:
+    """Cases the platform raised from a cluster of reports (智能发现) get their title in
+    the reader's language, and with the warning's count now (the stored one was written
+    in the worker's language, with the count when the warning was raised)."""
+    from chengyun.intake.cluster import warning_title
+    from chengyun.intake.models import ClusterWarning
+
+    ids = [c.pk for c in cases if c.channel == Channel.DISCOVERY]
+    if not ids:
+        return
+    titles = {w.case_id: warning_title(w)[:200] for w in
+              ClusterWarning.objects.filter(case_id__in=ids).select_related("category", "area")}
+    for c in cases:
+        c.title = titles.get(c.pk, c.title)
+
+
 def render_case(request, case, *, revealed: dict | None = None, status: int = 200):
     """The case page; ``revealed`` maps report ids to contact details shown in full this once."""
+    discovery_titles([case])
     names = allowed_actions(request.user, case)
     suggestion = services.suggest_route(case) if "dispatch" in names else None
     dept_choices = []
