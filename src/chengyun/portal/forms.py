@@ -133,10 +133,12 @@ class ReportForm(forms.Form):
             # Without a place the report could reach no district: say so now, not after it has waited.
             if self.photo_taken_elsewhere:
                 # The reporter may think the photo says where: tell them why it does not.
-                self.add_error("address", _("The photo was taken outside the city, so it cannot say where the problem "
-                                            "is: put a pin on the map or write an address."))
+                self.add_error("address", _("The photo was taken outside the city, so it cannot say where the "
+                                            "problem is: write an address, or give the position (a pin on the map, "
+                                            "or the coordinates)."))
             else:
-                self.add_error("address", _("Say where the problem is: put a pin on the map or write an address."))
+                self.add_error("address", _("Say where the problem is: write an address, or give the position (a pin "
+                                            "on the map, or the coordinates)."))
         return data
 
     def add_intake_error(self, exc: CaseInvalid) -> None:
