@@ -38,7 +38,9 @@ def test_retraining_in_a_separate_process(monkeypatch):
     second = ClassifierModel.objects.get(version=2)
     assert second.data_note.startswith("generated demo cases (240 cases")
     assert second.n_train + second.n_test == 240
-    assert second.active == (second.accuracy >= first.accuracy)
+    rival = second.params["rival_on_held_out"]
+    assert rival["version"] == first.version
+    assert second.active == (round(second.accuracy, 4) >= rival["accuracy"]), "compared on the same held-out cases"
     assert ClassifierModel.objects.filter(active=True).count() == 1
     assert "v2 retrained from 240 generated cases" in lines[0]
     assert list(verify_chain()) == []

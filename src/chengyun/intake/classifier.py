@@ -407,7 +407,6 @@ def train_and_store(texts: list[str], labels: list[str], weights=None, *, by="sy
     return TrainingResult(rec, metrics, len(texts))
 
 
-@transaction.atomic
 def previously_active(current: int) -> int | None:
     """The version that was in use before ``current`` was put in use (from the audit
     log: versions trained active and activations), if it is still stored."""
@@ -430,6 +429,7 @@ def previously_active(current: int) -> int | None:
     return None
 
 
+@transaction.atomic
 def activate_version(version: int, *, by="system"):
     from chengyun.audit.services import record
 
