@@ -79,6 +79,16 @@ def test_the_form_fits_a_phones_screen(browser, live_server, intake_world, local
                            ".map(e => e.getBoundingClientRect().right))")
     assert widest <= 390, f"a control reaches {widest} px"
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # The confirmation's number on one line, the tracking page without sideways scrolling
+    # (its heading holds the number).
+    page.fill("#id_description", "路灯整夜不亮")
+    page.fill("#id_address", "区1 街道1001 和平路12号")
+    page.click("button.primary.big")
+    lines = page.evaluate("""() => { const e = document.querySelector('.tracking-number');
+        return Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight)); }""")
+    assert lines == 1, "the tracking number breaks over lines"
+    page.goto(live_server.url + "/track/" + page.inner_text(".tracking-number").strip() + "/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()
 
 
