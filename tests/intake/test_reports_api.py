@@ -384,3 +384,7 @@ def test_every_endpoint_is_documented(client, staff):
             assert op.get("summary") and op.get("description")
     submit = ours["/api/v1/reports/"]["post"]
     assert "Idempotency-Key" in [p["name"] for p in submit["parameters"]]
+    # Its errors are described too, in the shape they come in.
+    assert {"200", "201", "400", "401", "403", "422"} <= set(submit["responses"])
+    error = schema["components"]["schemas"]["ErrorOut"]["properties"]
+    assert set(error) == {"detail", "code", "field"}

@@ -107,6 +107,16 @@ class ReportIn(Schema):
         return value
 
 
+class ErrorOut(Schema):
+    """Every error of the API: what is wrong in the caller's language, a code, and the field."""
+    detail: str
+    code: str = Field(description="invalid, unauthorized, forbidden, not_found, conflict, idempotency_key_reused …")
+    field: str | None = Field(None, description="The request field at fault, as the caller named it.")
+
+
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut}
+
+
 class ReportOut(Schema):
     number: str
     case: str | None
@@ -273,7 +283,7 @@ def suggestion_out(s: DuplicateSuggestion) -> dict:
 
 
 @router.post(
-    "/", response={200: ReportOut, 201: ReportOut}, summary="Submit a report",
+    "/", response={200: ReportOut, 201: ReportOut, **ERRORS, 422: ErrorOut}, summary="Submit a report",
     description=(
         "Take in one report from a system (a sensor platform, a department's system, the hotline, an "
         "inspector's app): it is located, classified, checked against open cases for duplicates, turned "
@@ -367,7 +377,7 @@ def list_reports(request, f: Query[ReportFilter]):
 
 
 @router.get(
-    "/{number}", response=ReportOut, summary="One report",
+    "/{number}", response={200: ReportOut, 401: ErrorOut, 404: ErrorOut}, summary="One report",
     description="Visible when you may see its case, or when you sent it. The contact is always masked "
                 "(138****1234); see `POST /reports/{number}/contact`.",
 )
@@ -440,7 +450,7 @@ class ClassifyOut(Schema):
 
 
 @classifier_router.post(
-    "/classify", response=ClassifyOut, summary="Classify a text",
+    "/classify", response={200: ClassifyOut, **ERRORS}, summary="Classify a text",
     description="What the active classifier makes of a text, as the intake pipeline would: the likeliest "
                 "category with its confidence, the next likeliest, and the terms behind the guess. Nothing is "
                 "stored. For any user with a role (a department system pre-filling its form, a partner "
