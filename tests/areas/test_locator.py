@@ -214,3 +214,15 @@ def test_demo_pack_city_and_districts(db):
     found = loc.locate_many([d.point_lon for d in districts], [d.point_lat for d in districts])
     assert [loc.areas[i].code for i in found] == [d.code for d in districts]
     assert locate(*f.OUTSIDE) == ()
+
+
+def test_api_lists_areas_by_level_and_parent_and_names_an_unknown_one(client, tree):
+    streets = client.get("/api/v1/areas/", {"level": "street", "parent": "100102"}).json()
+    assert [a["code"] for a in streets] == ["100102001", "100102002"][:len(streets)] and streets
+    assert all(a["parent"] == "100102" and a["level"] == "street" for a in streets)
+    assert len(client.get("/api/v1/areas/", {"limit": 2}).json()) == 2
+    assert client.get("/api/v1/areas/", {"limit": 2, "offset": 1}).json()[0] == client.get("/api/v1/areas/").json()[1]
+    for params, field in (({"level": "foo"}, "level"), ({"parent": "999"}, "parent")):
+        response = client.get("/api/v1/areas/", params, HTTP_ACCEPT_LANGUAGE="en")
+        assert response.status_code == 400 and response.json()["field"] == field
+    assert "street" in client.get("/api/v1/areas/", {"level": "foo"}, HTTP_ACCEPT_LANGUAGE="en").json()["detail"]

@@ -56,17 +56,29 @@ class AreaListOut(Schema):
     generated: bool
 
 
-@router.get("/", response=list[AreaListOut], auth=None, summary="List areas")
-def list_areas(request, level: str | None = None, parent: str | None = None):
+@router.get("/", response=list[AreaListOut], auth=None, summary="List areas",
+            description="Areas by code, filtered by `level` (city, district, street, community, grid …) and "
+                        "`parent` (the code of the area above); `limit` (default 1,000, at most 5,000) and "
+                        "`offset` page through them. An unknown level or parent is a 400 naming it.")
+def list_areas(request, level: str | None = None, parent: str | None = None, limit: int = 1000, offset: int = 0):
+    from .models import AreaLevel
+
     qs = Area.objects.select_related("level", "parent").order_by("code")
     if level:
+        if not AreaLevel.objects.filter(key=level).exists():
+            raise CaseInvalid(_("Unknown level “%(level)s”; the levels: %(levels)s.") % {
+                "level": level, "levels": ", ".join(AreaLevel.objects.order_by("depth").values_list("key", flat=True))},
+                field="level")
         qs = qs.filter(level__key=level)
     if parent:
+        if not Area.objects.filter(code=parent).exists():
+            raise CaseInvalid(_("Unknown area “%(code)s”.") % {"code": parent}, field="parent")
         qs = qs.filter(parent__code=parent)
+    limit, offset = max(1, min(limit, 5000)), max(0, offset)
     return [
         {"code": a.code, "name": a.name, "name_en": a.name_en, "level": a.level.key,
          "parent": a.parent.code if a.parent_id else None, "generated": a.generated}
-        for a in qs[:5000]
+        for a in qs[offset:offset + limit]
     ]
 
 
