@@ -356,7 +356,8 @@ class ReportFilter(Schema):
     case: str | None = Field(None, description="Case number: its reports and those of cases merged into it.")
     channel: str | None = None
     since: datetime | None = Field(None, description="Received at or after (RFC 3339).")
-    limit: int = 50
+    limit: int = Field(50, description="Reports per page, at most 500 (more is taken as 500; `count` gives the "
+                                       "total, `offset` the next page).")
     offset: int = 0
 
 
