@@ -206,6 +206,21 @@ def test_extension_approved_moves_the_deadline(client, world, people):
     assert (req.status, req.department.code, req.decided_by) == ("approved", "WATER-100101", people.supervisor)
 
 
+def test_a_pending_extension_ends_with_the_departments_part(client, world, people):
+    """Recalled (or returned by the lead), a case's pending extension is withdrawn: it
+    would block the next department's request and lengthen the next deadline."""
+    case = at_status(world, people, "dispatched")
+    act(client, people.water, case, "request_extension", hours=40, reason="parts on order")
+    act(client, people.dispatcher, case, "recall", reason="a road matter")
+    req = ExtensionRequest.objects.get(case=case)
+    assert (req.status, req.decided_by) == ("withdrawn", people.dispatcher)
+    act(client, people.dispatcher, case, "dispatch", lead="ROADS-100101")
+    due = Case.objects.get(pk=case.pk).due_at
+    act(client, people.supervisor, case, "approve_extension", reason="ok", expect=409)  # nothing pending
+    assert Case.objects.get(pk=case.pk).due_at == due, "the old request's hours were not added"
+    act(client, people.roads, case, "request_extension", hours=2, reason="traffic control needed")  # not blocked
+
+
 def test_extension_denied_keeps_the_deadline(client, world, people):
     case = dispatched_on_a_tuesday(world, people)
     act(client, people.supervisor, case, "deny_extension", reason="nothing pending", expect=409)

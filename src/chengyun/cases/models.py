@@ -172,6 +172,7 @@ class ExtensionStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     APPROVED = "approved", _("Approved")
     DENIED = "denied", _("Denied")
+    WITHDRAWN = "withdrawn", _("Withdrawn")  # the department's part ended (returned, recalled) before a decision
 
 
 class ExtensionRequest(models.Model):

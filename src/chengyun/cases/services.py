@@ -404,10 +404,20 @@ def return_case(case: Case, *, by, reason: str, department: Department | None = 
     def withdraw(c, at):
         CaseAssignment.objects.filter(case=c, active=True).update(active=False, status=PartStatus.WITHDRAWN)
         CaseAssignment.objects.filter(pk=part.pk).update(status=PartStatus.RETURNED)
+        _withdraw_extensions(c, by, at)
 
     return _act(case, "return", by, note=reason, data={"department": part.department.code},
                 fields={"due_at": None, "response_due_at": None, "deadline_state": DeadlineState.ON_TIME},
                 side_effects=withdraw)
+
+
+def _withdraw_extensions(case: Case, by, at) -> None:
+    """An extension asked for by departments whose part has ended is no longer decided
+    on: it would stay pending, block the next department's own request, and its hours
+    would be added to the next dispatch's deadline if approved."""
+    ExtensionRequest.objects.filter(case=case, status=ExtensionStatus.PENDING).update(
+        status=ExtensionStatus.WITHDRAWN, decided_at=at, decided_by=by if not isinstance(by, str) else None,
+        decision_note=_("Withdrawn: the department's part ended."))
 
 
 def recall_case(case: Case, *, by, reason: str) -> Case:
@@ -421,6 +431,7 @@ def recall_case(case: Case, *, by, reason: str) -> Case:
 
     def withdraw(c, at):
         CaseAssignment.objects.filter(case=c, active=True).update(active=False, status=PartStatus.WITHDRAWN)
+        _withdraw_extensions(c, by, at)
 
     return _act(case, "recall", by, note=reason, data={"departments": departments},
                 fields={"due_at": None, "response_due_at": None, "deadline_state": DeadlineState.ON_TIME},
