@@ -43,3 +43,26 @@ def test_a_command_speaks_the_terminals_language_and_leaves_the_process_as_it_wa
             main(["chengyun", "create-token", "ghost"])
         assert words in capsys.readouterr().err
     assert translation.get_language() == before
+
+
+def test_services_keep_the_sites_language_for_what_they_store(monkeypatch):
+    """A worker or a demo load started from an English terminal writes Chinese notes, as
+    every other part of the platform does; only the commands' own messages follow LANG."""
+    from chengyun import cli
+
+    seen = {}
+
+    def fake_execute(argv):
+        from django.utils import translation
+
+        seen[argv[1]] = translation.get_language()
+
+    from django.utils import translation
+
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    monkeypatch.setattr("django.core.management.execute_from_command_line", fake_execute)
+    with translation.override("zh-hans"):  # as a process starts: the site's language
+        cli.main(["chengyun", "sweep-deadlines"])
+        cli.main(["chengyun", "import-reports"])
+    assert seen == {"sweep_deadlines": "zh-hans", "import_reports": "en"}
+    assert {"serve", "worker", "load_demo", "process_intake"} <= cli.SERVICES

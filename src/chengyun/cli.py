@@ -10,6 +10,11 @@ from __future__ import annotations
 import os
 import sys
 
+# Long-running commands, and those that write much text into the database: they keep the
+# site's language (LANGUAGE_CODE) for what they store, as every request and the worker do.
+SERVICES = frozenset({"serve", "runserver", "worker", "process_intake", "db_worker", "ingest_mqtt",
+                      "simulate_sensors", "sweep_deadlines", "signs_sweep", "load_demo", "shell", "dbshell"})
+
 
 def language_from_environment(environ=os.environ) -> str | None:
     """The language the terminal asks for (``LANGUAGE``, ``LC_ALL``, ``LC_MESSAGES``,
@@ -37,9 +42,25 @@ def main(argv: list[str] | None = None) -> None:
     ensure_compiled()
     import django
     from django.core.management import ManagementUtility, execute_from_command_line
+    from django.core.management.base import CommandError, CommandParser, handle_default_options
     from django.utils import translation
 
     argv[0] = "chengyun"
+    command = argv[1] if len(argv) > 1 else "help"
+    if command in SERVICES:
+        # They store what they write in the site's language, whatever the terminal's.
+        execute_from_command_line(argv)
+        return
+    # --settings and --pythonpath first, as Django's own start does, then the setup
+    # the translations need.
+    parser = CommandParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--settings")
+    parser.add_argument("--pythonpath")
+    try:
+        options, _rest = parser.parse_known_args(argv[2:])
+        handle_default_options(options)
+    except CommandError:
+        pass
     django.setup()
     # The command's messages in the terminal's language (the web pages follow the
     # browser's, whatever the server's environment says).

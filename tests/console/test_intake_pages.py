@@ -463,15 +463,13 @@ def test_reclassify_a_case_nobody_classified(client, staff):
     assert case.category.code == "0102", "a leader may not reclassify"
 
 
-def test_cluster_case_shows_its_warning_and_reports(client, staff):
+def test_cluster_case_shows_its_warning_and_reports(client, staff, settings):
     lon, lat = f.centre(STREET)
     # Three leaks about 200 m apart: too far to be one case, close enough to be a cluster.
     points = [(lon, lat), (lon, lat + 0.0018), (lon + 0.0021, lat + 0.0009)]
-    from django.utils import translation
-
-    with translation.override("zh-hans"):  # the worker's language
-        reports = [submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=x, lat=y)).report
-                   for x, y in points]
+    settings.LANGUAGE_CODE = "zh-hans"  # the site's language, in which the platform stores its titles
+    reports = [submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=x, lat=y)).report
+               for x, y in points]
     warning = ClusterWarning.objects.get()
     assert warning.case is not None and warning.case.title.startswith("智能发现")
     client.force_login(staff["dispatcher"])

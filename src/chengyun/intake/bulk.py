@@ -1076,7 +1076,8 @@ class BulkImporter:
         self._json_cache: dict = {}
         self._specs: dict[int, tuple[int, int, bool]] = {}
         self._analyze_at = 0
-        self.note = _("Imported from %(source)s.") % {"source": source}
+        with translation.override(settings.LANGUAGE_CODE):  # stored: the site's language, not the terminal's
+            self.note = _("Imported from %(source)s.") % {"source": source}
         self.attach_note = ""
         # Cluster warnings for rows recent enough that their burst may still be on
         # (a live feed from another hotline system); history raises none.

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from chengyun.areas.locator import in_city
@@ -628,9 +629,14 @@ def auto_route(case: Case, explanation: dict) -> bool:
 
 
 def _open_cluster_case(warning) -> Case:
+    # Stored in the site's language, whoever's request or command raised it (pages show
+    # the title in the reader's, from the warning).
+    with translation.override(settings.LANGUAGE_CODE):
+        title = cluster.warning_title(warning)[:200]
+        description = _("Raised automatically from %(n)s reports; see the linked reports.") % {
+            "n": warning.report_count}
     case = case_services.create_case(
-        title=cluster.warning_title(warning)[:200],
-        description=_("Raised automatically from %(n)s reports; see the linked reports.") % {"n": warning.report_count},
+        title=title, description=description,
         category=warning.category, channel=Channel.DISCOVERY,
         # By area: in that street, without a point (its representative point is no report's position).
         lon=None if warning.by_area else warning.lon, lat=None if warning.by_area else warning.lat,
