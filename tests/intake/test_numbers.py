@@ -48,6 +48,8 @@ def test_many_at_once_equal_one_at_a_time():
     ("Ｒ２０２５０１１５００００１２３２", "R2025011500001232"),  # full-width, as Chinese input methods type
     ("202501150000123", None),  # 15 digits without R: a case's number
     ("R20250115", None),  # too short to be one
+    ("20250115123456785", "R20250115123456785"),  # an id of ten million or more: 17 digits
+    ("R２０２５", None),
     ("12345", None),
     ("", None),
 ])

@@ -117,6 +117,19 @@ def test_the_number_without_its_r_is_found_and_a_misread_digit_is_named(client, 
     assert "one digit is wrong" not in client.get("/track/R2001010100000012/", **EN).content.decode()
 
 
+def test_an_older_number_without_a_check_digit_is_found_not_called_misread(client, intake_world):
+    """Before the check digit, an id of ten million or more made 16 digits after the R."""
+    report = submit(ReportInput(channel="web", description="路灯不亮", address="区2")).report
+    old = "R2026112812345678"
+    from chengyun.intake import numbers
+
+    assert not numbers.valid(old), "the example would pass the check by chance"
+    Report.objects.filter(pk=report.pk).update(number=old)
+    response = client.get("/track/", {"number": old.lower()})
+    assert response.status_code == 302 and response["Location"] == f"/track/{old}/"
+    assert client.get(f"/track/{old}/").status_code == 200
+
+
 def test_a_report_sent_by_a_partner_system_is_trackable_before_the_pipeline_has_run(client, intake_world, settings):
     from chengyun.intake import received
     from chengyun.intake.services import receive

@@ -33,14 +33,14 @@ def queue(user, *, status: str | None = None, deadline: str | None = None, text:
         from chengyun.intake import numbers
 
         number = numbers.normalise(text)
-        if number is not None and numbers.valid(number):
+        if number is not None:
             # A report's tracking number (what a caller or a partner has), with or without
-            # its R (16 digits with a right check digit; a case's number has 15): its case,
-            # or the case it was merged into.
+            # its R: its case, or the case it was merged into; or a case's own number.
             from chengyun.intake.models import Report
 
             reports = Report.objects.filter(number=number)
-            match = Q(pk__in=reports.values("case_id")) | Q(pk__in=reports.values("case__merged_into_id"))
+            match = (Q(pk__in=reports.values("case_id")) | Q(pk__in=reports.values("case__merged_into_id"))
+                     | Q(number=text))
         qs = qs.filter(match)
     if area_code:
         from chengyun.areas.models import Area

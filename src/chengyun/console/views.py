@@ -76,7 +76,7 @@ def queue_view(request):
         "statuses": [("open", _("All open"))] + list(CaseStatus.choices) + [("", _("All"))],
         "deadlines": DeadlineState.choices, "counts": counts,
         "roles": sorted({a.get_role_display() for a in scope.assignments(request.user)}),
-        "misread": _misread(text),
+        "misread": not page.paginator.count and _misread(text),
     })
 
 

@@ -168,8 +168,11 @@ def _train(texts: list[str], labels: list[str], weights: list[float], note: str,
 
     from chengyun.intake.classifier import active_model, train_and_store
 
+    in_use = active_model()
     with threadpool_limits(1):
         result = train_and_store(texts, labels, weights, by="load-demo", test_share=0.2, seed=0, activate=False,
-                                 extra=extra, note=note, rival=active_model())
-    return result.record.version, result.metrics["accuracy"], result.metrics["rival"]["accuracy"]
+                                 extra=extra, note=note, rival=in_use if in_use[0] is not None else None)
+    # Nothing in use, or nothing held out to compare on: the new version goes in.
+    rival = result.metrics.get("rival", {}).get("accuracy", 0.0)
+    return result.record.version, result.metrics["accuracy"], rival
 

@@ -468,7 +468,9 @@ def classify_text(request, body: ClassifyIn):
     if len(text) > services.MAX_DESCRIPTION + 200:
         raise CaseInvalid(_("The text is too long (at most %(n)s characters).")
                           % {"n": services.MAX_DESCRIPTION + 200}, field="text")
-    _decided, suggestion, confidence, version, explanation, certain = services.classify(text, None)
+    # As the pipeline classifies a report of this text: its title (the first line), then it.
+    _decided, suggestion, confidence, version, explanation, certain = services.classify(
+        f"{services.default_title(text)}\n{text}", None)
     codes = [c for c, _p in explanation.get("alternatives") or []]
     cats = {c.code: c for c in Category.objects.filter(code__in=codes + ([suggestion.code] if suggestion else []))}
 

@@ -71,18 +71,20 @@ def valid(number: str) -> bool:
     """Whether a report number's check digit is right (numbers of the old format, 15
     digits, have none and pass)."""
     digits = number[1:] if number[:1] in "Rr" else number
-    if not digits.isdigit() or len(digits) < DIGITS:
-        return digits.isdigit()
-    return check_digit(digits) == "0"
+    if not (digits.isascii() and digits.isdigit()):
+        return False
+    return len(digits) < DIGITS or check_digit(digits) == "0"
 
 
 def normalise(text: str) -> str | None:
     """What someone typed or read out, as a report number, or None if it cannot be one:
     full-width characters made plain, spaces and dashes dropped, ``r`` upper-cased,
-    and the ``R`` added to 16 digits (15 digits alone are a case's number); ``R`` with
-    fewer than 15 digits is no number."""
+    and the ``R`` added to 16 or 17 digits (15 digits alone are a case's number); ``R``
+    with fewer than 15 digits is no number. Whether it exists is for the caller to look
+    up before saying a digit is wrong: numbers made before the check digit, with ids of
+    ten million and more, have 16 digits and no check digit."""
     text = _SPACES.sub("", (text or "").translate(_FULL_WIDTH)).upper()
-    if text.isascii() and text.isdigit() and len(text) == DIGITS:
+    if text.isascii() and text.isdigit() and len(text) in (DIGITS, DIGITS + 1):  # ids from ten million on: 17
         return "R" + text
     if text[:1] == "R" and text[1:].isascii() and text[1:].isdigit() and len(text) > CASE_DIGITS:
         return text
