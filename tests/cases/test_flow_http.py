@@ -221,6 +221,19 @@ def test_a_pending_extension_ends_with_the_departments_part(client, world, peopl
     act(client, people.roads, case, "request_extension", hours=2, reason="traffic control needed")  # not blocked
 
 
+def test_a_department_a_case_was_recalled_from_sees_it_but_no_longer_works_on_it(client, world, people):
+    case = at_status(world, people, "dispatched")
+    act(client, people.dispatcher, case, "recall", reason="wrong department")
+    act(client, people.dispatcher, case, "dispatch", lead="ROADS-100101", assisting=[])
+    client.force_login(people.water)
+    assert case.number not in client.get("/console/").content.decode(), "not in its open work"
+    assert case.number in client.get("/console/", {"status": ""}).content.decode(), "still in its history"
+    page = client.get(f"/console/cases/{case.number}/").content.decode()
+    assert page and "/act/" not in page, "no actions offered"
+    act(client, people.water, case, "request_extension", hours=2, reason="x", expect=403)
+    act(client, people.water, case, "return", reason="x", expect=403)
+
+
 def test_extension_denied_keeps_the_deadline(client, world, people):
     case = dispatched_on_a_tuesday(world, people)
     act(client, people.supervisor, case, "deny_extension", reason="nothing pending", expect=409)

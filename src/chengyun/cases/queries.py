@@ -18,7 +18,10 @@ def visible_cases(user) -> QuerySet[Case]:
 
 def queue(user, *, status: str | None = None, deadline: str | None = None, text: str | None = None,
           area_code: str | None = None, category_code: str | None = None) -> QuerySet[Case]:
-    qs = visible_cases(user).select_related("category", "area", "area__level")
+    # The open list is the work at hand: a department's cases while it holds a part.
+    q = scope.case_scope_q(user, active_parts=status == "open")
+    qs = (Case.objects.filter(q) if q is not None else Case.objects.none()).select_related(
+        "category", "area", "area__level")
     if status == "open":
         from .workflow import OPEN_STATUSES
 

@@ -29,19 +29,22 @@ def roles_of(user) -> set[str]:
     return {a.role for a in assignments(user)}
 
 
-def _assignment_q(a: RoleAssignment, prefix: str) -> Q:
+def _assignment_q(a: RoleAssignment, prefix: str, active_parts: bool = False) -> Q:
     if a.department_id:
         from chengyun.cases.models import CaseAssignment
 
-        handled = CaseAssignment.objects.filter(department_id=a.department_id).values("case_id")
+        parts = CaseAssignment.objects.filter(department_id=a.department_id)
+        handled = (parts.filter(active=True) if active_parts else parts).values("case_id")
         return Q(**{f"{prefix}pk__in": handled})
     if a.area_id:
         return Q(**{f"{prefix}area_path__startswith": a.area.path})
     return Q()  # the whole city
 
 
-def case_scope_q(user, roles: set[str] | None = None, prefix: str = "") -> Q | None:
+def case_scope_q(user, roles: set[str] | None = None, prefix: str = "", *, active_parts: bool = False) -> Q | None:
     """A filter for the cases the user may see (optionally only via some roles).
+    ``active_parts``: a department's cases only while it holds a part (its open work;
+    a case it returned or that was recalled from it stays visible, not in that list).
 
     Returns None when nothing is visible.
     """
@@ -51,16 +54,17 @@ def case_scope_q(user, roles: set[str] | None = None, prefix: str = "") -> Q | N
     for a in assignments(user):
         if roles is not None and a.role not in roles:
             continue
-        part = _assignment_q(a, prefix)
+        part = _assignment_q(a, prefix, active_parts)
         if part == Q():
             return Q()
         q = part if q is None else (q | part)
     return q
 
 
-def covers_case(a: RoleAssignment, case) -> bool:
+def covers_case(a: RoleAssignment, case, *, active_only: bool = False) -> bool:
     if a.department_id:
-        return any(x.department_id == a.department_id for x in case.assignments.all())
+        return any(x.department_id == a.department_id and (x.active or not active_only)
+                   for x in case.assignments.all())
     if a.area_id:
         return (case.area_path or "").startswith(a.area.path)
     return True
@@ -69,11 +73,15 @@ def covers_case(a: RoleAssignment, case) -> bool:
 def can_act(user, case, roles: set[str]) -> bool:
     if user and user.is_authenticated and user.is_superuser:
         return True
-    return any(a.role in roles and covers_case(a, case) for a in assignments(user))
+    # A department acts on a case while it holds a part of it (not once it returned its
+    # part or the case was recalled from it, though it still sees the case).
+    return any(a.role in roles and covers_case(a, case, active_only=True) for a in assignments(user))
 
 
 def can_see(user, case) -> bool:
-    return can_act(user, case, {r.value for r in Role})
+    if user and user.is_authenticated and user.is_superuser:
+        return True
+    return any(covers_case(a, case) for a in assignments(user))
 
 
 def handler_departments(user, case) -> set[int]:
