@@ -154,6 +154,10 @@ def test_a_dispatcher_recalls_a_dispatched_case_reclassifies_and_dispatches_it_a
     entry = TimelineEntry.objects.filter(case=case, action="recall").get()
     assert entry.note == "a road matter, not water" and entry.data["departments"] == ["ROADS-100101", "WATER-100101"]
     assert act(client, people.dispatcher, case, "reclassify", category="0102")["category"] == "0102"
+    client.force_login(people.dispatcher)
+    page = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Reclassified: 0101 Category 0101 → 0102 Category 0102" in page
+    assert "Suggested route" in page and "Last dispatch" in page, "the route for the new category, the old one apart"
     body = act(client, people.dispatcher, case, "dispatch", lead="ROADS-100101")
     assert body["status"] == "dispatched" and body["due_at"] is not None
 

@@ -241,8 +241,17 @@ def _by(entry) -> str:
 def timeline_rows(case):
     statuses = dict(CaseStatus.choices)
     rows = []
-    for t in case.timeline.select_related("actor").all():
+    entries = list(case.timeline.select_related("actor").all())
+    codes = {t.data.get(k) for t in entries if t.action == "reclassify" for k in ("from", "to")} - {None}
+    names = {c.code: c for c in Category.objects.filter(code__in=codes)}
+    for t in entries:
         label = ACTIONS[t.action].label if t.action in ACTIONS else EXTRA_ACTION_LABELS.get(t.action, t.action)
+        if t.action == "reclassify":
+            def named(code):
+                return f"{code} {names[code]}" if code in names else (code or _("no category"))
+
+            label = _("Reclassified: %(old)s → %(new)s") % {"old": named(t.data.get("from")),
+                                                            "new": named(t.data.get("to"))}
         rows.append({
             "at": t.at, "by": _by(t), "label": label, "note": _note(t),
             "to": statuses.get(t.to_status, t.to_status) if t.to_status and t.to_status != t.from_status else "",
