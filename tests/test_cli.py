@@ -66,3 +66,9 @@ def test_services_keep_the_sites_language_for_what_they_store(monkeypatch):
         cli.main(["chengyun", "import-reports"])
     assert seen == {"sweep_deadlines": "zh-hans", "import_reports": "en"}
     assert {"serve", "worker", "load_demo", "process_intake"} <= cli.SERVICES
+
+
+def test_help_on_a_command_takes_its_name_with_dashes(capsys, monkeypatch):
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    main(["chengyun", "help", "train-classifier"])
+    assert "--rollback" in capsys.readouterr().out

@@ -106,8 +106,13 @@ def validation_error(request, exc: ValidationError):
             "detail": gettext_now("The body is empty: send the fields as a JSON object."), "code": "invalid",
             "field": "body", "errors": exc.errors}, status=400)
     problem = PYDANTIC_PROBLEMS.get(first.get("type", ""))
+    if first.get("type") in ("literal_error", "enum") and (first.get("ctx") or {}).get("expected"):
+        # "Input should be 'accept', 'reject' or …": the choices, in the caller's language.
+        problem = gettext_now("use one of: %(choices)s.") % {"choices": first["ctx"]["expected"].replace("'", "")}
+    elif problem:
+        problem = gettext_now(problem)
     detail = gettext_now("Invalid value for %(field)s: %(problem)s") % {
-        "field": field or "request", "problem": gettext_now(problem) if problem else first.get("msg", ""),
+        "field": field or "request", "problem": problem or first.get("msg", ""),
     }
     return api.create_response(
         request, {"detail": detail, "code": "invalid", "field": field, "errors": exc.errors}, status=400

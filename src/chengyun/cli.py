@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chengyun.settings")
     if len(argv) > 1 and not argv[1].startswith("-"):
         argv[1] = argv[1].replace("-", "_")
+        if argv[1] == "help" and len(argv) > 2 and not argv[2].startswith("-"):
+            argv[2] = argv[2].replace("-", "_")  # chengyun help import-reports
     from chengyun.locale_build import ensure_compiled
 
     ensure_compiled()

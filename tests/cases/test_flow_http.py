@@ -225,6 +225,12 @@ def test_a_pending_extension_ends_with_the_departments_part(client, world, peopl
     act(client, people.roads, case, "request_extension", hours=2, reason="traffic control needed")  # not blocked
 
 
+def test_note_is_another_name_for_the_reason(client, world, people):
+    case = at_status(world, people, "dispatched")
+    act(client, people.dispatcher, case, "recall", note="sent by its note")
+    assert TimelineEntry.objects.get(case=case, action="recall").note == "sent by its note"
+
+
 def test_a_department_a_case_was_recalled_from_sees_it_but_no_longer_works_on_it(client, world, people):
     case = at_status(world, people, "dispatched")
     act(client, people.dispatcher, case, "recall", reason="wrong department")
@@ -386,7 +392,11 @@ def test_a_role_that_may_not_act_gets_403(client, world, people, who, status, ac
 def test_unknown_case_is_404_and_unknown_action_is_400(client, world, people, new_case):
     client.force_login(people.operator)
     assert client.post(action_url("20990101" + "9" * 7, "accept"), data={}, content_type="application/json").status_code == 404
-    assert client.post(action_url(new_case.number, "explode"), data={}, content_type="application/json").status_code == 400
+    answer = client.post(action_url(new_case.number, "explode"), data={}, content_type="application/json",
+                         HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert answer.status_code == 400
+    detail = answer.json()["detail"]
+    assert "可选值" in detail and "recall" in detail and "Input should" not in detail, detail
 
 
 def test_get_case_shows_timeline_and_allowed_actions(client, world, people):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from django.http import Http404
 from django.utils.translation import gettext as _
-from ninja import Query, Router, Schema
+from ninja import Field, Query, Router, Schema
 
 from chengyun.areas.models import Area
 from chengyun.org import scope
@@ -210,16 +210,20 @@ ActionName = Literal[
 
 
 class ActionIn(Schema):
-    reason: str = ""
-    category: str | None = None
-    priority: str | None = None
-    into: str | None = None
-    lead: str | None = None
-    assisting: list[str] = []
-    department: str | None = None
-    hours: float | None = None
-    satisfaction: str | None = None
-    resolved: bool | None = None
+    reason: str = Field("", description="The reason (required by reject, return, recall, close, reopen, "
+                                        "extensions …) or a note for the timeline.")
+    note: str = Field("", description="Another name for `reason` (the console calls it a note).")
+    category: str | None = Field(None, description="accept, reclassify: a category code.")
+    priority: str | None = Field(None, description="accept: urgent, high, normal or low.")
+    into: str | None = Field(None, description="merge: the number of the case to merge into.")
+    lead: str | None = Field(None, description="dispatch: the lead department's code (default: the routing rule's).")
+    assisting: list[str] = Field([], description="dispatch: assisting departments' codes (with `lead`: only these; "
+                                                 "without: the routing rule's).")
+    department: str | None = Field(None, description="return, start, report_done, request_extension: which of "
+                                                     "your departments acts (when you act for several).")
+    hours: float | None = Field(None, description="request_extension: the extra hours.")
+    satisfaction: str | None = Field(None, description="callback: the reporter's satisfaction.")
+    resolved: bool | None = Field(None, description="callback: whether the reporter says it is solved.")
 
 
 def _department(code: str | None, field: str) -> Department | None:
@@ -234,7 +238,7 @@ def _department(code: str | None, field: str) -> Department | None:
 def run_action(user, case: Case, action: str, body: ActionIn) -> Case:
     """Map one action request onto its service function (shared with the console)."""
     s = services
-    note = body.reason
+    note = body.reason or body.note
     match action:
         case "accept":
             return s.accept_case(case, by=user, note=note, category=_category(body.category), priority=body.priority)
