@@ -189,6 +189,9 @@ def test_acknowledging_a_warning_takes_an_allowed_role(client, staff, city):
     assert client.post(f"/console/signs/warnings/{w.pk}/acknowledge/").status_code == 403
     w.refresh_from_db()
     assert w.acknowledged_at is None
+    html = page(client, staff["leader"], BOARD)  # a leader watches: read only
+    assert "Indicator NS-0001" in html and f"/console/signs/warnings/{w.pk}/acknowledge/" not in html
+    assert client.post(f"/console/signs/warnings/{w.pk}/acknowledge/").status_code == 403
 
     html = page(client, staff["operator"], BOARD)
     assert f'action="/console/signs/warnings/{w.pk}/acknowledge/"' in html

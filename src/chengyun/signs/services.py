@@ -56,7 +56,8 @@ INDICATOR_FIELDS = ("name", "name_en", "theme", "alarm_category", "active", "agg
 RULE_DEFAULTS = {"warn_low": None, "warn_high": None, "alarm_low": None, "alarm_high": None, "hysteresis": 0.0,
                  "rate_limit": None, "missing_intervals": 3, "flatline_minutes": None, "flatline_tolerance": 0.0,
                  "anomaly": False, "anomaly_score": 6.0, "anomaly_clear": 3.0}
-ACK_ROLES = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.LEADER, Role.ADMIN}
+# Those who act on a warning; a leader watches (read only, as everywhere).
+ACK_ROLES = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.ADMIN}
 TRUE = {"1", "true", "yes", "y", "t", "on", "是"}
 FALSE = {"0", "false", "no", "n", "f", "off", "否", ""}
 
