@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from chengyun.areas.models import Area
 from chengyun.signs.ingest import forget_sensors, ingest
 from chengyun.signs.models import Baseline, Indicator, Reading, Rollup, Sensor, Warning
 from chengyun.signs.rules import compute_baselines, hour_of_week, sweep_missing
@@ -63,6 +64,23 @@ def test_warning_rises_to_alarm_keeps_it_and_ends_only_past_the_hysteresis(level
     assert w.explanation["raised_to_alarm_at"] == t0 + 2 * MIN
     assert w.explanation["limit"] == 50 and w.last_value == 48
     assert w.case is not None and w.case.channel == "sensor"
+
+
+def test_an_alarms_case_is_stored_in_the_sites_language_and_read_in_the_readers(level, settings, client):
+    from chengyun.org.models import Role
+
+    from .. import factories as f
+
+    settings.LANGUAGE_CODE = "zh-hans"
+    Indicator.objects.filter(code="LV-1").update(name="水位", name_en="Water level")
+    feed("LV-1", base_ms(), [30, 65])
+    case = Warning.objects.get().case
+    assert case.title.startswith("报警：水位"), case.title
+    client.force_login(f.make_user(username="desk", role=Role.DISPATCHER, area=Area.objects.get(code=f.CITY)))
+    en = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    heading = en[en.index("<h1"):en.index("</h1>")]
+    assert "Alarm: Water level" in heading, "the case's title; its report below is shown as stored"
+    assert "Alarm: Water level" in client.get("/console/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
 
 
 def test_the_low_side_mirrors_the_high_side(level):

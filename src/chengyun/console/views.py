@@ -64,7 +64,7 @@ def queue_view(request):
         qs = tabs[view]["filter"](qs)
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
     page.object_list = list(page.object_list)  # titles are set on these objects
-    discovery_titles(page.object_list)
+    platform_texts(page.object_list)
     counts = {
         "overdue": queue(request.user, status="open", deadline=DeadlineState.OVERDUE).count(),
         "near_due": queue(request.user, status="open", deadline=DeadlineState.NEAR_DUE).count(),
@@ -129,25 +129,34 @@ def case_detail(request, number):
     return render_case(request, _case_or_404(request, number))
 
 
-def discovery_titles(cases) -> None:
-    """Cases the platform raised from a cluster of reports (智能发现) get their title in
-    the reader's language, and with the warning's count now (the stored one was written
-    in the worker's language, with the count when the warning was raised)."""
+def platform_texts(cases) -> None:
+    """Cases the platform raised itself get their title and description in the reader's
+    language, with the figures of now (the stored ones are in the site's language, with
+    the figures of when the case was raised): smart discovery (智能发现) from its cluster
+    warning, a sensor alarm from its warning."""
     from chengyun.intake.cluster import warning_title
     from chengyun.intake.models import ClusterWarning
+    from chengyun.signs.models import Warning
+    from chengyun.signs.rules import alarm_text
 
-    ids = [c.pk for c in cases if c.channel == Channel.DISCOVERY]
-    if not ids:
-        return
-    titles = {w.case_id: warning_title(w)[:200] for w in
-              ClusterWarning.objects.filter(case_id__in=ids).select_related("category", "area")}
+    texts = {}
+    found = [c.pk for c in cases if c.channel == Channel.DISCOVERY]
+    if found:
+        for w in ClusterWarning.objects.filter(case_id__in=found).select_related("category", "area"):
+            texts[w.case_id] = (warning_title(w)[:200], _("Raised automatically from %(n)s reports; see the linked "
+                                                          "reports.") % {"n": w.report_count})
+    found = [c.pk for c in cases if c.channel == Channel.SENSOR]
+    if found:
+        for w in (Warning.objects.filter(case_id__in=found)
+                  .select_related("indicator", "indicator__sensor", "indicator__sensor__kind").order_by("pk")):
+            texts.setdefault(w.case_id, alarm_text(w))
     for c in cases:
-        c.title = titles.get(c.pk, c.title)
+        c.title, c.description = texts.get(c.pk, (c.title, c.description))
 
 
 def render_case(request, case, *, revealed: dict | None = None, status: int = 200):
     """The case page; ``revealed`` maps report ids to contact details shown in full this once."""
-    discovery_titles([case])
+    platform_texts([case])
     names = allowed_actions(request.user, case)
     suggestion = services.suggest_route(case) if "dispatch" in names else None
     dept_choices = []

@@ -93,6 +93,7 @@ from django.db import connection, transaction
 from django.db.models import BigIntegerField, Count, Exists, F, Max, OuterRef, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from chengyun.audit.services import record
@@ -820,6 +821,20 @@ def _save(changed: list[Warning]) -> None:
                 log.exception("signs: could not raise a case for warning %s", w.pk)
 
 
+def alarm_text(w: Warning) -> tuple[str, str]:
+    """The title and description of an alarm's case, in the active language."""
+    ind = w.indicator
+    sensor = ind.sensor
+    when = datetime.fromtimestamp(w.started_ms / 1000, UTC).astimezone(ZoneInfo(settings.TIME_ZONE))
+    name = ind.display_name
+    title = _("Alarm: %(indicator)s — %(rule)s") % {"indicator": name, "rule": Rule(w.rule).label}
+    description = _(
+        "%(indicator)s: %(rule)s since %(when)s; value %(value)s %(unit)s (peak %(peak)s). Sensor %(sensor)s."
+    ) % {"indicator": name, "rule": Rule(w.rule).label, "when": f"{when:%Y-%m-%d %H:%M}",
+         "value": _fmt(w.last_value), "unit": sensor.display_unit, "peak": _fmt(w.peak_value), "sensor": sensor.code}
+    return title[:200], description
+
+
 def raise_case(w: Warning):
     """An alarm becomes a case through the intake pipeline, once."""
     from chengyun.cases.models import Channel
@@ -828,12 +843,8 @@ def raise_case(w: Warning):
     ind = w.indicator
     sensor = ind.sensor
     category = ind.alarm_category or (sensor.kind.alarm_category if sensor.kind_id else None)
-    when = datetime.fromtimestamp(w.started_ms / 1000, UTC).astimezone(ZoneInfo(settings.TIME_ZONE))
-    title = _("Alarm: %(indicator)s — %(rule)s") % {"indicator": ind.name, "rule": Rule(w.rule).label}
-    description = _(
-        "%(indicator)s: %(rule)s since %(when)s; value %(value)s %(unit)s (peak %(peak)s). Sensor %(sensor)s."
-    ) % {"indicator": ind.name, "rule": Rule(w.rule).label, "when": f"{when:%Y-%m-%d %H:%M}",
-         "value": _fmt(w.last_value), "unit": sensor.display_unit, "peak": _fmt(w.peak_value), "sensor": sensor.code}
+    with translation.override(settings.LANGUAGE_CODE):  # stored in the site's language; pages use alarm_text
+        title, description = alarm_text(w)
     lon, lat = sensor.lon, sensor.lat
     if lon is None and ind.inputs.exists():
         first = ind.inputs.exclude(lon__isnull=True).first()
