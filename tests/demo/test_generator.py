@@ -100,6 +100,13 @@ def test_each_demo_handlers_department_finds_work_in_its_queue(city):
         assert all(p.case.generated and p.case.created_at <= NOW for p in held)
     assert made == 4
     assert gen.give_handlers_work([water, roads], per_department=2) == 0, "they have work already"
+    # A city bureau that no rule names (they name the districts' departments): its
+    # cases are recalled from the district and sent to it (改派), as a dispatcher would.
+    bureau = f.make_department(code="WATER-CITY", kind=city.kinds["water"], area=city.areas[f.CITY])
+    assert gen.give_handlers_work([bureau], per_department=2) == 2
+    held = CaseAssignment.objects.filter(department=bureau, active=True, role="lead")
+    assert held.count() == 2
+    assert any(p.case.timeline.filter(action="recall").exists() for p in held)
 
 
 def test_some_web_reporters_ask_for_messages_and_get_them_at_example_org(city):

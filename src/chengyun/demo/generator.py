@@ -328,7 +328,11 @@ class Generator:
                         if case.status == CaseStatus.NEW:
                             s.accept_case(case, by=self.user("operator"))
                         if case.status == CaseStatus.DISPATCHED:
-                            continue  # the rules sent it elsewhere: a case for them, try again for this one
+                            if tries <= per_department:
+                                continue  # the rules sent it elsewhere: a case for them, try again for this one
+                            # No rule sends such cases to this department (a city bureau, where the
+                            # rules name the districts'): the dispatcher recalls one (改派).
+                            s.recall_case(case, by=self.user("dispatcher"), reason="演示：改派市级部门处置")
                         s.dispatch_case(case, by=self.user("dispatcher"), lead=dept, note="演示：派给本单位处置")
                 need -= 1
                 made += 1
