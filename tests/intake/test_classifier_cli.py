@@ -174,6 +174,8 @@ def test_a_text_is_classified_as_the_pipeline_would_and_nothing_is_stored(client
     assert body["certain"] == (body["guess"]["confidence"] >= body["threshold"])
     assert body["alternatives"] and all(a["category"] != "0102" for a in body["alternatives"])
     assert body["terms"] and all(w > 0 for _t, w in body["terms"])
+    shown = [t for t, _w in body["terms"]]
+    assert len(shown) == len(set(shown)) and all(t == t.strip() for t in shown), "each term once"
     assert not Report.objects.exists() and not Case.objects.exists()
     client.force_login(sensor)
     answer = client.post("/api/v1/classifier/classify", data={"text": "  "}, content_type="application/json",

@@ -482,8 +482,18 @@ def classify_text(request, body: ClassifyIn):
         "model": version, "threshold": explanation["threshold"], "certain": bool(certain and suggestion),
         "guess": guess(suggestion.code, confidence) if suggestion else None,
         "alternatives": [guess(c, p) for c, p in explanation.get("alternatives") or [] if c in cats],
-        "terms": [(t, round(w, 4)) for t, w in explanation.get("terms") or []],
+        "terms": _merged_terms(explanation.get("terms") or []),
     }
+
+
+def _merged_terms(terms) -> list[tuple[str, float]]:
+    """The n-grams behind a guess, each once (" 路灯" and "路灯 " are one term to a reader)."""
+    merged: dict[str, float] = {}
+    for t, w in terms:
+        key = t.strip()
+        if key:
+            merged[key] = merged.get(key, 0.0) + w
+    return [(t, round(w, 4)) for t, w in sorted(merged.items(), key=lambda kv: -kv[1])]
 
 
 @classifier_router.get(

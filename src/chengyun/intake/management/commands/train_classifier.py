@@ -5,6 +5,7 @@ city's handled cases, print its held-out scores, and manage versions
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chengyun.intake.classifier import (
@@ -67,12 +68,12 @@ class Command(BaseCommand):
             self.stdout.write(_("No classifier has been trained yet."))
             return
         self.stdout.write(f"  {_('version'):>8}  {_('accuracy'):>9}  {_('macro F1'):>9}  {_('examples'):>9}  "
-                          f"{_('trained')}")
+                          f"{_('trained')}  {_('by')}  {_('training data')}")
         for m in models:
             mark = "*" if m.active else " "
             self.stdout.write(
                 f"{mark} {m.version:>8}  {m.accuracy:>9.1%}  {m.macro_f1:>9.1%}  {m.n_train + m.n_test:>9}  "
-                f"{m.created_at:%Y-%m-%d %H:%M}  {m.trained_by}  {m.data_note}"
+                f"{timezone.localtime(m.created_at):%Y-%m-%d %H:%M}  {m.trained_by}  {m.data_note}"
             )
         self.stdout.write(_("* = active"))
 
@@ -152,7 +153,7 @@ class Command(BaseCommand):
 
     def per_category_table(self, per: dict, *, show_all: bool) -> None:
         rows = sorted(per.items(), key=lambda kv: (kv[1]["f1"], kv[1]["recall"], -kv[1]["support"], kv[0]))
-        names = dict(Category.objects.filter(code__in=list(per)).values_list("code", "name"))
+        names = {c.code: c.display_name for c in Category.objects.filter(code__in=list(per))}
         shown = rows if show_all else rows[:TOP_CATEGORIES]
         if not show_all and len(rows) > len(shown):
             self.stdout.write(_("The %(n)s worst of %(total)s categories (--all shows every one):")
