@@ -481,7 +481,7 @@ def test_console_action_form_reports_errors_and_changes_nothing(client, world, p
     client.force_login(people.operator)
     response = client.post(f"/console/cases/{new_case.number}/act/reject/", {"reason": ""}, follow=True)
     assert response.status_code == 200
-    assert any("(reason)" in str(m) for m in response.context["messages"])
+    assert any(str(m).startswith("Reason: ") for m in response.context["messages"]), "the field by its label"
     response = client.post(f"/console/cases/{new_case.number}/act/dispatch/", {}, follow=True)
     assert any(m.level_tag == "error" for m in response.context["messages"])
     assert Case.objects.get(pk=new_case.pk).status == CaseStatus.NEW

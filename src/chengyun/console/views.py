@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, gettext_noop
+from django.utils.translation import gettext_lazy, gettext_noop, pgettext
 from django.views.decorators.http import require_POST
 
 from chengyun.cases import services
@@ -247,6 +247,15 @@ def _by(entry) -> str:
     return str(MACHINE_ACTORS.get(name, name))
 
 
+# The action forms' fields, as their labels say them (an error names the one to correct).
+ACTION_FIELD_LABELS = {
+    "reason": gettext_lazy("Reason"), "category": gettext_lazy("Category"), "priority": gettext_lazy("Priority"),
+    "into": gettext_lazy("Merge into case number"), "lead": gettext_lazy("Lead department"),
+    "assisting": gettext_lazy("Assisting departments"), "hours": gettext_lazy("Extra hours"),
+    "satisfaction": gettext_lazy("Satisfaction"), "department": gettext_lazy("Department"),
+}
+
+
 def timeline_rows(case):
     statuses = dict(CaseStatus.choices)
     rows = []
@@ -287,7 +296,8 @@ def case_action(request, number, action):
     try:
         run_action(request.user, case, action, body)
     except CaseError as exc:
-        messages.error(request, exc.message if not exc.field else f"{exc.message} ({exc.field})")
+        label = ACTION_FIELD_LABELS.get(exc.field or "")
+        messages.error(request, f"{label}{pgettext('label separator', ': ')}{exc.message}" if label else exc.message)
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
