@@ -314,7 +314,7 @@ class Generator:
                 lon, lat = random_point_in(grid.geometry, rng)
                 street = grid.parent.parent if grid.parent_id and grid.parent.parent_id else None
                 title, desc, address = compose(cat, rng, street_name=street.name if street else "")
-                t = self.now - timedelta(minutes=rng.uniform(20, 180) + 30 * tries)
+                t = self.now - timedelta(minutes=rng.uniform(20, 120) + 5 * tries)  # fresh: within their deadline
                 with simulated(t), transaction.atomic():
                     report = submit(ReportInput(
                         channel=Channel.HOTLINE, title=title, description=desc, category=cat, lon=lon, lat=lat,
