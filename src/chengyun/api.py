@@ -1,5 +1,7 @@
 """The JSON API at /api/v1/ (OpenAPI docs at /api/v1/docs)."""
 
+import re
+
 from django.http import Http404
 from django.utils.translation import gettext as gettext_now
 from django.utils.translation import gettext_lazy as _
@@ -108,7 +110,8 @@ def validation_error(request, exc: ValidationError):
     problem = PYDANTIC_PROBLEMS.get(first.get("type", ""))
     if first.get("type") in ("literal_error", "enum") and (first.get("ctx") or {}).get("expected"):
         # "Input should be 'accept', 'reject' or …": the choices, in the caller's language.
-        problem = gettext_now("use one of: %(choices)s.") % {"choices": first["ctx"]["expected"].replace("'", "")}
+        choices = re.findall(r"'([^']*)'", str(first["ctx"]["expected"])) or [str(first["ctx"]["expected"])]
+        problem = gettext_now("use one of: %(choices)s.") % {"choices": ", ".join(choices)}
     elif problem:
         problem = gettext_now(problem)
     detail = gettext_now("Invalid value for %(field)s: %(problem)s") % {

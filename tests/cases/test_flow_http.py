@@ -225,6 +225,30 @@ def test_a_pending_extension_ends_with_the_departments_part(client, world, peopl
     act(client, people.roads, case, "request_extension", hours=2, reason="traffic control needed")  # not blocked
 
 
+def test_an_assisting_departments_extension_ends_with_its_part_the_leads_stays(client, world, people):
+    case = at_status(world, people, "dispatched")
+    act(client, people.roads, case, "request_extension", hours=8, reason="traffic control")
+    act(client, people.roads, case, "return", reason="no road works needed")
+    assert ExtensionRequest.objects.get(case=case).status == "withdrawn"
+    act(client, people.water, case, "request_extension", hours=4, reason="parts on order")  # not blocked
+    assert ExtensionRequest.objects.filter(case=case, status="pending").count() == 1
+
+
+def test_an_extension_asked_before_a_case_was_closed_is_withdrawn_when_it_is_reopened(client, world, people):
+    case = at_status(world, people, "in_progress")
+    act(client, people.water, case, "request_extension", hours=40, reason="parts on order")
+    from chengyun.cases import services as case_services
+
+    case_services.report_done(Case.objects.get(pk=case.pk), by=people.root)
+    case_services.verify_case(Case.objects.get(pk=case.pk), by=people.root, ok=True)
+    case = Case.objects.get(pk=case.pk)
+    assert case.status == "closed"
+    act(client, people.supervisor, case, "reopen", reason="the leak is back")
+    assert ExtensionRequest.objects.get(case=case).status == "withdrawn"
+    act(client, people.dispatcher, case, "dispatch", lead="ROADS-100101")
+    act(client, people.supervisor, case, "approve_extension", reason="ok", expect=409)  # the old one is gone
+
+
 def test_note_is_another_name_for_the_reason(client, world, people):
     case = at_status(world, people, "dispatched")
     act(client, people.dispatcher, case, "recall", note="sent by its note")
@@ -396,7 +420,7 @@ def test_unknown_case_is_404_and_unknown_action_is_400(client, world, people, ne
                          HTTP_ACCEPT_LANGUAGE="zh-hans")
     assert answer.status_code == 400
     detail = answer.json()["detail"]
-    assert "可选值" in detail and "recall" in detail and "Input should" not in detail, detail
+    assert "可选值" in detail and "recall" in detail and "Input should" not in detail and " or " not in detail, detail
 
 
 def test_get_case_shows_timeline_and_allowed_actions(client, world, people):

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from chengyun.areas.models import Area
@@ -374,6 +375,7 @@ def dispatch_case(
 
     def assign(c, at):
         CaseAssignment.objects.filter(case=c, active=True).update(active=False, status=PartStatus.WITHDRAWN)
+        _withdraw_extensions(c, by, at)  # a new dispatch starts with new deadlines
         CaseAssignment.objects.create(case=c, department=lead, role=AssignmentRole.LEAD, dispatched_at=at)
         for d in assisting:
             CaseAssignment.objects.create(case=c, department=d, role=AssignmentRole.ASSISTING, dispatched_at=at)
@@ -399,7 +401,9 @@ def return_case(case: Case, *, by, reason: str, department: Department | None = 
     part = _parts_for(case, by, department)
     reason = _require(reason, "reason", _("Please give a reason."))
     if part.role == AssignmentRole.ASSISTING:
-        return _part_only(case, part, by, "return_part", reason, status=PartStatus.RETURNED, active=False)
+        with transaction.atomic():  # both, or neither if someone else changed the case first
+            _withdraw_extensions(case, by, now(), department=part.department)
+            return _part_only(case, part, by, "return_part", reason, status=PartStatus.RETURNED, active=False)
 
     def withdraw(c, at):
         CaseAssignment.objects.filter(case=c, active=True).update(active=False, status=PartStatus.WITHDRAWN)
@@ -411,13 +415,18 @@ def return_case(case: Case, *, by, reason: str, department: Department | None = 
                 side_effects=withdraw)
 
 
-def _withdraw_extensions(case: Case, by, at) -> None:
-    """An extension asked for by departments whose part has ended is no longer decided
-    on: it would stay pending, block the next department's own request, and its hours
-    would be added to the next dispatch's deadline if approved."""
-    ExtensionRequest.objects.filter(case=case, status=ExtensionStatus.PENDING).update(
-        status=ExtensionStatus.WITHDRAWN, decided_at=at, decided_by=by if not isinstance(by, str) else None,
-        decision_note=_("Withdrawn: the department's part ended."))
+def _withdraw_extensions(case: Case, by, at, department=None) -> None:
+    """An extension asked for by departments whose part has ended (all, or
+    ``department``'s) is no longer decided on: it would stay pending, block the next
+    department's own request, and its hours would be added to the next dispatch's
+    deadline if approved."""
+    pending = ExtensionRequest.objects.filter(case=case, status=ExtensionStatus.PENDING)
+    if department is not None:
+        pending = pending.filter(department=department)
+    with translation.override(settings.LANGUAGE_CODE):  # stored: the site's language
+        note = _("Withdrawn: the department's part ended.")
+    pending.update(status=ExtensionStatus.WITHDRAWN, decided_at=at,
+                   decided_by=by if not (by is None or isinstance(by, str)) else None, decision_note=note)
 
 
 def recall_case(case: Case, *, by, reason: str) -> Case:
@@ -596,6 +605,7 @@ def record_callback(case: Case, *, by, satisfaction: str, resolved: bool | None 
     def withdraw(c, at):
         if target == S.REOPENED:
             CaseAssignment.objects.filter(case=c, active=True).update(active=False)
+            _withdraw_extensions(c, by, at)
 
     return _act(case, "callback", by, to=target, note=note, data={"satisfaction": satisfaction, "resolved": resolved},
                 fields=fields, side_effects=withdraw)
@@ -604,6 +614,7 @@ def record_callback(case: Case, *, by, satisfaction: str, resolved: bool | None 
 def reopen_case(case: Case, *, by, reason: str) -> Case:
     def withdraw(c, at):
         CaseAssignment.objects.filter(case=c, active=True).update(active=False)
+        _withdraw_extensions(c, by, at)
 
     return _act(case, "reopen", by, note=reason,
                 fields={"closed_at": None, "deadline_state": DeadlineState.ON_TIME, "satisfaction": "",

@@ -84,9 +84,10 @@ def _misread(text: str | None) -> bool:
     """Whether the search looks like a tracking number but cannot be one (a digit
     misheard on the phone): said, instead of only "no cases"."""
     from chengyun.intake import numbers
+    from chengyun.intake.models import Report
 
     typed = numbers.normalise(text or "")
-    return typed is not None and not numbers.valid(typed)
+    return typed is not None and not numbers.valid(typed) and not Report.objects.filter(number=typed).exists()
 
 
 INTAKE_DESK = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.LEADER, Role.ADMIN}
@@ -156,6 +157,7 @@ def platform_texts(cases) -> None:
 
 def render_case(request, case, *, revealed: dict | None = None, status: int = 200):
     """The case page; ``revealed`` maps report ids to contact details shown in full this once."""
+    intake = case_intake_context(request.user, case, revealed=revealed)  # on the stored texts (the classifier's hint)
     platform_texts([case])
     names = allowed_actions(request.user, case)
     suggestion = services.suggest_route(case) if "dispatch" in names else None
@@ -183,7 +185,7 @@ def render_case(request, case, *, revealed: dict | None = None, status: int = 20
         "satisfactions": Satisfaction.choices,
         "pending_extension": pending_ext,
         "merged": case.merged_cases.all(),
-        **case_intake_context(request.user, case, revealed=revealed),
+        **intake,
     }, status=status)
 
 

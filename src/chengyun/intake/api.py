@@ -250,7 +250,8 @@ def _report_or_404(request, number: str) -> Report:
     typed = numbers.normalise(number)
     number = typed or number
     report = visible_reports(request.user).filter(number=number).first()
-    if report is None and typed is not None and not numbers.valid(typed):
+    if report is None and typed is not None and not numbers.valid(typed) and not Report.objects.filter(
+            number=typed).exists():
         raise Http404(_("%(number)s is not a tracking number: a digit is wrong, or two are the wrong way round.")
                       % {"number": number})
     if report is None:

@@ -86,7 +86,7 @@ def may_edit_registry(user, sensor: Sensor) -> bool:
 
 
 def may_acknowledge(user, warning) -> bool:
-    """Operators, dispatchers, supervisors, leaders and administrators whose
+    """Operators, dispatchers, supervisors and administrators (not leaders: they watch) whose
     area holds the warning's sensor, or whose department owns it."""
     if user.is_superuser:
         return True
