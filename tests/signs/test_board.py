@@ -321,3 +321,18 @@ def test_a_warning_by_area_is_shown_by_its_street_not_a_circle(client, staff, ci
     (shown,) = embedded_json(html, "signs-map-data")["clusters"]
     assert shown["radius_m"] is None and shown["area"] == "100101001", "the map draws the street's outline"
     assert warning.case.lon is None and warning.case.area.code == "100101001", "the case has no made-up point"
+
+
+def test_a_stuck_value_is_explained_in_words_not_by_its_name_twice():
+    from django.utils import translation
+
+    from chengyun.signs.views import explain_warning
+
+    stuck = Warning(rule="flatline", explanation={"rule": "flatline", "value": 0.3, "low": 0.3, "high": 0.3,
+                                                   "tolerance": 0.0, "minutes": 60, "readings": 61})
+    with translation.override("en"):
+        text = explain_warning(stuck, "MPa")
+    assert text == "61 readings in a row were all 0.3 MPa, for 60 minutes or more: a stuck gauge or a dead line?"
+    stuck.explanation.update(low=0.29, high=0.31, tolerance=0.02)
+    with translation.override("zh-hans"):
+        assert "0.29 与 0.31 MPa 之间" in explain_warning(stuck, "MPa")

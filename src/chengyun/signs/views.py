@@ -130,7 +130,10 @@ def rules_in_words(ind: Indicator, unit: str) -> list[str]:
     if ind.missing_intervals:
         out.append(_("Silent (no data) after %(n)s expected intervals of %(s)s s without a reading.")
                    % {"n": ind.missing_intervals, "s": ind.sensor.interval_s})
-    if ind.flatline_minutes:
+    if ind.flatline_minutes and not ind.flatline_tolerance:
+        out.append(_("Stuck value: warning when the readings do not change for %(minutes)s minutes; it ends when "
+                     "the value moves.") % {"minutes": ind.flatline_minutes})
+    elif ind.flatline_minutes:
         out.append(_("Stuck value: warning when the readings stay within %(tolerance)s of each other for "
                      "%(minutes)s minutes; it ends when the value moves.")
                    % {"tolerance": _with_unit(ind.flatline_tolerance, unit), "minutes": ind.flatline_minutes})
@@ -156,6 +159,15 @@ def explain_warning(w: Warning, unit: str) -> str:
             "from": num(e.get("from")), "to": _with_unit(e.get("to"), unit), "minutes": num(e.get("minutes")),
             "rate": num(e.get("peak_rate", e.get("rate_per_minute"))), "limit": num(e.get("limit_per_minute")),
         }
+    elif w.rule == Rule.FLATLINE and e.get("readings"):
+        if e.get("low") == e.get("high"):
+            text = _("%(readings)s readings in a row were all %(value)s, for %(minutes)s minutes or more: a stuck "
+                     "gauge or a dead line?")
+        else:
+            text = _("%(readings)s readings in a row stayed between %(low)s and %(high)s, for %(minutes)s minutes "
+                     "or more: a stuck gauge or a dead line?")
+        text = text % {"readings": e["readings"], "value": _with_unit(e.get("value"), unit),
+                       "low": num(e.get("low")), "high": _with_unit(e.get("high"), unit), "minutes": e.get("minutes")}
     elif w.rule == Rule.MISSING:
         last = e.get("last_reading_ms")
         text = _("No reading since %(when)s (one expected every %(interval)s s; silent after %(n)s intervals).") % {
