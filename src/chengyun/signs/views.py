@@ -272,6 +272,8 @@ def _warning_items(now_dt: datetime, now_ms: int) -> list[dict]:
             "rule": w.get_rule_display(), "text": explain_warning(w, ind.sensor.display_unit),
             "started": w.started_at, "ended": w.ended_at, "case": w.case,
             "peak": _with_unit(w.peak_value, ind.sensor.display_unit) if w.peak_value is not None else "",
+            # The extreme of a fall is its lowest value, not a peak.
+            "peak_label": _("lowest") if w.rule == Rule.BAND_LOW else _("peak"),
             "acknowledged_by": w.acknowledged_by, "acknowledged_at": w.acknowledged_at,
         })
     for c in queries.board_cluster_warnings(now_dt):
