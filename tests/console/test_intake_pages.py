@@ -584,3 +584,14 @@ def test_the_hotline_panel_shows_the_confidence_the_case_gets(client, staff):
     assert round(report.confidence * 100) == percent
     page = client.get(f"/console/cases/{report.case.number}/").content.decode()
     assert f"{percent}%" in page, "shown as the panel shows it"
+
+
+def test_chinese_term_chips_are_the_stretch_of_the_text_their_ngrams_cover():
+    from chengyun.console.report_panel import term_chips
+
+    terms = [("路灯", 1.0), ("灯不", 0.5), ("不亮", 0.4), ("很黑", 0.2)]
+    assert term_chips(terms, "路灯不亮\n晚上很黑") == ["路灯不亮", "很黑"]
+    assert term_chips(terms) == ["路灯", "灯不", "不亮", "很黑"], "without the text: the n-grams as they are"
+    long = [("一二", 1.0), ("二三", 1.0), ("三四", 1.0), ("四五", 1.0), ("五六", 1.0), ("六七", 1.0), ("七八", 1.0),
+            ("八九", 1.0)]
+    assert term_chips(long, "一二三四五六七八九")[0] == "一二", "a stretch too long to read at a glance is not made"

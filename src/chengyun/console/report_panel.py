@@ -29,6 +29,9 @@ SCORE_PARTS = ("text", "distance", "place", "time")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
 
 
+MAX_CHIP = 8  # characters: a longer stretch is shown as its n-grams
+
+
 def term_chips(terms, text: str = "") -> list[str]:
     """The classifier's top terms, once each, without the bare-space feature.
 
@@ -36,13 +39,32 @@ def term_chips(terms, text: str = "") -> list[str]:
     words), but fragments of English words ("emp", "ght l") mean nothing to a
     reader; with the report's ``text``, such a fragment is shown as the word of
     the text it comes from ("emptied", "light")."""
-    words = _LATIN_WORD.findall(text or "")
+    text = text or ""
+    words = _LATIN_WORD.findall(text)
+    names = [(t[0] if isinstance(t, (list, tuple)) else str(t)).strip() for t in terms or []]
+    # Chinese n-grams that overlap in the text ("路灯", "灯不", "不亮") are shown as the
+    # stretch of the text they cover together ("路灯不亮"), not as fragments.
+    covered = [False] * len(text)
+    for term in names:
+        if term and not _LATIN_WORD.search(term):
+            at = text.find(term)
+            while at >= 0:
+                covered[at:at + len(term)] = [True] * len(term)
+                at = text.find(term, at + 1)
     out: list[str] = []
-    for t in terms or []:
-        term = (t[0] if isinstance(t, (list, tuple)) else str(t)).strip()
+    for term in names:
         if words and _LATIN_WORD.search(term):
             piece = max(term.split(), key=len).lower()
             term = next((w for w in words if piece in w.lower()), term)
+        elif term and term in text:
+            start = text.find(term)
+            left, right = start, start + len(term)
+            while left > 0 and covered[left - 1] and not text[left - 1].isspace():
+                left -= 1
+            while right < len(text) and covered[right] and not text[right].isspace():
+                right += 1
+            if right - left <= MAX_CHIP:
+                term = text[left:right]
         if term and term != "␣" and term not in out:
             out.append(term)
     return out
