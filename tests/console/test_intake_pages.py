@@ -479,6 +479,7 @@ def test_cluster_case_shows_its_warning_and_reports(client, staff, settings):
         assert r.number in page and r.case.number in page
     # Its title in the reader's language, on the case page and in the queue.
     assert "Smart discovery: 3 reports of" in page and "智能发现：" not in page
+    assert "raised it from the cluster's reports" in page and "registered directly" not in page
     queue_page = client.get("/console/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Smart discovery: 3 reports of" in queue_page and "智能发现：" not in queue_page
 
