@@ -38,8 +38,8 @@ from chengyun.intake.services import (
     ReportInput,
     classify,
     decide_suggestion,
-    default_title,
     detach_report,
+    report_text,
     submit,
 )
 from chengyun.org import scope
@@ -164,7 +164,7 @@ def _suggestions(user, values) -> dict:
     # The text saving classifies (the title, from the first line, then the description):
     # the confidence shown is the one the case will have.
     _decided, suggestion, confidence, version, explanation, certain = classify(
-        f"{default_title(text)}\n{text}", None) if text else (None, None, None, None, {}, False)
+        report_text(text), None) if text else (None, None, None, None, {}, False)
     area = _area_model(address)
     # The operator's own pick, if any, is what saving will use (else the classifier's).
     picked = _chosen_category((values.get("category") or "").strip())
@@ -173,7 +173,7 @@ def _suggestions(user, values) -> dict:
     nearby = []
     if category is not None and text and (area is not None or address):
         # The check saving makes for a call without a point (by address and area), on the text it compares.
-        found = find_duplicate(category=category, lon=None, lat=None, at=now(), text=f"{default_title(text)}\n{text}",
+        found = find_duplicate(category=category, lon=None, lat=None, at=now(), text=report_text(text),
                                area=area, address=address)
         if found.case is not None and scope.can_see(user, found.case):
             match = found

@@ -84,10 +84,8 @@ def _misread(text: str | None) -> bool:
     """Whether the search looks like a tracking number but cannot be one (a digit
     misheard on the phone): said, instead of only "no cases"."""
     from chengyun.intake import numbers
-    from chengyun.intake.models import Report
 
-    typed = numbers.normalise(text or "")
-    return typed is not None and not numbers.valid(typed) and not Report.objects.filter(number=typed).exists()
+    return numbers.misread(text or "")
 
 
 INTAKE_DESK = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.LEADER, Role.ADMIN}

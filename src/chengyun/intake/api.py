@@ -250,8 +250,7 @@ def _report_or_404(request, number: str) -> Report:
     typed = numbers.normalise(number)
     number = typed or number
     report = visible_reports(request.user).filter(number=number).first()
-    if report is None and typed is not None and not numbers.valid(typed) and not Report.objects.filter(
-            number=typed).exists():
+    if report is None and numbers.misread(number):
         raise Http404(_("%(number)s is not a tracking number: a digit is wrong, or two are the wrong way round.")
                       % {"number": number})
     if report is None:
@@ -471,7 +470,7 @@ def classify_text(request, body: ClassifyIn):
                           % {"n": services.MAX_DESCRIPTION + 200}, field="text")
     # As the pipeline classifies a report of this text: its title (the first line), then it.
     _decided, suggestion, confidence, version, explanation, certain = services.classify(
-        f"{services.default_title(text)}\n{text}", None)
+        services.report_text(text), None)
     codes = [c for c, _p in explanation.get("alternatives") or []]
     cats = {c.code: c for c in Category.objects.filter(code__in=codes + ([suggestion.code] if suggestion else []))}
 

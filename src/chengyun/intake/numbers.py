@@ -76,6 +76,15 @@ def valid(number: str) -> bool:
     return len(digits) < DIGITS or check_digit(digits) == "0"
 
 
+def misread(text: str) -> bool:
+    """Whether ``text`` looks like a tracking number but cannot be one: its check digit is
+    wrong and no report has it (a digit misheard on the phone, a link with a digit changed)."""
+    from .models import Report
+
+    typed = normalise(text)
+    return typed is not None and not valid(typed) and not Report.objects.filter(number=typed).exists()
+
+
 def normalise(text: str) -> str | None:
     """What someone typed or read out, as a report number, or None if it cannot be one:
     full-width characters made plain, spaces and dashes dropped, ``r`` upper-cased,

@@ -129,6 +129,12 @@ def _coordinate(value, name: str, label: str, low: float, high: float) -> float 
     return v
 
 
+def report_text(description: str, title: str = "") -> str:
+    """The text a report is classified and compared by: its title (by default the
+    description's first line), then its description."""
+    return f"{title or default_title(description)}\n{description}"
+
+
 def default_title(description: str) -> str:
     """The title of a report sent without one: its first line, cut to 60 characters."""
     first = description.splitlines()[0] if description else ""
@@ -530,7 +536,7 @@ def _prepare(inp: ReportInput, clean: dict) -> Prepared:
     at = now()
     lon, lat = clean["lon"], clean["lat"]
     area = _area_for(lon, lat, inp.address, clean["area"])
-    text = f"{clean['title']}\n{clean['description']}"
+    text = report_text(clean["description"], clean["title"])
     category, suggestion, confidence, version, explanation, certain = classify(text, clean["category"])
     if inp.self_dispose_note.strip():
         match = dedup.Match(None, 0.0, "new", {"reason": "closed on the spot: not checked"})

@@ -19,7 +19,6 @@ from django.utils.translation import gettext_lazy
 from chengyun.areas.locator import in_city
 from chengyun.cases.errors import CaseInvalid
 from chengyun.intake import numbers
-from chengyun.intake.models import Report
 from chengyun.intake.photos import ALLOWED, clean_photo
 from chengyun.intake.services import MAX_DESCRIPTION, PHONE_RE
 from chengyun.taxonomy.models import Category
@@ -159,7 +158,7 @@ class TrackForm(forms.Form):
         if number is None:
             raise forms.ValidationError(_("A tracking number starts with R followed by 16 digits, "
                                           "for example R2025011500001232."))
-        if not numbers.valid(number) and not Report.objects.filter(number=number).exists():
+        if numbers.misread(number):
             raise forms.ValidationError(_("This number has a wrong digit, or two digits the wrong way round: "
                                           "please check it against your confirmation."))
         return number

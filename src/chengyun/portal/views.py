@@ -201,10 +201,8 @@ def _received_not_processed(request, report: Report):
 
 def not_found(request, number: str):
     form = TrackForm(initial={"number": number})
-    typed = numbers.normalise(number)
     return page(request, "portal/not_found.html", {
-        "active": "track", "number": number, "form": form,
-        "misread": typed is not None and not numbers.valid(typed),  # a copied link with a digit changed
+        "active": "track", "number": number, "form": form, "misread": numbers.misread(number),
     }, status=404)
 
 
