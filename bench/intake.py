@@ -183,7 +183,7 @@ class Reports:
 
     def text(self, cat):
         if self.compose is not None:
-            return self.compose(cat, self.rng)
+            return self.compose(cat, self.rng, call_share=0.0)  # the texts of the earlier rounds
         word = self.rng.choice(cat.keywords_zh or [cat.name])
         return word, f"{word}，{self.rng.choice(FILLERS)}", ""
 

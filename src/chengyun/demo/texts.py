@@ -2,7 +2,13 @@
 
 Report texts are composed from hand-written phrasings per category
 (``pack/report_phrases.json``; generated, not real reports), a place, and an
-urging phrase; about one in ten is in English. The demo's first classifier is
+urging phrase; about one in ten is in English. About half are framed as a
+12345 call is written down: who calls, since when, what it does to people,
+what they ask for ("我要投诉", "请尽快处理"): words that say nothing of the
+category and are spread over all of them, as in real call records. Trained
+without them, the calibrated model took such words for evidence ("我要举报"
+was 82 % 报刊亭, for its 报; docs/intake.md, "Confidence of long texts:
+calibration"). The demo's first classifier is
 trained on such composed texts, so the demo classifies from the first report;
 after the history is generated it is retrained from the generated cases (as a
 city would from its own closed cases), and the first model stays for rollback.
@@ -30,6 +36,23 @@ URGES = ["请尽快处理。", "已经好几天了。", "影响居民出行。",
 PLACES_EN = ["near the metro exit", "outside the school gate", "at the crossroads", "by the bus stop", "in our lane", ""]
 URGES_EN = ["Please fix it soon.", "It has been like this for days.", "It is dangerous at night.", ""]
 ENGLISH_SHARE = 0.1
+CALL_SHARE = 0.5  # texts framed as a written-down call (see the module)
+# The parts of a call that say nothing of its category, each sometimes left out.
+CALLERS = ["市民来电反映：", "来电人称，", "您好，我是附近的居民，", "您好，我想反映个情况，", "网友留言：", "市民反映，",
+           "我是这里的老住户，", "来电人表示，", "我家就住在这附近，", "我要投诉，", "我要举报，", "有个问题想反映一下，",
+           "来电投诉：", "市民举报：", "我要反映问题：", "我想投诉一下，", ""]
+SINCE = ["最近一段时间", "从上周开始", "今天早上发现", "这两天", "已经一个多星期了，", "前几天开始", "", ""]
+EFFECTS = ["给周边居民生活带来很大不便。", "老人小孩经过很不安全。", "大家意见都很大。", "存在安全隐患。",
+           "我们反映过好几次了。", "来来往往的人很多。", ""]
+ASKS = ["麻烦你们尽快派人来看一下，谢谢。", "希望相关部门尽快处理。", "请尽快处理。", "要求有关部门给个答复。",
+        "之前打过电话还没解决，请督促一下。", "希望能尽快解决，谢谢！", "问题很严重，请帮忙处理。", "请相关部门核实处理。"]
+CALLERS_EN = ["Hello, I'd like to report a problem.", "Hi, I live nearby.", "Good morning.", "Caller says:",
+              "I am calling about our neighbourhood.", "I want to make a complaint.", "I'd like to complain.", ""]
+SINCE_EN = ["It started last week.", "It has been like this since Monday.", "I noticed it this morning.", "", ""]
+EFFECTS_EN = ["It is a real nuisance for everyone living here.", "Old people and children pass here every day.",
+              "We have reported it several times.", ""]
+ASKS_EN = ["Could someone please come and look at it? Thank you.", "Please deal with it as soon as possible.",
+           "I would like a reply, please.", "Thanks.", "Please help."]
 GENERATED_MARK = "（演示用生成数据）"
 
 
@@ -41,23 +64,37 @@ def phrases() -> dict[str, dict[str, list[str]]]:
     return json.loads(path.read_text(encoding="utf-8"))["categories"]
 
 
-def compose(cat: Category, rng: random.Random, *, street_name: str = "") -> tuple[str, str, str]:
-    """(title, description, address) of one generated report."""
+def compose(cat: Category, rng: random.Random, *, street_name: str = "",
+            call_share: float = CALL_SHARE) -> tuple[str, str, str]:
+    """(title, description, address) of one generated report; ``call_share``
+    of them framed as a written-down call (0: none, and the same random draws
+    as before calls were framed, which ``bench/intake.py`` relies on)."""
     mine = phrases().get(cat.code, {})
     english = rng.random() < ENGLISH_SHARE and (mine.get("en") or cat.keywords_en)
     if english:
-        return _english(rng.choice(mine.get("en") or [f"{k}" for k in cat.keywords_en]), rng, street_name)
+        return _english(rng.choice(mine.get("en") or [f"{k}" for k in cat.keywords_en]), rng, street_name,
+                        call_share=call_share)
     phrase = rng.choice(mine.get("zh") or cat.keywords_zh or [cat.name])
     place = rng.choice(PLACES)
     title = phrase.split("，")[0].split("。")[0][:40]
-    return (title, f"{street_name}{place}{phrase.rstrip('。')}。{rng.choice(URGES)}{GENERATED_MARK}",
-            f"上海市{street_name}{place}")
+    if call_share and rng.random() < call_share:
+        text = (f"{rng.choice(CALLERS)}{street_name}{place}{rng.choice(SINCE)}{phrase.rstrip('。')}，"
+                f"{rng.choice(EFFECTS)}{rng.choice(ASKS)}")
+    else:
+        text = f"{street_name}{place}{phrase.rstrip('。')}。{rng.choice(URGES)}"
+    return title, f"{text}{GENERATED_MARK}", f"上海市{street_name}{place}"
 
 
-def _english(phrase: str, rng: random.Random, street_name: str = "") -> tuple[str, str, str]:
+def _english(phrase: str, rng: random.Random, street_name: str = "", *,
+             call_share: float = CALL_SHARE) -> tuple[str, str, str]:
     place = rng.choice(PLACES_EN)
-    text = " ".join(x for x in (phrase.rstrip("."), place) if x) + ". " + rng.choice(URGES_EN)
-    return (phrase[:60], f"{text.strip()} (generated demo data)", f"{street_name}, Shanghai" if street_name else "Shanghai")
+    said = " ".join(x for x in (phrase.rstrip("."), place) if x) + "."
+    if call_share and rng.random() < call_share:
+        parts = [rng.choice(CALLERS_EN), said, rng.choice(SINCE_EN), rng.choice(EFFECTS_EN), rng.choice(ASKS_EN)]
+    else:
+        parts = [said, rng.choice(URGES_EN)]
+    text = " ".join(x for x in parts if x)
+    return (phrase[:60], f"{text} (generated demo data)", f"{street_name}, Shanghai" if street_name else "Shanghai")
 
 
 def training_corpus(seed: int = 7, per_category: int = 40, english_each: int = 2) -> tuple[list[str], list[str]]:

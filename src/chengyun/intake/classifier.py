@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
@@ -102,13 +103,17 @@ class TextClassifier:
             intercept = np.array([-intercept[0], intercept[0]])
         return cls(features, codes, coef, intercept)
 
+    def scaled(self, temperature: float) -> TextClassifier:
+        """This model with its scores divided by ``temperature`` (see :func:`calibrate`):
+        the same ranking, other confidences."""
+        return TextClassifier(self.features, self.codes, self.coef / temperature, self.intercept / temperature)
+
     # ------------------------------------------------------------ predicting
+    def scores(self, X) -> np.ndarray:
+        return np.asarray(X @ self.coef.T) + self.intercept
+
     def probabilities(self, X) -> np.ndarray:
-        scores = np.asarray(X @ self.coef.T) + self.intercept
-        scores -= scores.max(axis=1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=1, keepdims=True)
-        return scores
+        return _softmax(self.scores(X))
 
     def predict_codes(self, texts: list[str], batch: int = 20_000) -> tuple[list[str], np.ndarray]:
         """Bulk: the best category and its probability for every text."""
@@ -260,6 +265,70 @@ class TextClassifier:
 # --------------------------------------------------------------------------- evaluation
 
 
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    scores = scores - scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores
+
+
+# Calibration. A multinomial logistic regression over a hundred categories
+# trained on a few dozen examples each is far less sure than it is right: in
+# the demo it put 60 % on held-out cases it got right 97 % of the time, and
+# 10-30 % on a whole sentence from a caller that it read right. So its
+# scores are divided by one number, the temperature, chosen so that the
+# confidences of the held-out cases are as likely as can be (the smallest log
+# loss): then "confidence 0.8" means right about 8 times in 10 on the city's
+# own cases, and the threshold setting means what it says. The ranking, so
+# accuracy, precision and recall, do not change.
+MIN_CALIBRATION_CASES = 200  # fewer held-out cases: no calibration (temperature 1)
+TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 121))  # searched; 0.25 caps overconfidence
+
+
+def _temperature(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature of the smallest log loss of ``truth`` (column indices) under ``scores``."""
+    rows = np.arange(len(truth))
+    best, best_loss = 1.0, np.inf
+    for t in TEMPERATURES:
+        z = scores / t
+        z -= z.max(axis=1, keepdims=True)
+        loss = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[rows, truth]))
+        if loss < best_loss:
+            best, best_loss = float(t), loss
+    return best
+
+
+def _routed(P: np.ndarray, truth: np.ndarray, threshold: float) -> tuple[float, float | None]:
+    """(share of cases at or above ``threshold``, share of those that are right)."""
+    conf, best = P.max(axis=1), P.argmax(axis=1)
+    sure = conf >= threshold
+    return float(sure.mean()), (float((best[sure] == truth[sure]).mean()) if sure.any() else None)
+
+
+def calibrate(model: TextClassifier, texts: list[str], truth: list[str], threshold: float) -> dict:
+    """The temperature for ``model`` from held-out ``texts`` and their categories,
+    with what it does there: at the confidence ``threshold``, the share of cases
+    routed and of those right, before and after. The after figures of each half
+    use the temperature fitted on the other half, so they are not flattered by
+    the fit; the temperature returned is fitted on all."""
+    index = {c: i for i, c in enumerate(model.codes)}
+    keep = [k for k, c in enumerate(truth) if c in index]
+    if len(keep) < MIN_CALIBRATION_CASES:
+        return {"temperature": 1.0, "cases": len(keep), "fitted": False}
+    S = model.scores(model.features.transform([texts[k] for k in keep]))
+    y = np.array([index[truth[k]] for k in keep])
+    half = np.arange(len(y)) % 2 == 0
+    P_cross = np.empty_like(S)
+    for fit_on, apply_to in ((half, ~half), (~half, half)):
+        P_cross[apply_to] = _softmax(S[apply_to] / _temperature(S[fit_on], y[fit_on]))
+    before, after = _routed(_softmax(S.copy()), y, threshold), _routed(P_cross, y, threshold)
+    return {"temperature": round(_temperature(S, y), 4), "cases": len(keep), "fitted": True,
+            "threshold": threshold, "routed_before": round(before[0], 4),
+            "right_before": None if before[1] is None else round(before[1], 4),
+            "routed": round(after[0], 4), "right": None if after[1] is None else round(after[1], 4),
+            "mean_confidence": round(float(P_cross.max(axis=1).mean()), 4)}
+
+
 def split_held_out(labels: list[str], test_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A stratified split; categories with fewer than 3 examples stay in training."""
     rng = np.random.default_rng(seed)
@@ -375,13 +444,18 @@ def train_and_store(texts: list[str], labels: list[str], weights=None, *, by="sy
         held_texts, truth = [texts[i] for i in test_idx], [labels[i] for i in test_idx]
         predicted, _ = held.predict_codes(held_texts)
         metrics = scores(truth, predicted)
+        metrics["calibration"] = calibrate(held, held_texts, truth, settings.INTAKE_CONFIDENCE_THRESHOLD)
         if rival is not None:
             theirs = scores(truth, rival[1].predict_codes(held_texts)[0])
             metrics["rival"] = {"version": rival[0], "accuracy": theirs["accuracy"], "macro_f1": theirs["macro_f1"]}
     else:
-        metrics = {"accuracy": 0.0, "macro_f1": 0.0, "per_category": {}}
+        metrics = {"accuracy": 0.0, "macro_f1": 0.0, "per_category": {},
+                   "calibration": {"temperature": 1.0, "cases": 0, "fitted": False}}
+    # The temperature of the held-out fit serves the refit on everything: the same
+    # examples but a fifth, the same regularisation.
+    temperature = metrics["calibration"]["temperature"]
     model = TextClassifier.fit(list(texts) + extra_texts, list(labels) + extra_labels,
-                               np.concatenate([w, w_extra]), C=C)
+                               np.concatenate([w, w_extra]), C=C).scaled(temperature)
     with transaction.atomic():
         last = ClassifierModel.objects.select_for_update().aggregate(v=Max("version"))["v"] or 0
         if activate:
@@ -392,7 +466,7 @@ def train_and_store(texts: list[str], labels: list[str], weights=None, *, by="sy
             per_category=metrics["per_category"],
             params={"features": "char 1-3 gram tf-idf", "model": "multinomial logistic regression", "C": C,
                     "test_share": test_share, "seed": seed, "categories": len(model.codes),
-                    "extra_examples": len(extra_texts),
+                    "extra_examples": len(extra_texts), "calibration": metrics["calibration"],
                     **({"rival_on_held_out": {k: round(v, 4) if isinstance(v, float) else v
                                               for k, v in metrics["rival"].items()}} if "rival" in metrics else {}),
                     "vocabulary": int(len(model.features.vocab))},

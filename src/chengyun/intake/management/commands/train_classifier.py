@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from chengyun.intake.classifier import (
+    MIN_CALIBRATION_CASES,
     TAXONOMY_REPEAT,
     activate_version,
     active_model,
@@ -131,6 +132,7 @@ class Command(BaseCommand):
             self.stdout.write(_("Held-out examples: %(n)s. Accuracy: %(acc).1f%%. Macro F1: %(f1).1f%%.") % {
                 "n": rec.n_test, "acc": 100 * metrics["accuracy"], "f1": 100 * metrics["macro_f1"]})
             self.per_category_table(metrics["per_category"], show_all=o["all"])
+            self.calibration(metrics["calibration"])
             if rival is not None:
                 self.stdout.write(_("The active version %(version)s on the same held-out examples: accuracy "
                                     "%(acc).1f%%, macro F1 %(f1).1f%%.") % {
@@ -150,6 +152,18 @@ class Command(BaseCommand):
         else:
             self.stdout.write(_("Stored as version %(version)s (not active; activate it with --activate %(version)s).")
                               % {"version": rec.version})
+
+    def calibration(self, c: dict) -> None:
+        if not c["fitted"]:
+            self.stdout.write(_("Confidences not calibrated: %(n)s held-out examples, at least %(min)s are needed.")
+                              % {"n": c["cases"], "min": MIN_CALIBRATION_CASES})
+            return
+        self.stdout.write(_(
+            "Confidences calibrated on the held-out examples (temperature %(t).2f). At the threshold %(th).2f, "
+            "%(routed).1f%% of them would be routed automatically, %(right).1f%% of those right (uncalibrated: "
+            "%(routed0).1f%% routed).") % {
+            "t": c["temperature"], "th": c["threshold"], "routed": 100 * c["routed"],
+            "right": 100 * (c["right"] or 0.0), "routed0": 100 * c["routed_before"]})
 
     def per_category_table(self, per: dict, *, show_all: bool) -> None:
         rows = sorted(per.items(), key=lambda kv: (kv[1]["f1"], kv[1]["recall"], -kv[1]["support"], kv[0]))
