@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from chengyun.cli import language_from_environment, main
@@ -24,7 +26,19 @@ def test_the_command_list_is_written_as_the_readme_writes_it(capsys, monkeypatch
     monkeypatch.setenv("LANG", "en_US.UTF-8")
     main(["chengyun", "help"])
     out = capsys.readouterr().out
-    assert "    import-reports" in out and "    train-classifier" in out and "import_reports" not in out
+    assert "  import-reports" in out and "  train-classifier" in out and "import_reports" not in out
+    # Ours say what they do (the first sentence of their help); Django's are named after them.
+    ours, django = out.split("Django's commands")
+    assert re.search(r"^  create-api-key +Make an Open311 API key for a partner and print it", ours, re.M)
+    assert re.search(r"^  load-demo +Load the demo city", ours, re.M)
+    assert "migrate" not in ours and "migrate," in django and "createsuperuser" in django
+
+
+def test_the_command_list_speaks_chinese_too(capsys, monkeypatch):
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+    main(["chengyun", "help"])
+    out = capsys.readouterr().out
+    assert "城运的命令" in out and "  import-reports" in out
 
 
 @pytest.mark.django_db

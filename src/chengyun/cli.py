@@ -32,6 +32,39 @@ def language_from_environment(environ=os.environ) -> str | None:
     return None
 
 
+def _summary(text: str) -> str:
+    """The first sentence of a command's help."""
+    text = " ".join((text or "").split())
+    for end in (". ", ": ", "; "):
+        if end in text:
+            return text[: text.index(end) + 1].rstrip(":;")
+    return text
+
+
+def main_help(width: int = 100) -> str:
+    """``chengyun help``: our commands with what each does, as the README writes
+    them (import-reports, not import_reports); Django's own, by name only."""
+    import textwrap
+
+    from django.core.management import get_commands, load_command_class
+    from django.utils.translation import gettext as _
+
+    ours, theirs = [], []
+    for name, app in sorted(get_commands().items()):
+        (ours if app.startswith("chengyun") else theirs).append((name.replace("_", "-"), app))
+    pad = max(len(name) for name, _app in ours) + 2
+    lines = [_("Usage: chengyun COMMAND [options]. \"chengyun help COMMAND\" shows a command's options."), "",
+             _("Chengyun's commands:")]
+    for name, app in ours:
+        about = _summary(load_command_class(app, name.replace("-", "_")).help)
+        lines += textwrap.wrap(about, width, initial_indent=f"  {name:<{pad}}", subsequent_indent=" " * (pad + 2),
+                               break_on_hyphens=False)
+    lines += ["", _("Django's commands (administration, e.g. migrate, createsuperuser, changepassword):")]
+    lines += textwrap.wrap(", ".join(name for name, _app in theirs), width - 2, initial_indent="  ",
+                           subsequent_indent="  ", break_on_hyphens=False)
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chengyun.settings")
@@ -43,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ensure_compiled()
     import django
-    from django.core.management import ManagementUtility, execute_from_command_line
+    from django.core.management import execute_from_command_line
     from django.core.management.base import CommandError, CommandParser, handle_default_options
     from django.utils import translation
 
@@ -68,10 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     # browser's, whatever the server's environment says).
     with translation.override(language_from_environment() or "zh-hans"):
         if len(argv) == 1 or (len(argv) == 2 and argv[1] in ("help", "--help", "-h")):
-            # The list of commands as the README writes them: import-reports, not import_reports.
-            text = ManagementUtility(argv).main_help_text()
-            sys.stdout.write("\n".join(line.replace("_", "-") if line.startswith("    ") else line
-                                       for line in text.splitlines()) + "\n")
+            sys.stdout.write(main_help())
             return
         execute_from_command_line(argv)
 
