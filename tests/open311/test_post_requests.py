@@ -210,6 +210,24 @@ def test_bad_json_body(client, api_key):
     assert counts() == before
 
 
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("description", {"a": 1}, "description must be a text or a number, not a JSON object or list."),
+    ("description", ["a", "b"], "description takes one value, not a list."),
+    ("lat", [[31.2]], "lat must be a text or a number"),
+    ("service_code", {"code": "0101"}, "service_code must be a text or a number"),
+])
+def test_a_json_body_field_of_the_wrong_shape_is_refused_naming_it(client, api_key, field, value, words):
+    before = counts()
+    lon, lat = f.centre("100102001")
+    payload = {"api_key": api_key.raw, "service_code": "0101", "lat": lat, "long": lon, "description": "leak",
+               "attribute": {"severity": "drip"}, field: value}
+    r = client.post(BASE + "requests.json", json.dumps(payload), content_type="application/json",
+                    HTTP_ACCEPT_LANGUAGE="en")
+    assert r.status_code == 400, r.content
+    assert body(r)[0]["code"] == 400 and words in body(r)[0]["description"]
+    assert counts() == before
+
+
 def test_a_form_body_with_too_many_fields_is_refused_in_open311s_format(client, api_key, settings):
     settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 20
     form = {**leak_form(api_key), **{f"attribute[x{i}]": "1" for i in range(30)}}

@@ -203,6 +203,15 @@ def test_unknown_format_is_not_found(client, services_world):
     assert client.get(BASE + "services.csv").status_code == 404
 
 
+def test_head_is_answered_as_get_without_a_body(client, services_world):
+    """Uptime monitors and link checkers ask HEAD."""
+    for path in ("discovery.json", "services.json", "services.xml", "requests.json"):
+        r = client.head(BASE + path)
+        assert r.status_code == 200, path
+        assert r["Content-Type"] == client.get(BASE + path)["Content-Type"]
+    assert client.post(BASE + "services.json")["Allow"] == "GET, HEAD"
+
+
 def test_wrong_method(client, services_world):
     r = client.post(BASE + "services.json")
     assert r.status_code == 405

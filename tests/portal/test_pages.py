@@ -109,3 +109,10 @@ def test_larger_text_is_a_plain_link_remembered_in_a_cookie(client, intake_world
     assert 'class="text-large"' in html and "text=normal" in html
     away = client.get("/text-size/", {"text": "large", "next": "https://evil.example/"})
     assert away["Location"] == "/"
+
+
+def test_pages_answer_head_as_monitors_ask(client, intake_world):
+    for path in ("/", "/report/", "/track/"):
+        r = client.head(path)
+        assert r.status_code == 200, path
+        assert r["Content-Type"].startswith("text/html")

@@ -133,6 +133,29 @@ def test_no_metadata_of_any_kind_reaches_the_stored_photo(fmt):
         assert not {"comment", "xmp", "Comment", "XML:com.adobe.xmp", "exif"} & set(stored.info)
 
 
+def test_a_phone_photo_with_a_second_image_is_taken_as_its_first_jpeg(client, intake_world):
+    """Many phones save HDR photos as JPEGs with a second image after the first
+    (Pillow calls them MPO): the photo is the first, stored as a plain JPEG,
+    with its place used and its metadata gone."""
+    lon, lat = f.centre("100104001")
+    first = Image.open(io.BytesIO(jpeg_with_gps(lon=lon, lat=lat, make="SecretCam")))
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[Image.new("RGB", (64, 48), (0, 0, 255))],
+               exif=first.getexif())
+    with Image.open(io.BytesIO(out.getvalue())) as probe:
+        assert probe.format == "MPO" and probe.n_frames == 2
+    photo = SimpleUploadedFile("PXL_0001.jpg", out.getvalue(), "image/jpeg")
+    report = sent(client.post("/report/", {**report_form(client, description="水管漏水 已经流了一上午"), "photo": photo}))
+    assert (report.lon, report.lat) == pytest.approx((lon, lat), abs=1e-4)
+    stored = report.photos.get()
+    with stored.file.open("rb") as fh:
+        content = fh.read()
+    assert b"SecretCam" not in content
+    with Image.open(io.BytesIO(content)) as img:
+        assert img.format == "JPEG" and getattr(img, "n_frames", 1) == 1 and img.size == (64, 48)
+        assert img.getpixel((10, 10))[0] > 150, "the first image, the red one, is the photo"
+
+
 def test_a_png_keeps_its_transparent_colour():
     img = Image.new("P", (20, 10), 0)
     img.putpalette([255, 255, 255, 200, 30, 30] + [0, 0, 0] * 254)

@@ -70,6 +70,10 @@ def clean_photo(data: bytes, *, field: str = "photo") -> CleanPhoto:
         with Image.open(io.BytesIO(data)) as probe:
             fmt = probe.format
             probe.verify()
+        if fmt == "MPO":
+            # A JPEG that carries more images after the first (Ultra HDR and HDR photos
+            # of many phones, stereo cameras): the first is the photo, kept as a JPEG.
+            fmt = "JPEG"
         if fmt not in ALLOWED:
             raise CaseInvalid(_("Send a JPEG, PNG or WebP photo."), field=field)
         img = Image.open(io.BytesIO(data))

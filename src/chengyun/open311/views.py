@@ -168,6 +168,15 @@ def _urlencoded(request) -> _Form:
     return form
 
 
+def _json_scalar(name: str, value) -> str:
+    """A value of a JSON body as the form would have sent it; an object or a
+    nested list is refused, naming the field (it used to be stored as Python's repr)."""
+    if isinstance(value, (dict, list)):
+        raise Open311Error(400, _("%(field)s must be a text or a number, not a JSON object or list.")
+                           % {"field": name})
+    return "" if value is None else str(value)
+
+
 class Params:
     """The parameters of a request: the query string, plus a form or JSON body."""
 
@@ -196,12 +205,14 @@ class Params:
     def getlist(self, name: str) -> list[str]:
         if name in self.json:
             value = self.json[name]
-            return [("" if v is None else str(v)) for v in (value if isinstance(value, list) else [value])]
+            return [_json_scalar(name, v) for v in (value if isinstance(value, list) else [value])]
         if name in self.form:
             return self.form.getlist(name)
         return self.query.getlist(name)
 
     def get(self, name: str) -> str:
+        if isinstance(self.json.get(name), list) and len(self.json[name]) > 1:
+            raise Open311Error(400, _("%(field)s takes one value, not a list.") % {"field": name})
         values = self.getlist(name)
         return values[-1].strip() if values else ""
 
@@ -252,10 +263,13 @@ def endpoint(*methods: str):
             patch_vary_headers(response, ("Accept-Language",))
             return response
 
+        # HEAD is GET without the body (monitors and link checkers ask it; the server leaves the body out).
+        allowed = (*methods, "HEAD") if "GET" in methods and "HEAD" not in methods else methods
+
         def answer(request, fmt, **kwargs):
-            if request.method not in methods:
+            if request.method not in allowed:
                 response = errors(fmt, 405, _("Method %(method)s is not allowed here.") % {"method": request.method})
-                response["Allow"] = ", ".join(methods)
+                response["Allow"] = ", ".join(allowed)
                 return response
             try:
                 params = Params(request)

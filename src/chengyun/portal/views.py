@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from chengyun.areas.models import Area
 from chengyun.cases.errors import CaseInvalid
@@ -63,7 +63,7 @@ def week_start():
 # --------------------------------------------------------------------------- pages
 
 
-@require_GET
+@require_safe  # GET and HEAD
 def home(request):
     since = week_start()
     figures = {
@@ -73,7 +73,7 @@ def home(request):
     return page(request, "portal/home.html", {"active": "home", "figures": figures, "since": since, "track_form": TrackForm()})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def report(request):
     if request.method == "POST":
         form = ReportForm(request.POST, request.FILES)
@@ -107,7 +107,7 @@ def report(request):
     })
 
 
-@require_GET
+@require_safe  # GET and HEAD
 def received(request, number: str):
     found = Report.objects.filter(number=number).select_related("case", "contact").first()
     if found is None:
@@ -127,7 +127,7 @@ def _messages_by(report: Report) -> str:
     return notify.medium_for(contact.email, contact.phone) or ""
 
 
-@require_GET
+@require_safe  # GET and HEAD
 def track(request):
     if "number" in request.GET:
         form = TrackForm(request.GET)
@@ -163,7 +163,7 @@ def _surviving(case: Case) -> Case:
     return case
 
 
-@require_GET
+@require_safe  # GET and HEAD
 def track_detail(request, number: str):
     number = numbers.normalise(number) or number.strip().upper()
     found = Report.objects.filter(number=number).select_related("case", "category", "area").first()
@@ -206,7 +206,7 @@ def not_found(request, number: str):
     }, status=404)
 
 
-@require_GET
+@require_safe  # GET and HEAD
 def text(request):
     """The "larger text" switch: a plain link ``?text=large&next=/report/`` that
     keeps the choice in a cookie and goes back, so it works without JavaScript."""
@@ -220,7 +220,7 @@ def text(request):
     return response
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def stop_messages(request, token: str):
     """The link in every message: stop the messages about one report. A GET
     only asks (mail scanners follow links); the button stops them."""
