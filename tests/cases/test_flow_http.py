@@ -225,6 +225,16 @@ def test_a_pending_extension_ends_with_the_departments_part(client, world, peopl
     act(client, people.roads, case, "request_extension", hours=2, reason="traffic control needed")  # not blocked
 
 
+def test_a_pending_extension_is_withdrawn_when_the_department_reports_done(client, world, people):
+    """Done, the department no longer needs the time: the request must not wait for a
+    decision nobody can make, nor come back as approvable if the check fails."""
+    case = at_status(world, people, "in_progress")
+    act(client, people.water, case, "request_extension", hours=24, reason="parts on order")
+    act(client, people.water, case, "report_done", reason="fixed")
+    assert ExtensionRequest.objects.get(case=case).status == "withdrawn"
+    act(client, people.supervisor, case, "approve_extension", reason="ok", expect=409)  # nothing pending
+
+
 def test_an_assisting_departments_extension_ends_with_its_part_the_leads_stays(client, world, people):
     case = at_status(world, people, "dispatched")
     act(client, people.roads, case, "request_extension", hours=8, reason="traffic control")
@@ -354,6 +364,19 @@ def test_callback_satisfied_rates_the_case(client, world, people):
     body = act(client, people.operator, case, "callback", satisfaction="satisfied", resolved=True)
     assert body["status"] == "rated" and body["satisfaction"] == "satisfied"
     act(client, people.operator, case, "callback", satisfaction="satisfied", expect=409)
+
+
+def test_the_callback_form_chooses_no_answer_for_the_operator(client, world, people):
+    """Saved without asking, the form would have recorded a satisfied citizen."""
+    import re
+
+    case = at_status(world, people, "closed")
+    client.force_login(people.operator)
+    page = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    select = re.search(r'<select name="satisfaction" required>(.*?)</select>', page, re.S)
+    assert select, "the callback form is on the page"
+    options = re.findall(r'<option value="([^"]*)"', select[1])
+    assert options[0] == "" and "satisfied" in options and "selected" not in select[1]
 
 
 def test_callback_unsatisfied_reopens_and_it_can_be_dispatched_again(client, world, people):

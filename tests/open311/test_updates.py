@@ -122,6 +122,15 @@ def test_partner_posts_an_update_once(client, api_key, report, fmt):
     assert list(verify_chain()) == []
 
 
+def test_an_update_takes_the_request_id_as_get_does(client, api_key, report):
+    """Lower case, without the R: GET finds the request so, and so does an update."""
+    typed = report.number.lower().lstrip("r")
+    assert client.get(BASE + f"requests/{typed}.json").status_code == 200
+    r = client.post(BASE + "servicerequestupdates.json", {**_update(api_key, report), "service_request_id": typed})
+    assert r.status_code == 200, r.content
+    assert PartnerUpdate.objects.get().entry.case_id == report.case_id
+
+
 def test_an_update_with_the_partners_id_as_update_id_ext_gets_our_update_id(client, api_key, report):
     """The extension's extended form (FixMyStreet's): the partner sends its
     own id as update_id_ext and no update_id; ours comes back."""

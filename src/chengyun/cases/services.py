@@ -488,12 +488,16 @@ def report_done(case: Case, *, by, note: str = "", department: Department | None
     if part.role == AssignmentRole.ASSISTING:
         if case.status not in (S.DISPATCHED, S.IN_PROGRESS):
             raise InvalidTransition(_("The case is not being handled."))
-        return _part_only(case, part, by, "report_done_part", note, status=PartStatus.DONE)
+        with transaction.atomic():  # done: its extension asked for is no longer wanted
+            _withdraw_extensions(case, by, now(), department=part.department)
+            return _part_only(case, part, by, "report_done_part", note, status=PartStatus.DONE)
     if case.status == S.DISPATCHED:
         _check_allowed(case, "report_done", by)  # raises: start first
 
     def mark(c, at):
         CaseAssignment.objects.filter(pk=part.pk).update(status=PartStatus.DONE, done_at=at)
+        # Done: an extension it asked for is not decided on (if the check fails, it asks again).
+        _withdraw_extensions(c, by, at, department=part.department)
 
     return _act(case, "report_done", by, note=note, data={"department": part.department.code},
                 fields={"done_at": now()}, side_effects=mark)

@@ -189,7 +189,7 @@ def clean_input(inp: ReportInput) -> dict:
     # (GeoReport has no way to ask for them, the partner tells its user itself).
     relayed = inp.channel == Channel.OPEN311 and not wants_messages
     if contact["phone"] and not PHONE_RE.match(contact["phone"]) and not relayed:
-        raise CaseInvalid(_("This is not a phone number. Write it as digits, for example 13812345678 or 021-6321 5678 转801."), field="phone")
+        raise CaseInvalid(_("This is not a phone number. Write it as digits, for example 13812345678 or 021-6321 5678 ext. 801."), field="phone")
     if contact["email"] and ("@" not in contact["email"] or " " in contact["email"]) and not relayed:
         raise CaseInvalid(_("This is not an email address."), field="email")
     if wants_messages and notify.medium_for(contact["email"], contact["phone"]) is None:

@@ -552,6 +552,7 @@ def _post_update(fmt, params):
     number = params.get("service_request_id")
     if not number:
         raise _bad("service_request_id", _("is required."))
+    number = numbers.normalise(number)  # as GET takes it: lower case, no R, full-width digits
     report = Report.objects.select_related("case").filter(number=number).first()
     if report is None:
         raise Open311Error(404, _("service_request_id: “%(id)s” was not found.") % {"id": number})

@@ -95,7 +95,7 @@ class ReportForm(forms.Form):
     def clean_phone(self) -> str:
         phone = self.cleaned_data.get("phone", "").strip()
         if phone and not PHONE_RE.match(phone):
-            raise forms.ValidationError(_("This is not a phone number. Write it as digits, for example 13812345678 or 021-6321 5678 转801."))
+            raise forms.ValidationError(_("This is not a phone number. Write it as digits, for example 13812345678 or 021-6321 5678 ext. 801."))
         return phone
 
     def clean_photo(self):
