@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -116,8 +116,32 @@ def test_calendar_hour_category_deadline_ignores_holidays(world, admin_user):
         case = f.make_case(category=hotline, by=admin_user)  # priority defaults to the category's: high
         case = f.drive_to(case, "dispatched", by=admin_user)
     assert case.priority == "high"
-    assert case.due_at == local(2026, 2, 16, 8, 0)  # 24h x 0.5
+    assert case.due_at == local(2026, 2, 16, 20, 0)  # 24h: the category's hours are for its own priority
     assert case.response_due_at == local(2026, 2, 15, 21, 0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("priority", "hours"), [("urgent", 4), ("high", 8), ("normal", 16), ("low", 24)])
+def test_a_categorys_hours_are_for_its_own_priority_and_scale_from_there(world, admin_user, priority, hours):
+    """Set to 4 urgent hours, a category's urgent case has 4 hours (it used to get a
+    quarter of them); raised or lowered from there, a case gets less or more."""
+    burst = f.make_category(code="0202", deadline_hours=4, deadline_kind="calendar", response_hours=2,
+                            priority="urgent")
+    f.make_routing_rule(category=burst, lead_department=world.dept("water", "100101"))
+    with simulated(local(2026, 2, 15, 20, 0)):
+        case = f.make_case(category=burst, priority=priority, by=admin_user)
+        case = f.drive_to(case, "dispatched", by=admin_user)
+    assert case.due_at == local(2026, 2, 15, 20, 0) + timedelta(hours=hours)
+    assert case.response_due_at == local(2026, 2, 15, 22, 0)
+
+
+@pytest.mark.django_db
+def test_a_response_is_never_due_after_the_work(world, admin_user):
+    quick = f.make_category(code="0203", deadline_hours=1, deadline_kind="calendar", response_hours=2)
+    f.make_routing_rule(category=quick, lead_department=world.dept("water", "100101"))
+    with simulated(local(2026, 2, 15, 20, 0)):
+        case = f.drive_to(f.make_case(category=quick, by=admin_user), "dispatched", by=admin_user)
+    assert case.due_at == case.response_due_at == local(2026, 2, 15, 21, 0)
 
 
 @pytest.mark.django_db

@@ -26,7 +26,7 @@ from chengyun.audit.services import actor_name, record
 from chengyun.clock import now
 from chengyun.org import scope
 from chengyun.org.models import Department, Role
-from chengyun.taxonomy.models import PRIORITY_DEADLINE_FACTOR, Category, Priority
+from chengyun.taxonomy.models import Category, Priority, deadline_factor
 from chengyun.taxonomy.services import route
 
 from .calendar import WorkingCalendar
@@ -133,11 +133,13 @@ def compute_deadlines(category: Category | None, priority: str, start) -> tuple:
     """(response due, handling due) for a case dispatched at ``start``."""
     if category is None:
         return None, None
-    factor = PRIORITY_DEADLINE_FACTOR.get(priority, 1.0)
+    factor = deadline_factor(priority, category.priority)
     cal = _calendar()
     kind = category.deadline_kind
     due = cal.add_hours(start, Decimal(category.deadline_hours) * Decimal(str(factor)), kind)
-    response_due = cal.add_hours(start, category.response_hours, kind)
+    # A response is never due after the work itself (an urgent case's deadline may be
+    # shorter than the category's response hours).
+    response_due = min(cal.add_hours(start, category.response_hours, kind), due)
     return response_due, due
 
 

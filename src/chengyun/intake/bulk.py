@@ -85,7 +85,7 @@ from chengyun.cases.models import (
 from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
 from chengyun.clock import now
 from chengyun.org.models import Department, DepartmentKind
-from chengyun.taxonomy.models import PRIORITY_DEADLINE_FACTOR, Category, Priority, RoutingRule
+from chengyun.taxonomy.models import Category, Priority, RoutingRule, deadline_factor
 
 from . import cluster, dedup, numbers
 from .classifier import active_model
@@ -1352,14 +1352,16 @@ class BulkImporter:
         starts = np.array([b.t[b.cases[k][0]] for k in routed], np.int64)
         working = np.array([s[2] for s in spec], bool)
         due = self.deadlines.add(starts, np.array([s[0] for s in spec], np.int64), working).tolist()
-        response = self.deadlines.add(starts, np.array([s[1] for s in spec], np.int64), working).tolist()
+        response = np.minimum(self.deadlines.add(starts, np.array([s[1] for s in spec], np.int64), working),
+                              np.array(due, np.int64)).tolist()  # never after the work's own deadline
         b.deadlines = {k: (due[j], response[j]) for j, k in enumerate(routed)}
 
     def _deadline_spec(self, cat_id: int) -> tuple[int, int, bool]:
         spec = self._specs.get(cat_id)
         if spec is None:
             cat = self.cats[cat_id]
-            factor = PRIORITY_DEADLINE_FACTOR.get(cat.priority, 1.0)
+            # Imported cases have their category's priority: its deadline hours as they are.
+            factor = deadline_factor(cat.priority, cat.priority)
             spec = self._specs[cat_id] = (hours_micros(Decimal(cat.deadline_hours) * Decimal(str(factor))),
                                           hours_micros(cat.response_hours), cat.deadline_kind != "calendar")
         return spec

@@ -17,13 +17,21 @@ class Priority(models.TextChoices):
     LOW = "low", _("Low")
 
 
-# A case's allowed time is the category's deadline times this factor.
+# A case's allowed time, relative to one of normal priority.
 PRIORITY_DEADLINE_FACTOR = {
     Priority.URGENT: 0.25,
     Priority.HIGH: 0.5,
     Priority.NORMAL: 1.0,
     Priority.LOW: 1.5,
 }
+
+
+def deadline_factor(priority: str, default: str) -> float:
+    """The share of a category's deadline hours that a case of ``priority`` gets.
+    The hours are the category's deadline at its own (default) priority: a water
+    main burst set to 4 urgent hours gets 4 hours, not a quarter of them. A case
+    raised above the category's priority gets less time, one lowered gets more."""
+    return PRIORITY_DEADLINE_FACTOR.get(priority, 1.0) / PRIORITY_DEADLINE_FACTOR.get(default, 1.0)
 
 
 class DeadlineKind(models.TextChoices):
@@ -71,7 +79,10 @@ class Category(BilingualName, models.Model):
     kind = models.CharField(_("kind"), max_length=12, choices=CategoryKind.choices, default=CategoryKind.EVENT)
     keywords_zh = models.JSONField(_("keywords (Chinese)"), default=list, blank=True)
     keywords_en = models.JSONField(_("keywords (English)"), default=list, blank=True)
-    deadline_hours = models.DecimalField(_("deadline (hours)"), max_digits=7, decimal_places=2, default=40)
+    deadline_hours = models.DecimalField(
+        _("deadline (hours)"), max_digits=7, decimal_places=2, default=40,
+        help_text=_("At the category's default priority. A case given a higher priority gets less time (urgent: a "
+                    "quarter of a normal case's, high: half), a lower one more (low: one and a half times)."))
     deadline_kind = models.CharField(
         _("deadline counted in"), max_length=10, choices=DeadlineKind.choices, default=DeadlineKind.WORKING
     )
