@@ -29,8 +29,9 @@ STREET_ADDRESS = "区1 街道1001 和平路12号"  # district 100101, street 100
 def _call(client, **fields):
     data = {"token": "call-1", "phone": PHONE, "name": "王小明", "description": "水管爆裂 路面冒水",
             "address": STREET_ADDRESS, "category": "", "priority": ""}
+    headers = {k: fields.pop(k) for k in list(fields) if k.startswith("HTTP_")}
     data.update(fields)
-    return client.post("/console/hotline/", data)
+    return client.post("/console/hotline/", data, **headers)
 
 
 def _png(size=(40, 30)) -> bytes:
@@ -246,6 +247,58 @@ def test_a_saved_call_changed_and_saved_again_is_a_new_call_after_a_warning(clie
     assert fresh != "call-z"
     assert _call(client, token=fresh, description="水管爆裂 路面冒水，井盖也被冲开了").status_code == 302
     assert Report.objects.count() == 2
+
+
+def test_the_operator_adds_a_call_to_an_open_case_the_panel_lists(client, staff):
+    """The duplicate check did not match them (other words), but the operator hears it
+    is the same problem: one click adds the call to that case, no second case."""
+    client.force_login(staff["operator"])
+    assert _call(client, category="0101", token="call-a").status_code == 302
+    earlier = Report.objects.get().case
+    other_words = {"description": "家里没水了，楼下马路上都是水", "address": STREET_ADDRESS, "category": "0101"}
+    html = client.post("/console/hotline/suggest/", other_words, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    button = re.search(r'<button type="submit" form="hotline-form" name="same_as" value="(\d+)"', html)
+    assert button and button[1] == earlier.number, "each open case listed can take the call"
+
+    r = _call(client, token="call-b", same_as=earlier.number, HTTP_ACCEPT_LANGUAGE="en", **other_words)
+    assert r.status_code == 302
+    report = Report.objects.get(idempotency_key="call-b")
+    assert report.case_id == earlier.pk and report.duplicate == DuplicateOutcome.ATTACHED
+    assert report.duplicate_explanation["best_case"] == earlier.number
+    assert Case.objects.count() == 1
+    entry = earlier.timeline.filter(action="report_attached").get()
+    assert entry.data["said_by_staff"] is True and entry.actor_id == staff["operator"].pk
+    shown = client.get(r["Location"], HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert f"added to case {earlier.number} (the same problem)" in shown
+    page = client.get(f"/console/cases/{earlier.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "attached by staff, who said it is the same problem" in page
+
+
+def test_the_panel_says_the_operators_choice_routes_the_call(client, staff):
+    client.force_login(staff["operator"])
+    typed = {"description": "路灯坏了好几天", "address": STREET_ADDRESS}
+    html = client.post("/console/hotline/suggest/", {**typed, "category": "0102"},
+                       HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "You chose 0102" in html and "goes by the routing rules to its department at once" in html
+    assert "a dispatcher will check" not in html, "no word on the classifier's certainty: the pick decides"
+    # The classifier is sure of street lights; the operator picked water: saving asks a dispatcher.
+    html = client.post("/console/hotline/suggest/", {**typed, "category": "0101"},
+                       HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "You chose 0101" in html and "a dispatcher will check it before the call is sent on" in html
+    html = client.post("/console/hotline/suggest/", typed, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "You chose" not in html
+
+
+def test_a_call_cannot_join_a_closed_or_unknown_case(client, staff):
+    client.force_login(staff["operator"])
+    assert _call(client, category="0101", token="call-a").status_code == 302
+    case = Report.objects.get().case
+    r = _call(client, token="call-b", same_as="999999999999999", HTTP_ACCEPT_LANGUAGE="en")
+    assert r.status_code == 400 and "There is no case 999999999999999 that you can see." in r.content.decode()
+    Case.objects.filter(pk=case.pk).update(status=CaseStatus.CLOSED)
+    r = _call(client, token="call-c", same_as=case.number, HTTP_ACCEPT_LANGUAGE="en")
+    assert r.status_code == 400 and f"Case {case.number} is no longer open" in r.content.decode()
+    assert Report.objects.count() == 1, "nothing stored"
 
 
 # --------------------------------------------------------------------------- inspector
@@ -590,9 +643,17 @@ def test_the_hotline_panel_shows_the_confidence_the_case_gets(client, staff):
 def test_chinese_term_chips_are_the_stretch_of_the_text_their_ngrams_cover():
     from chengyun.console.report_panel import term_chips
 
-    terms = [("路灯", 1.0), ("灯不", 0.5), ("不亮", 0.4), ("很黑", 0.2)]
+    terms = [("路灯", 1.0), ("灯不", 0.5), ("不亮", 0.4), ("很黑", 0.35)]
     assert term_chips(terms, "路灯不亮\n晚上很黑") == ["路灯不亮", "很黑"]
     assert term_chips(terms) == ["路灯", "灯不", "不亮", "很黑"], "without the text: the n-grams as they are"
     long = [("一二", 1.0), ("二三", 1.0), ("三四", 1.0), ("四五", 1.0), ("五六", 1.0), ("六七", 1.0), ("七八", 1.0),
             ("八九", 1.0)]
     assert term_chips(long, "一二三四五六七八九")[0] == "一二", "a stretch too long to read at a glance is not made"
+
+
+def test_term_chips_leave_out_light_fragments_and_pieces_of_other_chips():
+    from chengyun.console.report_panel import term_chips
+
+    text = "我们小区门口那条路上的路灯已经坏了，晚上黑漆漆的"
+    terms = [("路灯", 2.0), ("路", 1.1), ("晚上黑", 0.9), ("口那", 0.4), ("坏了", 0.7)]
+    assert term_chips(terms, text) == ["路灯", "晚上黑", "坏了"]

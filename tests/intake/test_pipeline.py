@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from chengyun.audit.services import verify_chain
 from chengyun.cases.workflow import CaseStatus
 from chengyun.intake.services import ReportInput, submit
@@ -30,6 +32,24 @@ def test_the_timeline_says_the_reporter_chose_the_category(intake_world):
     assert case.status == CaseStatus.DISPATCHED
     assert case.timeline.get(action="accept").note == "Accepted automatically: the reporter chose the category.", \
         "not 'certain enough': the classifier may have been unsure"
+
+
+@pytest.mark.parametrize(("channel", "note", "label"), [
+    ("hotline", "Accepted automatically: the hotline operator chose the category.", "chosen by the hotline operator"),
+    ("inspector", "Accepted automatically: the grid inspector chose the category.", "chosen by the grid inspector"),
+])
+def test_a_category_staff_chose_is_said_to_be_theirs_not_the_callers(intake_world, client, channel, note, label):
+    """An operator picks the category of a call; the caller did not."""
+    from chengyun.org.models import Role
+
+    lon, lat = f.centre("100101001")
+    case = submit(ReportInput(channel=channel, description="自来水井盖松动 车开过去响", category="0101", lon=lon,
+                              lat=lat)).report.case
+    assert case.timeline.get(action="accept").note == note
+    dispatcher = f.make_user(username="disp-given", role=Role.DISPATCHER)
+    client.force_login(dispatcher)
+    page = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert label in page and "chosen by the reporter" not in page
 
 
 STREET = "区1 街道1001 "  # placed in street 100101001 by its names

@@ -29,7 +29,7 @@ from chengyun.cases.queries import get_visible, visible_cases
 from chengyun.cases.workflow import OPEN_STATUSES
 from chengyun.clock import now
 from chengyun.intake import notify, privacy
-from chengyun.intake.dedup import find_duplicate
+from chengyun.intake.dedup import SAID_BY_STAFF, find_duplicate
 from chengyun.intake.geo import area_from_address
 from chengyun.intake.models import DuplicateSuggestion, Report, ReportPhoto
 from chengyun.intake.photos import exif_position
@@ -117,6 +117,7 @@ def hotline(request):
                          "notify": bool(values.get("notify")) and notify.sms_enabled()},
                 description=values.get("description", ""), address=values.get("address", "").strip(),
                 category=values.get("category") or None, priority=priority,
+                same_as=values.get("same_as", ""),
             ), by=request.user)
         except KeyReused as exc:
             values = _key_reused(exc, values, errors)
@@ -124,7 +125,10 @@ def hotline(request):
             errors[_field(exc)] = exc.message
         else:
             report = done.report
-            messages.success(request, _("Call registered: tracking number %(report)s, case %(case)s.") % {
+            said = (report.duplicate_explanation or {}).get("reason") == SAID_BY_STAFF
+            messages.success(request, (
+                _("Call registered: tracking number %(report)s, added to case %(case)s (the same problem).") if said
+                else _("Call registered: tracking number %(report)s, case %(case)s.")) % {
                 "report": report.number, "case": report.case.number if report.case else "—",
             })
             return redirect("console:hotline")
@@ -196,7 +200,10 @@ def _suggestions(user, values) -> dict:
         "percent": round(confidence * 100) if confidence is not None else None, "model": version, "certain": certain,
         "terms": term_chips(explanation.get("terms"), text), "alternatives": others,
         "area": area, "chain": area.ancestors() if area else [], "address": address,
-        "category": category, "match": match, "nearby": nearby,
+        "category": category, "match": match, "nearby": nearby, "picked": picked,
+        # As saving decides (services.classify): the operator's pick routes, unless the
+        # classifier is sure of another category; then a dispatcher checks.
+        "disagrees": bool(picked and suggestion and suggestion.pk != picked.pk and certain),
     }
 
 

@@ -16,7 +16,7 @@ from chengyun.cases.workflow import CaseStatus
 from chengyun.intake import privacy
 from chengyun.intake.dedup import reason_text
 from chengyun.intake.models import ClusterWarning, DuplicateOutcome, SuggestionStatus
-from chengyun.intake.services import case_reports, classify
+from chengyun.intake.services import case_reports, classify, given_by
 from chengyun.org import scope
 from chengyun.org.models import Role
 from chengyun.taxonomy.models import Category
@@ -30,6 +30,7 @@ _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
 
 
 MAX_CHIP = 8  # characters: a longer stretch is shown as its n-grams
+MIN_CHIP_SHARE = 0.3  # a term that weighs less than this share of the heaviest is not shown
 
 
 def term_chips(terms, text: str = "") -> list[str]:
@@ -41,7 +42,12 @@ def term_chips(terms, text: str = "") -> list[str]:
     the text it comes from ("emptied", "light")."""
     text = text or ""
     words = _LATIN_WORD.findall(text)
-    names = [(t[0] if isinstance(t, (list, tuple)) else str(t)).strip() for t in terms or []]
+    # Only the terms that weigh: the sixth of six is often a fragment that
+    # happens to lean the same way ("口那"), which reads as noise to staff.
+    weights = [float(t[1]) if isinstance(t, (list, tuple)) and len(t) > 1 else None for t in terms or []]
+    top = max((w for w in weights if w is not None), default=None)
+    names = [(t[0] if isinstance(t, (list, tuple)) else str(t)).strip() for t, w in zip(terms or [], weights, strict=True)
+             if w is None or top is None or top <= 0 or w >= MIN_CHIP_SHARE * top]
     # Chinese n-grams that overlap in the text ("路灯", "灯不", "不亮") are shown as the
     # stretch of the text they cover together ("路灯不亮"), not as fragments.
     covered = [False] * len(text)
@@ -67,7 +73,8 @@ def term_chips(terms, text: str = "") -> list[str]:
                 term = text[left:right]
         if term and term != "␣" and term not in out:
             out.append(term)
-    return out
+    # A chip inside another ("路" beside "路灯") says nothing more.
+    return [t for t in out if not any(t != o and t in o for o in out)]
 
 
 def _categories_by_code(codes) -> dict[str, Category]:
@@ -75,9 +82,15 @@ def _categories_by_code(codes) -> dict[str, Category]:
     return {c.code: c for c in Category.objects.filter(code__in=codes)} if codes else {}
 
 
-def decided_by_label(value: str | None) -> str:
+def given_label(channel: str) -> str:
+    """Who chose a category that came with the report (see ``services.given_by``)."""
+    return {"operator": _("chosen by the hotline operator"), "inspector": _("chosen by the grid inspector")}.get(
+        given_by(channel)) or _("chosen by the reporter")
+
+
+def decided_by_label(value: str | None, channel: str = "") -> str:
     return {
-        "reporter": _("chosen by the reporter"),
+        "reporter": given_label(channel),
         "classifier": _("chosen by the classifier"),
         "nobody": _("not certain enough: waits for a dispatcher"),
     }.get(value or "", value or "")
@@ -90,6 +103,7 @@ def classification_view(report) -> dict:
     code = exp.get("category")
     return {
         "given": report.category_given,
+        "given_by": given_label(report.channel),
         "category": report.category,
         "suggested": names.get(code) if code else None,
         "suggested_code": code,
@@ -97,7 +111,7 @@ def classification_view(report) -> dict:
         "terms": term_chips(exp.get("terms"), f"{report.title}\n{report.description}"),
         "alternatives": [(names.get(c) or c, p) for c, p in exp.get("alternatives") or []],
         "model": exp.get("model"),
-        "decided_by": decided_by_label(exp.get("decided_by")),
+        "decided_by": decided_by_label(exp.get("decided_by"), report.channel),
         "disagrees": bool(exp.get("disagrees")),
     }
 

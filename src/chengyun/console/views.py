@@ -214,6 +214,8 @@ MACHINE_NOTES = (
     gettext_noop("Taken in by the intake pipeline."),
     gettext_noop("Accepted automatically: the category is certain enough."),
     gettext_noop("Accepted automatically: the reporter chose the category."),
+    gettext_noop("Accepted automatically: the hotline operator chose the category."),
+    gettext_noop("Accepted automatically: the grid inspector chose the category."),
     gettext_noop("Dispatched automatically by the routing rules."),
     gettext_noop("Near its deadline"),
     gettext_noop("Overdue"),

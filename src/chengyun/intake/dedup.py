@@ -45,6 +45,7 @@ WEIGHTS = {"text": 0.45, "distance": 0.35, "time": 0.20}
 PLACE_WEIGHTS = {"text": 0.45, "place": 0.35, "time": 0.20}  # without a point (see above)
 PLACE_DEPTH = 2  # street level: an area this deep or deeper is narrow enough to match in
 NOT_CHECKED_PLACE = "no point, and no address or area finer than a district: not checked"
+SAID_BY_STAFF = "attached by staff: the same problem"  # the hotline operator chose the case
 
 
 def reason_text(reason: str) -> str:
@@ -57,6 +58,7 @@ def reason_text(reason: str) -> str:
         "closed on the spot: not checked": _("not checked: closed on the spot"),
         "closed in the sending system: not checked": _("not checked: closed in the sending system"),
         NOT_CHECKED_PLACE: _("not checked: no position, and no address or area finer than a district"),
+        SAID_BY_STAFF: _("attached by staff, who said it is the same problem"),
     }.get(reason, reason)
 SIBLING_FACTOR = 0.8
 UNCLASSIFIED_FACTOR = 0.8  # an open case without a category, as a candidate of any category

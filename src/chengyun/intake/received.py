@@ -37,7 +37,7 @@ from django.contrib.auth import get_user_model
 from django.db import close_old_connections, connection
 from django.utils.translation import gettext as _
 
-from chengyun.cases.models import Case, TimelineEntry
+from chengyun.cases.models import Case, Channel, TimelineEntry
 from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
 from chengyun.clock import now
 
@@ -55,7 +55,7 @@ from .bulk import (
     report_digest,
 )
 from .models import DuplicateOutcome, Report
-from .services import SYSTEM_ACTOR
+from .services import SYSTEM_ACTOR, given_accept_note
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class ReceivedPipeline(BulkImporter):
         super().__init__(source="received")
         self.note = _("Taken in by the intake pipeline.")
         self.accept_note = _("Accepted automatically: the category is certain enough.")
-        self.accept_note_given = _("Accepted automatically: the reporter chose the category.")
+        self.accept_note_given = {channel: given_accept_note(channel) for channel in Channel.values}
         self.dispatch_note = _("Dispatched automatically by the routing rules.")
         self._senders: dict[str, tuple[str, int | None]] = {}
         self.built_at = time.monotonic()
@@ -279,7 +279,8 @@ class ReceivedPipeline(BulkImporter):
         return [
             (at, actor, "create", "", CaseStatus.NEW, "", created, person, case_id),
             (acted, SYSTEM_ACTOR, "accept", CaseStatus.NEW, CaseStatus.ACCEPTED,
-             self.accept_note_given if r.category_id is not None else self.accept_note, "{}", None, case_id),
+             self.accept_note_given[r.channel] if r.category_id is not None else self.accept_note, "{}", None,
+             case_id),
             (acted, SYSTEM_ACTOR, "dispatch", CaseStatus.ACCEPTED, CaseStatus.DISPATCHED, self.dispatch_note, dispatch,
              None, case_id),
         ]

@@ -85,6 +85,9 @@ class ReportInput:
     # the doors for devices and people on the spot; a call may not know, and the platform's
     # own warnings about a computed indicator may have no place.
     place_required: bool = False
+    # A case staff say this report repeats (the hotline operator, from the open cases the
+    # panel lists): the report joins it, whatever the duplicate check would have found.
+    same_as: str = ""
 
 
 @dataclass
@@ -301,9 +304,10 @@ def submit(inp: ReportInput, *, by=None) -> Submitted:
     if found is not None:
         return _replayed(found, inp)
     clean = clean_input(inp)
+    same_as = _same_as(inp.same_as, by) if inp.same_as.strip() else None
     # The reading work (locate, classify, find duplicate candidates) happens
     # before the write transaction, so the write lock is held only for writing.
-    prepared = _prepare(inp, clean)
+    prepared = _prepare(inp, clean, same_as=same_as)
     try:
         with transaction.atomic(), notify.quiet():  # the reporter sees the outcome at once: no message about it
             return Submitted(_submit(inp, clean, by, prepared), True)
@@ -532,13 +536,28 @@ class Prepared:
     match: dedup.Match
 
 
-def _prepare(inp: ReportInput, clean: dict) -> Prepared:
+def _same_as(number: str, by) -> Case:
+    """The open case a person says a new report repeats (:attr:`ReportInput.same_as`)."""
+    number = number.strip()
+    case = Case.objects.filter(number=number).first()
+    person = by if by is not None and not isinstance(by, str) else None
+    if case is None or person is None or not scope.can_see(person, case):
+        raise CaseInvalid(_("There is no case %(number)s that you can see.") % {"number": number}, field="same_as")
+    if case.status not in OPEN_STATUSES:
+        raise CaseInvalid(_("Case %(number)s is no longer open: register the call as a case of its own.")
+                          % {"number": number}, field="same_as")
+    return case
+
+
+def _prepare(inp: ReportInput, clean: dict, same_as: Case | None = None) -> Prepared:
     at = now()
     lon, lat = clean["lon"], clean["lat"]
     area = _area_for(lon, lat, inp.address, clean["area"])
     text = report_text(clean["description"], clean["title"])
     category, suggestion, confidence, version, explanation, certain = classify(text, clean["category"])
-    if inp.self_dispose_note.strip():
+    if same_as is not None:
+        match = dedup.Match(same_as, 1.0, "attach", {"reason": dedup.SAID_BY_STAFF, "best_case": same_as.number})
+    elif inp.self_dispose_note.strip():
         match = dedup.Match(None, 0.0, "new", {"reason": "closed on the spot: not checked"})
     else:
         match = dedup.find_duplicate(category=category or suggestion, lon=lon, lat=lat, at=at, text=text,
@@ -584,8 +603,10 @@ def _submit(inp: ReportInput, clean: dict, by, prep: Prepared) -> Report:
     if match.outcome == "attach":
         report.case = match.case
         report.duplicate = DuplicateOutcome.ATTACHED
+        said = match.explanation.get("reason") == dedup.SAID_BY_STAFF
         case_services._timeline(match.case, "report_attached", by or SYSTEM_ACTOR, at=at, data={
-            "report": report.number, "channel": inp.channel, "score": round(match.score, 4),
+            "report": report.number, "channel": inp.channel,
+            **({"said_by_staff": True} if said else {"score": round(match.score, 4)}),
         })
         report.save(update_fields=["number", "case", "duplicate", "duplicate_explanation"])
     else:
@@ -616,6 +637,20 @@ def _submit(inp: ReportInput, clean: dict, by, prep: Prepared) -> Report:
     return report
 
 
+def given_by(channel: str) -> str:
+    """Who chose the category sent with a report: a call's is the hotline
+    operator's, an inspection's the inspector's, any other the reporter's."""
+    return {Channel.HOTLINE: "operator", Channel.INSPECTOR: "inspector"}.get(channel, "reporter")
+
+
+def given_accept_note(channel: str) -> str:
+    """The note of the automatic acceptance of a case whose category came with its report."""
+    return {
+        "operator": _("Accepted automatically: the hotline operator chose the category."),
+        "inspector": _("Accepted automatically: the grid inspector chose the category."),
+    }.get(given_by(channel)) or _("Accepted automatically: the reporter chose the category.")
+
+
 def auto_route(case: Case, explanation: dict) -> bool:
     """Accept and dispatch by the routing rules, if a rule finds a department."""
     if case.category is None or case.area is None:
@@ -625,7 +660,7 @@ def auto_route(case: Case, explanation: dict) -> bool:
         return False
     why = {"classification": {k: explanation.get(k) for k in ("decided_by", "confidence", "model", "terms")}}
     case_services.accept_case(case, by=SYSTEM_ACTOR, note=(
-        _("Accepted automatically: the reporter chose the category.") if explanation.get("decided_by") == "reporter"
+        given_accept_note(case.channel) if explanation.get("decided_by") == "reporter"
         else _("Accepted automatically: the category is certain enough.")))
     case_services.dispatch_case(case, by=SYSTEM_ACTOR, note=_("Dispatched automatically by the routing rules."),
                                 decision=decision)
