@@ -312,6 +312,15 @@ def _inspect(client, headers=None, **fields):
     return client.post("/console/inspect/", data, headers=headers)
 
 
+def test_an_inspector_starts_on_the_patrol_page_others_at_the_queue(client, staff):
+    for who, where in (("inspector", "/console/inspect/"), ("dispatcher", "/console/")):
+        client.logout()
+        staff[who].set_password("pw-12345-test")
+        staff[who].save()
+        r = client.post("/login/", {"username": staff[who].username, "password": "pw-12345-test"})
+        assert r.status_code == 302 and r["Location"] == where, who
+
+
 def test_inspector_page_is_built_for_a_phone(client, staff):
     client.force_login(staff["inspector"])
     page = client.get("/console/inspect/").content.decode()
@@ -361,8 +370,15 @@ def test_closing_on_the_spot_outside_ones_own_area_says_why(client, intake_world
     page = _inspect(client, lon=str(lon), lat=str(lat), self_dispose="on", self_dispose_note="关紧了阀门",
                     headers={"accept-language": "en"})
     assert page.status_code == 400
-    assert "Your role or your area does not allow" in page.content.decode()
+    html = page.content.decode()
+    assert re.search(r"The device puts you in [^<]*, outside the areas you patrol\. Choose your grid", html)
     assert not Report.objects.exists() and not Case.objects.exists()
+    # The grid chosen is used instead of the position (a street off: GPS by a boundary, or indoors).
+    page = _inspect(client, lon=str(lon), lat=str(lat), self_dispose="on", self_dispose_note="关紧了阀门",
+                    area=STREET, headers={"accept-language": "en"})
+    assert page.status_code == 302, page.content.decode()
+    report = Report.objects.get()
+    assert report.area.code == STREET and report.case.status == CaseStatus.CLOSED
 
 
 def test_inspector_report_without_position_uses_the_chosen_grid_and_keeps_the_photo(client, staff, settings, tmp_path):

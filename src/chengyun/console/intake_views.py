@@ -22,12 +22,14 @@ from PIL import Image
 
 from chengyun.areas.locator import in_city
 from chengyun.areas.models import Area
+from chengyun.areas.services import locate
 from chengyun.cases import services as case_services
 from chengyun.cases.errors import CaseError, CaseForbidden, CaseInvalid
 from chengyun.cases.models import Case, Channel
 from chengyun.cases.queries import get_visible, visible_cases
 from chengyun.cases.workflow import OPEN_STATUSES
 from chengyun.clock import now
+from chengyun.i18n import prefers_chinese
 from chengyun.intake import notify, privacy
 from chengyun.intake.dedup import SAID_BY_STAFF, find_duplicate
 from chengyun.intake.geo import area_from_address
@@ -255,16 +257,37 @@ def _inspection_input(request) -> ReportInput:
         if area is None:
             raise CaseInvalid(_("Choose one of your areas."), field="area")
     photos = _read_photos(request)
-    if not (p.get("lon") and p.get("lat")) and area is None and not any(_placed(b) for b in photos):
+    lon, lat = p.get("lon") or None, p.get("lat") or None
+    if fixed and lon and lat:
+        lon, lat = _patrol_position(request.user, lon, lat, area)
+    if not (lon and lat) and area is None and not any(_placed(b) for b in photos):
         # Without a place the report could reach no grid and no department: say so now.
         raise CaseInvalid(_("Say where: let the page use the device's position, take the photo with its location, "
                             "or choose the grid."), field="area")
     return ReportInput(
         channel=Channel.INSPECTOR, source=_source(request.user), idempotency_key=p.get("token", "")[:120],
         description=p.get("description", ""), category=category or (p.get("category") or None),
-        lon=p.get("lon") or None, lat=p.get("lat") or None, area=area,
+        lon=lon, lat=lat, area=area,
         photos=photos, self_dispose_note=note if fixed else "",
     )
+
+
+def _patrol_position(user, lon: str, lat: str, area: Area | None) -> tuple[str | None, str | None]:
+    """An inspector closes on the spot only in the areas they patrol. A device's
+    position a street off (GPS near a boundary, or indoors) would refuse them: the
+    grid they chose is then used instead; without one, they are told where the
+    position fell and what to do."""
+    try:
+        chain = locate(float(lon), float(lat))
+    except ValueError:
+        return lon, lat  # the pipeline names the bad coordinate
+    if not chain or _inspector_areas(user).filter(pk=chain[-1].id).exists():
+        return lon, lat
+    if area is not None:
+        return None, None
+    names = [(a.name or a.name_en) if prefers_chinese() else (a.name_en or a.name) for a in chain[1:] or chain]
+    raise CaseInvalid(_("The device puts you in %(place)s, outside the areas you patrol. Choose your grid: it is "
+                        "then used instead of the device's position.") % {"place": " › ".join(names)}, field="area")
 
 
 def _placed(data: bytes) -> bool:

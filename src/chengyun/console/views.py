@@ -14,7 +14,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -35,9 +35,19 @@ from .explain import explain_route
 from .report_panel import case_intake_context
 
 
+def landing(user) -> str:
+    """Where a person starts: a grid inspector (and nothing more) on the patrol
+    page built for a phone, everyone else at the queue."""
+    roles = scope.roles_of(user)
+    return "console:inspect" if roles and roles <= {Role.INSPECTOR} and not user.is_superuser else "console:queue"
+
+
 class LoginView(auth_views.LoginView):
     template_name = "console/login.html"
     redirect_authenticated_user = True
+
+    def get_default_redirect_url(self):
+        return resolve_url(landing(self.request.user))
 
 
 class LogoutView(auth_views.LogoutView):
@@ -46,7 +56,7 @@ class LogoutView(auth_views.LogoutView):
 
 def home(request):
     if request.user.is_authenticated:
-        return redirect("console:queue")
+        return redirect(landing(request.user))
     return redirect("console:login")
 
 
