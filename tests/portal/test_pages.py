@@ -116,3 +116,13 @@ def test_pages_answer_head_as_monitors_ask(client, intake_world):
         r = client.head(path)
         assert r.status_code == 200, path
         assert r["Content-Type"].startswith("text/html")
+
+
+def test_the_report_form_says_what_is_published_and_that_a_place_is_required(client, intake_world):
+    html = client.get("/report/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    where = html[html.index("Where is it?"):html.index("</legend>", html.index("Where is it?"))]
+    assert "(required)" in where
+    assert "Reports are public" in html and "Your name and contact details are never shown" in html
+    assert 'aria-describedby="published-note"' in html, "read out with the send button"
+    zh = client.get("/report/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert "诉求是公开的" in zh

@@ -65,6 +65,22 @@ def test_a_report_added_to_an_existing_case_says_so_and_shows_that_status(client
     assert "Your report has been added to it" in received
 
 
+def test_a_rated_case_does_not_thank_every_reporter_for_feedback_they_did_not_give(client, intake_world, admin_user):
+    lon, lat = f.centre("100102001")
+    first = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+    again = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+    assert again.case_id == first.case_id
+    for step in (case_services.start_case, case_services.report_done,
+                 lambda c, by: case_services.verify_case(c, by=by, ok=True),
+                 lambda c, by: case_services.record_callback(c, by=by, satisfaction="satisfied")):
+        step(Case.objects.get(pk=first.case_id), by=admin_user)
+    assert Case.objects.get(pk=first.case_id).status == CaseStatus.RATED
+    for report in (first, again):
+        html = track(client, report.number, **EN)
+        assert "A reporter was asked whether it was fixed" in html
+        assert "your feedback" not in html.lower()
+
+
 def test_a_case_merged_by_staff_shows_the_status_of_the_case_it_joined(client, intake_world, admin_user, settings):
     settings.INTAKE_CONFIDENCE_THRESHOLD = 1.01  # nothing is routed automatically: both wait as "new"
     older = submit(ReportInput(channel="web", description="something odd at the corner", address="区1")).report

@@ -29,7 +29,8 @@ STATUS_WORDS = {
     CaseStatus.IN_PROGRESS: _("The department is working on it."),
     CaseStatus.AWAITING_VERIFICATION: _("The department says it is fixed. Someone will check on site."),
     CaseStatus.CLOSED: _("Fixed and closed."),
-    CaseStatus.RATED: _("Fixed and closed. Thank you for your feedback."),
+    # Every reporter of the case reads it, not only the one who was called back.
+    CaseStatus.RATED: _("Fixed and closed. A reporter was asked whether it was fixed."),
     CaseStatus.REJECTED: _("Not taken up: the city could not act on this report."),
     CaseStatus.MERGED: _("Merged with an existing report of the same problem."),
     CaseStatus.REOPENED: _("Opened again: work on it continues."),
@@ -51,10 +52,10 @@ STEP_WORDS = {
     "verify_ok": _("Checked on site: fixed"),
     "verify_fail": _("Checked on site: not fixed yet, work continues"),
     "close": _("Closed"),
-    "callback": _("Your feedback was recorded"),
+    "callback": _("A reporter was asked whether it was fixed"),
     "reopen": _("Opened again"),
 }
 # Where one action may lead to different statuses.
 STEP_WORDS_BY_STATUS = {
-    ("callback", CaseStatus.REOPENED): _("Opened again after your feedback"),
+    ("callback", CaseStatus.REOPENED): _("Opened again: a reporter said it was not fixed"),
 }

@@ -25,7 +25,7 @@
     block.insertBefore(mapError, el);
     el.setAttribute("aria-describedby", "map-error map-hint");
     var latLabel = document.querySelector('label[for="id_lat"]');
-    var legend = block.parentNode.querySelector("legend");
+    var legend = block.parentNode.querySelector("legend .legend-text") || block.parentNode.querySelector("legend");
     Array.prototype.forEach.call(document.querySelectorAll('.error-summary a[href="#id_lat"]'), function (a) {
       a.href = "#map";
       // "Where is it?" as a label: without its question mark before the separator.
