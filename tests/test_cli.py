@@ -75,6 +75,7 @@ def test_services_keep_the_sites_language_for_what_they_store(monkeypatch):
 
     monkeypatch.setenv("LANG", "en_US.UTF-8")
     monkeypatch.setattr("django.core.management.execute_from_command_line", fake_execute)
+    monkeypatch.setattr(cli, "_execute", fake_execute)
     with translation.override("zh-hans"):  # as a process starts: the site's language
         cli.main(["chengyun", "sweep-deadlines"])
         cli.main(["chengyun", "import-reports"])
@@ -85,4 +86,12 @@ def test_services_keep_the_sites_language_for_what_they_store(monkeypatch):
 def test_help_on_a_command_takes_its_name_with_dashes(capsys, monkeypatch):
     monkeypatch.setenv("LANG", "en_US.UTF-8")
     main(["chengyun", "help", "train-classifier"])
-    assert "--rollback" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--rollback" in out and "usage: chengyun train-classifier" in out
+
+
+def test_a_commands_usage_names_it_with_dashes(capsys, monkeypatch):
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    with pytest.raises(SystemExit):
+        main(["chengyun", "import-reports", "--help"])
+    assert "usage: chengyun import-reports" in capsys.readouterr().out

@@ -103,6 +103,20 @@ def main(argv: list[str] | None = None) -> None:
         if len(argv) == 1 or (len(argv) == 2 and argv[1] in ("help", "--help", "-h")):
             sys.stdout.write(main_help())
             return
+        _execute(argv)
+
+
+def _execute(argv: list[str]) -> None:
+    """Run a command (Django set up) so that its usage line names it as the README
+    does: ``chengyun import-reports``, not ``chengyun import_reports``."""
+    from django.core.management import ManagementUtility, execute_from_command_line
+
+    if len(argv) > 2 and argv[1] == "help" and not argv[2].startswith("-"):
+        ManagementUtility(argv).fetch_command(argv[2]).print_help(argv[0], argv[2].replace("_", "-"))
+    elif len(argv) > 1 and not argv[1].startswith("-") and argv[1] not in ("help", "version"):
+        command = ManagementUtility(argv).fetch_command(argv[1])
+        command.run_from_argv([argv[0], argv[1].replace("_", "-"), *argv[2:]])
+    else:
         execute_from_command_line(argv)
 
 

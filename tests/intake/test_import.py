@@ -260,6 +260,25 @@ def test_resume_after_a_crash_continues_after_the_last_committed_batch(intake_wo
     assert list(verify_chain()) == []
 
 
+def test_a_second_run_on_a_file_being_imported_is_refused(intake_world, tmp_path):
+    """A "resume" started while the first run still works would read the checkpoint the
+    first rewrites (the first died of it, in a trial)."""
+    import fcntl
+
+    lon, lat = f.centre("100104001")
+    path = write_csv(tmp_path / "busy.csv", ["description", "lon", "lat"], [["路灯不亮", lon, lat]])
+    with open(tmp_path / "busy.csv.progress.lock", "a+") as other_run:  # another process's open file
+        fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        other_run.write("4242")
+        other_run.flush()
+        with pytest.raises(CommandError, match=r"Another import of .*busy\.csv is running \(process 4242\)"):
+            run(path)
+        assert not Report.objects.exists()
+        fcntl.flock(other_run, fcntl.LOCK_UN)  # it ended (or died: the system releases the lock)
+    assert "Taken as new cases: 1" in run(path)
+    assert not (tmp_path / "busy.csv.progress.lock").exists(), "finished: nothing left beside the file"
+
+
 def test_a_repeat_of_a_row_from_before_a_resume_is_refused_naming_it(intake_world, tmp_path, monkeypatch):
     lon, lat = f.centre("100104001")
     rows = [[f"K{i}", "路灯不亮", "0102", lon + i * 0.01, lat] for i in range(1, 7)]

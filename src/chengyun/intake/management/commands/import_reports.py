@@ -41,7 +41,9 @@ content) are skipped in any case. ``--restart`` ignores the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
@@ -79,6 +81,33 @@ HEADERS = {
 HEAD_BYTES = 1024 * 1024
 CHECKPOINT_VERSION = 1
 KEY_PAIR = np.dtype([("key", "<u8"), ("row", "<i8")])  # a row's key hash and its row number, 16 bytes
+
+
+@contextlib.contextmanager
+def _one_import_at_a_time(path: Path):
+    """Hold ``FILE.progress.lock`` while importing ``FILE``: a second run on the same
+    file (a "resume" started while the first still runs) would read the checkpoint the
+    first is rewriting. The lock is the operating system's (``flock``): a run that
+    dies releases it, so there is never a stale lock to remove by hand."""
+    lock_path = Path(f"{path}.progress.lock")
+    with lock_path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            pid = lock.read().strip() or "?"
+            raise CommandError(_("Another import of %(path)s is running (process %(pid)s). Wait for it to finish "
+                                 "or stop it, then run the same command again to continue.")
+                               % {"path": path, "pid": pid}) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+            lock_path.unlink(missing_ok=True)  # finished: nothing left to resume
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _head_digest(path: Path) -> str:
@@ -278,6 +307,11 @@ class Command(BaseCommand):
         self.checkpoint_path = Path(f"{path}.progress.json")
         self.keys_path = Path(f"{path}.progress.keys")
         refused_path = Path(o["refused"]) if o["refused"] else Path(f"{path}.refused.csv")
+        with _one_import_at_a_time(path):
+            self.run_import(path, fmt, mapping, source, encoding, refused_path, o)
+
+    def run_import(self, path: Path, fmt: str, mapping: dict, source: str, encoding: str, refused_path: Path,
+                   o: dict) -> None:
         state = self.load_checkpoint(path, source, restart=o["restart"])
 
         importer = BulkImporter(source=source, warnings=o["warnings"])
