@@ -196,6 +196,7 @@ TASKS = {
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
+CSRF_FAILURE_VIEW = "chengyun.portal.views.csrf_failure"  # a plain page that keeps the citizen's text
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 

@@ -7,6 +7,8 @@ from .api import api
 admin.site.site_header = "Chengyun 城运"
 admin.site.site_title = "Chengyun 城运"
 
+handler404 = "chengyun.portal.views.page_not_found"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),

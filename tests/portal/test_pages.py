@@ -126,3 +126,33 @@ def test_the_report_form_says_what_is_published_and_that_a_place_is_required(cli
     assert 'aria-describedby="published-note"' in html, "read out with the send button"
     zh = client.get("/report/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
     assert "诉求是公开的" in zh
+
+
+def test_an_unknown_address_gets_the_portals_page_in_the_visitors_language(client, intake_world):
+    r = client.get("/no/such/page/", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    html = r.content.decode()
+    assert r.status_code == 404 and '<html lang="zh-Hans"' in html and "找不到这个页面" in html
+    assert 'href="/report/"' in html, "a way on"
+    r = client.get("/no/such/page/", HTTP_ACCEPT_LANGUAGE="en")
+    assert r.status_code == 404 and "We could not find this page" in r.content.decode()
+    api = client.get("/api/v1/no/such/thing", HTTP_ACCEPT_LANGUAGE="en")
+    assert api.status_code == 404 and api.json() == {"detail": "Not found.", "code": "not_found", "field": None}
+
+
+def test_a_form_sent_without_its_cookie_says_why_and_gives_the_text_back(intake_world):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    r = browser.post("/report/", {"description": "路灯坏了 <b>三天</b>", "address": "和平路12号"},
+                     HTTP_ACCEPT_LANGUAGE="en")
+    html = r.content.decode()
+    assert r.status_code == 403 and "The form could not be sent" in html and "Allow cookies" in html
+    assert "路灯坏了 &lt;b&gt;三天&lt;/b&gt;</textarea>" in html, "what they wrote, escaped, to copy"
+    assert "DEBUG" not in html
+
+
+def test_the_server_error_page_stands_alone_in_both_languages():
+    from django.template import loader
+
+    html = loader.get_template("500.html").render({})
+    assert "出错了" in html and "Something went wrong" in html and "12345" in html

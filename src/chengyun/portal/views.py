@@ -233,3 +233,23 @@ def stop_messages(request, token: str):
     # Opened again after stopping (or for a report that asked for none): say so, ask nothing.
     stopped = request.method == "POST" or report.contact is None or not report.contact.notify
     return page(request, "portal/stop_messages.html", {"report": report, "stopped": stopped})
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def page_not_found(request, exception=None):
+    """404 for any address no page answers: the portal's own page in the visitor's
+    language (the JSON API answers in JSON, Open311 in its error list)."""
+    if request.path.startswith("/api/"):
+        from django.http import JsonResponse
+
+        return JsonResponse({"detail": str(_("Not found.")), "code": "not_found", "field": None}, status=404)
+    return page(request, "portal/page_not_found.html", status=404)
+
+
+def csrf_failure(request, reason: str = ""):
+    """A form sent without its security cookie (cookies blocked, a page left open too
+    long): say so plainly, and give back what the citizen wrote so it is not lost."""
+    description = request.POST.get("description", "") if request.method == "POST" else ""
+    return page(request, "portal/csrf_failure.html", {"description": description[:4000]}, status=403)
