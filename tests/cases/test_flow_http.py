@@ -366,6 +366,25 @@ def test_callback_satisfied_rates_the_case(client, world, people):
     act(client, people.operator, case, "callback", satisfaction="satisfied", expect=409)
 
 
+def test_a_reclassification_says_when_the_priority_changes_with_it(client, world, people):
+    urgent = f.make_category(code="0109", parent=world.categories["01"], priority="urgent", name="爆管")
+    case = at_status(world, people, "accepted")
+    assert case.priority == "normal"
+    act(client, people.dispatcher, case, "reclassify", category="0109")
+    client.force_login(people.dispatcher)
+    page = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert f"→ 0109 {urgent}; priority Normal → Urgent (the new category&#x27;s)" in page
+
+
+def test_the_timeline_names_departments_not_their_codes(client, world, people):
+    case = at_status(world, people, "dispatched")
+    client.force_login(people.dispatcher)
+    lead = case.assignments.get(role="lead").department
+    type(lead).objects.filter(pk=lead.pk).update(name="一区水务所", name_en="District 1 water office")
+    page = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "(District 1 water office)" in page and f"({lead.code})" not in page
+
+
 def test_the_callback_form_chooses_no_answer_for_the_operator(client, world, people):
     """Saved without asking, the form would have recorded a satisfied citizen."""
     import re
@@ -541,3 +560,5 @@ def test_console_extension_hours_from_the_form(client, world, people):
     client.post(f"/console/cases/{case.number}/act/request_extension/", {"hours": "6", "reason": "rain"})
     req = ExtensionRequest.objects.get(case=case)
     assert req.hours == 6 and req.reason == "rain"
+    page = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Extension requested: 6 hours by" in page, "6, not 6.00"

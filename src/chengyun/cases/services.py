@@ -275,7 +275,7 @@ def reclassify_case(case: Case, *, by, category: Category, note: str = "") -> Ca
         raise CaseForbidden(_("You may not reclassify this case."))
     if category.pk == case.category_id:
         return case
-    previous = case.category
+    previous, old_priority = case.category, case.priority
     at = now()
     with transaction.atomic():
         claimed = Case.objects.filter(pk=case.pk, version=case.version).update(
@@ -286,6 +286,8 @@ def reclassify_case(case: Case, *, by, category: Category, note: str = "") -> Ca
         case.category, case.priority = category, category.priority
         case.version += 1
         data = {"from": previous.code if previous else None, "to": category.code}
+        if old_priority != category.priority:  # the priority follows the category: said, not silent
+            data["priority"] = [old_priority, category.priority]
         _timeline(case, "reclassify", by, at=at, note=note, data=data)
         record("case.reclassify", actor=by, obj=case, at=at, data={"number": case.number, **data, "note": note})
         _record_correction(case, previous, category, by, at)

@@ -274,6 +274,10 @@ def timeline_rows(case):
     entries = list(case.timeline.select_related("actor").all())
     codes = {t.data.get(k) for t in entries if t.action == "reclassify" for k in ("from", "to")} - {None}
     names = {c.code: c for c in Category.objects.filter(code__in=codes)}
+    # Departments by name, not by code (310101-WATER means little to a reader).
+    dept_codes = {t.data.get("department") or t.data.get("lead") for t in entries} - {None, ""}
+    departments = {d.code: d for d in Department.objects.filter(code__in=dept_codes)}
+    priorities = dict(Priority.choices)
     for t in entries:
         label = ACTIONS[t.action].label if t.action in ACTIONS else EXTRA_ACTION_LABELS.get(t.action, t.action)
         if t.action == "reclassify":
@@ -282,10 +286,15 @@ def timeline_rows(case):
 
             label = _("Reclassified: %(old)s → %(new)s") % {"old": named(t.data.get("from")),
                                                             "new": named(t.data.get("to"))}
+            if t.data.get("priority"):
+                old, new = t.data["priority"]
+                label += _("; priority %(old)s → %(new)s (the new category's)") % {
+                    "old": priorities.get(old, old), "new": priorities.get(new, new)}
+        dept = t.data.get("department") or t.data.get("lead") or ""
         rows.append({
             "at": t.at, "by": _by(t), "label": label, "note": _note(t),
             "to": statuses.get(t.to_status, t.to_status) if t.to_status and t.to_status != t.from_status else "",
-            "department": t.data.get("department") or t.data.get("lead") or "",
+            "department": str(departments[dept]) if dept in departments else dept,
             "report": t.data.get("report", "") if t.action.startswith("report_") else "",
         })
     return rows
