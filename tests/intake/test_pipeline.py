@@ -288,3 +288,19 @@ def test_an_address_naming_the_road_a_street_is_named_after_is_placed_in_that_st
     assert area_from_address("区3和平东路300号").code == "100103", "the district named wins over a street elsewhere"
     report = submit(ReportInput(channel="hotline", description="路灯不亮 晚上很黑", address="区1和平东路300号")).report
     assert report.area.code == "100101001"
+
+
+def test_an_english_address_naming_a_subdistrict_without_its_ending_is_placed_there(intake_world):
+    """"Xujiahui" is where Xujiahui Subdistrict is, as 南京东路 is in 南京东路街道."""
+    from chengyun.areas.locator import invalidate
+    from chengyun.areas.models import Area
+    from chengyun.intake.geo import area_from_address
+
+    Area.objects.filter(code="100101001").update(name_en="Xujiahui Subdistrict")
+    Area.objects.filter(code="100102001").update(name_en="Hongqiao Town")
+    invalidate()
+    assert area_from_address("12 Tianyaoqiao Road, Xujiahui").code == "100101001"
+    assert area_from_address("near the metro, xujiahui, Testcity").code == "100101001"
+    assert area_from_address("Hongqiao Town hall").code == "100102001"
+    assert area_from_address("Xujiahuibei Road") is None, "a whole word only"
+    assert area_from_address("District 2, Xujiahui").code == "100102", "the district named wins over a street elsewhere"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from chengyun.areas.locator import AreaInfo, get_locator
 
@@ -29,9 +30,14 @@ def box(lon: float, lat: float, radius_m: float) -> tuple[float, float, float, f
 # least three characters left) also places an address, when it agrees with the
 # district the address names, or is the only such name in the city.
 STEM_ENDINGS = ("街道办事处", "街道", "地区", "镇", "乡")
+# The same for English names: "Xujiahui" is where Xujiahui Subdistrict is. An English
+# stem must be a whole word of the address (at least four letters).
+STEM_ENDINGS_EN = (" sub-district", " subdistrict", " township", " town", " street")
 
 
 def _stems(loc) -> list[tuple[str, AreaInfo]]:
+    """(stem, area) of every street or town name with a known ending; English
+    stems lower-cased and framed as a word pattern (see :func:`_has_stem`)."""
     cached = getattr(loc, "_address_stems", None)
     if cached is None:
         cached = []
@@ -40,8 +46,17 @@ def _stems(loc) -> list[tuple[str, AreaInfo]]:
                 if a.name and a.name.endswith(ending) and len(a.name) - len(ending) >= 3:
                     cached.append((a.name[: -len(ending)], a))
                     break
+            english = (a.name_en or "").lower()
+            for ending in STEM_ENDINGS_EN:
+                if english.endswith(ending) and len(english) - len(ending) >= 4:
+                    cached.append((re.compile(rf"\b{re.escape(english[: -len(ending)])}\b"), a))
+                    break
         loc._address_stems = cached
     return cached
+
+
+def _has_stem(stem, text: str, low: str) -> bool:
+    return stem in text if isinstance(stem, str) else stem.search(low) is not None
 
 
 def area_from_address(address: str) -> AreaInfo | None:
@@ -58,7 +73,7 @@ def area_from_address(address: str) -> AreaInfo | None:
     found = [a for a in loc.areas if (a.name and len(a.name) >= 2 and a.name in text)
              or (a.name_en and len(a.name_en) >= 4 and a.name_en.lower() in low)]
     ids = {a.id for a in found}
-    by_stem = [a for stem, a in _stems(loc) if a.id not in ids and stem in text]
+    by_stem = list({a.id: a for stem, a in _stems(loc) if a.id not in ids and _has_stem(stem, text, low)}.values())
     if by_stem:
         # Agreeing means lying in an area the address names that does not hold all of
         # them (naming the city, which holds every street, says nothing about which).
