@@ -109,7 +109,7 @@ def test_a_hotline_call_is_listed_without_the_callers_words_or_place(client, fil
     if fmt == "json":
         (row,) = body(r)
         assert row["description"] is None and (row["lat"], row["long"]) == (None, None)
-        assert row["address_id"] == "100101001" and row["address"] == call.area.display_name
+        assert row["address_id"] == "100101001" and row["address"] == "Street 1001, District 1"
         assert row["status"] == "open"
     listed = body(client.get(BASE + "requests.json"))
     assert call.number in {row["service_request_id"] for row in listed}, "still counted in the list"
@@ -241,3 +241,15 @@ def test_token_is_the_request_id(client, filed, fmt):
         assert body(r).findtext("request/service_request_id") == a.number
         assert body(r).findtext("request/token") == a.number
     assert client.get(BASE + f"tokens/nope.{fmt}").status_code == 404
+
+
+def test_a_request_not_sent_on_yet_says_a_dispatcher_will(client, services_world):
+    """Placed nowhere (an address the city cannot read), it waits for a dispatcher: the
+    notice says so rather than nothing."""
+    from chengyun.intake.services import ReportInput, submit
+
+    report = submit(ReportInput(channel="open311", description="leak", category="0101", address="asdf")).report
+    assert report.case.due_at is None
+    (row,) = body(client.get(BASE + f"requests/{report.number}.json", {"locale": "en"}))
+    assert row["service_notice"] == "A dispatcher will send it to the responsible department."
+    assert row["address"] == "asdf"

@@ -23,6 +23,7 @@ from django.db.models import Case as SqlCase
 from django.db.models import Count, F, Max, Q, When
 from django.utils.translation import gettext as _
 
+from chengyun.areas.locator import get_locator
 from chengyun.cases.models import AssignmentRole, Case, CaseAssignment, Channel, TimelineEntry
 from chengyun.cases.workflow import CaseStatus
 from chengyun.i18n import prefers_chinese
@@ -162,11 +163,34 @@ def _notice(report: Report, case: Case | None) -> str | None:
     parts = []
     if report.duplicate == DuplicateOutcome.ATTACHED:
         parts.append(_("This problem was already reported; your report was added to the same case."))
-    if case.category_id is None:
-        parts.append(_("A dispatcher will assign it to the responsible department."))
-    elif case.due_at is not None:
+    elif report.duplicate == DuplicateOutcome.ASK:
+        parts.append(_("A dispatcher is checking whether an earlier report is about the same problem."))
+    if case.due_at is not None:
         parts.append(_("The city aims to resolve it by %(due)s.") % {"due": _local(case.due_at)})
+    elif case.category_id is None:
+        parts.append(_("A dispatcher will assign it to the responsible department."))
+    else:  # not sent on yet: no area, no routing rule, reopened, or returned by a department
+        parts.append(_("A dispatcher will send it to the responsible department."))
     return " ".join(str(p) for p in parts) or None
+
+
+PLACE_DEPTHS = (1, 2)  # district and street: a grid or community name is the city's own bookkeeping
+
+
+def place_name(area_id: int | None) -> str | None:
+    """A request's place as people say it, for a request without an address of its
+    own: the street and district ("Xiaodongmen Subdistrict, Huangpu"; 黄浦区小东门街道),
+    not the grid the point fell in ("…Community 2 Grid 1", which reads as no address)."""
+    if area_id is None:
+        return None
+    loc = get_locator()
+    info = loc.by_id.get(area_id)
+    if info is None:
+        return None
+    chain = [a for a in loc.chain(info) if a.depth in PLACE_DEPTHS] or [info]
+    if prefers_chinese():
+        return "".join(a.name or a.name_en for a in chain)
+    return ", ".join(a.name_en or a.name for a in reversed(chain))
 
 
 def request_rows(reports) -> list[dict]:
@@ -191,7 +215,7 @@ def request_rows(reports) -> list[dict]:
             (r.case.category if r.case is not None and r.case.category_id else None) or r.category
         times = [t for t in (r.received_at, last.get(r.case_id), last.get(case.pk) if case else None) if t]
         published = r.channel not in UNPUBLISHED_CHANNELS
-        area_name = r.area.display_name if r.area_id else None
+        area_name = place_name(r.area_id)
         rows.append({
             "service_request_id": r.number,
             "status": open311_status(case.status if case else None),
