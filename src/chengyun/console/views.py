@@ -327,34 +327,3 @@ def case_action(request, number, action):
         return redirect("console:queue")
     return redirect(reverse("console:case", args=[number]))
 
-
-@login_required
-def new_case(request):
-    if not ({Role.OPERATOR, Role.DISPATCHER, Role.INSPECTOR, Role.ADMIN} & scope.roles_of(request.user)):
-        raise Http404(_("Not available for your role."))
-    errors, values = {}, {}
-    if request.method == "POST":
-        values = request.POST
-        cat = Category.objects.filter(code=values.get("category") or "", active=True).first()
-        try:
-            lon = float(values["lon"]) if values.get("lon") else None
-            lat = float(values["lat"]) if values.get("lat") else None
-        except ValueError:
-            errors["lon"] = _("Longitude and latitude must be numbers.")
-            lon = lat = None
-        if not errors:
-            try:
-                case = services.create_case(
-                    title=values.get("title", ""), description=values.get("description", ""), category=cat,
-                    lon=lon, lat=lat, address=values.get("address", ""),
-                    channel=values.get("channel") or Channel.HOTLINE, by=request.user,
-                )
-            except CaseError as exc:
-                errors[exc.field or "form"] = exc.message
-            else:
-                messages.success(request, _("Case %(number)s registered.") % {"number": case.number})
-                return redirect("console:case", number=case.number)
-    return render(request, "console/new_case.html", {
-        "errors": errors, "values": values, "channels": Channel.choices,
-        "categories": Category.objects.reportable().in_groups(),
-    })
