@@ -192,6 +192,22 @@ def test_a_file_that_is_not_a_photo_is_refused_on_the_photo_field(client, intake
     assert 'value="王五"' in html and 'value="13900001111"' in html
 
 
+def test_the_same_report_sent_again_from_a_form_fetched_anew_makes_one_report(client, intake_world):
+    """Back after sending: the browser may fetch the form again (a new key) and put back
+    what was typed. Sent again, it is the same report: one, and the page says so."""
+    lon, lat = f.centre("100103001")
+    typed = {"description": "路灯坏了好几天", "lon": str(lon), "lat": str(lat)}
+    first = client.post("/report/", report_form(client, **typed))
+    number = first["Location"].rstrip("/").split("/")[-1]
+    again = client.post("/report/", report_form(client, **typed), **EN)  # a new token
+    assert again.status_code == 302 and again["Location"] == f"/report/received/{number}/?again=1"
+    assert Report.objects.count() == 1
+    page = client.get(again["Location"], **EN).content.decode()
+    assert "This report was already sent" in page and number in page
+    changed = client.post("/report/", report_form(client, **{**typed, "description": "路灯坏了好几天，灯杆也歪了"}))
+    assert changed.status_code == 302 and Report.objects.count() == 2, "something new is a new report"
+
+
 def test_the_same_form_sent_twice_makes_one_report(client, intake_world):
     before = counts()
     lon, lat = f.centre("100103001")

@@ -8,6 +8,8 @@ words and the times its status changed, never names, notes or contact data.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import timedelta
 
 from django.shortcuts import redirect, render
@@ -79,6 +81,12 @@ def report(request):
         form = ReportForm(request.POST, request.FILES)
         if form.is_valid():
             d = form.cleaned_data
+            digest = _content_digest(d, form.photo_bytes)
+            sent = _last_sent(request)
+            if sent is not None and sent[1] == digest and sent[2] != d["token"]:
+                # The same report again under a new key: the browser's Back fetched the form
+                # anew (a new token) and kept what was typed. One report, said so.
+                return redirect(reverse("portal:received", args=[sent[0]]) + "?again=1")
             try:
                 done = submit(ReportInput(
                     channel="web", source=SOURCE, idempotency_key=d["token"],
@@ -95,7 +103,11 @@ def report(request):
             except CaseInvalid as exc:
                 form.add_intake_error(exc)
             else:
-                return redirect("portal:received", number=done.report.number)
+                response = redirect("portal:received", number=done.report.number)
+                response.set_signed_cookie(LAST_SENT_COOKIE, f"{done.report.number}:{digest}:{d['token']}",
+                                           salt=LAST_SENT_COOKIE, max_age=LAST_SENT_SECONDS, httponly=True,
+                                           samesite="Lax", secure=request.is_secure())
+                return response
         token = form.cleaned_data.get("token") or new_token()  # the same form keeps its key
     else:
         form = ReportForm()
@@ -107,6 +119,26 @@ def report(request):
     })
 
 
+LAST_SENT_COOKIE = "chengyun_last_report"
+LAST_SENT_SECONDS = 30 * 60
+
+
+def _content_digest(d: dict, photo: bytes | None) -> str:
+    """What a report says (not who sent it), to know the same report sent again."""
+    said = json.dumps([d["description"].strip(), str(d["category"] or ""), d["lon"], d["lat"],
+                       d["address"].strip(), hashlib.sha256(photo).hexdigest() if photo else ""], ensure_ascii=False)
+    return hashlib.sha256(said.encode()).hexdigest()[:32]
+
+
+def _last_sent(request) -> tuple[str, str, str] | None:
+    """(number, content digest, form key) of the report this browser sent last, in
+    the last half hour (a signed cookie: nothing is kept on the server)."""
+    value = request.get_signed_cookie(LAST_SENT_COOKIE, default=None, salt=LAST_SENT_COOKIE,
+                                      max_age=LAST_SENT_SECONDS)
+    parts = value.split(":") if value else []
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+
+
 @require_safe  # GET and HEAD
 def received(request, number: str):
     found = Report.objects.filter(number=number).select_related("case", "contact").first()
@@ -114,6 +146,7 @@ def received(request, number: str):
         return not_found(request, number)
     return page(request, "portal/received.html", {
         "report": found, "attached": found.duplicate == DuplicateOutcome.ATTACHED,
+        "again": request.GET.get("again") == "1",
         # Said without the address: anyone with the number may open this page.
         "messages_by": _messages_by(found),
     })
