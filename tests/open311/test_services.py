@@ -212,6 +212,16 @@ def test_head_is_answered_as_get_without_a_body(client, services_world):
     assert client.post(BASE + "services.json")["Allow"] == "GET, HEAD"
 
 
+def test_a_civic_app_in_a_browser_may_call_from_its_own_site(client, services_world):
+    r = client.get(BASE + "services.json", HTTP_ORIGIN="https://civic.example.org")
+    assert r["Access-Control-Allow-Origin"] == "*"
+    pre = client.options(BASE + "requests.json", HTTP_ORIGIN="https://civic.example.org",
+                         HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST")
+    assert pre.status_code == 204 and "POST" in pre["Access-Control-Allow-Methods"]
+    assert "Content-Type" in pre["Access-Control-Allow-Headers"]
+    assert client.options(BASE + "nothing/here.json").status_code == 404, "an unknown path stays unknown"
+
+
 def test_wrong_method(client, services_world):
     r = client.post(BASE + "services.json")
     assert r.status_code == 405

@@ -48,6 +48,7 @@ from urllib.parse import parse_qsl
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
+from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
@@ -247,6 +248,16 @@ def _accepted(header: str) -> str:
     return "en" if ranked and min(ranked)[2].startswith("en") else "zh-hans"
 
 
+def preflight(allowed) -> HttpResponse:
+    """A browser's CORS preflight (OPTIONS) before a cross-site POST."""
+    response = HttpResponse(status=204)
+    response.headers["Access-Control-Allow-Methods"] = ", ".join(m for m in allowed if m != "OPTIONS")
+    response.headers["Access-Control-Allow-Headers"] = "Content-Type, Accept-Language, Idempotency-Key"
+    response.headers["Access-Control-Max-Age"] = "86400"
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
 def endpoint(*methods: str):
     """Wrap an Open311 view: method check, language, jurisdiction, errors in
     the requested format."""
@@ -257,10 +268,15 @@ def endpoint(*methods: str):
         def run(request, fmt: str, **kwargs):
             language = _language(request)
             with translation.override(language):
-                response = answer(request, fmt, **kwargs)
+                # (the not-found catch-all names OPTIONS itself, and answers it with its 404)
+                asked = request.method == "OPTIONS" and "OPTIONS" not in methods
+                response = preflight(allowed) if asked else answer(request, fmt, **kwargs)
             # The language is the caller's choice: said, and caches keep one answer per language.
             response.headers["Content-Language"] = language
             patch_vary_headers(response, ("Accept-Language",))
+            # Civic apps in a browser may call the API from their own site: it uses no
+            # cookies (a partner's key is in the request), so any origin may read it.
+            response.headers["Access-Control-Allow-Origin"] = "*"
             return response
 
         # HEAD is GET without the body (monitors and link checkers ask it; the server leaves the body out).
