@@ -76,16 +76,11 @@ def main(argv: list[str] | None = None) -> None:
 
     ensure_compiled()
     import django
-    from django.core.management import execute_from_command_line
     from django.core.management.base import CommandError, CommandParser, handle_default_options
     from django.utils import translation
 
     argv[0] = "chengyun"
     command = argv[1] if len(argv) > 1 else "help"
-    if command in SERVICES:
-        # They store what they write in the site's language, whatever the terminal's.
-        execute_from_command_line(argv)
-        return
     # --settings and --pythonpath first, as Django's own start does, then the setup
     # the translations need.
     parser = CommandParser(add_help=False, allow_abbrev=False)
@@ -97,6 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     except CommandError:
         pass
     django.setup()
+    if command in SERVICES:
+        # They store what they write in the site's language, whatever the terminal's.
+        _execute(argv)
+        return
     # The command's messages in the terminal's language (the web pages follow the
     # browser's, whatever the server's environment says).
     with translation.override(language_from_environment() or "zh-hans"):

@@ -287,6 +287,14 @@ def test_the_panel_says_the_operators_choice_routes_the_call(client, staff):
     assert "You chose 0101" in html and "a dispatcher will check it before the call is sent on" in html
     html = client.post("/console/hotline/suggest/", typed, HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "You chose" not in html
+    # No area in the address, or an open case it may repeat: the pick does not route it at once.
+    html = client.post("/console/hotline/suggest/", {**typed, "address": "somewhere", "category": "0102"},
+                       HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "No area is found in the address: a dispatcher will send the call on" in html
+    assert _call(client, category="0102", token="call-l", description="路灯坏了好几天").status_code == 302
+    html = client.post("/console/hotline/suggest/", {**typed, "category": "0102"},
+                       HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "See the possible duplicate below" in html and "goes by the routing rules" not in html
 
 
 def test_a_call_cannot_join_a_closed_or_unknown_case(client, staff):
@@ -299,6 +307,17 @@ def test_a_call_cannot_join_a_closed_or_unknown_case(client, staff):
     r = _call(client, token="call-c", same_as=case.number, HTTP_ACCEPT_LANGUAGE="en")
     assert r.status_code == 400 and f"Case {case.number} is no longer open" in r.content.decode()
     assert Report.objects.count() == 1, "nothing stored"
+    # An operator of another district who may also watch the whole city (a leader too) may not add to it.
+    from chengyun.areas.models import Area
+    from chengyun.org.models import RoleAssignment
+
+    other = f.make_user(username="op-elsewhere", role=Role.OPERATOR, area=Area.objects.get(code="100102"))
+    RoleAssignment.objects.create(user=other, role=Role.LEADER)  # a leader watches the whole city
+    Case.objects.filter(pk=case.pk).update(status=CaseStatus.NEW)
+    client.force_login(other)
+    r = _call(client, token="call-d", same_as=case.number, HTTP_ACCEPT_LANGUAGE="en")
+    assert r.status_code == 400 and f"You may not add a call to case {case.number}" in r.content.decode()
+    assert Report.objects.count() == 1
 
 
 # --------------------------------------------------------------------------- inspector
@@ -373,12 +392,25 @@ def test_closing_on_the_spot_outside_ones_own_area_says_why(client, intake_world
     html = page.content.decode()
     assert re.search(r"The device puts you in [^<]*, outside the areas you patrol\. Choose your grid", html)
     assert not Report.objects.exists() and not Case.objects.exists()
-    # The grid chosen is used instead of the position (a street off: GPS by a boundary, or indoors).
+    # Choosing one's own grid does not make a far place one's own.
     page = _inspect(client, lon=str(lon), lat=str(lat), self_dispose="on", self_dispose_note="关紧了阀门",
+                    area=STREET, headers={"accept-language": "en"})
+    assert page.status_code == 400
+    assert re.search(r"m from the grid you chose: closing on the spot is for where you are", page.content.decode())
+    assert not Report.objects.exists()
+    # A position a street off (GPS by a boundary, or indoors): the grid chosen is used, the position kept.
+    street = intake_world.areas[STREET]
+    near = (street.max_lon + 0.001, (street.min_lat + street.max_lat) / 2)  # about 100 m into the next street
+    page = _inspect(client, lon=str(near[0]), lat=str(near[1]), self_dispose="on", self_dispose_note="关紧了阀门",
                     area=STREET, headers={"accept-language": "en"})
     assert page.status_code == 302, page.content.decode()
     report = Report.objects.get()
     assert report.area.code == STREET and report.case.status == CaseStatus.CLOSED
+    assert report.attributes["device_position"] == [round(near[0], 6), round(near[1], 6)]
+    assert report.attributes["device_area"] == "100101002" and 50 < report.attributes["metres_outside_grid"] < 150
+    client.force_login(f.make_user(username="disp-x", role=Role.DISPATCHER))
+    shown = client.get(f"/console/cases/{report.case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Device position" in shown and "m outside the grid the inspector chose" in shown
 
 
 def test_inspector_report_without_position_uses_the_chosen_grid_and_keeps_the_photo(client, staff, settings, tmp_path):

@@ -55,6 +55,31 @@ def test_values_follow_a_cycle_inside_the_band_and_continue_from_the_last_value(
     assert [t for _c, t, _v in rows] == sorted({t for _c, t, _v in rows})  # times strictly increase
 
 
+def test_a_demo_sensor_goes_on_along_the_demo_model_its_history_follows(pressure_kind):
+    """Live readings look like the thirty generated days before them: the same level,
+    daily shape and noise, not a walk of its own that the anomaly rules take for a change."""
+    import numpy as np
+
+    from chengyun.demo.sensors import normal, params_for
+    from chengyun.signs.management.commands.simulate_sensors import _offset_ms
+
+    params = params_for("water_pressure", "WP-DEMO-1")
+    last = float(normal("water_pressure", params, np.array([NOW - 60_000]), _offset_ms(NOW))[0])
+    demo = make_sensor(code="WP-DEMO-1", kind=pressure_kind, generated=True, last_value=last, last_ms=NOW - 60_000)
+    make_indicator(sensor=demo, warn_low=0.2, warn_high=0.5)
+    s = sim_sensor(Sensor.objects.select_related("indicator", "kind").get(pk=demo.pk), random.Random(1))
+    assert s.model is not None and s.model[0] == "water_pressure"
+    rows = day_of_values(ValueGenerator([s], seed=1), every_s=60)
+    ts = np.array([t for _c, t, _v in rows])
+    gap = np.array([v for _c, _t, v in rows]) - normal("water_pressure", params, ts, _offset_ms(NOW))
+    assert abs(gap.mean()) < params["noise"] and gap.std() < 1.5 * params["noise"], "the model's level and noise"
+
+    # A series that does not follow the model (not the demo's, or in an incident) walks in its band.
+    other = make_sensor(code="WP-DEMO-2", kind=pressure_kind, generated=True, last_value=0.48, last_ms=NOW)
+    make_indicator(sensor=other, warn_low=0.2, warn_high=0.5)
+    assert sim_sensor(Sensor.objects.select_related("indicator", "kind").get(pk=other.pk), random.Random(1)).model is None
+
+
 def test_a_rate_limit_is_respected_in_normal_running(pressure_kind):
     sensor = make_sensor(code="WP-RATE", kind=pressure_kind)
     make_indicator(sensor=sensor, warn_low=0.2, warn_high=0.5, rate_limit=0.002)

@@ -9,6 +9,7 @@ the form, call it, and show the outcome.
 from __future__ import annotations
 
 import io
+import math
 import uuid
 
 from django.contrib import messages
@@ -33,7 +34,7 @@ from chengyun.i18n import prefers_chinese
 from chengyun.intake import notify, privacy
 from chengyun.intake.dedup import SAID_BY_STAFF, find_duplicate
 from chengyun.intake.geo import area_from_address
-from chengyun.intake.models import DuplicateSuggestion, Report, ReportPhoto
+from chengyun.intake.models import DuplicateOutcome, DuplicateSuggestion, Report, ReportPhoto
 from chengyun.intake.photos import exif_position
 from chengyun.intake.services import (
     KeyReused,
@@ -211,9 +212,10 @@ def _suggestions(user, values) -> dict:
 
 # --------------------------------------------------------------------------- a case registered by staff
 
-# The doors a person at a desk registers a case for (a call, a letter or a visit
-# written down, an inspector's word); machines' doors are not chosen by hand.
-STAFF_CHANNELS = (Channel.HOTLINE, Channel.WEB, Channel.INSPECTOR)
+# The doors a person at a desk registers a case for (a call written down, an
+# inspector's word); machines' doors are not chosen by hand, and the web form is
+# the citizens' own (counted apart in the figures by channel).
+STAFF_CHANNELS = (Channel.HOTLINE, Channel.INSPECTOR)
 NEW_CASE_ROLES = {Role.OPERATOR, Role.DISPATCHER, Role.INSPECTOR, Role.ADMIN}
 
 
@@ -251,9 +253,15 @@ def new_case(request):
             except CaseError as exc:
                 errors[_field(exc)] = exc.message
             else:
-                case = done.report.case
-                messages.success(request, _("Case %(number)s registered (report %(report)s).") % {
-                    "number": case.number, "report": done.report.number})
+                report, case = done.report, done.report.case
+                attached = report.duplicate == DuplicateOutcome.ATTACHED
+                messages.success(request, (
+                    _("Report %(report)s registered and added to case %(number)s: the same problem was already "
+                      "reported.") if attached
+                    else _("Case %(number)s registered (report %(report)s).")) % {
+                    "number": case.number, "report": report.number})
+                if get_visible(request.user, case.number) is None:  # joined a case outside one's area
+                    return redirect("console:new_case")
                 return redirect("console:case", number=case.number)
     return render(request, "console/new_case.html", {
         "errors": errors, "values": values, "token": values.get("token") or _new_token(),
@@ -312,8 +320,9 @@ def _inspection_input(request) -> ReportInput:
             raise CaseInvalid(_("Choose one of your areas."), field="area")
     photos = _read_photos(request)
     lon, lat = p.get("lon") or None, p.get("lat") or None
+    kept = {}
     if fixed and lon and lat:
-        lon, lat = _patrol_position(request.user, lon, lat, area)
+        lon, lat, kept = _patrol_position(request.user, lon, lat, area)
     if not (lon and lat) and area is None and not any(_placed(b) for b in photos):
         # Without a place the report could reach no grid and no department: say so now.
         raise CaseInvalid(_("Say where: let the page use the device's position, take the photo with its location, "
@@ -321,27 +330,52 @@ def _inspection_input(request) -> ReportInput:
     return ReportInput(
         channel=Channel.INSPECTOR, source=_source(request.user), idempotency_key=p.get("token", "")[:120],
         description=p.get("description", ""), category=category or (p.get("category") or None),
-        lon=lon, lat=lat, area=area,
+        lon=lon, lat=lat, area=area, attributes=kept,
         photos=photos, self_dispose_note=note if fixed else "",
     )
 
 
-def _patrol_position(user, lon: str, lat: str, area: Area | None) -> tuple[str | None, str | None]:
+PATROL_TOLERANCE_M = 300  # how far outside the chosen grid a device's position may read
+
+
+def _patrol_position(user, lon: str, lat: str, area: Area | None) -> tuple[str | None, str | None, dict]:
     """An inspector closes on the spot only in the areas they patrol. A device's
-    position a street off (GPS near a boundary, or indoors) would refuse them: the
-    grid they chose is then used instead; without one, they are told where the
-    position fell and what to do."""
+    position just outside (GPS near a boundary, or indoors) would refuse them: the
+    grid they chose is used instead when the position is within
+    ``PATROL_TOLERANCE_M`` of it, and the position is kept with the report
+    (``attributes.device_position``). Farther off, or with no grid chosen, they are
+    told where the position fell and what to do. -> (lon, lat, attributes)."""
     try:
-        chain = locate(float(lon), float(lat))
+        x, y = float(lon), float(lat)
+        chain = locate(x, y)
     except ValueError:
-        return lon, lat  # the pipeline names the bad coordinate
+        return lon, lat, {}  # the pipeline names the bad coordinate
     if not chain or _inspector_areas(user).filter(pk=chain[-1].id).exists():
-        return lon, lat
-    if area is not None:
-        return None, None
+        return lon, lat, {}
     names = [(a.name or a.name_en) if prefers_chinese() else (a.name_en or a.name) for a in chain[1:] or chain]
-    raise CaseInvalid(_("The device puts you in %(place)s, outside the areas you patrol. Choose your grid: it is "
-                        "then used instead of the device's position.") % {"place": " › ".join(names)}, field="area")
+    place = " › ".join(names)
+    if area is None:
+        raise CaseInvalid(_("The device puts you in %(place)s, outside the areas you patrol. Choose your grid: it "
+                            "is then used instead of the device's position, if that is within %(m)s m of it.")
+                          % {"place": place, "m": PATROL_TOLERANCE_M}, field="area")
+    off = _metres_outside(area, x, y)
+    if off > PATROL_TOLERANCE_M:
+        raise CaseInvalid(_("The device puts you in %(place)s, %(off)s m from the grid you chose: closing on the "
+                            "spot is for where you are. Report it without closing it, and it is dispatched.")
+                          % {"place": place, "off": f"{off:,.0f}"}, field="area")
+    return None, None, {"device_position": [round(x, 6), round(y, 6)], "device_area": chain[-1].code,
+                        "metres_outside_grid": round(off)}
+
+
+def _metres_outside(area: Area, lon: float, lat: float) -> float:
+    """Roughly how far (m) a point lies outside an area's polygon (0 inside)."""
+    import numpy as np
+    import shapely
+
+    # Degrees of longitude shrink with latitude: scaled, both axes count the same.
+    squeeze = np.array([math.cos(math.radians(lat)), 1.0])
+    geometry = shapely.transform(area.geometry, lambda xy: xy * squeeze)
+    return float(shapely.distance(geometry, shapely.Point(lon * squeeze[0], lat))) * 111_320
 
 
 def _placed(data: bytes) -> bool:

@@ -268,6 +268,10 @@ def _differs(found: Report, inp: ReportInput) -> str | None:
         return "description"
     if (inp.address or "").strip() != (found.address or "").strip():
         return "address"
+    if (inp.title or "").strip() and inp.title.strip() != (found.title or "").strip():
+        return "title"  # given (the new-case page); else it is made from the description
+    if inp.same_as.strip() and not (found.case is not None and found.case.number == inp.same_as.strip()):
+        return "same_as"  # saved, then Back and "same problem": another decision
     if inp.channel != found.channel:
         return "channel"
     if (inp.external_id or "").strip() != (found.external_id or "").strip():
@@ -543,6 +547,11 @@ def _same_as(number: str, by) -> Case:
     person = by if by is not None and not isinstance(by, str) else None
     if case is None or person is None or not scope.can_see(person, case):
         raise CaseInvalid(_("There is no case %(number)s that you can see.") % {"number": number}, field="same_as")
+    # As for a dispatcher's duplicate decision: seeing a case (a leader, another
+    # district's handler) is not enough to add a caller's report to it.
+    if not scope.can_act(person, case, {Role.OPERATOR, Role.DISPATCHER, Role.ADMIN}):
+        raise CaseInvalid(_("You may not add a call to case %(number)s: it is outside your area.")
+                          % {"number": number}, field="same_as")
     if case.status not in OPEN_STATUSES:
         raise CaseInvalid(_("Case %(number)s is no longer open: register the call as a case of its own.")
                           % {"number": number}, field="same_as")
