@@ -84,7 +84,9 @@ def test_the_stored_version_uses_the_temperature_it_was_fitted_with(intake_world
     c = rec.params["calibration"]
     assert c["fitted"] and c["cases"] == rec.n_test == 240 and c["temperature"] != 1.0
     stored = TextClassifier.loads(rec.blob)
-    plain = TextClassifier.fit(texts, labels, C=0.5)
+    # Refitted on all the examples with the held-out fit's balance of data and regularisation.
+    assert rec.params["C_refit"] == pytest.approx(0.5 * rec.n_train / (rec.n_train + rec.n_test), rel=1e-3)
+    plain = TextClassifier.fit(texts, labels, C=rec.params["C_refit"])
     X = plain.features.transform(texts[:20])
     assert np.allclose(stored.probabilities(X), plain.scaled(c["temperature"]).probabilities(X), atol=1e-5)
 

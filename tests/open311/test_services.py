@@ -203,7 +203,7 @@ def test_unknown_format_is_not_found(client, services_world):
     assert client.get(BASE + "services.csv").status_code == 404
 
 
-def test_head_is_answered_as_get_without_a_body(client, services_world):
+def test_head_is_answered_where_get_is(client, services_world):
     """Uptime monitors and link checkers ask HEAD."""
     for path in ("discovery.json", "services.json", "services.xml", "requests.json"):
         r = client.head(BASE + path)

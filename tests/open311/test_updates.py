@@ -129,6 +129,9 @@ def test_an_update_takes_the_request_id_as_get_does(client, api_key, report):
     r = client.post(BASE + "servicerequestupdates.json", {**_update(api_key, report), "service_request_id": typed})
     assert r.status_code == 200, r.content
     assert PartnerUpdate.objects.get().entry.case_id == report.case_id
+    r = client.post(BASE + "servicerequestupdates.json", {**_update(api_key, report, update_id="p-2"),
+                                                          "service_request_id": "abc-123"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert r.status_code == 404 and "“abc-123” was not found" in body(r)[0]["description"], "named as sent"
 
 
 def test_an_update_with_the_partners_id_as_update_id_ext_gets_our_update_id(client, api_key, report):

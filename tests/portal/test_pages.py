@@ -156,3 +156,23 @@ def test_the_server_error_page_stands_alone_in_both_languages():
 
     html = loader.get_template("500.html").render({})
     assert "出错了" in html and "Something went wrong" in html and "12345" in html
+
+
+def test_staff_pages_fail_with_the_consoles_own_words(intake_world):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    r = browser.post("/login/", {"username": "x", "password": "y"}, HTTP_ACCEPT_LANGUAGE="en")
+    html = r.content.decode()
+    assert r.status_code == 403 and "allow cookies for this site" in html and "Report a problem" not in html
+    r = browser.get("/console/no/such/page/", HTTP_ACCEPT_LANGUAGE="en")
+    assert r.status_code == 404 and "There is no such page" in r.content.decode()
+
+
+def test_a_form_posted_from_another_site_gets_no_echo_of_its_text(intake_world):
+    from django.test import Client
+
+    r = Client(enforce_csrf_checks=True).post("/report/", {"description": "Call 400-EVIL to pay your fine"},
+                                              HTTP_ORIGIN="https://evil.example", HTTP_ACCEPT_LANGUAGE="en")
+    html = r.content.decode()
+    assert r.status_code == 403 and "400-EVIL" not in html and "came from another site" in html

@@ -206,6 +206,9 @@ def test_the_same_report_sent_again_from_a_form_fetched_anew_makes_one_report(cl
     assert "This report was already sent" in page and number in page
     changed = client.post("/report/", report_form(client, **{**typed, "description": "路灯坏了好几天，灯杆也歪了"}))
     assert changed.status_code == 302 and Report.objects.count() == 2, "something new is a new report"
+    with_email = client.post("/report/", report_form(client, **typed, email="li@example.org", notify="on"))
+    assert with_email.status_code == 302 and "again" not in with_email["Location"]
+    assert Report.objects.count() == 3, "an email and a wish for messages added after Back are not thrown away"
 
 
 def test_the_same_form_sent_twice_makes_one_report(client, intake_world):

@@ -81,6 +81,18 @@ def test_a_rated_case_does_not_thank_every_reporter_for_feedback_they_did_not_gi
         assert "your feedback" not in html.lower()
 
 
+def test_a_callback_that_reached_nobody_is_not_said_to_have_asked_anyone(client, intake_world, admin_user):
+    lon, lat = f.centre("100102001")
+    report = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+    for step in (case_services.start_case, case_services.report_done,
+                 lambda c, by: case_services.verify_case(c, by=by, ok=True),
+                 lambda c, by: case_services.record_callback(c, by=by, satisfaction="unreachable")):
+        step(Case.objects.get(pk=report.case_id), by=admin_user)
+    html = track(client, report.number, **EN)
+    assert "The city tried to reach a reporter to ask whether it was fixed" in html
+    assert "A reporter was asked" not in html
+
+
 def test_a_case_merged_by_staff_shows_the_status_of_the_case_it_joined(client, intake_world, admin_user, settings):
     settings.INTAKE_CONFIDENCE_THRESHOLD = 1.01  # nothing is routed automatically: both wait as "new"
     older = submit(ReportInput(channel="web", description="something odd at the corner", address="区1")).report

@@ -287,7 +287,7 @@ def reclassify_case(case: Case, *, by, category: Category, note: str = "") -> Ca
         case.version += 1
         data = {"from": previous.code if previous else None, "to": category.code}
         if old_priority != category.priority:  # the priority follows the category: said, not silent
-            data["priority"] = [old_priority, category.priority]
+            data["priority_from"], data["priority_to"] = old_priority, category.priority
         _timeline(case, "reclassify", by, at=at, note=note, data=data)
         record("case.reclassify", actor=by, obj=case, at=at, data={"number": case.number, **data, "note": note})
         _record_correction(case, previous, category, by, at)

@@ -286,10 +286,11 @@ def timeline_rows(case):
 
             label = _("Reclassified: %(old)s → %(new)s") % {"old": named(t.data.get("from")),
                                                             "new": named(t.data.get("to"))}
-            if t.data.get("priority"):
-                old, new = t.data["priority"]
-                label += _("; priority %(old)s → %(new)s (the new category's)") % {
-                    "old": priorities.get(old, old), "new": priorities.get(new, new)}
+            if t.data.get("priority_to"):
+                old, new = t.data.get("priority_from"), t.data["priority_to"]
+                label = _("Reclassified: %(old)s → %(new)s; priority %(p_old)s → %(p_new)s (the new category's)") % {
+                    "old": named(t.data.get("from")), "new": named(t.data.get("to")),
+                    "p_old": priorities.get(old, old), "p_new": priorities.get(new, new)}
         dept = t.data.get("department") or t.data.get("lead") or ""
         rows.append({
             "at": t.at, "by": _by(t), "label": label, "note": _note(t),

@@ -85,7 +85,7 @@ from chengyun.cases.models import (
 from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
 from chengyun.clock import now
 from chengyun.org.models import Department, DepartmentKind
-from chengyun.taxonomy.models import Category, Priority, RoutingRule, deadline_factor
+from chengyun.taxonomy.models import Category, Priority, RoutingRule
 
 from . import cluster, dedup, numbers
 from .classifier import active_model
@@ -1360,9 +1360,9 @@ class BulkImporter:
         spec = self._specs.get(cat_id)
         if spec is None:
             cat = self.cats[cat_id]
-            # Imported cases have their category's priority: its deadline hours as they are.
-            factor = deadline_factor(cat.priority, cat.priority)
-            spec = self._specs[cat_id] = (hours_micros(Decimal(cat.deadline_hours) * Decimal(str(factor))),
+            # Imported cases have their category's priority: its deadline hours as they are
+            # (taxonomy.models.deadline_factor is 1 there).
+            spec = self._specs[cat_id] = (hours_micros(Decimal(cat.deadline_hours)),
                                           hours_micros(cat.response_hours), cat.deadline_kind != "calendar")
         return spec
 

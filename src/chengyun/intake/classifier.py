@@ -451,11 +451,16 @@ def train_and_store(texts: list[str], labels: list[str], weights=None, *, by="sy
     else:
         metrics = {"accuracy": 0.0, "macro_f1": 0.0, "per_category": {},
                    "calibration": {"temperature": 1.0, "cases": 0, "fitted": False}}
-    # The temperature of the held-out fit serves the refit on everything: the same
-    # examples but a fifth, the same regularisation.
+    # The temperature was fitted on the held-out fit; the refit on everything keeps
+    # its balance of data and regularisation (scikit-learn's loss sums over the
+    # examples: with a fifth more of them, C in proportion less), so its scores have
+    # the scale the temperature was fitted to, and the figures printed hold for it.
     temperature = metrics["calibration"]["temperature"]
+    final_C = C
+    if metrics["calibration"]["fitted"]:
+        final_C = C * (float(w[train_idx].sum()) + len(extra_texts)) / (float(w.sum()) + len(extra_texts))
     model = TextClassifier.fit(list(texts) + extra_texts, list(labels) + extra_labels,
-                               np.concatenate([w, w_extra]), C=C).scaled(temperature)
+                               np.concatenate([w, w_extra]), C=final_C).scaled(temperature)
     with transaction.atomic():
         last = ClassifierModel.objects.select_for_update().aggregate(v=Max("version"))["v"] or 0
         if activate:
@@ -465,6 +470,7 @@ def train_and_store(texts: list[str], labels: list[str], weights=None, *, by="sy
             n_train=len(train_idx), n_test=len(test_idx), accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
             per_category=metrics["per_category"],
             params={"features": "char 1-3 gram tf-idf", "model": "multinomial logistic regression", "C": C,
+                    "C_refit": round(final_C, 4),
                     "test_share": test_share, "seed": seed, "categories": len(model.codes),
                     "extra_examples": len(extra_texts), "calibration": metrics["calibration"],
                     **({"rival_on_held_out": {k: round(v, 4) if isinstance(v, float) else v

@@ -31,8 +31,10 @@ def box(lon: float, lat: float, radius_m: float) -> tuple[float, float, float, f
 # district the address names, or is the only such name in the city.
 STEM_ENDINGS = ("街道办事处", "街道", "地区", "镇", "乡")
 # The same for English names: "Xujiahui" is where Xujiahui Subdistrict is. An English
-# stem must be a whole word of the address (at least four letters).
+# stem must be a whole word of the address, and at least six letters: a syllable such
+# as "Tang" (Tang Town) is too common a word to place an address by.
 STEM_ENDINGS_EN = (" sub-district", " subdistrict", " township", " town", " street")
+MIN_STEM_EN = 6
 
 
 def _stems(loc) -> list[tuple[str, AreaInfo]]:
@@ -48,7 +50,7 @@ def _stems(loc) -> list[tuple[str, AreaInfo]]:
                     break
             english = (a.name_en or "").lower()
             for ending in STEM_ENDINGS_EN:
-                if english.endswith(ending) and len(english) - len(ending) >= 4:
+                if english.endswith(ending) and len(english) - len(ending) >= MIN_STEM_EN:
                     cached.append((re.compile(rf"\b{re.escape(english[: -len(ending)])}\b"), a))
                     break
         loc._address_stems = cached

@@ -29,8 +29,9 @@ STATUS_WORDS = {
     CaseStatus.IN_PROGRESS: _("The department is working on it."),
     CaseStatus.AWAITING_VERIFICATION: _("The department says it is fixed. Someone will check on site."),
     CaseStatus.CLOSED: _("Fixed and closed."),
-    # Every reporter of the case reads it, not only the one who was called back.
-    CaseStatus.RATED: _("Fixed and closed. A reporter was asked whether it was fixed."),
+    # Every reporter of the case reads it, not only the one who was called back (who
+    # may not have been reached): the timeline says what the callback was.
+    CaseStatus.RATED: _("Fixed and closed."),
     CaseStatus.REJECTED: _("Not taken up: the city could not act on this report."),
     CaseStatus.MERGED: _("Merged with an existing report of the same problem."),
     CaseStatus.REOPENED: _("Opened again: work on it continues."),
@@ -59,3 +60,10 @@ STEP_WORDS = {
 STEP_WORDS_BY_STATUS = {
     ("callback", CaseStatus.REOPENED): _("Opened again: a reporter said it was not fixed"),
 }
+
+
+def step_words(entry) -> str | None:
+    """A timeline entry's status change as a reporter would say it, or None."""
+    if entry.action == "callback" and (entry.data or {}).get("satisfaction") == "unreachable":
+        return _("The city tried to reach a reporter to ask whether it was fixed")
+    return STEP_WORDS_BY_STATUS.get((entry.action, entry.to_status)) or STEP_WORDS.get(entry.action)

@@ -254,7 +254,7 @@ def preflight(allowed) -> HttpResponse:
     response.headers["Access-Control-Allow-Methods"] = ", ".join(m for m in allowed if m != "OPTIONS")
     response.headers["Access-Control-Allow-Headers"] = "Content-Type, Accept-Language, Idempotency-Key"
     response.headers["Access-Control-Max-Age"] = "86400"
-    response.headers["Allow"] = ", ".join(allowed)
+    response.headers["Allow"] = ", ".join((*allowed, "OPTIONS"))
     return response
 
 
@@ -568,7 +568,7 @@ def _post_update(fmt, params):
     number = params.get("service_request_id")
     if not number:
         raise _bad("service_request_id", _("is required."))
-    number = numbers.normalise(number)  # as GET takes it: lower case, no R, full-width digits
+    number = numbers.normalise(number) or number  # as GET takes it: lower case, no R, full-width digits
     report = Report.objects.select_related("case").filter(number=number).first()
     if report is None:
         raise Open311Error(404, _("service_request_id: “%(id)s” was not found.") % {"id": number})

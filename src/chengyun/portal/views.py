@@ -30,8 +30,7 @@ from chengyun.intake.models import DuplicateOutcome, Report
 from chengyun.intake.reporter_words import (
     STATUS_LABELS,
     STATUS_WORDS,
-    STEP_WORDS,
-    STEP_WORDS_BY_STATUS,
+    step_words,
 )
 from chengyun.intake.services import KeyReused, ReportInput, submit, timeline_for_reporter
 
@@ -124,9 +123,13 @@ LAST_SENT_SECONDS = 30 * 60
 
 
 def _content_digest(d: dict, photo: bytes | None) -> str:
-    """What a report says (not who sent it), to know the same report sent again."""
+    """Everything a report says, its sender's details and wish for messages included
+    (an email added after Back is a new report, not one thrown away), to know the
+    same report sent again."""
     said = json.dumps([d["description"].strip(), str(d["category"] or ""), d["lon"], d["lat"],
-                       d["address"].strip(), hashlib.sha256(photo).hexdigest() if photo else ""], ensure_ascii=False)
+                       d["address"].strip(), hashlib.sha256(photo).hexdigest() if photo else "",
+                       d["name"].strip(), d["phone"].strip(), d["email"].strip(), bool(d["notify"])],
+                      ensure_ascii=False)
     return hashlib.sha256(said.encode()).hexdigest()[:32]
 
 
@@ -180,8 +183,7 @@ def public_timeline(case: Case) -> list[dict]:
     """Times and plain labels of the case's status changes; no names, no notes."""
     statuses = dict(CaseStatus.choices)
     return [
-        {"at": t.at, "label": STEP_WORDS_BY_STATUS.get((t.action, t.to_status)) or STEP_WORDS.get(t.action)
-         or statuses.get(t.to_status, t.to_status)}
+        {"at": t.at, "label": step_words(t) or statuses.get(t.to_status, t.to_status)}
         for t in timeline_for_reporter(case)
         if t.to_status != t.from_status
     ]
@@ -271,18 +273,40 @@ def stop_messages(request, token: str):
 # --------------------------------------------------------------------------- errors
 
 
+STAFF_PATHS = ("/console/", "/login/", "/logout/", "/admin/")  # staff see the console's page
+
+
 def page_not_found(request, exception=None):
     """404 for any address no page answers: the portal's own page in the visitor's
-    language (the JSON API answers in JSON, Open311 in its error list)."""
+    language (the JSON API answers in JSON, Open311 in its error list, the console
+    with its own page)."""
     if request.path.startswith("/api/"):
         from django.http import JsonResponse
 
         return JsonResponse({"detail": str(_("Not found.")), "code": "not_found", "field": None}, status=404)
+    if request.path.startswith(STAFF_PATHS):
+        return render(request, "console/error.html", {
+            "title": _("Page not found"), "message": _("There is no such page, or it is not open to your role.")},
+            status=404)
     return page(request, "portal/page_not_found.html", status=404)
 
 
 def csrf_failure(request, reason: str = ""):
-    """A form sent without its security cookie (cookies blocked, a page left open too
-    long): say so plainly, and give back what the citizen wrote so it is not lost."""
-    description = request.POST.get("description", "") if request.method == "POST" else ""
-    return page(request, "portal/csrf_failure.html", {"description": description[:4000]}, status=403)
+    """A form that failed its cross-site check. Sent without its security cookie
+    (cookies blocked, a page left open too long), the citizen is told so and gets
+    back what they wrote; a form posted from another site gets no echo of its text."""
+    from django.middleware.csrf import REASON_NO_CSRF_COOKIE
+
+    no_cookie = reason == REASON_NO_CSRF_COOKIE
+    origin = request.META.get("HTTP_ORIGIN")
+    ours = origin is None or origin == f"{request.scheme}://{request.get_host()}"
+    if request.path.startswith(STAFF_PATHS):
+        return render(request, "console/error.html", {
+            "title": _("The form could not be sent"),
+            "message": _("Your browser did not send the security cookie: allow cookies for this site, then reload "
+                         "the page and try again.") if no_cookie else
+            _("The form could not be checked (it was open for a long time, or came from another site): reload the "
+              "page and try again.")}, status=403)
+    description = request.POST.get("description", "") if request.method == "POST" and no_cookie and ours else ""
+    return page(request, "portal/csrf_failure.html", {"description": description[:4000], "no_cookie": no_cookie},
+                status=403)

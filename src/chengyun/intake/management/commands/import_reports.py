@@ -90,15 +90,26 @@ def _one_import_at_a_time(path: Path):
     first is rewriting. The lock is the operating system's (``flock``): a run that
     dies releases it, so there is never a stale lock to remove by hand."""
     lock_path = Path(f"{path}.progress.lock")
-    with lock_path.open("a+") as lock:
+    while True:
+        lock = lock_path.open("a+")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
             pid = lock.read().strip() or "?"
+            lock.close()
             raise CommandError(_("Another import of %(path)s is running (process %(pid)s). Wait for it to finish "
                                  "or stop it, then run the same command again to continue.")
                                % {"path": path, "pid": pid}) from None
+        # A run that just finished removes the file: a lock on the file it removed
+        # would not keep out a third run, which makes a new one. Lock the one there.
+        try:
+            if os.fstat(lock.fileno()).st_ino == os.stat(lock_path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        lock.close()
+    with lock:
         lock.seek(0)
         lock.truncate()
         lock.write(str(os.getpid()))

@@ -158,12 +158,17 @@ class Command(BaseCommand):
             self.stdout.write(_("Confidences not calibrated: %(n)s held-out examples, at least %(min)s are needed.")
                               % {"n": c["cases"], "min": MIN_CALIBRATION_CASES})
             return
+        if c["right"] is None:
+            self.stdout.write(_("Confidences calibrated on the held-out examples (temperature %(t).2f). At the "
+                                "threshold %(th).2f, none of them would be routed automatically.")
+                              % {"t": c["temperature"], "th": c["threshold"]})
+            return
         self.stdout.write(_(
             "Confidences calibrated on the held-out examples (temperature %(t).2f). At the threshold %(th).2f, "
             "%(routed).1f%% of them would be routed automatically, %(right).1f%% of those right (uncalibrated: "
             "%(routed0).1f%% routed).") % {
             "t": c["temperature"], "th": c["threshold"], "routed": 100 * c["routed"],
-            "right": 100 * (c["right"] or 0.0), "routed0": 100 * c["routed_before"]})
+            "right": 100 * c["right"], "routed0": 100 * c["routed_before"]})
 
     def per_category_table(self, per: dict, *, show_all: bool) -> None:
         rows = sorted(per.items(), key=lambda kv: (kv[1]["f1"], kv[1]["recall"], -kv[1]["support"], kv[0]))
