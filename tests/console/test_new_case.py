@@ -53,9 +53,17 @@ def test_a_case_with_only_an_address_is_placed_and_classified(client, intake_wor
 def test_bad_input_names_the_field_and_stores_nothing(client, world):
     client.force_login(f.make_user(username="op", role=Role.OPERATOR))
     before = Case.objects.count()
-    page = client.post("/console/new/", {"title": "", "lon": "121.4"}).content.decode()
+    response = client.post("/console/new/", {"title": "", "description": "", "lon": "121.4"},
+                           HTTP_ACCEPT_LANGUAGE="en")
+    page = response.content.decode()
+    assert response.status_code == 400 and Case.objects.count() == before
+    field = re.search(r'<(?:input|textarea) id="f-(\w+)"[^>]*aria-invalid="true"', page)
+    assert field and field[1] in ("desc", "lon", "lat"), "the field at fault is marked"
+    assert re.search(r'<span id="e-desc" class="error">[^<]+</span>', page) or "latitude" in page.lower()
+    response = client.post("/console/new/", {"title": "x", "description": "y", "channel": "sensor"},
+                           HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 400 and "Choose one of the channels listed." in response.content.decode()
     assert Case.objects.count() == before
-    assert 'aria-invalid="true"' in page
     page = client.post("/console/new/", {"title": "x", "lon": "east", "lat": "31"}).content.decode()
     assert "must be numbers" in page and Case.objects.count() == before
 

@@ -73,8 +73,9 @@ def term_chips(terms, text: str = "") -> list[str]:
                 term = text[left:right]
         if term and term != "␣" and term not in out:
             out.append(term)
-    # A chip inside another ("路" beside "路灯") says nothing more.
-    return [t for t in out if not any(t != o and t in o for o in out)]
+    # A Chinese chip inside another ("路" beside "路灯") says nothing more; an English
+    # word inside another ("water" in "wastewater") is a word of its own.
+    return [t for t in out if _LATIN_WORD.search(t) or not any(t != o and t in o for o in out)]
 
 
 def _categories_by_code(codes) -> dict[str, Category]:
