@@ -705,3 +705,15 @@ def test_term_chips_leave_out_light_fragments_and_pieces_of_other_chips():
     text = "我们小区门口那条路上的路灯已经坏了，晚上黑漆漆的"
     terms = [("路灯", 2.0), ("路", 1.1), ("晚上黑", 0.9), ("口那", 0.4), ("坏了", 0.7)]
     assert term_chips(terms, text) == ["路灯", "晚上黑", "坏了"]
+
+
+def test_the_queue_filters_by_district_and_category_and_names_the_district(client, staff):
+    client.force_login(staff["operator"])
+    assert _call(client, category="0101", token="q-1").status_code == 302
+    case = Report.objects.get().case
+    client.force_login(staff["dispatcher"])
+    page = client.get("/console/", {"status": "", "area": "100101"}, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert case.number in page and "District 1 ›" in page
+    assert case.number not in client.get("/console/", {"status": "", "area": "100102"}).content.decode()
+    assert case.number in client.get("/console/", {"status": "", "category": "0101"}).content.decode()
+    assert case.number not in client.get("/console/", {"status": "", "category": "0102"}).content.decode()

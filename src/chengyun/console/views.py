@@ -27,6 +27,7 @@ from chengyun.cases.errors import CaseError
 from chengyun.cases.models import Channel, DeadlineState, Satisfaction
 from chengyun.cases.queries import get_visible, queue
 from chengyun.cases.workflow import ACTIONS, CaseStatus
+from chengyun.i18n import prefers_chinese
 from chengyun.org import scope
 from chengyun.org.models import Department, Role
 from chengyun.taxonomy.models import Category, Priority
@@ -66,7 +67,10 @@ def queue_view(request):
     deadline = request.GET.get("deadline") or None
     text = (request.GET.get("q") or "").strip() or None
     view = request.GET.get("view", "")
-    qs = queue(request.user, status=status or None, deadline=deadline, text=text)
+    district = request.GET.get("area") or None
+    category = request.GET.get("category") or None
+    qs = queue(request.user, status=status or None, deadline=deadline, text=text, area_code=district,
+               category_code=category)
     # The intake work lists are for the desks that take cases in; a department's
     # handlers and the inspectors work from their own cases.
     tabs = queue_tabs() if INTAKE_DESK & scope.roles_of(request.user) or request.user.is_superuser else {}
@@ -75,12 +79,15 @@ def queue_view(request):
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
     page.object_list = list(page.object_list)  # titles are set on these objects
     platform_texts(page.object_list)
+    _name_districts(page.object_list)
     counts = {
         "overdue": queue(request.user, status="open", deadline=DeadlineState.OVERDUE).count(),
         "near_due": queue(request.user, status="open", deadline=DeadlineState.NEAR_DUE).count(),
     }
     return render(request, "console/queue.html", {
         "page": page, "status": status, "deadline": deadline or "", "q": text or "", "view": view if view in tabs else "",
+        "area": district or "", "category": category or "", "districts": _districts(),
+        "categories": Category.objects.reportable().in_groups(),
         "tabs": [{"key": k, "label": t["label"], "count": t["filter"](queue(request.user)).count()}
                  for k, t in tabs.items()],
         "statuses": [("open", _("All open"))] + list(CaseStatus.choices) + [("", _("All"))],
@@ -88,6 +95,28 @@ def queue_view(request):
         "roles": sorted({a.get_role_display() for a in scope.assignments(request.user)}),
         "misread": not page.paginator.count and _misread(text),
     })
+
+
+def _name_districts(cases) -> None:
+    """``case.district``: the district a case's area lies in, shown beside the area
+    (a grid's name alone does not say where in the city it is)."""
+    from chengyun.areas.locator import get_locator
+
+    loc = get_locator()
+    for c in cases:
+        info = loc.by_id.get(c.area_id) if c.area_id else None
+        chain = loc.chain(info) if info is not None else ()
+        district = next((a for a in chain if a.depth == 1 and a.id != c.area_id), None)
+        c.district = None if district is None else (
+            (district.name or district.name_en) if prefers_chinese() else (district.name_en or district.name))
+
+
+def _districts() -> list:
+    """The districts (the level under the city), for the queue's filter."""
+    from chengyun.areas.locator import get_locator
+
+    areas = [a for a in get_locator().areas if a.depth == 1]
+    return sorted((a.code, (a.name or a.name_en) if prefers_chinese() else (a.name_en or a.name)) for a in areas)
 
 
 def _misread(text: str | None) -> bool:
