@@ -585,6 +585,32 @@ def test_cluster_case_shows_its_warning_and_reports(client, staff, settings):
     assert "Smart discovery: 3 reports of" in queue_page and "智能发现：" not in queue_page
 
 
+def test_one_incident_its_reports_cases_merge_into_the_warnings_case(client, staff):
+    lon, lat = f.centre(STREET)
+    points = [(lon, lat), (lon, lat + 0.0018), (lon + 0.0021, lat + 0.0009)]
+    reports = [submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=x, lat=y)).report
+               for x, y in points]
+    warning = ClusterWarning.objects.get()
+    dispatcher = staff["dispatcher"]
+    client.force_login(dispatcher)
+    url = f"/console/cases/{warning.case.number}/cluster/merge/"
+    page = client.get(f"/console/cases/{warning.case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert f'action="{url}"' in page
+    members = [Case.objects.get(pk=r.case_id) for r in reports]
+    sent_on = [c for c in members if c.status == CaseStatus.DISPATCHED]
+    assert sent_on, "the rules sent the calls' cases on before the warning was raised"
+    case_services.recall_case(sent_on[0], by=dispatcher, reason="one incident")  # recalled: it may be merged
+    shown = client.get(client.post(url, HTTP_ACCEPT_LANGUAGE="en")["Location"], HTTP_ACCEPT_LANGUAGE="en")
+    html = shown.content.decode()
+    merged = Case.objects.get(pk=sent_on[0].pk)
+    assert merged.status == CaseStatus.MERGED and merged.merged_into_id == warning.case_id
+    assert f"Merged into this case: {merged.number}." in html
+    for other in sent_on[1:]:
+        assert Case.objects.get(pk=other.pk).status == CaseStatus.DISPATCHED, "a case already sent on is left"
+        assert other.number in html.split("Not merged:")[1], "and named, with why"
+    assert warning.case.timeline.filter(action="merged_in").count() == 1
+
+
 def test_a_warning_by_area_says_so_on_its_case(client, staff):
     client.force_login(staff["operator"])
     for i, house in enumerate(("和平路1号", "和平路9号", "幸福路3号")):

@@ -34,7 +34,13 @@ from chengyun.i18n import prefers_chinese
 from chengyun.intake import notify, privacy
 from chengyun.intake.dedup import SAID_BY_STAFF, find_duplicate
 from chengyun.intake.geo import area_from_address
-from chengyun.intake.models import DuplicateOutcome, DuplicateSuggestion, Report, ReportPhoto
+from chengyun.intake.models import (
+    ClusterWarning,
+    DuplicateOutcome,
+    DuplicateSuggestion,
+    Report,
+    ReportPhoto,
+)
 from chengyun.intake.photos import exif_position
 from chengyun.intake.services import (
     KeyReused,
@@ -518,3 +524,38 @@ def reclassify(request, number):
                                               note=request.POST.get("note", "").strip()),
         lambda c: _("Category changed to %(category)s.") % {"category": c.category},
     )
+
+
+# --------------------------------------------------------------------------- one incident, one case
+
+
+@login_required
+@require_POST
+def merge_cluster(request, number):
+    """A cluster warning's case takes in the cases of its reports: one incident (a
+    main burst) handled as one case, not as the warning and a case per call. Each
+    is merged as a dispatcher would merge it by hand (recorded, undoable); one that
+    cannot be (dispatched already: recall it first; or not one's own) is named."""
+    case = get_visible(request.user, number)
+    if case is None:
+        raise Http404(_("No such case."))
+    warning = ClusterWarning.objects.filter(case=case).first()
+    if warning is None:
+        raise Http404(_("This case is not a cluster warning."))
+    merged, kept = [], []
+    members = {r.case for r in warning.reports.select_related("case") if r.case_id and r.case_id != case.pk}
+    for member in sorted(members, key=lambda c: c.number):
+        try:
+            case_services.merge_case(member, into=case, by=request.user,
+                                     note=_("One incident: merged into the cluster warning's case."))
+        except CaseError as exc:
+            kept.append(f"{member.number} ({exc.message})")
+        else:
+            merged.append(member.number)
+    if merged:
+        messages.success(request, _("Merged into this case: %(numbers)s.") % {"numbers": ", ".join(merged)})
+    if kept:
+        messages.warning(request, _("Not merged: %(cases)s.") % {"cases": "; ".join(kept)})
+    if not merged and not kept:
+        messages.info(request, _("The reports have no other cases to merge."))
+    return redirect("console:case", number=case.number)

@@ -12,7 +12,7 @@ import re
 from django.utils.translation import gettext as _
 
 from chengyun.cases.models import Case
-from chengyun.cases.workflow import CaseStatus
+from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
 from chengyun.intake import privacy
 from chengyun.intake.dedup import reason_text
 from chengyun.intake.models import ClusterWarning, DuplicateOutcome, SuggestionStatus
@@ -200,5 +200,6 @@ def case_intake_context(user, case: Case, *, revealed: dict | None = None) -> di
         "reclassify_hint": reclassify_hint(case) if can_reclassify else None,
         "cluster": warning,
         "cluster_reports": list(warning.reports.select_related("case").order_by("received_at")) if warning else [],
+        "can_merge_cluster": bool(warning) and case.status in OPEN_STATUSES and scope.can_act(user, case, STAFF_ROLES),
         "part_labels": part_labels(),
     }
