@@ -385,6 +385,23 @@ def test_the_timeline_names_departments_not_their_codes(client, world, people):
     assert "(District 1 water office)" in page and f"({lead.code})" not in page
 
 
+def test_a_case_not_started_by_its_response_deadline_says_so(client, world, people):
+    from datetime import timedelta
+
+    case = at_status(world, people, "dispatched")
+    client.force_login(people.dispatcher)
+    with simulated(case.response_due_at - timedelta(minutes=1)):
+        assert "response overdue" not in client.get(f"/console/cases/{case.number}/",
+                                                    HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    with simulated(case.response_due_at + timedelta(minutes=1)):
+        page = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        assert "not started: response overdue" in page
+        assert "not started: response overdue" in client.get("/console/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        act(client, people.water, case, "start")
+        page = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        assert "response overdue" not in page and "responded" in page
+
+
 def test_the_callback_form_chooses_no_answer_for_the_operator(client, world, people):
     """Saved without asking, the form would have recorded a satisfied citizen."""
     import re

@@ -108,6 +108,14 @@ class Case(models.Model):
         return self.status in OPEN_STATUSES
 
     @property
+    def response_overdue(self) -> bool:
+        """Sent to a department that has not started on it by its response deadline."""
+        from chengyun.clock import now
+
+        return (self.responded_at is None and self.response_due_at is not None and self.is_open
+                and now() >= self.response_due_at)
+
+    @property
     def lead(self):
         for a in self.assignments.all():
             if a.role == AssignmentRole.LEAD and a.active:
