@@ -91,19 +91,25 @@ def test_the_stored_version_uses_the_temperature_it_was_fitted_with(intake_world
     assert np.allclose(stored.probabilities(X), plain.scaled(c["temperature"]).probabilities(X), atol=1e-5)
 
 
-@pytest.mark.django_db
-def test_train_classifier_says_what_calibration_does(intake_world, monkeypatch):
+def train_on(monkeypatch, n: int) -> str:
+    """``chengyun train-classifier`` on ``n`` examples of :func:`corpus`; its output."""
     from chengyun.intake.management.commands import train_classifier
 
-    texts, labels = corpus(1200)
+    texts, labels = corpus(n)
     monkeypatch.setattr(train_classifier, "training_examples",
                         lambda limit=None: (texts, labels, [1.0] * len(texts), {"cases": len(texts), "corrected": 0}))
     out = StringIO()
     call_command("train_classifier", stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_train_classifier_says_what_calibration_does(intake_world, monkeypatch):
+    out = train_on(monkeypatch, 1200)
     line = re.search(r"Confidences calibrated on the held-out examples \(temperature (\d+\.\d\d)\)\. At the threshold "
                      r"0\.50, (\d+\.\d)% of them would be routed automatically, (\d+\.\d)% of those right "
-                     r"\(uncalibrated: (\d+\.\d)% routed\)\.", out.getvalue())
-    assert line, out.getvalue()
+                     r"\(uncalibrated: (\d+\.\d)% routed\)\.", out)
+    assert line, out
     v = ClassifierModel.objects.get(active=True)
     assert float(line[1]) == pytest.approx(v.params["calibration"]["temperature"], abs=0.005)
     assert float(line[2]) == pytest.approx(100 * v.params["calibration"]["routed"], abs=0.05)
@@ -111,12 +117,5 @@ def test_train_classifier_says_what_calibration_does(intake_world, monkeypatch):
 
 @pytest.mark.django_db
 def test_few_examples_say_they_are_not_calibrated(intake_world, monkeypatch):
-    from chengyun.intake.management.commands import train_classifier
-
-    texts, labels = corpus(100)
-    monkeypatch.setattr(train_classifier, "training_examples",
-                        lambda limit=None: (texts, labels, [1.0] * len(texts), {"cases": len(texts), "corrected": 0}))
-    out = StringIO()
-    call_command("train_classifier", stdout=out)
     assert (f"Confidences not calibrated: 20 held-out examples, at least {classifier.MIN_CALIBRATION_CASES} "
-            "are needed.") in out.getvalue()
+            "are needed.") in train_on(monkeypatch, 100)

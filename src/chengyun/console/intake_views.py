@@ -98,6 +98,19 @@ def _chosen_category(code: str) -> Category | None:
     return Category.objects.reportable().filter(code=code).first() if code else None
 
 
+def _save(request, make_input, values, errors: dict):
+    """The intake pipeline for a staff form (the hotline, the inspector's page, a new
+    case): -> (what ``submit`` returned, or None; the form's values). A refusal fills
+    ``errors`` under the form's field names; a reused key gives the form a new one."""
+    try:
+        return submit(make_input(), by=request.user), values
+    except KeyReused as exc:
+        return None, _key_reused(exc, values, errors)
+    except CaseError as exc:
+        errors[_field(exc)] = exc.message
+        return None, values
+
+
 def _key_reused(exc: KeyReused, values, errors: dict) -> dict:
     """Back, edit, save: the edit is a new report. Say so, and give the form a
     new token (the page makes one when the values have none)."""
@@ -118,21 +131,16 @@ def hotline(request):
     if request.method == "POST":
         values = request.POST
         priority = values.get("priority") or None
-        try:
-            done = submit(ReportInput(
-                channel=Channel.HOTLINE, source=_source(request.user),
-                idempotency_key=values.get("token", "")[:120],
-                contact={"phone": values.get("phone", ""), "name": values.get("name", ""),
-                         "notify": bool(values.get("notify")) and notify.sms_enabled()},
-                description=values.get("description", ""), address=values.get("address", "").strip(),
-                category=values.get("category") or None, priority=priority,
-                same_as=values.get("same_as", ""),
-            ), by=request.user)
-        except KeyReused as exc:
-            values = _key_reused(exc, values, errors)
-        except CaseError as exc:
-            errors[_field(exc)] = exc.message
-        else:
+        done, values = _save(request, lambda: ReportInput(
+            channel=Channel.HOTLINE, source=_source(request.user),
+            idempotency_key=values.get("token", "")[:120],
+            contact={"phone": values.get("phone", ""), "name": values.get("name", ""),
+                     "notify": bool(values.get("notify")) and notify.sms_enabled()},
+            description=values.get("description", ""), address=values.get("address", "").strip(),
+            category=values.get("category") or None, priority=priority,
+            same_as=values.get("same_as", ""),
+        ), values, errors)
+        if done is not None:
             report = done.report
             said = (report.duplicate_explanation or {}).get("reason") == SAID_BY_STAFF
             messages.success(request, (
@@ -247,18 +255,13 @@ def new_case(request):
         if channel not in STAFF_CHANNELS:
             errors["channel"] = _("Choose one of the channels listed.")
         if not errors:
-            try:
-                done = submit(ReportInput(
-                    channel=channel, source=_source(request.user), idempotency_key=values.get("token", "")[:120],
-                    title=values.get("title", ""), description=values.get("description", ""),
-                    category=values.get("category") or None, lon=lon, lat=lat,
-                    address=values.get("address", "").strip(),
-                ), by=request.user)
-            except KeyReused as exc:
-                values = _key_reused(exc, values, errors)
-            except CaseError as exc:
-                errors[_field(exc)] = exc.message
-            else:
+            done, values = _save(request, lambda: ReportInput(
+                channel=channel, source=_source(request.user), idempotency_key=values.get("token", "")[:120],
+                title=values.get("title", ""), description=values.get("description", ""),
+                category=values.get("category") or None, lon=lon, lat=lat,
+                address=values.get("address", "").strip(),
+            ), values, errors)
+            if done is not None:
                 report, case = done.report, done.report.case
                 attached = report.duplicate == DuplicateOutcome.ATTACHED
                 messages.success(request, (
@@ -404,13 +407,8 @@ def inspect(request):
     values = {}
     if request.method == "POST":
         values = request.POST
-        try:
-            done = submit(_inspection_input(request), by=request.user)
-        except KeyReused as exc:
-            values = _key_reused(exc, values, errors)
-        except CaseError as exc:
-            errors[_field(exc)] = exc.message
-        else:
+        done, values = _save(request, lambda: _inspection_input(request), values, errors)
+        if done is not None:
             return redirect(f"{request.path}?done={done.report.number}")
         if errors and "photo" not in errors and any(f.size for f in request.FILES.getlist("photo")):
             # A browser cannot be handed a file back: say so where the photo goes.
