@@ -158,3 +158,20 @@ def test_a_pin_outside_the_city_is_refused_at_the_map(browser, live_server, inta
     assert page.locator(".error-summary a", has_text="纬度").get_attribute("href") == "#id_lat"
     assert not Report.objects.exists()
     context.close()
+
+
+def test_what_was_typed_survives_a_switch_of_text_size_or_language(browser, live_server, intake_world):
+    page = browser.new_context(locale="en-GB").new_page()
+    page.goto(live_server.url + "/report/")
+    page.fill("#id_description", "The street light outside number 12 is out")
+    page.fill("#id_address", "区1 街道1001 和平路12号")
+    page.click("header a.tool")  # "Larger text"
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("class") == "text-large"
+    assert page.input_value("#id_description") == "The street light outside number 12 is out"
+    page.click("header form.lang button")  # 简体中文
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("lang") == "zh-Hans"
+    assert page.input_value("#id_address") == "区1 街道1001 和平路12号"
+    page.reload()
+    assert page.input_value("#id_description") == "", "kept once, for the switch, not for ever"

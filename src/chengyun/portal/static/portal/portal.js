@@ -20,3 +20,38 @@
     if (history.replaceState) history.replaceState(null, "", link.getAttribute("href"));
   });
 })();
+
+// Switching the language or the text size reloads the page: what was typed into the
+// report form is kept in this tab (sessionStorage, never sent anywhere) and put back.
+// Older people find "Larger text" half-way through a form. Without JavaScript the
+// switch still works; the form then starts empty.
+(function () {
+  "use strict";
+  var KEY = "chengyun-report-draft";
+  var FIELDS = ["category", "description", "address", "lon", "lat", "name", "phone", "email"];
+  var form = document.querySelector("form.report");
+  var store;
+  try { store = window.sessionStorage; } catch (e) { return; }
+  if (!form || !store) return;
+  function save() {
+    var draft = {};
+    FIELDS.forEach(function (name) {
+      var el = form.elements[name];
+      if (el && el.value) draft[name] = el.value;
+    });
+    if (Object.keys(draft).length) store.setItem(KEY, JSON.stringify(draft));
+  }
+  var saved = store.getItem(KEY);
+  store.removeItem(KEY);
+  if (saved) {
+    var draft = {};
+    try { draft = JSON.parse(saved) || {}; } catch (e) { draft = {}; }
+    FIELDS.forEach(function (name) {
+      var el = form.elements[name];
+      if (el && !el.value && draft[name]) el.value = draft[name];
+    });
+  }
+  document.querySelectorAll("header form.lang, header a.tool").forEach(function (el) {
+    el.addEventListener(el.tagName === "FORM" ? "submit" : "click", save);
+  });
+})();
