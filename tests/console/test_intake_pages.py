@@ -583,6 +583,9 @@ def test_cluster_case_shows_its_warning_and_reports(client, staff, settings):
     assert "raised it from the cluster's reports" in page and "registered directly" not in page
     queue_page = client.get("/console/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Smart discovery: 3 reports of" in queue_page and "智能发现：" not in queue_page
+    # Found by its category's English name, though its stored title is Chinese.
+    found = client.get("/console/", {"q": "Category 0101"}, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert warning.case.number in found
 
 
 def test_one_incident_its_reports_cases_merge_into_the_warnings_case(client, staff):

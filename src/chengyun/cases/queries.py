@@ -32,7 +32,10 @@ def queue(user, *, status: str | None = None, deadline: str | None = None, text:
         qs = qs.filter(deadline_state=deadline)
     if text:
         text = text.strip()
-        match = Q(number__icontains=text) | Q(title__icontains=text) | Q(address__icontains=text)
+        # The category's names too, in both languages: a smart-discovery case's title is
+        # stored in the site's language ("智能发现：…停水"), and "no water" finds it so.
+        match = (Q(number__icontains=text) | Q(title__icontains=text) | Q(address__icontains=text)
+                 | Q(category__name__icontains=text) | Q(category__name_en__icontains=text))
         from chengyun.intake import numbers
 
         number = numbers.normalise(text)
