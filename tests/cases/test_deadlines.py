@@ -160,3 +160,31 @@ def test_chengyun_sweep_deadlines_with_dashes(ten_hour_case, capsys, monkeypatch
         main(["chengyun", "sweep-deadlines"])
     assert "overdue: 1, escalated: 1" in capsys.readouterr().out
     assert Case.objects.get(pk=ten_hour_case.pk).escalated_to.code == "100102"
+
+
+def test_work_reported_done_in_time_is_not_overdue_while_it_waits_to_be_checked(ten_hour_case, admin_user):
+    """Checking on site is not the department's time: done by 17:00, it stays on time
+    when the inspector comes the next day (it was escalated to the city)."""
+    from chengyun.cases import services
+
+    with simulated(local(2025, 3, 11, 9, 0)):
+        services.start_case(Case.objects.get(pk=ten_hour_case.pk), by=admin_user)
+    with simulated(local(2025, 3, 11, 17, 0)):
+        services.report_done(Case.objects.get(pk=ten_hour_case.pk), by=admin_user)
+    sweep_at(local(2025, 3, 12, 11, 0))
+    case = Case.objects.get(pk=ten_hour_case.pk)
+    assert case.status == "awaiting_verification" and case.deadline_state == "on_time"
+    assert case.escalation_level == 0
+
+
+def test_work_done_late_is_overdue_by_the_time_it_was_done(ten_hour_case, admin_user):
+    from chengyun.cases import services
+
+    with simulated(local(2025, 3, 11, 9, 0)):
+        services.start_case(Case.objects.get(pk=ten_hour_case.pk), by=admin_user)
+    with simulated(local(2025, 3, 11, 19, 0)):  # an hour late
+        services.report_done(Case.objects.get(pk=ten_hour_case.pk), by=admin_user)
+    sweep_at(local(2025, 3, 13, 9, 0))  # two days later, still not checked
+    case = Case.objects.get(pk=ten_hour_case.pk)
+    assert case.deadline_state == "overdue"
+    assert case.escalation_level == 2, "an hour late, not late by its whole allowed time: the district, not the city"

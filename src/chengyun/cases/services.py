@@ -143,10 +143,21 @@ def compute_deadlines(category: Category | None, priority: str, start) -> tuple:
     return response_due, due
 
 
+def _clock_stop(case: Case, at):
+    """When the department's time ran until: its report of the work done, while the
+    case waits to be checked (checking is not the department's time), else ``at``."""
+    if case.status == S.AWAITING_VERIFICATION and case.done_at is not None:
+        return min(at, case.done_at)
+    return at
+
+
 def deadline_state_for(case: Case, at=None) -> str:
     at = at or now()
     if case.status not in OPEN_STATUSES or case.due_at is None:
         return DeadlineState.ON_TIME
+    if case.status == S.AWAITING_VERIFICATION and case.done_at is not None:
+        # Done before the deadline is on time, however long the check takes.
+        return DeadlineState.OVERDUE if case.done_at > case.due_at else DeadlineState.ON_TIME
     if at >= case.due_at:
         return DeadlineState.OVERDUE
     start = case.dispatched_at or case.created_at
@@ -678,7 +689,8 @@ def sweep_deadlines(at=None) -> dict:
         elif state == DeadlineState.OVERDUE:
             counts["overdue"] += 1
             allowed = case.due_at - (case.dispatched_at or case.created_at)
-            wanted = 3 if at - case.due_at >= max(allowed, timedelta(hours=1)) else 2
+            late = _clock_stop(case, at) - case.due_at
+            wanted = 3 if late >= max(allowed, timedelta(hours=1)) else 2
         else:
             wanted = 0
         wanted = min(wanted, len(ops_centres(case)))
