@@ -303,7 +303,8 @@ def test_an_english_address_naming_a_subdistrict_without_its_ending_is_placed_th
     assert area_from_address("near the metro, xujiahui, Testcity").code == "100101001"
     assert area_from_address("Hongqiao Town hall").code == "100102001"
     assert area_from_address("Xujiahuibei Road") is None, "a whole word only"
-    Area.objects.filter(code="100103001").update(name_en="Tang Town")
+    assert area_from_address("Xujiahui, 12 Hongqiao Road").code == "100101001", "Hongqiao: two syllables, a road"
+    Area.objects.filter(code="100103001").update(name_en="Zhongshan Subdistrict")
     invalidate()
-    assert area_from_address("Tang dynasty restaurant") is None, "a syllable is too common a word"
+    assert area_from_address("1000 Zhongshan North Road") is None, "two syllables are in too many road names"
     assert area_from_address("District 2, Xujiahui").code == "100102", "the district named wins over a street elsewhere"

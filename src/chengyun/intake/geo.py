@@ -31,10 +31,17 @@ def box(lon: float, lat: float, radius_m: float) -> tuple[float, float, float, f
 # district the address names, or is the only such name in the city.
 STEM_ENDINGS = ("街道办事处", "街道", "地区", "镇", "乡")
 # The same for English names: "Xujiahui" is where Xujiahui Subdistrict is. An English
-# stem must be a whole word of the address, and at least six letters: a syllable such
-# as "Tang" (Tang Town) is too common a word to place an address by.
+# stem must be a whole word of the address, and have at least three syllables, as a
+# Chinese stem needs three characters: "Zhongshan" (中山街道) is in too many road
+# names ("Zhongshan North Road" is not in that street), as 中山 is.
 STEM_ENDINGS_EN = (" sub-district", " subdistrict", " township", " town", " street")
-MIN_STEM_EN = 6
+MIN_STEM_SYLLABLES = 3
+_VOWELS = re.compile(r"[aeiouüv]+")
+
+
+def _syllables(pinyin: str) -> int:
+    """Syllables of a pinyin name, as its runs of vowels (xu-jia-hui: 3; zhong-shan: 2)."""
+    return len(_VOWELS.findall(pinyin.lower()))
 
 
 def _stems(loc) -> list[tuple[str, AreaInfo]]:
@@ -50,7 +57,7 @@ def _stems(loc) -> list[tuple[str, AreaInfo]]:
                     break
             english = (a.name_en or "").lower()
             for ending in STEM_ENDINGS_EN:
-                if english.endswith(ending) and len(english) - len(ending) >= MIN_STEM_EN:
+                if english.endswith(ending) and _syllables(english[: -len(ending)]) >= MIN_STEM_SYLLABLES:
                     cached.append((re.compile(rf"\b{re.escape(english[: -len(ending)])}\b"), a))
                     break
         loc._address_stems = cached
