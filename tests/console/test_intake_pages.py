@@ -287,6 +287,10 @@ def test_the_panel_says_the_operators_choice_routes_the_call(client, staff):
     assert "You chose 0101" in html and "a dispatcher will check it before the call is sent on" in html
     html = client.post("/console/hotline/suggest/", typed, HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "You chose" not in html
+    html = client.post("/console/hotline/suggest/", {**typed, "address": "somewhere"},
+                       HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "certain, but no area is found in the address: a dispatcher will send it on" in html
+    assert "certain enough to route automatically" not in html
     # No area in the address, or an open case it may repeat: the pick does not route it at once.
     html = client.post("/console/hotline/suggest/", {**typed, "address": "somewhere", "category": "0102"},
                        HTTP_ACCEPT_LANGUAGE="en").content.decode()
@@ -749,3 +753,12 @@ def test_the_queue_filters_by_district_and_category_and_names_the_district(clien
     assert case.number not in _listed(client.get("/console/", {"status": "", "area": "100102"}).content.decode())
     assert case.number in _listed(client.get("/console/", {"status": "", "category": "0101"}).content.decode())
     assert case.number not in _listed(client.get("/console/", {"status": "", "category": "0102"}).content.decode())
+
+
+def test_a_case_placed_nowhere_says_so_rather_than_outside_the_city(client, staff):
+    client.force_login(staff["operator"])
+    assert _call(client, token="nowhere-1", address="somewhere unknown").status_code == 302
+    case = Report.objects.get().case
+    assert case.area is None
+    page = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "not found: no position, and no area named in the address" in page and "outside the city" not in page
