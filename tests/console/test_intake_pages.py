@@ -760,5 +760,6 @@ def test_a_case_placed_nowhere_says_so_rather_than_outside_the_city(client, staf
     assert _call(client, token="nowhere-1", address="somewhere unknown").status_code == 302
     case = Report.objects.get().case
     assert case.area is None
+    client.force_login(f.make_user(username="root-nowhere", superuser=True))  # a case without an area: the city's
     page = client.get(f"/console/cases/{case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "not found: no position, and no area named in the address" in page and "outside the city" not in page
