@@ -16,6 +16,7 @@ from chengyun.cases.workflow import CaseStatus
 from chengyun.intake.models import ClusterWarning, DuplicateOutcome, DuplicateSuggestion, Report
 from chengyun.intake.services import ReportInput, submit
 from chengyun.org.models import Role
+from chengyun.taxonomy.models import Category
 
 from .. import factories as f
 
@@ -616,6 +617,13 @@ def test_one_incident_its_reports_cases_merge_into_the_warnings_case(client, sta
         assert Case.objects.get(pk=other.pk).status == CaseStatus.DISPATCHED, "a case already sent on is left"
         assert other.number in html.split("Not merged:")[1], "and named, with why"
     assert warning.case.timeline.filter(action="merged_in").count() == 1
+    # A case reclassified since is not swallowed: it is named, with its new category.
+    moved = sent_on[1]
+    case_services.recall_case(Case.objects.get(pk=moved.pk), by=dispatcher, reason="not a leak")
+    case_services.reclassify_case(Case.objects.get(pk=moved.pk), by=dispatcher, category=Category.objects.get(code="0102"))
+    html = client.get(client.post(url, HTTP_ACCEPT_LANGUAGE="en")["Location"], HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert Case.objects.get(pk=moved.pk).status != CaseStatus.MERGED
+    assert f"{moved.number} (now of another category" in html
 
 
 def test_a_warning_by_area_says_so_on_its_case(client, staff):

@@ -59,7 +59,7 @@ def test_a_report_added_to_an_existing_case_says_so_and_shows_that_status(client
     again = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
     assert again.duplicate == DuplicateOutcome.ATTACHED and again.case_id == first.case_id
     html = track(client, again.number, **EN)
-    assert "Merged with an existing report of the same problem" in html
+    assert "Handled together with other reports of the same problem" in html
     assert f"Status: {STATUS_LABELS[first.case.status]}" in html
     received = client.get(f"/report/received/{again.number}/", **EN).content.decode()
     assert "Your report has been added to it" in received
@@ -102,10 +102,10 @@ def test_a_case_merged_by_staff_shows_the_status_of_the_case_it_joined(client, i
     case_services.accept_case(Case.objects.get(pk=older.case_id), by=admin_user)
 
     html = track(client, newer.number, **EN)
-    assert "Merged with an existing report of the same problem" in html
+    assert "Handled together with other reports of the same problem" in html
     assert "Status: Accepted" in html and "It will be sent to the department" in html, "the status of the case it joined"
     own = re.search(r'<h3>Your report</h3>\s*<ol class="timeline">(.*?)</ol>', html, re.S).group(1)
-    assert re.findall(r"<span>([^<]*)</span>", own) == ["Report received", "Merged with an existing report of the same problem"]
+    assert re.findall(r"<span>([^<]*)</span>", own) == ["Report received", "Handled together with other reports of the same problem"]
     assert "same as the other" not in html and "root" not in html
 
 

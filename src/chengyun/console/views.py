@@ -88,7 +88,10 @@ def queue_view(request):
         "page": page, "status": status, "deadline": deadline or "", "q": text or "", "view": view if view in tabs else "",
         "area": district or "", "category": category or "", "districts": _districts(),
         "categories": Category.objects.reportable().in_groups(),
-        "tabs": [{"key": k, "label": t["label"], "count": t["filter"](queue(request.user)).count()}
+        # Counted as listed: open cases, in the district and category filtered on.
+        "tabs": [{"key": k, "label": t["label"],
+                  "count": t["filter"](queue(request.user, status="open", area_code=district,
+                                             category_code=category)).count()}
                  for k, t in tabs.items()],
         "statuses": [("open", _("All open"))] + list(CaseStatus.choices) + [("", _("All"))],
         "deadlines": DeadlineState.choices, "counts": counts,

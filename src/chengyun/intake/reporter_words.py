@@ -33,7 +33,7 @@ STATUS_WORDS = {
     # may not have been reached): the timeline says what the callback was.
     CaseStatus.RATED: _("Fixed and closed."),
     CaseStatus.REJECTED: _("Not taken up: the city could not act on this report."),
-    CaseStatus.MERGED: _("Merged with an existing report of the same problem."),
+    CaseStatus.MERGED: _("Handled together with other reports of the same problem."),
     CaseStatus.REOPENED: _("Opened again: work on it continues."),
 }
 
@@ -42,7 +42,7 @@ STEP_WORDS = {
     "create": _("Report received"),
     "accept": _("Accepted by the city operations centre"),
     "reject": _("Not taken up"),
-    "merge": _("Merged with an existing report of the same problem"),
+    "merge": _("Handled together with other reports of the same problem"),
     "unmerge": _("Handled on its own again"),
     "self_dispose": _("Fixed on the spot by a city inspector"),
     "dispatch": _("Sent to the department that handles it"),

@@ -163,7 +163,7 @@ def _notice(report: Report, case: Case | None) -> str | None:
     parts = []
     if report.duplicate == DuplicateOutcome.ATTACHED:
         parts.append(_("This problem was already reported; your report was added to the same case."))
-    elif report.duplicate == DuplicateOutcome.ASK:
+    elif report.duplicate == DuplicateOutcome.ASK and report.case_id == case.pk:  # merged since: decided
         parts.append(_("A dispatcher is checking whether an earlier report is about the same problem."))
     if case.due_at is not None:
         parts.append(_("The city aims to resolve it by %(due)s.") % {"due": _local(case.due_at)})
