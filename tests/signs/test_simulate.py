@@ -80,6 +80,29 @@ def test_a_demo_sensor_goes_on_along_the_demo_model_its_history_follows(pressure
     assert sim_sensor(Sensor.objects.select_related("indicator", "kind").get(pk=other.pk), random.Random(1)).model is None
 
 
+def test_the_demos_ongoing_incidents_go_on_while_it_is_simulated(pressure_kind):
+    """Started after load-demo, the simulator keeps the planted incidents that are
+    still going on: a silent sensor stays silent, a stuck gauge stuck, a sensor in
+    an excursion (the burst main) where it is."""
+    from chengyun.signs.models import Rule
+
+    for code, last in (("WP-SILENT", 0.3), ("WP-STUCK", 0.31), ("WP-BURST", 0.12), ("WP-FINE", 0.3)):
+        sensor = make_sensor(code=code, kind=pressure_kind, generated=True, last_value=last, last_ms=NOW - 60_000)
+        ind = make_indicator(sensor=sensor, warn_low=0.2, warn_high=0.5, alarm_low=0.15)
+        rule = {"WP-SILENT": Rule.MISSING, "WP-STUCK": Rule.FLATLINE, "WP-BURST": Rule.BAND_LOW}.get(code)
+        if rule:
+            Warning.objects.create(indicator=ind, rule=rule, level="alarm", started_ms=NOW - 3_600_000,
+                                   peak_value=last, peak_ms=NOW - 60_000, last_value=last)
+    call_command("simulate_sensors", "--via", "db", "--count", "60", "--rate", "1000", "--seed", "3",
+                 "--sensors", "WP-", stdout=StringIO())
+    taken = {}
+    for code, value in Reading.objects.filter(sensor__code__startswith="WP-").values_list("sensor__code", "value"):
+        taken.setdefault(code, []).append(value)
+    assert "WP-SILENT" not in taken, "silent stays silent"
+    assert len(set(taken["WP-STUCK"])) == 1, "stuck stays stuck"
+    assert max(abs(v - 0.12) for v in taken["WP-BURST"]) < 0.02, "the excursion goes on"
+
+
 def test_a_rate_limit_is_respected_in_normal_running(pressure_kind):
     sensor = make_sensor(code="WP-RATE", kind=pressure_kind)
     make_indicator(sensor=sensor, warn_low=0.2, warn_high=0.5, rate_limit=0.002)

@@ -40,7 +40,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from chengyun.signs.models import Sensor
+from chengyun.signs.models import Rule, Sensor, Warning
 from chengyun.signs.mqtt import gateway_topic, parse_url, reading_topic
 
 TAU_MIN = 30.0  # minutes for a sensor to drift most of the way back to its cycle
@@ -64,6 +64,7 @@ class SimSensor:
     last_ms: int | None
     phase: float  # radians: sensors do not all peak at the same minute
     model: tuple[str, dict] | None = None  # (kind, parameters) of the demo model it follows, if any
+    hold: bool = False  # in an excursion still going on: stays where it is
 
     @property
     def centre(self) -> float:
@@ -74,8 +75,20 @@ class SimSensor:
         return (self.hi - self.lo) / 2
 
 
-def sim_sensor(sensor: Sensor, rng: random.Random) -> SimSensor:
-    """The band to simulate in, from the sensor's indicator (or its last value)."""
+def ongoing_warnings(sensors) -> dict[str, set[str]]:
+    """The rules of each sensor's warnings still going on (not ended), by sensor code."""
+    out: dict[str, set[str]] = {}
+    rows = (Warning.objects.filter(ended_ms__isnull=True, indicator__sensor__in=sensors)
+            .values_list("indicator__sensor__code", "rule"))
+    for code, rule in rows:
+        out.setdefault(code, set()).add(rule)
+    return out
+
+
+def sim_sensor(sensor: Sensor, rng: random.Random, *, hold: bool = False) -> SimSensor:
+    """The band to simulate in, from the sensor's indicator (or its last value).
+    ``hold``: the sensor is in an excursion that is still going on (the demo's burst
+    main): it stays where it is, with a little noise, rather than walking back."""
     ind = getattr(sensor, "indicator", None)
     get = (lambda name: getattr(ind, name)) if ind is not None else (lambda name: None)
     lo = get("warn_low") if get("warn_low") is not None else get("alarm_low")
@@ -100,9 +113,11 @@ def sim_sensor(sensor: Sensor, rng: random.Random) -> SimSensor:
     else:
         out = hi + 2 * width
     start = last if last is not None else (lo + hi) / 2
+    if hold:
+        out = start  # where the excursion stands: it stays there
     return SimSensor(code=sensor.code, lo=lo, hi=hi, margin=margin, out=out, rate_limit=get("rate_limit"),
                      interval_s=sensor.interval_s or 300, value=start, last_ms=sensor.last_ms,
-                     phase=rng.uniform(-0.5, 0.5), model=_demo_model(sensor))
+                     phase=rng.uniform(-0.5, 0.5), model=None if hold else _demo_model(sensor), hold=hold)
 
 
 MODEL_FIT_NOISES = 6  # the last stored value within this many noise widths of the model: it follows it
@@ -169,6 +184,9 @@ class ValueGenerator:
         if self.in_incident(s, ts):
             new = v + (1 - math.exp(-dt / INCIDENT_TAU_MIN)) * (s.out - v)
             new += self.rng.gauss(0, NOISE * s.half * 0.3) * math.sqrt(1 - math.exp(-2 * dt / TAU_MIN))
+        elif s.hold:
+            new = v + (1 - math.exp(-dt / TAU_MIN)) * (s.out - v)
+            new += self.rng.gauss(0, NOISE * s.half * 0.1) * math.sqrt(1 - math.exp(-2 * dt / TAU_MIN))
         elif s.model is not None:
             new = self._model_value(s, ts, v, dt)
         else:
@@ -374,7 +392,11 @@ class Command(BaseCommand):
         if not o["include_real"]:
             qs = qs.filter(generated=True)
         prefixes = tuple(p.strip() for p in o["sensors"].split(",") if p.strip())
-        sensors = [sim_sensor(s, rng) for s in qs if not prefixes or s.code.startswith(prefixes)]
+        ongoing = ongoing_warnings(qs)
+        # A sensor that has gone silent stays silent (its silence is the warning shown).
+        sensors = [sim_sensor(s, rng, hold=bool(ongoing.get(s.code, set()) - {Rule.MISSING, Rule.FLATLINE}))
+                   for s in qs if (not prefixes or s.code.startswith(prefixes))
+                   and Rule.MISSING not in ongoing.get(s.code, set())]
         if not sensors:
             raise CommandError(_("No sensors to simulate. Only sensors marked as generated are used unless "
                                  "--include-real is given; check --sensors."))
@@ -399,6 +421,8 @@ class Command(BaseCommand):
             incident = (start_ms + int(o["incident_after"] * 1000),
                         start_ms + int((o["incident_after"] + o["incident_for"]) * 1000))
             gen.incident(o["incident"], *incident)
+        # A stuck gauge stays stuck (the flat-line warning shown).
+        gen.stuck |= {code for code, rules in ongoing.items() if Rule.FLATLINE in rules}
         if o["stuck"]:
             if o["stuck"] not in {s.code for s in sensors}:
                 raise CommandError(_("Sensor %(code)s is not among the simulated sensors.") % {"code": o["stuck"]})
