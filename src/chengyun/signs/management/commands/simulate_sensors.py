@@ -16,7 +16,9 @@ noise, from its code) goes on along that model instead, so the live readings
 look like the thirty days before them. The walk inside the band had its own
 centre, cycle and a noise several times the history's, and the anomaly rules
 rightly saw that as a change: in a trial, eleven warnings nobody planted
-within five minutes, burying the planted incident.
+within five minutes, burying the planted incident. A warning still going on
+when the simulator starts goes on: a silent sensor is not simulated, a stuck
+one repeats its value, one in an excursion stays there.
 """
 
 from __future__ import annotations
