@@ -308,3 +308,14 @@ def test_an_english_address_naming_a_subdistrict_without_its_ending_is_placed_th
     invalidate()
     assert area_from_address("1000 Zhongshan North Road") is None, "two syllables are in too many road names"
     assert area_from_address("District 2, Xujiahui").code == "100102", "the district named wins over a street elsewhere"
+
+
+def test_a_warning_raised_from_generated_reports_is_generated_too(intake_world):
+    """The demo's smart-discovery cases carry the demo mark, as their reports do."""
+    from chengyun.intake.models import ClusterWarning
+
+    lon, lat = f.centre("100101001")
+    for k, (x, y) in enumerate([(lon, lat), (lon, lat + 0.0018), (lon + 0.0021, lat + 0.0009)]):
+        submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=x, lat=y, generated=True,
+                           idempotency_key=f"g-{k}", source="demo-generator"))
+    assert ClusterWarning.objects.get().case.generated is True

@@ -29,11 +29,13 @@ from chengyun.taxonomy.models import Category
 from chengyun.taxonomy.services import routing_snapshot
 
 from .loader import PACK, random_point_in
-from .texts import compose
+from .texts import CALL_SHARE, compose
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
-CHANNELS = [(Channel.HOTLINE, 55), (Channel.INSPECTOR, 20), (Channel.WEB, 15), (Channel.OPEN311, 5),
-            (Channel.SENSOR, 3), (Channel.DEPARTMENT, 2)]
+# People's doors and department systems; sensor alarms come from the demo's sensors
+# (demo.sensors), not as made-up texts (a "sensor alarm" about a dog off its lead).
+CHANNELS = [(Channel.HOTLINE, 58), (Channel.INSPECTOR, 20), (Channel.WEB, 15), (Channel.OPEN311, 5),
+            (Channel.DEPARTMENT, 2)]
 BATCH = 250  # generated cases per transaction
 
 
@@ -128,8 +130,10 @@ class Generator:
         geom = grid.geometry
         lon, lat = random_point_in(geom, rng)
         street = grid.parent.parent if grid.parent_id and grid.parent.parent_id else None
-        title, desc, address = compose(cat, rng, street_name=street.name if street else "")
         channel = rng.choices([c for c, _ in CHANNELS], weights=[w for _, w in CHANNELS])[0]
+        # Only a call is written down as a call ("市民来电反映：…").
+        title, desc, address = compose(cat, rng, street_name=street.name if street else "",
+                                       call_share=CALL_SHARE if channel == Channel.HOTLINE else 0.0)
         by = {Channel.HOTLINE: self.user("operator"), Channel.INSPECTOR: self.user("inspector")}.get(channel)
         # Operators and inspectors mostly choose the category; the rest is left to the classifier.
         on_the_spot = channel == Channel.INSPECTOR and cat.self_dispose and rng.random() < 0.6

@@ -692,6 +692,8 @@ def _open_cluster_case(warning) -> Case:
         lon=None if warning.by_area else warning.lon, lat=None if warning.by_area else warning.lat,
         area=warning.area if warning.by_area else None,
         priority=Priority.URGENT if warning.category.priority == Priority.URGENT else Priority.HIGH, by=SYSTEM_ACTOR,
+        # Raised from generated reports only (the demo's): generated too, and marked so.
+        generated=warning.reports.exists() and not warning.reports.filter(generated=False).exists(),
     )
     auto_route(case, {"decided_by": "cluster warning"})
     return case
