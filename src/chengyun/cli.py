@@ -33,12 +33,9 @@ def language_from_environment(environ=os.environ) -> str | None:
 
 
 def _summary(text: str) -> str:
-    """The first sentence of a command's help."""
+    """The first sentence of a command's help (to its first full stop)."""
     text = " ".join((text or "").split())
-    for end in (". ", ": ", "; "):
-        if end in text:
-            return text[: text.index(end) + 1].rstrip(":;")
-    return text
+    return text[: text.index(". ") + 1] if ". " in text else text
 
 
 def main_help(width: int = 100) -> str:

@@ -373,7 +373,7 @@ def _patrol_position(user, lon: str, lat: str, area: Area | None) -> tuple[str |
                             "spot is for where you are. Report it without closing it, and it is dispatched.")
                           % {"place": place, "off": f"{off:,.0f}"}, field="area")
     return None, None, {"device_position": [round(x, 6), round(y, 6)], "device_area": chain[-1].code,
-                        "metres_outside_grid": round(off)}
+                        "device_place": place, "metres_outside_grid": round(off)}
 
 
 def _metres_outside(area: Area, lon: float, lat: float) -> float:
