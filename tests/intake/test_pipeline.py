@@ -319,3 +319,16 @@ def test_a_warning_raised_from_generated_reports_is_generated_too(intake_world):
         submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=x, lat=y, generated=True,
                            idempotency_key=f"g-{k}", source="demo-generator"))
     assert ClusterWarning.objects.get().case.generated is True
+
+
+@pytest.mark.parametrize(("said", "title"), [
+    ("您好，我想反映一下，楼下停水了", "楼下停水了"),
+    ("市民来电反映：小区门口井盖缺失", "小区门口井盖缺失"),
+    ("Hello, good evening. The light in front of the market is out.", "The light in front of the market is out."),
+    ("路灯坏了", "路灯坏了"),
+    ("您好", "您好"),  # nothing but a greeting: kept
+])
+def test_a_title_made_from_a_call_leaves_out_its_greeting(said, title):
+    from chengyun.intake.services import default_title
+
+    assert default_title(said) == title

@@ -552,7 +552,7 @@ def merge_cluster(request, number):
             case_services.merge_case(member, into=case, by=request.user,
                                      note=_("One incident: merged into the cluster warning's case."))
         except CaseError as exc:
-            kept.append(f"{member.number} ({exc.message})")
+            kept.append(f"{member.number} ({str(exc.message).rstrip('。.')})")
         else:
             merged.append(member.number)
     if merged:

@@ -138,9 +138,24 @@ def report_text(description: str, title: str = "") -> str:
     return f"{title or default_title(description)}\n{description}"
 
 
+# How a call is opened before it says anything ("您好，我想反映一下，…", "Hello, good
+# evening."): left out of a title made from the text, so that the queue, the recent
+# calls and a cluster's list say what each is about. The description keeps them.
+_OPENING = re.compile(
+    r"^(?:\s*(?:(?:您好|你好|喂|哎|打扰了|麻烦一下)[，,。！!\s]*"
+    r"|(?:市民|来电人|网友)?(?:来电)?(?:反映|称|表示|留言|投诉|举报)[：:，,]\s*"
+    r"|我(?:想|要)(?:反映|投诉|举报)(?:一下|个情况|一个问题)?[：:，,。]\s*"
+    r"|(?:hello|hi|good (?:morning|afternoon|evening))[,.!]?\s*"
+    r"|(?:i(?:'d| would) like to (?:report|complain)[^.]*|caller says:?)[.:]?\s*))+",
+    re.IGNORECASE)
+
+
 def default_title(description: str) -> str:
-    """The title of a report sent without one: its first line, cut to 60 characters."""
+    """The title of a report sent without one: its first line without a call's
+    opening words (see ``_OPENING``), cut to 60 characters."""
     first = description.splitlines()[0] if description else ""
+    said = _OPENING.sub("", first).strip()
+    first = said if len(said) >= 4 else first  # nothing but a greeting: kept as it is
     return first if len(first) <= 60 else first[:59] + "…"
 
 

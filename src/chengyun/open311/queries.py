@@ -171,7 +171,8 @@ def _notice(report: Report, case: Case | None) -> str | None:
         parts.append(_("A dispatcher will assign it to the responsible department."))
     else:  # not sent on yet: no area, no routing rule, reopened, or returned by a department
         parts.append(_("A dispatcher will send it to the responsible department."))
-    return " ".join(str(p) for p in parts) or None
+    # Chinese sentences follow one another without a space (。预计…).
+    return ("" if prefers_chinese() else " ").join(str(p) for p in parts) or None
 
 
 PLACE_DEPTHS = (1, 2)  # district and street: a grid or community name is the city's own bookkeeping
