@@ -293,7 +293,7 @@ def _field_error(html: str, field: str) -> str:
 
 
 @pytest.mark.parametrize(("fields", "field", "words"), [
-    ({}, "address", "write an address, or give the position"),  # nowhere: no district could take it
+    ({}, "address", "or add a photo that knows where it was taken"),  # nowhere: no district could take it
     ({"lon": str(f.OUTSIDE[0]), "lat": str(f.OUTSIDE[1])}, "lat", "outside the city"),
 ])
 def test_a_report_needs_a_place_in_the_city(client, intake_world, fields, field, words):

@@ -370,7 +370,8 @@ def _patrol_position(user, lon: str, lat: str, area: Area | None) -> tuple[str |
     off = _metres_outside(area, x, y)
     if off > PATROL_TOLERANCE_M:
         raise CaseInvalid(_("The device puts you in %(place)s, %(off)s m from the grid you chose: closing on the "
-                            "spot is for where you are. Report it without closing it, and it is dispatched.")
+                            "spot is for where you are. Report it without closing it on the spot: it is then handled as any "
+                            "report is.")
                           % {"place": place, "off": f"{off:,.0f}"}, field="area")
     return None, None, {"device_position": [round(x, 6), round(y, 6)], "device_area": chain[-1].code,
                         "device_place": place, "metres_outside_grid": round(off)}

@@ -137,8 +137,9 @@ class ReportForm(forms.Form):
                                             "problem is: write an address, or give the position (a pin on the map, "
                                             "or the coordinates)."))
             else:
-                self.add_error("address", _("Say where the problem is: write an address, or give the position (a pin "
-                                            "on the map, or the coordinates)."))
+                self.add_error("address", _("Say where the problem is: write an address, give the position (a pin "
+                                            "on the map, or the coordinates), or add a photo that knows where it "
+                                            "was taken."))
         return data
 
     def add_intake_error(self, exc: CaseInvalid) -> None:
