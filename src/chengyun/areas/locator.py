@@ -35,6 +35,13 @@ class AreaInfo:
     depth: int
     parent_id: int | None
 
+    @property
+    def display_name(self) -> str:
+        """The name in the reader's language, as ``Area.display_name`` gives it."""
+        from chengyun.i18n import prefers_chinese
+
+        return (self.name or self.name_en) if prefers_chinese() else (self.name_en or self.name)
+
 
 class Locator:
     def __init__(self, areas: list[AreaInfo], geometries: list) -> None:

@@ -30,7 +30,6 @@ from chengyun.cases.models import Case, Channel
 from chengyun.cases.queries import get_visible, visible_cases
 from chengyun.cases.workflow import OPEN_STATUSES
 from chengyun.clock import now
-from chengyun.i18n import prefers_chinese
 from chengyun.intake import notify, privacy
 from chengyun.intake.dedup import SAID_BY_STAFF, find_duplicate
 from chengyun.intake.geo import area_from_address
@@ -361,7 +360,7 @@ def _patrol_position(user, lon: str, lat: str, area: Area | None) -> tuple[str |
         return lon, lat, {}  # the pipeline names the bad coordinate
     if not chain or _inspector_areas(user).filter(pk=chain[-1].id).exists():
         return lon, lat, {}
-    names = [(a.name or a.name_en) if prefers_chinese() else (a.name_en or a.name) for a in chain[1:] or chain]
+    names = [a.display_name for a in chain[1:] or chain]
     place = " › ".join(names)
     if area is None:
         raise CaseInvalid(_("The device puts you in %(place)s, outside the areas you patrol. Choose your grid: it "

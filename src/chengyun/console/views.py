@@ -27,7 +27,6 @@ from chengyun.cases.errors import CaseError
 from chengyun.cases.models import Channel, DeadlineState, Satisfaction
 from chengyun.cases.queries import get_visible, queue
 from chengyun.cases.workflow import ACTIONS, CaseStatus
-from chengyun.i18n import prefers_chinese
 from chengyun.org import scope
 from chengyun.org.models import Department, Role
 from chengyun.taxonomy.models import Category, Priority
@@ -110,8 +109,7 @@ def _name_districts(cases) -> None:
         info = loc.by_id.get(c.area_id) if c.area_id else None
         chain = loc.chain(info) if info is not None else ()
         district = next((a for a in chain if a.depth == 1 and a.id != c.area_id), None)
-        c.district = None if district is None else (
-            (district.name or district.name_en) if prefers_chinese() else (district.name_en or district.name))
+        c.district = district.display_name if district is not None else None
 
 
 def _districts() -> list:
@@ -119,7 +117,7 @@ def _districts() -> list:
     from chengyun.areas.locator import get_locator
 
     areas = [a for a in get_locator().areas if a.depth == 1]
-    return sorted((a.code, (a.name or a.name_en) if prefers_chinese() else (a.name_en or a.name)) for a in areas)
+    return sorted((a.code, a.display_name) for a in areas)
 
 
 def _misread(text: str | None) -> bool:

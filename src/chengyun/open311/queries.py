@@ -190,8 +190,8 @@ def place_name(area_id: int | None) -> str | None:
         return None
     chain = [a for a in loc.chain(info) if a.depth in PLACE_DEPTHS] or [info]
     if prefers_chinese():
-        return "".join(a.name or a.name_en for a in chain)
-    return ", ".join(a.name_en or a.name for a in reversed(chain))
+        return "".join(a.display_name for a in chain)
+    return ", ".join(a.display_name for a in reversed(chain))
 
 
 def request_rows(reports) -> list[dict]:

@@ -162,6 +162,7 @@ class ValueGenerator:
     def __init__(self, sensors: list[SimSensor], *, seed: int | None = None, tz: ZoneInfo | None = None):
         self.sensors = sensors
         self.rng = random.Random(seed)
+        self._np_rng = None  # numpy's, for the demo model's noise: made once, from ``rng``
         self.tz = tz or ZoneInfo(settings.TIME_ZONE)
         self.incidents: dict[str, tuple[int, int]] = {}
         self.stuck: set[str] = set()
@@ -213,7 +214,9 @@ class ValueGenerator:
 
         kind, params = s.model
         clean = normal(kind, params, np.array([ts]), _offset_ms(ts))
-        sample = float(noisy(kind, params, clean, np.random.default_rng(self.rng.getrandbits(64)))[0])
+        if self._np_rng is None:
+            self._np_rng = np.random.default_rng(self.rng.getrandbits(64))
+        sample = float(noisy(kind, params, clean, self._np_rng)[0])
         away = abs(v - float(clean[0])) > _spread(kind, params, float(clean[0]))
         return v + (1 - math.exp(-dt / TAU_MIN)) * (sample - v) if away else sample
 
