@@ -127,7 +127,7 @@ def test_the_open_case_index_matches_by_window_whether_or_not_it_has_swept(intak
     X = features.transform(["水管爆裂冒水"])
     lon, lat = f.centre("100101001")
     t0 = micros(datetime(2026, 1, 5, 8, tzinfo=UTC))
-    index.add([t0, lon, lat, 1, leak.pk, "C1", X, 0])
+    index.add([t0, lon, lat, 1, leak.pk, "C1", X, 0, "", None, "zh"])
 
     def match(t):
         return index.best(leak.pk, lon, lat, t, X, 0, 0.0)[0]
@@ -138,7 +138,7 @@ def test_the_open_case_index_matches_by_window_whether_or_not_it_has_swept(intak
     index.forget_before(t0 + 1)  # a whole window after the last sweep: it sweeps
     assert index.size == 0 and match(t0 + 1) is None
 
-    index.add([t0, lon, lat, 2, leak.pk, "C2", X, 0])
+    index.add([t0, lon, lat, 2, leak.pk, "C2", X, 0, "", None, "zh"])
     index.forget_before(t0 + 2)  # moments after the last sweep: kept in memory...
     assert index.size == 1
     assert match(t0 + window + 1) is None  # ...but out of its window all the same

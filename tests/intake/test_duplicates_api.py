@@ -159,3 +159,50 @@ def test_three_leaks_close_together_raise_one_cluster_warning(client, staff, sen
     assert fourth["number"] in set(warning.reports.values_list("number", flat=True))
     assert Case.objects.filter(channel="discovery").count() == 1
     assert Report.objects.count() == 4
+
+
+LEAK_EN = "Water main burst, water keeps gushing onto the road"
+
+
+def test_a_report_in_another_language_at_the_spot_asks_a_dispatcher_and_never_attaches(client, staff, sensor,
+                                                                                        settings):
+    """The texts share no n-grams across languages: they are not compared, the
+    place and time decide (weights scaled up), and at most a dispatcher is asked."""
+    settings.DUPLICATE_ATTACH_SCORE = 0.6  # place and time alone are 1.0 here: still never attached
+    lon, lat = f.centre("100101001")
+    first = post_report(client, sensor, description=LEAK, category="0101", lon=lon, lat=lat)
+    second = post_report(client, sensor, description=LEAK_EN, category="0101", lon=lon, lat=lat)
+
+    assert second["duplicate"] == "ask" and second["case"] != first["case"]
+    exp = second["duplicate_explanation"]
+    assert exp["best_case"] == first["case"]
+    assert exp["text"] is None and exp["text_compared"] is False
+    assert exp["score"] > 0.99  # same spot, same minute: distance and time are both 1
+    pending = DuplicateSuggestion.objects.get(report__number=second["number"])
+    assert pending.candidate.number == first["case"] and pending.status == "pending"
+
+    # The same words in the same language attach as before.
+    third = post_report(client, sensor, description=LEAK_AGAIN, category="0101", lon=lon, lat=lat)
+    assert third["duplicate"] == "attached" and third["case"] == first["case"]
+    assert third["duplicate_explanation"]["text"] > 0 and "text_compared" not in third["duplicate_explanation"]
+
+
+def test_a_report_in_another_language_farther_off_is_a_case_of_its_own(client, staff, sensor, intake_world):
+    lon, lat = f.centre("100101001")
+    first = post_report(client, sensor, description=LEAK, category="0101", lon=lon, lat=lat)
+    radius = intake_world.categories["0101"].duplicate_radius_m
+    far_lon, far_lat = shift(lon, lat, east_m=radius * 0.8)
+    second = post_report(client, sensor, description=LEAK_EN, category="0101", lon=far_lon, lat=far_lat)
+
+    assert second["duplicate"] == "new" and second["case"] != first["case"]
+    assert second["duplicate_explanation"]["text_compared"] is False
+    assert second["duplicate_explanation"]["score"] < second["duplicate_explanation"]["ask_at"]
+
+
+def test_the_case_page_says_the_texts_were_not_compared(client, staff, sensor):
+    lon, lat = f.centre("100101001")
+    post_report(client, sensor, description=LEAK, category="0101", lon=lon, lat=lat)
+    second = post_report(client, sensor, description=LEAK_EN, category="0101", lon=lon, lat=lat)
+    client.force_login(staff["dispatcher"])
+    page = client.get(f"/console/cases/{second['case']}/").content.decode()
+    assert "texts not compared: they are in different languages" in page

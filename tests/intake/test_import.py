@@ -511,3 +511,27 @@ def test_an_import_attaches_repeats_of_a_report_nobody_has_classified(intake_wor
     assert first.case.category is None
     assert again.case_id == first.case_id and again.duplicate == DuplicateOutcome.ATTACHED
     assert again.duplicate_explanation["category_factor"] == 0.8
+
+
+def test_an_import_asks_about_a_report_in_another_language_at_the_spot_and_never_attaches_it(
+        intake_world, tmp_path, settings):
+    """As the live pipeline (dedup.py): texts in two languages are not compared."""
+    settings.DUPLICATE_ATTACH_SCORE = 0.6
+    lon, lat = f.centre("100102001")
+    path = write_jsonl(tmp_path / "two.jsonl", [
+        {"external_id": "Z1", "description": "路边水管破了一直在喷水", "category": "0101", "lon": lon, "lat": lat,
+         "received_at": "2026-11-20T09:00:00+08:00"},
+        {"external_id": "E1", "description": "A water pipe burst by the road, spraying water", "category": "0101",
+         "lon": lon, "lat": lat, "received_at": "2026-11-20T09:05:00+08:00"},
+        {"external_id": "Z2", "description": "路边水管破了，一直在喷水", "category": "0101", "lon": lon, "lat": lat,
+         "received_at": "2026-11-20T09:10:00+08:00"},
+    ])
+    run(path)
+    first, english, again = (Report.objects.get(external_id=x) for x in ("Z1", "E1", "Z2"))
+    assert english.duplicate == DuplicateOutcome.ASK and english.case_id != first.case_id
+    assert english.duplicate_explanation["text"] is None
+    assert english.duplicate_explanation["text_compared"] is False
+    assert english.duplicate_explanation["best_case"] == first.case.number
+    assert DuplicateSuggestion.objects.get(report=english).candidate_id == first.case_id
+    # The Chinese repeat attaches to the Chinese case, not to the English one it is as near to.
+    assert again.duplicate == DuplicateOutcome.ATTACHED and again.case_id == first.case_id

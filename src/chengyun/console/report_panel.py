@@ -120,10 +120,17 @@ def classification_view(report) -> dict:
 def duplicate_view(explanation: dict) -> dict:
     """Score and its parts (text, distance, time) from a duplicate explanation."""
     exp = explanation or {}
-    parts = [(name, exp[name], (exp.get("weights") or {}).get(name)) for name in SCORE_PARTS if name in exp]
+    weights = dict(exp.get("weights") or {})
+    compared = exp.get("text_compared", True)
+    if not compared and weights.get("text") is not None:
+        # Texts in different languages: the other parts' weights were scaled up (dedup.scored).
+        rest = 1.0 - weights.pop("text")
+        weights = {k: round(w / rest, 2) for k, w in weights.items()}
+    parts = [(name, exp[name], weights.get(name)) for name in SCORE_PARTS if name in exp and exp[name] is not None]
     return {
         "score": exp.get("score"),
         "parts": parts,
+        "text_not_compared": not compared,
         "distance_m": exp.get("distance_m"),
         "category_factor": exp.get("category_factor"),
         "best_case": exp.get("best_case"),

@@ -89,7 +89,15 @@ from chengyun.taxonomy.models import Category, Priority, RoutingRule
 
 from . import cluster, dedup, numbers
 from .classifier import active_model
-from .dedup import SIBLING_FACTOR, UNCLASSIFIED_FACTOR, WEIGHTS, address_key
+from .dedup import (
+    SIBLING_FACTOR,
+    UNCLASSIFIED_FACTOR,
+    WEIGHTS,
+    address_key,
+    outcome_of,
+    rank,
+    script_of,
+)
 from .geo import EARTH_RADIUS_M, area_from_address
 from .models import DuplicateOutcome, DuplicateSuggestion, Report, ReporterContact, SuggestionStatus
 from .services import MAX_DESCRIPTION, SYSTEM_ACTOR, next_ids
@@ -603,18 +611,29 @@ _RAD = math.pi / 180
 
 
 def _scored(e: list, cat: int, age: int, window: int, X, i: int, ask_at: float, weights: dict, where: str,
-            closeness: float):
-    """A candidate case's duplicate score for report ``i``: ``(score, text,
-    time, category factor)``, or None when even the same words could not lift
-    it to ``ask_at`` (the texts are then not compared). ``where`` names the
-    place part (distance, or place without a point) and ``closeness`` is its value."""
+            closeness: float, script: str):
+    """A candidate case's duplicate score for report ``i`` (its text in
+    ``script``): ``(score, text, time, category factor)``, or None when even the
+    same words could not lift it to ``ask_at`` (the texts are then not
+    compared). ``where`` names the place part (distance, or place without a
+    point) and ``closeness`` is its value. Texts in different languages are not
+    compared: text is then None and the other weights are scaled up, as
+    :func:`.dedup.scored` does."""
     factor = 1.0 if e[4] == cat else UNCLASSIFIED_FACTOR if e[4] is None else SIBLING_FACTOR
     tim = max(0.0, 1.0 - age / window) if window else 0.0
     rest = weights[where] * closeness + weights["time"] * tim
+    if script and e[10] and script != e[10]:
+        score = factor * rest / (1.0 - weights["text"])
+        return None if score < ask_at else (score, None, tim, factor)
     if factor * (weights["text"] + rest) < ask_at:
         return None
     text = max(0.0, min(1.0, _row_dot(X, i, e[6], e[7])))
     return factor * (weights["text"] * text + rest), text, tim, factor
+
+
+def _text_parts(text: float | None) -> dict:
+    """The text part of a duplicate explanation (see :func:`.dedup._rounded`)."""
+    return {"text": round(text, 4)} if text is not None else {"text": None, "text_compared": False}
 
 
 UNSORTED = ("u", None)  # the group of open cases nobody has classified yet
@@ -631,8 +650,9 @@ class OpenCaseIndex:
     Cases without a category are in a group of their own (:data:`UNSORTED`,
     cells as large as the largest radius), searched for every report.
     Entries: ``[created µs, lon, lat, case id, category id, number, matrix,
-    row, address key, area id]`` (lon and lat None without a point; the
-    address key as :func:`.dedup.address_key` makes it, "" for none).
+    row, address key, area id, script]`` (lon and lat None without a point; the
+    address key as :func:`.dedup.address_key` makes it, "" for none; the
+    script of the case's text as :func:`.dedup.script_of` tells it).
     """
 
     def __init__(self, features, *, lat_ref: float) -> None:
@@ -676,11 +696,10 @@ class OpenCaseIndex:
             dlat, dlon = self.cell[group]
             self.cells.setdefault((group, math.floor(entry[1] / dlon), math.floor(entry[2] / dlat)), []).append(entry)
             self.size += 1  # entries in the cells (as _sweep counts them)
-        if len(entry) > 8:
-            if entry[8]:
-                self.places.setdefault((group, "s", entry[8]), []).append(entry)
-            if entry[9] is not None:
-                self.places.setdefault((group, "a", entry[9]), []).append(entry)
+        if entry[8]:
+            self.places.setdefault((group, "s", entry[8]), []).append(entry)
+        if entry[9] is not None:
+            self.places.setdefault((group, "a", entry[9]), []).append(entry)
 
     def forget_before(self, t: int) -> None:
         """Drop cases opened before ``t``: no later report can match them.
@@ -723,10 +742,9 @@ class OpenCaseIndex:
                 before = len(cell)
                 cell[:] = [e for e in cell if e[3] != pk]
                 self.size -= before - len(cell)
-            if len(entry) > 8:
-                for key in ((group, "s", entry[8]), (group, "a", entry[9])):
-                    if key in self.places:
-                        self.places[key] = [e for e in self.places[key] if e[3] != pk]
+            for key in ((group, "s", entry[8]), (group, "a", entry[9])):
+                if key in self.places:
+                    self.places[key] = [e for e in self.places[key] if e[3] != pk]
 
     def load(self, lo: int, hi: int) -> int:
         """Make sure the open cases created in [lo, hi] (µs) are in the index
@@ -760,13 +778,14 @@ class OpenCaseIndex:
                 and ((r[2] is not None and r[3] is not None) or r[9] or r[10] is not None)]
         if rows:
             X = self.features.transform([f"{r[6]}\n{r[7]}" for r in rows])
-            for j, (pk, number, lon, lat, created, cat, _title, _text, _status, address, area_id) in enumerate(rows):
+            for j, (pk, number, lon, lat, created, cat, title, text, _status, address, area_id) in enumerate(rows):
                 point = lon is not None and lat is not None
                 self.add([micros(created), lon if point else None, lat if point else None, pk, cat, number, X, j,
-                          address_key(address), area_id])
+                          address_key(address), area_id, script_of(f"{title}\n{text}")])
         return len(rows)
 
-    def best_by_place(self, cat: int, address: str, area_id: int | None, t: int, X, i: int, ask_at: float):
+    def best_by_place(self, cat: int, address: str, area_id: int | None, t: int, X, i: int, ask_at: float,
+                      script: str = "", attach_at: float = 1.0):
         """:meth:`best` for a report without a point, as :func:`.dedup.find_duplicate`
         by place: the open cases with the same address key, and in the area
         ``area_id`` (None: the area is too wide to match in)."""
@@ -777,7 +796,7 @@ class OpenCaseIndex:
             lists += ([self.places.get((group, "s", key), ())] if key else []) + \
                 ([self.places.get((group, "a", area_id), ())] if area_id is not None else [])
         weights, gone, seen = dedup.PLACE_WEIGHTS, self.gone, set()
-        best, best_score, best_parts, n = None, -1.0, None, 0
+        best, best_score, best_rank, best_parts, n = None, -1.0, (False, -1.0), None, 0
         for entries in lists:
             for e in entries:
                 age = t - e[0]
@@ -786,15 +805,18 @@ class OpenCaseIndex:
                 seen.add(e[3])
                 n += 1
                 place = 1.0 if key and e[8] == key else 0.0
-                got = _scored(e, cat, age, window, X, i, ask_at, weights, "place", place)
-                if got is not None and got[0] > best_score:
-                    best, (best_score, text, tim, factor) = e, got
-                    best_parts = {"text": round(text, 4), "place": round(place, 4), "time": round(tim, 4),
+                got = _scored(e, cat, age, window, X, i, ask_at, weights, "place", place, script)
+                if got is not None and (order := rank(got[0], got[1] is not None, attach_at)) > best_rank:
+                    best, best_rank, (best_score, text, tim, factor) = e, order, got
+                    best_parts = {**_text_parts(text), "place": round(place, 4), "time": round(tim, 4),
                                   "category_factor": factor, "place_by": "address" if place else "area"}
         return best, best_score, best_parts, n
 
-    def best(self, cat: int, lon: float, lat: float, t: int, X, i: int, ask_at: float):
-        """-> (best entry or None, score, parts, number of candidates)."""
+    def best(self, cat: int, lon: float, lat: float, t: int, X, i: int, ask_at: float, script: str = "",
+             attach_at: float = 1.0):
+        """-> (best entry or None, score, parts, number of candidates); the report's
+        text is in ``script`` (:func:`.dedup.script_of`), and a candidate that
+        attaches (score ``attach_at`` or more, texts compared) beats any that asks."""
         radius = self.radius[cat]
         window = self.window[cat]
         lat1 = lat * _RAD
@@ -802,7 +824,7 @@ class OpenCaseIndex:
         r_lat = self.radius_deg[cat]  # the square around the circle, as geo.box()
         r_lon = r_lat / max(0.01, cos1)
         cells, gone = self.cells, self.gone
-        best, best_score, best_parts, n = None, -1.0, None, 0
+        best, best_score, best_rank, best_parts, n = None, -1.0, (False, -1.0), None, 0
         for group, cx, cy in self._cells_around(cat, lon, lat, r_lon, r_lat):
             entries = cells.get((group, cx, cy))
             if not entries:
@@ -818,10 +840,10 @@ class OpenCaseIndex:
                     continue
                 n += 1
                 dist = 1.0 - d / radius if radius else 1.0
-                got = _scored(e, cat, age, window, X, i, ask_at, WEIGHTS, "distance", dist)
-                if got is not None and got[0] > best_score:
-                    best, (best_score, text, tim, factor) = e, got
-                    best_parts = {"text": round(text, 4), "distance": round(dist, 4), "time": round(tim, 4),
+                got = _scored(e, cat, age, window, X, i, ask_at, WEIGHTS, "distance", dist, script)
+                if got is not None and (order := rank(got[0], got[1] is not None, attach_at)) > best_rank:
+                    best, best_rank, (best_score, text, tim, factor) = e, order, got
+                    best_parts = {**_text_parts(text), "distance": round(dist, 4), "time": round(tim, 4),
                                   "distance_m": round(d, 1), "category_factor": factor}
         return best, best_score, best_parts, n
 
@@ -1295,21 +1317,25 @@ class BulkImporter:
         not_checked = '{"reason": "no category or no point: not checked"}'
         closed_json = '{"reason": "closed in the sending system: not checked"}'
         next_case = 0
+        texts = b.texts
         for i, r in enumerate(rows):
             cat = decided[i]
             outcome = "new"
+            script = script_of(texts[i])
             if r.closed_at is not None:
                 dup_json[i] = closed_json
             elif check[i] < 0:
                 dup_json[i] = not_checked
             elif r.lon is None:
-                entry, score, parts, dup_json[i] = self._place_match(check[i], r.address, area[i], t[i], X, i)
+                entry, score, parts, dup_json[i] = self._place_match(check[i], r.address, area[i], t[i], X, i,
+                                                                     script)
                 if entry is not None:
-                    outcome = "attach" if score >= attach_at else "ask" if score >= ask_at else "new"
+                    outcome = outcome_of(score, parts["text"] is not None, attach_at, ask_at)
             else:
-                entry, score, parts, candidates = index.best(check[i], r.lon, r.lat, t[i], X, i, ask_at)
+                entry, score, parts, candidates = index.best(check[i], r.lon, r.lat, t[i], X, i, ask_at, script,
+                                                             attach_at)
                 if entry is not None:
-                    outcome = "attach" if score >= attach_at else "ask" if score >= ask_at else "new"
+                    outcome = outcome_of(score, parts["text"] is not None, attach_at, ask_at)
                 dup_json[i] = self._dup_json(check[i], candidates, entry, score, parts)
             if outcome == "attach":
                 case_of[i] = entry[3]
@@ -1339,7 +1365,7 @@ class BulkImporter:
                         status = CaseStatus.DISPATCHED
                         c.routed += 1
                 index.add([t[i], r.lon, r.lat, case_id, cat if cat >= 0 else None, number, X, i,
-                           address_key(r.address), area[i] if area[i] >= 0 else None])
+                           address_key(r.address), area[i] if area[i] >= 0 else None, script])
             cases.append((i, case_id, number, status, plan))
         c.reports, c.cases, c.attached, c.asked = n, len(cases), len(attached), len(suggestions)
 
@@ -1602,7 +1628,7 @@ class BulkImporter:
         return '{"decided_by": "%s", "confidence": %s, "model": %s, "terms": []}' % (
             by, "null" if p < 0 else round(conf, 4), "null" if p < 0 else self.version)
 
-    def _place_match(self, cat: int, address: str, area_id: int, t: int, X, i: int):
+    def _place_match(self, cat: int, address: str, area_id: int, t: int, X, i: int, script: str = ""):
         """A report without a point, matched by place as :func:`.dedup.find_duplicate`
         does: -> (best entry or None, score, parts, ``duplicate_explanation`` JSON)."""
         place = dedup.place_of(area_id if area_id >= 0 else None, address)
@@ -1610,7 +1636,7 @@ class BulkImporter:
             return None, 0.0, None, json.dumps({"reason": dedup.NOT_CHECKED_PLACE})
         area, address = place
         entry, score, parts, n = self.index.best_by_place(cat, address, area.id if area is not None else None, t, X,
-                                                          i, self.ask_at)
+                                                          i, self.ask_at, script, self.attach_at)
         explanation = dedup.place_explanation(area=area, address=address, window_hours=self.index.window_hours[cat],
                                               candidates=n, attach_at=self.attach_at, ask_at=self.ask_at)
         if n:

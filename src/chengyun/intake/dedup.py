@@ -23,10 +23,20 @@ the address was placed at street level or finer. ``place`` takes the
 distance's weight: 1 for the same address, 0 for the same area only. So an
 area alone can at most make a dispatcher ask (0.45 + 0.20 = 0.65, under the
 attach score), never attach a report by itself.
+
+Texts in different languages (one with Chinese characters, the other in
+Latin letters only: an English report beside a Chinese case) share no
+n-grams, so their similarity says nothing. Their text is not compared: the
+score is the other parts with their weights scaled up to sum to 1
+(``text_compared`` False in the explanation), and such a match can at most
+make a dispatcher ask, never attach a report by itself. So an English report
+at the spot of a fresh Chinese case of the same category goes to a
+dispatcher instead of becoming a case of its own unasked.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -61,6 +71,8 @@ def reason_text(reason: str) -> str:
         SAID_BY_STAFF: _("attached by staff, who said it is the same problem"),
     }.get(reason, reason)
 SIBLING_FACTOR = 0.8
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile("[A-Za-z]{2}")
 UNCLASSIFIED_FACTOR = 0.8  # an open case without a category, as a candidate of any category
 MAX_CANDIDATES = 200
 
@@ -71,6 +83,41 @@ class Match:
     score: float
     outcome: str  # "attach", "ask" or "new"
     explanation: dict
+
+
+def script_of(text: str) -> str:
+    """"zh" for a text with Chinese characters, "latin" for one with Latin letters
+    and none, "" for neither (digits, signs: comparable with anything)."""
+    if _CJK.search(text):
+        return "zh"
+    return "latin" if _LATIN_WORD.search(text) else ""
+
+
+def comparable(a: str, b: str) -> bool:
+    """Whether texts of scripts ``a`` and ``b`` (:func:`script_of`) can be compared."""
+    return not (a and b and a != b)
+
+
+def scored(parts: dict, weights: dict, factor: float, *, compared: bool) -> float:
+    """A candidate's score from its parts. Without a text comparison the other
+    parts' weights are scaled up to sum to 1 (see the module)."""
+    if compared:
+        return factor * sum(weights[k] * v for k, v in parts.items())
+    rest = 1.0 - weights["text"]
+    return factor * sum(weights[k] * v for k, v in parts.items() if k != "text") / rest
+
+
+def outcome_of(score: float, compared: bool, attach_at: float, ask_at: float) -> str:
+    """"attach", "ask" or "new"; a match whose texts were not compared at most asks."""
+    if score >= attach_at and compared:
+        return "attach"
+    return "ask" if score >= ask_at else "new"
+
+
+def rank(score: float, compared: bool, attach_at: float) -> tuple:
+    """Which of two candidates is the better match: one that attaches beats one
+    that asks, whatever their scores; then the higher score."""
+    return (compared and score >= attach_at, score)
 
 
 def category_factor(related: dict[int, float], category_id: int | None) -> float:
@@ -134,9 +181,10 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
             "attach_at": attach_at, "ask_at": ask_at, "weights": WEIGHTS}
     if not near:
         return Match(None, 0.0, "new", base)
-    sims = text_similarity(text, [f"{c.title} {c.description}" for c, _ in near])
+    texts = [f"{c.title} {c.description}" for c, _ in near]
+    sims, compared = _similarities(text, texts)
     best = None
-    for (c, d), sim in zip(near, sims, strict=True):
+    for (c, d), sim, same_language in zip(near, sims, compared, strict=True):
         age = (at - c.created_at).total_seconds()
         parts = {
             "text": max(0.0, min(1.0, sim)),
@@ -144,12 +192,37 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
             "time": max(0.0, 1.0 - age / window.total_seconds()),
         }
         factor = category_factor(related, c.category_id)
-        score = factor * sum(WEIGHTS[k] * v for k, v in parts.items())
-        if best is None or score > best[0]:
-            best = (score, c, {**{k: round(v, 4) for k, v in parts.items()}, "distance_m": round(d, 1),
-                               "category_factor": factor})
-    score, case, parts = best
-    outcome = "attach" if score >= attach_at else "ask" if score >= ask_at else "new"
+        score = scored(parts, WEIGHTS, factor, compared=same_language)
+        key = rank(score, same_language, attach_at)
+        if best is None or key > best[0]:
+            best = (key, score, c, {**_rounded(parts, same_language), "distance_m": round(d, 1),
+                                    "category_factor": factor})
+    return _best_match(best, base, attach_at, ask_at)
+
+
+def _similarities(text: str, others: list[str]) -> tuple[list[float], list[bool]]:
+    """The text similarity to each of ``others`` and whether it was compared at all
+    (not across languages: see the module)."""
+    mine = script_of(text)
+    compared = [comparable(mine, script_of(o)) for o in others]
+    sims = [0.0] * len(others)
+    wanted = [o for o, c in zip(others, compared, strict=True) if c]
+    if wanted:
+        got = iter(text_similarity(text, wanted))
+        sims = [next(got) if c else 0.0 for c in compared]
+    return sims, compared
+
+
+def _rounded(parts: dict, compared: bool) -> dict:
+    out = {k: round(v, 4) for k, v in parts.items()}
+    if not compared:
+        out.update(text=None, text_compared=False)
+    return out
+
+
+def _best_match(best: tuple, base: dict, attach_at: float, ask_at: float) -> Match:
+    (_key, score, case, parts) = best
+    outcome = outcome_of(score, parts.get("text_compared", True), attach_at, ask_at)
     return Match(case if outcome != "new" else None, score, outcome,
                  {**base, "best_case": case.number, "score": round(score, 4), **parts})
 
@@ -223,9 +296,9 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
                              candidates=len(near), attach_at=attach_at, ask_at=ask_at)
     if not near:
         return Match(None, 0.0, "new", base)
-    sims = text_similarity(text, [f"{c.title} {c.description}" for c in near])
+    sims, compared = _similarities(text, [f"{c.title} {c.description}" for c in near])
     best = None
-    for c, sim in zip(near, sims, strict=True):
+    for c, sim, same_language in zip(near, sims, compared, strict=True):
         age = (at - c.created_at).total_seconds()
         parts = {
             "text": max(0.0, min(1.0, sim)),
@@ -233,11 +306,9 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
             "time": max(0.0, 1.0 - age / window.total_seconds()),
         }
         factor = category_factor(related, c.category_id)
-        score = factor * sum(PLACE_WEIGHTS[k] * v for k, v in parts.items())
-        if best is None or score > best[0]:
-            best = (score, c, {**{k: round(v, 4) for k, v in parts.items()}, "category_factor": factor,
-                               "place_by": "address" if parts["place"] else "area"})
-    score, case, parts = best
-    outcome = "attach" if score >= attach_at else "ask" if score >= ask_at else "new"
-    return Match(case if outcome != "new" else None, score, outcome,
-                 {**base, "best_case": case.number, "score": round(score, 4), **parts})
+        score = scored(parts, PLACE_WEIGHTS, factor, compared=same_language)
+        order = rank(score, same_language, attach_at)
+        if best is None or order > best[0]:
+            best = (order, score, c, {**_rounded(parts, same_language), "category_factor": factor,
+                                     "place_by": "address" if parts["place"] else "area"})
+    return _best_match(best, base, attach_at, ask_at)
