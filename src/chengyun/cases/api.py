@@ -63,6 +63,10 @@ class CaseOut(Schema):
     response_due_at: datetime | None
     due_at: datetime | None
     closed_at: datetime | None
+    dispatch_due_at: datetime | None = Field(
+        None, description="While the case waits for a dispatcher (new, accepted, returned, recalled, reopened): "
+                          "by when it is to be sent on (DISPATCH_HOURS after it began to wait); else null")
+    dispatch_overdue: bool = Field(False, description="Waiting for a dispatcher past dispatch_due_at")
     deadline_state: str
     escalation_level: int
     merged_into: str | None
@@ -96,6 +100,7 @@ def case_out(case: Case, *, detail: bool = False, user=None, chain: list | None 
         "area": [{"code": a.code, "name": a.name, "level": a.level.key} for a in chain],
         "created_at": case.created_at, "dispatched_at": case.dispatched_at,
         "response_due_at": case.response_due_at, "due_at": case.due_at, "closed_at": case.closed_at,
+        "dispatch_due_at": case.dispatch_due_at, "dispatch_overdue": case.dispatch_overdue,
         "deadline_state": case.deadline_state, "escalation_level": case.escalation_level,
         "merged_into": case.merged_into.number if case.merged_into_id else None,
         "parts": [

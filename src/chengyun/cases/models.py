@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -68,6 +70,10 @@ class Case(models.Model):
     due_at = models.DateTimeField(_("due"), null=True, blank=True, db_index=True)
     done_at = models.DateTimeField(_("reported done"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    waiting_since = models.DateTimeField(
+        _("waiting for dispatch since"), null=True, blank=True,
+        help_text=_("When the case last came back to wait for a dispatcher (returned, recalled, reopened, "
+                    "unmerged); empty: since it was created."))
     deadline_state = models.CharField(
         _("deadline"), max_length=10, choices=DeadlineState.choices, default=DeadlineState.ON_TIME, db_index=True
     )
@@ -114,6 +120,23 @@ class Case(models.Model):
 
         return (self.responded_at is None and self.response_due_at is not None and self.is_open
                 and now() >= self.response_due_at)
+
+    @property
+    def dispatch_due_at(self):
+        """By when a dispatcher is to send the case on (派单时限): DISPATCH_HOURS after
+        it began to wait (its creation, or its return to the queue); None unless waiting."""
+        from .workflow import WAITING_FOR_DISPATCH
+
+        if self.status not in WAITING_FOR_DISPATCH:
+            return None
+        return (self.waiting_since or self.created_at) + timedelta(hours=settings.DISPATCH_HOURS)
+
+    @property
+    def dispatch_overdue(self) -> bool:
+        from chengyun.clock import now
+
+        due = self.dispatch_due_at
+        return due is not None and now() >= due
 
     @property
     def lead(self):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from datetime import timedelta
 
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
+
+from chengyun.clock import now
 from chengyun.org import scope
 
 from .models import Case
+from .workflow import WAITING_FOR_DISPATCH
 
 
 def visible_cases(user) -> QuerySet[Case]:
@@ -14,6 +20,18 @@ def visible_cases(user) -> QuerySet[Case]:
     if q is None:
         return Case.objects.none()
     return Case.objects.filter(q)
+
+
+def waiting_for_dispatch(qs: QuerySet[Case]) -> QuerySet[Case]:
+    """The cases of ``qs`` waiting for a dispatcher, longest waiting first."""
+    return (qs.filter(status__in=WAITING_FOR_DISPATCH)
+            .annotate(waiting_from=Coalesce("waiting_since", "created_at")).order_by("waiting_from", "pk"))
+
+
+def past_dispatch_time(qs: QuerySet[Case], at=None) -> QuerySet[Case]:
+    """Those of them waiting longer than ``DISPATCH_HOURS`` (派单时限) at ``at``."""
+    cut = (at or now()) - timedelta(hours=settings.DISPATCH_HOURS)
+    return waiting_for_dispatch(qs).filter(waiting_from__lte=cut)
 
 
 def queue(user, *, status: str | None = None, deadline: str | None = None, text: str | None = None,

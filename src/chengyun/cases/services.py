@@ -43,7 +43,7 @@ from .models import (
     Satisfaction,
     TimelineEntry,
 )
-from .workflow import ACTIONS, AUTOMATIC_ACTIONS, OPEN_STATUSES, CaseStatus
+from .workflow import ACTIONS, AUTOMATIC_ACTIONS, OPEN_STATUSES, WAITING_FOR_DISPATCH, CaseStatus
 
 S = CaseStatus
 
@@ -102,6 +102,8 @@ def _act(
         raise InvalidTransition(_("“%(action)s” cannot lead to “%(status)s”.") % {"action": action.label, "status": target})
     at = now()
     fields = dict(fields or {})
+    if target in WAITING_FOR_DISPATCH and case.status not in WAITING_FOR_DISPATCH:
+        fields.setdefault("waiting_since", at)  # back in the dispatcher's queue: its dispatch time starts again
     with transaction.atomic():
         claimed = Case.objects.filter(pk=case.pk, status=case.status, version=case.version).update(
             status=target, version=F("version") + 1, **fields

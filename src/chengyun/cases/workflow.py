@@ -31,6 +31,9 @@ class CaseStatus(models.TextChoices):
 S = CaseStatus
 OPEN_STATUSES = frozenset({S.NEW, S.ACCEPTED, S.DISPATCHED, S.IN_PROGRESS, S.AWAITING_VERIFICATION, S.REOPENED})
 HANDLING_STATUSES = frozenset({S.DISPATCHED, S.IN_PROGRESS})
+# New, accepted (also when a department returned it or a dispatcher recalled it) or
+# reopened: a dispatcher's to send on, within settings.DISPATCH_HOURS (派单时限).
+WAITING_FOR_DISPATCH = frozenset({S.NEW, S.ACCEPTED, S.REOPENED})
 FINAL_STATUSES = frozenset({S.REJECTED, S.RATED})
 
 

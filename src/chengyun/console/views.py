@@ -15,6 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render, resolve_url
+from django.template.defaultfilters import floatformat
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -25,7 +26,7 @@ from chengyun.cases import services
 from chengyun.cases.api import ActionIn, allowed_actions, run_action
 from chengyun.cases.errors import CaseError
 from chengyun.cases.models import Channel, DeadlineState, Satisfaction
-from chengyun.cases.queries import get_visible, queue
+from chengyun.cases.queries import get_visible, past_dispatch_time, queue, waiting_for_dispatch
 from chengyun.cases.workflow import ACTIONS, CaseStatus
 from chengyun.org import scope
 from chengyun.org.models import Department, Role
@@ -130,20 +131,21 @@ def _misread(text: str | None) -> bool:
 
 INTAKE_DESK = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.LEADER, Role.ADMIN}
 
-# New (not yet accepted), accepted, or reopened: a dispatcher's to send on.
-WAITING_FOR_DISPATCH = (CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.REOPENED)
-
-
 def queue_tabs() -> dict:
     """Work lists for intake: every case still waiting for a dispatcher (not
     routed automatically: no category, an uncertain or disputed one, no area,
     no routing rule, or registered by hand; accepted but not sent on; returned
-    by a department; reopened), those no one has classified, and open
+    by a department; reopened), longest waiting first, and those of them past
+    the dispatch time (派单时限); those no one has classified, and open
     duplicate questions."""
     return {
         "to_dispatch": {
             "label": _("Waiting for dispatch"),
-            "filter": lambda qs: qs.filter(status__in=WAITING_FOR_DISPATCH),
+            "filter": waiting_for_dispatch,
+        },
+        "past_dispatch": {
+            "label": _("Past dispatch time (%(hours)s h)") % {"hours": floatformat(settings.DISPATCH_HOURS)},
+            "filter": past_dispatch_time,
         },
         "unclassified": {
             "label": _("Needs classification"),

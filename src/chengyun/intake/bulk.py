@@ -1458,7 +1458,7 @@ class BulkImporter:
                 case_id, number, r.title, r.description, priority_of[cat] if cat >= 0 else Priority.NORMAL, status,
                 r.channel, r.lon, r.lat, r.address, path.get(area_id, "") if area_id else "", at[i], accepted, accepted,
                 None, response_due, due, None, closed, deadline_state, 0, route_json, None, "", generated or r.generated, 0,
-                area_id, cat if cat >= 0 else None, person, None, None, rule_id,
+                area_id, cat if cat >= 0 else None, person, None, None, rule_id, None,
             ))
             data = timeline_data.get((r.channel, r.source, lead))
             if data is None:
@@ -1669,6 +1669,7 @@ CASE_COLUMNS = (
     "created_at", "accepted_at", "dispatched_at", "responded_at", "response_due_at", "due_at", "done_at", "closed_at",
     "deadline_state", "escalation_level", "route_explanation", "resolved", "satisfaction", "generated", "version",
     "area_id", "category_id", "created_by_id", "escalated_to_id", "merged_into_id", "route_rule_id",
+    "waiting_since",  # None: a new case waits since it was created
 )
 REPORT_COLUMNS = (
     "id", "number", "channel", "source", "idempotency_key", "external_id", "title", "description", "category_given",

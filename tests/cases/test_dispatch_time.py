@@ -1,0 +1,106 @@
+"""派单时限: a case waiting for a dispatcher (new, accepted, returned,
+recalled, reopened) is to be sent on within DISPATCH_HOURS of when it began to
+wait; the queue lists those past it, longest waiting first."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from chengyun.cases import services
+from chengyun.cases.models import Case
+from chengyun.clock import simulated
+
+from .. import factories as f
+
+pytestmark = pytest.mark.django_db
+SH = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2025, 3, 11, 8, 0, tzinfo=SH)
+
+
+@pytest.fixture
+def category(world):
+    category = f.make_category(code="0301", deadline_hours=10, deadline_kind="calendar")
+    f.make_routing_rule(category=category, lead_department=world.dept("water", "100102"))
+    return category
+
+
+def fresh(pk) -> Case:
+    return Case.objects.get(pk=pk)
+
+
+def test_a_new_case_is_due_for_dispatch_hours_after_it_was_made(category, admin_user, settings):
+    settings.DISPATCH_HOURS = 2
+    with simulated(T0):
+        case = f.make_case(category=category, at="100102002", by=admin_user)
+    assert case.waiting_since is None and case.dispatch_due_at == T0 + timedelta(hours=2)
+    with simulated(T0 + timedelta(hours=1, minutes=59)):
+        assert not fresh(case.pk).dispatch_overdue
+    with simulated(T0 + timedelta(hours=2)):
+        assert fresh(case.pk).dispatch_overdue
+        dispatched = f.drive_to(case, "dispatched", by=admin_user)
+        assert dispatched.dispatch_due_at is None and not dispatched.dispatch_overdue
+
+
+def test_a_returned_case_waits_again_from_its_return_and_a_reopened_one_from_its_reopening(category, admin_user,
+                                                                                           settings):
+    settings.DISPATCH_HOURS = 2
+    with simulated(T0):
+        case = f.drive_to(f.make_case(category=category, at="100102002", by=admin_user), "dispatched",
+                          by=admin_user)
+    back = T0 + timedelta(days=1)
+    with simulated(back):
+        services.return_case(fresh(case.pk), by=admin_user, reason="not our pipe")
+    case = fresh(case.pk)
+    assert case.status == "accepted" and case.waiting_since == back
+    assert case.dispatch_due_at == back + timedelta(hours=2)
+
+    with simulated(back + timedelta(hours=1)):
+        services.dispatch_case(case, by=admin_user)
+        services.start_case(fresh(case.pk), by=admin_user)
+        services.report_done(fresh(case.pk), by=admin_user)
+        services.verify_case(fresh(case.pk), by=admin_user, ok=True)
+        assert fresh(case.pk).status == "closed" and fresh(case.pk).dispatch_due_at is None
+    reopened_at = back + timedelta(days=2)
+    with simulated(reopened_at):
+        services.reopen_case(fresh(case.pk), by=admin_user, reason="the leak is back")
+    case = fresh(case.pk)
+    assert case.status == "reopened" and case.waiting_since == reopened_at
+    assert case.dispatch_due_at == reopened_at + timedelta(hours=2)
+    # Accepting does not restart the clock: the case waits on.
+    with simulated(reopened_at + timedelta(hours=3)):
+        assert fresh(case.pk).dispatch_overdue
+
+
+def test_the_queue_lists_the_cases_past_dispatch_time_longest_waiting_first(client, category, admin_user,
+                                                                            settings):
+    settings.DISPATCH_HOURS = 2
+    with simulated(T0):
+        oldest = f.make_case(title="最早的", category=category, at="100102002", by=admin_user)
+    with simulated(T0 + timedelta(minutes=30)):
+        later = f.make_case(title="稍后的", category=category, at="100102002", by=admin_user)
+    with simulated(T0 + timedelta(hours=2)):
+        recent = f.make_case(title="刚来的", category=category, at="100102002", by=admin_user)
+    client.force_login(admin_user)
+    with simulated(T0 + timedelta(hours=2, minutes=45)):
+        page = client.get("/console/", {"view": "past_dispatch"}).content.decode()
+        waiting = client.get("/console/", {"view": "to_dispatch"}).content.decode()
+        body = client.get(f"/api/v1/cases/{oldest.number}").json()
+    assert "Past dispatch time (2 h)" in page
+    assert page.index(oldest.number) < page.index(later.number) and recent.number not in page
+    assert "past dispatch time" in page and "dispatch by" in page
+    assert waiting.index(oldest.number) < waiting.index(later.number) < waiting.index(recent.number)
+    assert body["dispatch_overdue"] is True
+    assert datetime.fromisoformat(body["dispatch_due_at"]) == T0 + timedelta(hours=2)
+
+
+def test_the_case_page_says_by_when_to_dispatch(client, category, admin_user, settings):
+    settings.DISPATCH_HOURS = 2
+    with simulated(T0):
+        case = f.make_case(category=category, at="100102002", by=admin_user)
+    client.force_login(admin_user)
+    with simulated(T0 + timedelta(hours=3)):
+        page = client.get(f"/console/cases/{case.number}/").content.decode()
+    assert "Dispatch by" in page and "past dispatch time" in page
