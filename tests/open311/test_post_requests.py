@@ -3,6 +3,7 @@ idempotency, and every kind of bad input (nothing stored)."""
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.parse
 
@@ -323,3 +324,41 @@ def test_a_relayed_contact_that_is_not_clean_is_kept_as_sent(client, api_key):
     assert (report.contact.phone, report.contact.email) == ("+44 7700 900123 (mobile)", "li at example dot org")
     shown = client.get(BASE + f"requests/{number}.json").content.decode()
     assert "7700" not in shown and "example" not in shown
+
+
+def test_a_photo_sent_as_multipart_media_is_kept_stripped_for_staff_and_not_published(client, api_key):
+    """Many GeoReport clients send the photo itself as a multipart ``media``
+    field: checked and stripped as the portal's photos are, seen by staff only."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    from ..portal.pages import jpeg_with_gps
+
+    lon, lat = f.centre("100101001")
+    photo = SimpleUploadedFile("leak.jpg", jpeg_with_gps(lon=lon, lat=lat, make="SecretCam"), "image/jpeg")
+    r = client.post(BASE + "requests.json", {**leak_form(api_key), "media": photo})
+    assert r.status_code == 200, r.content
+    (row,) = body(r)
+    report = Report.objects.get(number=row["service_request_id"])
+    (stored,) = report.photos.all()
+    data = stored.file.read()
+    assert b"SecretCam" not in data and not Image.open(io.BytesIO(data)).getexif()
+    assert (stored.exif_lon, stored.exif_lat) == pytest.approx((lon, lat), abs=1e-4)
+    assert report.case is not None  # the whole pipeline ran before the answer
+    (public,) = body(client.get(BASE + f"requests/{report.number}.json"))
+    assert public["media_url"] is None  # citizens' photos are not published (faces, number plates)
+
+
+@pytest.mark.parametrize("files, words", [
+    ([("notes.txt", b"not a photo at all", "text/plain")], "media: This file is not a photo we can read"),
+    ([(f"p{k}.jpg", b"x", "image/jpeg") for k in range(4)], "media: at most 3 photos."),
+])
+def test_a_bad_media_upload_is_refused_naming_the_field_and_nothing_is_stored(client, api_key, files, words):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    before = counts()
+    uploads = [SimpleUploadedFile(name, content, kind) for name, content, kind in files]
+    r = client.post(BASE + "requests.json", {**leak_form(api_key), "media": uploads}, HTTP_ACCEPT_LANGUAGE="en")
+    assert r.status_code == 400
+    assert words in body(r)[0]["description"]
+    assert counts() == before

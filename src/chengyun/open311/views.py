@@ -62,7 +62,7 @@ from chengyun.cases.models import Channel
 from chengyun.clock import now
 from chengyun.intake import numbers
 from chengyun.intake.models import Report
-from chengyun.intake.services import MAX_DESCRIPTION, ReportInput, receive
+from chengyun.intake.services import MAX_DESCRIPTION, ReportInput, receive, submit
 from chengyun.taxonomy.models import Category
 
 from . import attributes as attrs
@@ -506,6 +506,22 @@ CONTACT_FIELD = {"name": "first_name", "phone": "phone", "email": "email", "devi
                  "address": "address_string"}
 
 
+MAX_MEDIA = 3  # photos in one request, as on the portal
+
+
+def _media(request) -> list[bytes]:
+    """The photos of a multipart request's ``media`` field (an extension many
+    GeoReport clients send beside or instead of ``media_url``)."""
+    files = [f for f in request.FILES.getlist("media") if f.size] if request.method == "POST" else []
+    if len(files) > MAX_MEDIA:
+        raise _bad("media", _("at most %(n)s photos.") % {"n": MAX_MEDIA})
+    limit = settings.PHOTO_MAX_BYTES
+    for f in files:
+        if f.size > limit:
+            raise _bad("media", _("the photo is too large (at most %(mb)s MB).") % {"mb": limit // (1024 * 1024)})
+    return [f.read() for f in files]
+
+
 def _create(request, fmt, params):
     """POST requests: check everything, then store the request (the worker's pipeline does the rest)."""
     key = _key(params)
@@ -527,13 +543,17 @@ def _create(request, fmt, params):
             URLValidator(schemes=["http", "https"])(media_url)
         except ValidationError:
             raise _bad("media_url", _("must be an http(s) URL of at most 500 characters.")) from None
+    photos = _media(request)
     inp = ReportInput(
         channel=Channel.OPEN311, description=description, title="" if description else category.name,
         category=category, lon=lon, lat=lat, address=address, area=area, contact=_contact(params), source=key.source,
         idempotency_key=request.META.get("HTTP_IDEMPOTENCY_KEY", "").strip(), attributes=answers, media_url=media_url,
+        photos=photos,
     )
     try:
-        result = receive(inp, by=key.actor)
+        # A photo is checked and stripped of its metadata as the portal's are: then the
+        # whole pipeline runs before the answer (receive() stores the text alone).
+        result = (submit if photos else receive)(inp, by=key.actor)
     except CaseError as e:
         field = CONTACT_FIELD.get(e.field or "", e.field or "request")
         raise Open311Error(400, _("%(field)s: %(message)s") % {"field": field, "message": e.message}) from None
