@@ -150,3 +150,24 @@ def test_generating_twice_adds_nothing(city):
     assert generate_cases(5, seed=1, log=lines.append) == 0
     assert Case.objects.filter(generated=True).count() == 5
     assert "already present" in lines[0]
+
+
+def test_the_history_leaves_no_case_waiting_days_for_a_dispatcher(city):
+    """A living city: the incidents of earlier this month were handled as one case
+    each (repeated calls merged, the rest taken into the smart-discovery case, that
+    sent on), and a case reopened twice was sent on again; only the last hours'
+    cases wait for a dispatcher."""
+    from chengyun.cases.queries import waiting_for_dispatch
+    from chengyun.intake.models import ClusterWarning, DuplicateSuggestion
+
+    bins = Category.objects.get(code="0303")
+    bins.cluster_reports, bins.cluster_window_minutes, bins.cluster_radius_m = 4, 120, 300
+    bins.save()
+    generate_cases(80, seed=5, log=quiet)
+    waiting = {c.number: NOW - c.waiting_from for c in waiting_for_dispatch(Case.objects.all())}
+    assert all(age < timedelta(days=1) for age in waiting.values()), waiting
+    earlier = ClusterWarning.objects.exclude(last_report_at__gt=NOW - timedelta(days=1))
+    assert earlier.exists(), "incidents of earlier this month were planted"
+    for warning in earlier.select_related("case"):
+        assert warning.case.status not in (CaseStatus.NEW, CaseStatus.ACCEPTED), warning.case.number
+    assert not DuplicateSuggestion.objects.filter(status="pending", case__created_at__lt=NOW - timedelta(days=1))

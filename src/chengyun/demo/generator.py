@@ -23,7 +23,8 @@ from chengyun.cases.errors import CaseError
 from chengyun.cases.models import Case, Channel, Satisfaction
 from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
 from chengyun.clock import simulated
-from chengyun.intake.services import ReportInput, submit
+from chengyun.intake.models import ClusterWarning, DuplicateSuggestion, Report, SuggestionStatus
+from chengyun.intake.services import ReportInput, decide_suggestion, submit
 from chengyun.org.models import Department, Role, User
 from chengyun.taxonomy.models import Category
 from chengyun.taxonomy.services import routing_snapshot
@@ -176,7 +177,7 @@ class Generator:
         self.recent[key] = case
         return self.handle(case, t)
 
-    def handle(self, case, t, again: bool = False, dispatched: bool = False):
+    def handle(self, case, t, again: bool = False, dispatched: bool = False, last: bool = False):
         rng = self.rng
         sim_handler, dispatcher = self.user("handler"), self.user("dispatcher")
 
@@ -249,13 +250,19 @@ class Generator:
             return case
         r = rng.random()
         sat = Satisfaction.SATISFIED if r < 0.78 else Satisfaction.BASIC if r < 0.9 else (
-            Satisfaction.UNREACHABLE if r < 0.93 else Satisfaction.UNSATISFIED)
+            Satisfaction.UNREACHABLE if r < 0.93 or last else Satisfaction.UNSATISFIED)
         with simulated(t):
             s.record_callback(case, by=self.user("operator"), satisfaction=sat,
                               resolved=None if sat == Satisfaction.UNREACHABLE else sat != Satisfaction.UNSATISFIED,
                               note="电话回访")
         if sat == Satisfaction.UNSATISFIED and not again and at(_h(rng, 2, 24)):
             return self.handle(case, t, again=True)  # reopened: dispatched once more
+        if sat == Satisfaction.UNSATISFIED and again and at(_h(rng, 2, 24)):
+            # Reopened a second time: the centre sends it on at once again, and the
+            # third round ends the history (a case reopened months ago and never sent
+            # on is not a city the demo shows).
+            return self.handle(case, t, again=True, last=True)
+        return case
         return case
 
 
@@ -279,17 +286,49 @@ class Generator:
             start = (self.now - step * (n - 1) - timedelta(minutes=5) if i == 0
                      else self.now - timedelta(days=rng.uniform(2, 25)))
             spread = cat.cluster_radius_m / 3 / 111_000
+            reports = []
             for k in range(n):
                 t = start + step * k
                 title, desc, address = compose(cat, rng, street_name=street.name if street else "")
                 with simulated(t), transaction.atomic():
-                    submit(ReportInput(
+                    reports.append(submit(ReportInput(
                         channel=Channel.HOTLINE, title=title, description=desc, category=cat,
                         lon=lon0 + rng.uniform(-spread, spread), lat=lat0 + rng.uniform(-spread, spread),
                         address=address, contact=self.contact(), source="demo-generator", generated=True,
-                    ), by=self.user("operator"))
+                    ), by=self.user("operator")).report)
+            if i:
+                try:
+                    with transaction.atomic():
+                        self.settle_incident(reports, t + _h(rng, 0.3, 1.5))
+                except CaseError as exc:  # as in _one(): a generated path the rules refuse is skipped, loudly
+                    self.log(f"  left one planted incident unsettled: {exc.message}")
             made += 1
         return made
+
+    def settle_incident(self, reports, t) -> None:
+        """An incident earlier this month, handled as one: the dispatcher confirmed
+        the repeated calls, took the other calls' cases into the smart-discovery
+        case and sent that on; cases sent on before the warning are handled."""
+        dispatcher = self.user("dispatcher")
+        with simulated(t):
+            for sg in (DuplicateSuggestion.objects.filter(report__in=reports, status=SuggestionStatus.PENDING)
+                       .select_related("case", "candidate")):
+                if sg.case.status in OPEN_STATUSES and sg.candidate.status in OPEN_STATUSES:
+                    decide_suggestion(sg, merge=True, by=dispatcher, note="同一事件重复反映")
+            warning = ClusterWarning.objects.filter(reports__in=reports).select_related("case").first()
+            whole = warning.case if warning is not None else None
+            cases = {r.case_id for r in Report.objects.filter(pk__in=[r.pk for r in reports])} - {None}
+            for member in Case.objects.filter(pk__in=cases).order_by("pk"):
+                if whole is not None and member.pk != whole.pk and member.status in (CaseStatus.NEW,
+                                                                                      CaseStatus.ACCEPTED):
+                    s.merge_case(member, into=whole, by=dispatcher, note="同一事件：并入智能发现工单")
+            if whole is not None and whole.status == CaseStatus.NEW:
+                s.accept_case(whole, by=self.user("operator"))
+        for case in Case.objects.filter(pk__in=cases | ({whole.pk} if whole is not None else set())).order_by("pk"):
+            if case.status == CaseStatus.ACCEPTED:
+                self.handle(case, t)
+            elif case.status == CaseStatus.DISPATCHED:
+                self.handle(case, t, dispatched=True)
 
 
     def give_handlers_work(self, departments, per_department: int = 3) -> int:
