@@ -170,10 +170,10 @@ HOLIDAY_COUNTRY = os.environ.get("CHENGYUN_HOLIDAY_COUNTRY", "CN")
 HOLIDAY_SUBDIVISION = os.environ.get("CHENGYUN_HOLIDAY_SUBDIVISION") or None
 # Working hours of the city's offices, local time: (start, end) pairs as "HH:MM".
 WORKING_HOURS = [("09:00", "12:00"), ("13:00", "18:00")]
-# A case whose deadline is this close (share of its allowed time left) is "near due".
-# 派单时限: hours (calendar: the operations centre works round the clock) within which a
-# case waiting for a dispatcher (new, accepted, returned, recalled, reopened) is to be sent on.
+# 派单时限: hours (calendar: the operations centre works round the clock) within which a case
+# waiting for a dispatcher (new, accepted, returned, recalled, reopened, unmerged) is to be sent on.
 DISPATCH_HOURS = float(os.environ.get("CHENGYUN_DISPATCH_HOURS", "2"))
+# A case whose deadline is this close (share of its allowed time left) is "near due".
 NEAR_DUE_SHARE = float(os.environ.get("CHENGYUN_NEAR_DUE_SHARE", "0.2"))
 DEADLINE_SWEEP_SECONDS = int(os.environ.get("CHENGYUN_DEADLINE_SWEEP_SECONDS", "60"))
 

@@ -36,11 +36,16 @@ def test_a_new_case_is_due_for_dispatch_hours_after_it_was_made(category, admin_
     with simulated(T0):
         case = f.make_case(category=category, at="100102002", by=admin_user)
     assert case.waiting_since is None and case.dispatch_due_at == T0 + timedelta(hours=2)
+    with simulated(T0 + timedelta(hours=1)):
+        services.accept_case(fresh(case.pk), by=admin_user)
+    # Accepting does not restart the clock: the case waits on, from its creation.
+    assert fresh(case.pk).status == "accepted" and fresh(case.pk).dispatch_due_at == T0 + timedelta(hours=2)
     with simulated(T0 + timedelta(hours=1, minutes=59)):
         assert not fresh(case.pk).dispatch_overdue
     with simulated(T0 + timedelta(hours=2)):
         assert fresh(case.pk).dispatch_overdue
-        dispatched = f.drive_to(case, "dispatched", by=admin_user)
+        services.dispatch_case(fresh(case.pk), by=admin_user)
+        dispatched = fresh(case.pk)
         assert dispatched.dispatch_due_at is None and not dispatched.dispatch_overdue
 
 
@@ -69,7 +74,6 @@ def test_a_returned_case_waits_again_from_its_return_and_a_reopened_one_from_its
     case = fresh(case.pk)
     assert case.status == "reopened" and case.waiting_since == reopened_at
     assert case.dispatch_due_at == reopened_at + timedelta(hours=2)
-    # Accepting does not restart the clock: the case waits on.
     with simulated(reopened_at + timedelta(hours=3)):
         assert fresh(case.pk).dispatch_overdue
 
@@ -104,3 +108,23 @@ def test_the_case_page_says_by_when_to_dispatch(client, category, admin_user, se
     with simulated(T0 + timedelta(hours=3)):
         page = client.get(f"/console/cases/{case.number}/").content.decode()
     assert "Dispatch by" in page and "past dispatch time" in page
+
+
+def test_the_api_lists_waiting_and_late_cases_and_refuses_an_unknown_deadline_state(client, category, admin_user,
+                                                                                     settings):
+    settings.DISPATCH_HOURS = 2
+    with simulated(T0):
+        old = f.make_case(category=category, at="100102002", by=admin_user)
+    with simulated(T0 + timedelta(hours=2)):
+        new = f.make_case(category=category, at="100102002", by=admin_user)
+        sent = f.drive_to(f.make_case(category=category, at="100102002", by=admin_user), "dispatched",
+                          by=admin_user)
+    client.force_login(admin_user)
+    with simulated(T0 + timedelta(hours=2, minutes=30)):
+        waiting = client.get("/api/v1/cases/", {"dispatch": "waiting"}).json()
+        late = client.get("/api/v1/cases/", {"dispatch": "late"}).json()
+        wrong = client.get("/api/v1/cases/", {"deadline": "late"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert [c["number"] for c in waiting["items"]] == [old.number, new.number] and waiting["count"] == 2
+    assert [c["number"] for c in late["items"]] == [old.number] and sent.number not in str(waiting)
+    assert wrong.status_code == 400
+    assert "deadline" in wrong.content.decode() and "on_time, near_due, overdue" in wrong.content.decode()

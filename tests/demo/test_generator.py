@@ -171,3 +171,4 @@ def test_the_history_leaves_no_case_waiting_days_for_a_dispatcher(city):
     for warning in earlier.select_related("case"):
         assert warning.case.status not in (CaseStatus.NEW, CaseStatus.ACCEPTED), warning.case.number
     assert not DuplicateSuggestion.objects.filter(status="pending", case__created_at__lt=NOW - timedelta(days=1))
+    assert not Case.objects.filter(merged_into__status=CaseStatus.MERGED).exists(), "merged into a merged case"

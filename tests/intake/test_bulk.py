@@ -130,7 +130,7 @@ def test_the_open_case_index_matches_by_window_whether_or_not_it_has_swept(intak
     index.add([t0, lon, lat, 1, leak.pk, "C1", X, 0, "", None, "zh"])
 
     def match(t):
-        return index.best(leak.pk, lon, lat, t, X, 0, 0.0)[0]
+        return index.best(leak.pk, lon, lat, t, X, 0, 0.0, "zh", 0.72)[0]
 
     assert match(t0 + window)[3] == 1  # at the edge of the window: still a candidate
     index.forget_before(t0 + 1 - index.max_window)  # the first call sweeps

@@ -3,6 +3,8 @@ merge and unmerge, detach, and cluster warnings (智能发现)."""
 
 from __future__ import annotations
 
+import pytest
+
 from chengyun.cases.models import Case
 from chengyun.intake.geo import distance_m
 from chengyun.intake.models import ClusterWarning, DuplicateSuggestion, Report
@@ -107,10 +109,38 @@ def test_grey_zone_kept_apart(client, staff, sensor, settings, intake_world):
     assert get(client, stranger, SUGGESTIONS) == []
     post(client, stranger, f"{SUGGESTIONS}/{suggestion.pk}", expect=404, merge=True)
 
-    kept = post(client, staff["dispatcher"], f"{SUGGESTIONS}/{suggestion.pk}", merge=False)
+    kept = post(client, staff["dispatcher"], f"{SUGGESTIONS}/{suggestion.pk}", merge=False, note="另一处水管")
     assert kept["status"] == "kept"
     assert Case.objects.get(number=second["case"]).status == "new"
     assert Case.objects.get(number=first["case"]).status == "dispatched"
+    # The case says what was decided, on its timeline and beside the report.
+    entry = Case.objects.get(number=second["case"]).timeline.get(action="duplicate_kept")
+    assert entry.data["case"] == first["case"] and entry.note == "另一处水管"
+    client.force_login(staff["dispatcher"])
+    page = client.get(f"/console/cases/{second['case']}/").content.decode()
+    assert f"Kept apart from {first['case']}: not the same problem" in page
+    assert f"Possible duplicate of {first['case']}: kept apart" in page
+    assert "Possible duplicate: a dispatcher decides" not in page
+
+
+def test_merging_a_case_answers_its_open_duplicate_question(client, staff, sensor, settings):
+    """A case merged by another way (into a cluster warning's case, by hand) has
+    no question left pending: it is answered as merged, and the page says where to."""
+    from chengyun.cases import services as case_services
+
+    settings.DUPLICATE_ATTACH_SCORE = 0.999
+    settings.DUPLICATE_ASK_SCORE = 0.3
+    first, second = two_reports_same_spot(client, staff, sensor)
+    lon, lat = f.centre("100101001")
+    third = case_services.create_case(title="同一处水管爆裂", category=Case.objects.get(number=first["case"]).category,
+                                      lon=lon, lat=lat, by=staff["dispatcher"])
+    case_services.merge_case(Case.objects.get(number=second["case"]), into=third, by=staff["dispatcher"])
+    question = DuplicateSuggestion.objects.get()
+    assert question.status == "merged" and question.decided_by == staff["dispatcher"]
+    assert get(client, staff["dispatcher"], SUGGESTIONS) == []
+    client.force_login(staff["dispatcher"])
+    page = client.get(f"/console/cases/{third.number}/").content.decode()
+    assert f"Possible duplicate of {first['case']}: merged into {third.number}" in page
 
 
 def test_detach_an_attached_report_into_its_own_case(client, staff, sensor):
@@ -178,6 +208,7 @@ def test_a_report_in_another_language_at_the_spot_asks_a_dispatcher_and_never_at
     assert exp["best_case"] == first["case"]
     assert exp["text"] is None and exp["text_compared"] is False
     assert exp["score"] > 0.99  # same spot, same minute: distance and time are both 1
+    assert exp["weights"] == {"distance": 0.6364, "time": 0.3636}  # what the score was made with
     pending = DuplicateSuggestion.objects.get(report__number=second["number"])
     assert pending.candidate.number == first["case"] and pending.status == "pending"
 
@@ -205,4 +236,19 @@ def test_the_case_page_says_the_texts_were_not_compared(client, staff, sensor):
     second = post_report(client, sensor, description=LEAK_EN, category="0101", lon=lon, lat=lat)
     client.force_login(staff["dispatcher"])
     page = client.get(f"/console/cases/{second['case']}/").content.decode()
-    assert "texts not compared: they are in different languages" in page
+    assert "texts not compared (different languages)" in page
+
+
+@pytest.mark.parametrize("text, script", [
+    ("The asphalt is peeling off the road surface on 浦东南路 near the crossing.", "latin"),  # a street named in Chinese
+    ("楼下KTV每天晚上唱歌到凌晨两点", "zh"),  # an English word in Chinese
+    ("小区WiFi和4G信号很差，APP也打不开", "zh"),
+    ("水管爆裂", "zh"),
+    ("Water main burst", "latin"),
+    ("12345 / 021-6321", ""),  # neither: compared with anything
+])
+def test_the_language_of_a_text_is_what_most_of_it_is_written_in(text, script):
+    from chengyun.intake.dedup import comparable, script_of
+
+    assert script_of(text) == script
+    assert comparable(script_of(text), "zh") == (script != "latin")

@@ -531,6 +531,7 @@ def test_an_import_asks_about_a_report_in_another_language_at_the_spot_and_never
     assert english.duplicate == DuplicateOutcome.ASK and english.case_id != first.case_id
     assert english.duplicate_explanation["text"] is None
     assert english.duplicate_explanation["text_compared"] is False
+    assert english.duplicate_explanation["weights"] == {"distance": 0.6364, "time": 0.3636}
     assert english.duplicate_explanation["best_case"] == first.case.number
     assert DuplicateSuggestion.objects.get(report=english).candidate_id == first.case_id
     # The Chinese repeat attaches to the Chinese case, not to the English one it is as near to.

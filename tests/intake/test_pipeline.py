@@ -327,6 +327,11 @@ def test_a_warning_raised_from_generated_reports_is_generated_too(intake_world):
     ("Hello, good evening. The light in front of the market is out.", "The light in front of the market is out."),
     ("路灯坏了", "路灯坏了"),
     ("您好", "您好"),  # nothing but a greeting: kept
+    # Long ones are cut at 60 characters, English between words.
+    ("The streetlight next to the bus stop on Huaihai Road has been flickering all night",
+     "The streetlight next to the bus stop on Huaihai Road has…"),
+    ("小区门口那条路上的路灯已经坏了一个多星期了，晚上很黑，老人小孩走路都不安全，希望有关部门尽快派人来修理一下，谢谢，这个问题反映过好几次了",
+     "小区门口那条路上的路灯已经坏了一个多星期了，晚上很黑，老人小孩走路都不安全，希望有关部门尽快派人来修理一下，谢谢，这个…"),
 ])
 def test_a_title_made_from_a_call_leaves_out_its_greeting(said, title):
     from chengyun.intake.services import default_title

@@ -351,7 +351,8 @@ def test_a_photo_sent_as_multipart_media_is_kept_stripped_for_staff_and_not_publ
 
 @pytest.mark.parametrize("files, words", [
     ([("notes.txt", b"not a photo at all", "text/plain")], "media: This file is not a photo we can read"),
-    ([(f"p{k}.jpg", b"x", "image/jpeg") for k in range(4)], "media: at most 3 photos."),
+    ([(f"p{k}.jpg", b"x", "image/jpeg") for k in range(4)], "media: At most 3 photos."),
+    ([("empty.jpg", b"", "image/jpeg")], "media: The photo is empty."),
 ])
 def test_a_bad_media_upload_is_refused_naming_the_field_and_nothing_is_stored(client, api_key, files, words):
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -361,4 +362,28 @@ def test_a_bad_media_upload_is_refused_naming_the_field_and_nothing_is_stored(cl
     r = client.post(BASE + "requests.json", {**leak_form(api_key), "media": uploads}, HTTP_ACCEPT_LANGUAGE="en")
     assert r.status_code == 400
     assert words in body(r)[0]["description"]
+    assert counts() == before
+
+
+def test_media_as_text_is_refused_telling_how_to_send_a_photo(client, api_key):
+    before = counts()
+    r = client.post(BASE + "requests.json", json.dumps({**leak_form(api_key), "media": "aGVsbG8="}),
+                    content_type="application/json", HTTP_ACCEPT_LANGUAGE="en")
+    assert r.status_code == 400
+    assert body(r)[0]["description"].startswith("media: send photos as files of a multipart/form-data body")
+    assert counts() == before
+
+
+@pytest.mark.parametrize("name", ["media[]", "photo"])
+def test_a_photo_under_another_name_is_refused_not_dropped(client, api_key, name):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from ..portal.pages import jpeg_with_gps
+
+    before = counts()
+    lon, lat = f.centre("100101001")
+    photo = SimpleUploadedFile("leak.jpg", jpeg_with_gps(lon=lon, lat=lat), "image/jpeg")
+    r = client.post(BASE + "requests.json", {**leak_form(api_key), name: photo}, HTTP_ACCEPT_LANGUAGE="en")
+    assert r.status_code == 400
+    assert body(r)[0]["description"] == f"media: send photos as files named media, not {name}."
     assert counts() == before

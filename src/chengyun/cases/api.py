@@ -16,8 +16,8 @@ from chengyun.taxonomy.models import Category
 
 from . import services
 from .errors import CaseForbidden, CaseInvalid
-from .models import Case
-from .queries import get_visible, queue
+from .models import Case, DeadlineState
+from .queries import get_visible, past_dispatch_time, queue, waiting_for_dispatch
 
 router = Router(tags=["cases"])
 
@@ -64,7 +64,8 @@ class CaseOut(Schema):
     due_at: datetime | None
     closed_at: datetime | None
     dispatch_due_at: datetime | None = Field(
-        None, description="While the case waits for a dispatcher (new, accepted, returned, recalled, reopened): "
+        None, description="While the case waits for a dispatcher (new, accepted, returned, recalled, reopened, "
+                          "unmerged): "
                           "by when it is to be sent on (DISPATCH_HOURS after it began to wait); else null")
     dispatch_overdue: bool = Field(False, description="Waiting for a dispatcher past dispatch_due_at")
     deadline_state: str
@@ -148,7 +149,10 @@ def _case_or_404(request, number: str) -> Case:
 
 class QueueFilter(Schema):
     status: str | None = None
-    deadline: str | None = None
+    deadline: str | None = Field(None, description="on_time, near_due or overdue (the department's deadline)")
+    dispatch: Literal["waiting", "late"] | None = Field(
+        None, description="waiting: the cases waiting for a dispatcher, longest waiting first; late: those of them "
+                          "past their dispatch time (dispatch_overdue)")
     q: str | None = None
     area: str | None = None
     category: str | None = None
@@ -163,7 +167,12 @@ class Page(Schema):
 
 @router.get("/", response=Page, summary="Cases in your scope")
 def list_cases(request, f: Query[QueueFilter]):
+    if f.deadline and f.deadline not in DeadlineState.values:
+        raise CaseInvalid(_("Unknown deadline state “%(value)s”: use one of %(values)s.")
+                          % {"value": f.deadline, "values": ", ".join(DeadlineState.values)}, field="deadline")
     qs = queue(request.user, status=f.status, deadline=f.deadline, text=f.q, area_code=f.area, category_code=f.category)
+    if f.dispatch:
+        qs = waiting_for_dispatch(qs) if f.dispatch == "waiting" else past_dispatch_time(qs)
     limit = max(1, min(f.limit, 500))
     items = list(qs.prefetch_related("assignments__department")[f.offset: f.offset + limit])
     chains = area_chains(items)

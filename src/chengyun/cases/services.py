@@ -323,6 +323,12 @@ def merge_case(case: Case, *, into: Case, by, note: str = "") -> Case:
 
     def link(c, at):
         _timeline(into, "merged_in", by, at=at, note=note, data={"case": c.number})
+        # Its open duplicate questions are answered: merged (into this case or another).
+        from chengyun.intake.models import DuplicateSuggestion, SuggestionStatus
+
+        DuplicateSuggestion.objects.filter(case=c, status=SuggestionStatus.PENDING).update(
+            status=SuggestionStatus.MERGED, decided_by=by if by is not None and not isinstance(by, str) else None,
+            decided_at=at)
 
     return _act(case, "merge", by, note=note, data={"into": into.number},
                 fields={"merged_into": into, "closed_at": now()}, side_effects=link)

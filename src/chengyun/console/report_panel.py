@@ -120,12 +120,8 @@ def classification_view(report) -> dict:
 def duplicate_view(explanation: dict) -> dict:
     """Score and its parts (text, distance, time) from a duplicate explanation."""
     exp = explanation or {}
-    weights = dict(exp.get("weights") or {})
+    weights = exp.get("weights") or {}  # without a text comparison, the scaled ones (dedup.scaled_weights)
     compared = exp.get("text_compared", True)
-    if not compared and weights.get("text") is not None:
-        # Texts in different languages: the other parts' weights were scaled up (dedup.scored).
-        rest = 1.0 - weights.pop("text")
-        weights = {k: round(w / rest, 2) for k, w in weights.items()}
     parts = [(name, exp[name], weights.get(name)) for name in SCORE_PARTS if name in exp and exp[name] is not None]
     return {
         "score": exp.get("score"),
@@ -149,15 +145,24 @@ def report_rows(user, case: Case, *, revealed: dict | None = None) -> list[dict]
     """One row per report of the case (and of cases merged into it)."""
     revealed = revealed or {}
     staff = scope.can_act(user, case, STAFF_ROLES)
-    reports = (case_reports(case).select_related("suggested_category", "area", "case")
+    reports = (case_reports(case).select_related("suggested_category", "area", "case", "case__merged_into")
                # the case's parts: who may reveal a contact is asked for every row
-               .prefetch_related("photos", "notifications__entry", "case__assignments").order_by("received_at", "pk"))
+               .prefetch_related("photos", "notifications__entry", "case__assignments", "suggestions__candidate",
+                                 "suggestions__decided_by")
+               .order_by("received_at", "pk"))
     rows = []
     for r in reports:
+        decided = next((s for s in sorted(r.suggestions.all(), key=lambda s: s.created_at, reverse=True)
+                        if s.status != SuggestionStatus.PENDING), None) if r.duplicate == "ask" else None
         rows.append({
             "report": r,
             "classification": classification_view(r),
             "duplicate": duplicate_view(r.duplicate_explanation),
+            # A grey-zone question once answered: what was decided, not "a dispatcher decides";
+            # merged elsewhere (into a cluster warning's case), where to.
+            "decided": decided,
+            "merged_elsewhere": (r.case.merged_into.number if decided is not None and r.case is not None
+                                 and r.case.merged_into_id not in (None, decided.candidate_id) else None),
             "photos": list(r.photos.all()),
             "contact": privacy.masked(r.contact) if r.contact_id else {},
             "full_contact": revealed.get(r.pk),

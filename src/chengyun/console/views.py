@@ -131,6 +131,7 @@ def _misread(text: str | None) -> bool:
 
 INTAKE_DESK = {Role.OPERATOR, Role.DISPATCHER, Role.SUPERVISOR, Role.LEADER, Role.ADMIN}
 
+
 def queue_tabs() -> dict:
     """Work lists for intake: every case still waiting for a dispatcher (not
     routed automatically: no category, an uncertain or disputed one, no area,
@@ -239,6 +240,7 @@ EXTRA_ACTION_LABELS = {
     "reclassify": gettext_lazy("Reclassified"),
     "report_attached": gettext_lazy("Another report attached (duplicate)"),
     "report_detached": gettext_lazy("Report detached: not the same problem"),
+    "duplicate_kept": gettext_lazy("Kept apart: not the same problem"),
 }
 
 
@@ -323,6 +325,8 @@ def timeline_rows(case):
                 label = _("Reclassified: %(old)s → %(new)s; priority %(p_old)s → %(p_new)s (the new category's)") % {
                     "old": named(t.data.get("from")), "new": named(t.data.get("to")),
                     "p_old": priorities.get(old, old), "p_new": priorities.get(new, new)}
+        if t.action == "duplicate_kept" and t.data.get("case"):
+            label = _("Kept apart from %(case)s: not the same problem") % {"case": t.data["case"]}
         dept = t.data.get("department") or t.data.get("lead") or ""
         rows.append({
             "at": t.at, "by": _by(t), "label": label, "note": _note(t),

@@ -263,8 +263,6 @@ class Generator:
             # on is not a city the demo shows).
             return self.handle(case, t, again=True, last=True)
         return case
-        return case
-
 
     def plant_incidents(self, count: int = 4) -> int:
         """Planted incidents: a burst of reports of one category in one place
@@ -297,38 +295,44 @@ class Generator:
                         address=address, contact=self.contact(), source="demo-generator", generated=True,
                     ), by=self.user("operator")).report)
             if i:
-                try:
-                    with transaction.atomic():
-                        self.settle_incident(reports, t + _h(rng, 0.3, 1.5))
-                except CaseError as exc:  # as in _one(): a generated path the rules refuse is skipped, loudly
-                    self.log(f"  left one planted incident unsettled: {exc.message}")
+                self.settle_incident(reports, t + _h(rng, 0.3, 1.5))
             made += 1
         return made
 
     def settle_incident(self, reports, t) -> None:
-        """An incident earlier this month, handled as one: the dispatcher confirmed
-        the repeated calls, took the other calls' cases into the smart-discovery
-        case and sent that on; cases sent on before the warning are handled."""
+        """An incident earlier this month, as a dispatcher handles one: the calls'
+        cases still waiting are merged into the smart-discovery case (which answers
+        their duplicate questions), or, without a warning, each repeated call into
+        the case it repeats; then the cases left are handled, each on its own (a
+        case sent on before the warning was raised is handled by its department)."""
         dispatcher = self.user("dispatcher")
-        with simulated(t):
-            for sg in (DuplicateSuggestion.objects.filter(report__in=reports, status=SuggestionStatus.PENDING)
-                       .select_related("case", "candidate")):
-                if sg.case.status in OPEN_STATUSES and sg.candidate.status in OPEN_STATUSES:
-                    decide_suggestion(sg, merge=True, by=dispatcher, note="同一事件重复反映")
-            warning = ClusterWarning.objects.filter(reports__in=reports).select_related("case").first()
-            whole = warning.case if warning is not None else None
-            cases = {r.case_id for r in Report.objects.filter(pk__in=[r.pk for r in reports])} - {None}
-            for member in Case.objects.filter(pk__in=cases).order_by("pk"):
-                if whole is not None and member.pk != whole.pk and member.status in (CaseStatus.NEW,
-                                                                                      CaseStatus.ACCEPTED):
-                    s.merge_case(member, into=whole, by=dispatcher, note="同一事件：并入智能发现工单")
-            if whole is not None and whole.status == CaseStatus.NEW:
-                s.accept_case(whole, by=self.user("operator"))
-        for case in Case.objects.filter(pk__in=cases | ({whole.pk} if whole is not None else set())).order_by("pk"):
-            if case.status == CaseStatus.ACCEPTED:
-                self.handle(case, t)
-            elif case.status == CaseStatus.DISPATCHED:
-                self.handle(case, t, dispatched=True)
+        waiting = (CaseStatus.NEW, CaseStatus.ACCEPTED)
+        cases = {r.case_id for r in Report.objects.filter(pk__in=[r.pk for r in reports])} - {None}
+        try:
+            with simulated(t), transaction.atomic():
+                warning = ClusterWarning.objects.filter(reports__in=reports).select_related("case").first()
+                whole = warning.case if warning is not None else None
+                if whole is not None:
+                    cases.add(whole.pk)
+                    for member in Case.objects.filter(pk__in=cases, status__in=waiting).exclude(pk=whole.pk):
+                        s.merge_case(member, into=whole, by=dispatcher, note="同一事件：并入智能发现工单")
+                else:
+                    for sg in (DuplicateSuggestion.objects.filter(report__in=reports, status=SuggestionStatus.PENDING)
+                               .order_by("created_at", "pk")):
+                        sg.refresh_from_db()  # an earlier merge may have answered it
+                        if sg.status == SuggestionStatus.PENDING and sg.candidate.status in OPEN_STATUSES:
+                            decide_suggestion(sg, merge=True, by=dispatcher, note="同一事件重复反映")
+                for case in Case.objects.filter(pk__in=cases, status=CaseStatus.NEW):
+                    s.accept_case(case, by=self.user("operator"))
+        except CaseError as exc:  # as in _one(): a generated path the rules refuse is skipped, loudly
+            self.log(f"  left one planted incident unsettled: {exc.message}")
+            return
+        for case in Case.objects.filter(pk__in=cases, status__in=(CaseStatus.ACCEPTED, CaseStatus.DISPATCHED)):
+            try:
+                with transaction.atomic():
+                    self.handle(case, t, dispatched=case.status == CaseStatus.DISPATCHED)
+            except CaseError as exc:
+                self.log(f"  left one case of a planted incident unhandled: {exc.message}")
 
 
     def give_handlers_work(self, departments, per_department: int = 3) -> int:

@@ -631,9 +631,11 @@ def _scored(e: list, cat: int, age: int, window: int, X, i: int, ask_at: float, 
     return factor * (weights["text"] * text + rest), text, tim, factor
 
 
-def _text_parts(text: float | None) -> dict:
-    """The text part of a duplicate explanation (see :func:`.dedup._rounded`)."""
-    return {"text": round(text, 4)} if text is not None else {"text": None, "text_compared": False}
+def _text_parts(text: float | None, others: dict) -> dict:
+    """The parts of a duplicate explanation, text first (see :func:`.dedup._rounded`)."""
+    if text is None:
+        return {"text": None, **others, "text_compared": False}
+    return {"text": round(text, 4), **others}
 
 
 UNSORTED = ("u", None)  # the group of open cases nobody has classified yet
@@ -785,7 +787,7 @@ class OpenCaseIndex:
         return len(rows)
 
     def best_by_place(self, cat: int, address: str, area_id: int | None, t: int, X, i: int, ask_at: float,
-                      script: str = "", attach_at: float = 1.0):
+                      script: str, attach_at: float):
         """:meth:`best` for a report without a point, as :func:`.dedup.find_duplicate`
         by place: the open cases with the same address key, and in the area
         ``area_id`` (None: the area is too wide to match in)."""
@@ -808,12 +810,12 @@ class OpenCaseIndex:
                 got = _scored(e, cat, age, window, X, i, ask_at, weights, "place", place, script)
                 if got is not None and (order := rank(got[0], got[1] is not None, attach_at)) > best_rank:
                     best, best_rank, (best_score, text, tim, factor) = e, order, got
-                    best_parts = {**_text_parts(text), "place": round(place, 4), "time": round(tim, 4),
+                    best_parts = {**_text_parts(text, {"place": round(place, 4), "time": round(tim, 4)}),
                                   "category_factor": factor, "place_by": "address" if place else "area"}
         return best, best_score, best_parts, n
 
-    def best(self, cat: int, lon: float, lat: float, t: int, X, i: int, ask_at: float, script: str = "",
-             attach_at: float = 1.0):
+    def best(self, cat: int, lon: float, lat: float, t: int, X, i: int, ask_at: float, script: str,
+             attach_at: float):
         """-> (best entry or None, score, parts, number of candidates); the report's
         text is in ``script`` (:func:`.dedup.script_of`), and a candidate that
         attaches (score ``attach_at`` or more, texts compared) beats any that asks."""
@@ -843,7 +845,7 @@ class OpenCaseIndex:
                 got = _scored(e, cat, age, window, X, i, ask_at, WEIGHTS, "distance", dist, script)
                 if got is not None and (order := rank(got[0], got[1] is not None, attach_at)) > best_rank:
                     best, best_rank, (best_score, text, tim, factor) = e, order, got
-                    best_parts = {**_text_parts(text), "distance": round(dist, 4), "time": round(tim, 4),
+                    best_parts = {**_text_parts(text, {"distance": round(dist, 4), "time": round(tim, 4)}),
                                   "distance_m": round(d, 1), "category_factor": factor}
         return best, best_score, best_parts, n
 
@@ -1628,7 +1630,7 @@ class BulkImporter:
         return '{"decided_by": "%s", "confidence": %s, "model": %s, "terms": []}' % (
             by, "null" if p < 0 else round(conf, 4), "null" if p < 0 else self.version)
 
-    def _place_match(self, cat: int, address: str, area_id: int, t: int, X, i: int, script: str = ""):
+    def _place_match(self, cat: int, address: str, area_id: int, t: int, X, i: int, script: str):
         """A report without a point, matched by place as :func:`.dedup.find_duplicate`
         does: -> (best entry or None, score, parts, ``duplicate_explanation`` JSON)."""
         place = dedup.place_of(area_id if area_id >= 0 else None, address)
@@ -1643,6 +1645,8 @@ class BulkImporter:
             explanation["text_compared_only_above"] = self.ask_at
         if entry is not None:
             explanation.update({"best_case": entry[5], "score": round(score, 4), **parts})
+            if parts["text"] is None:  # not compared (two languages): the weights the score was made with
+                explanation["weights"] = dedup.scaled_weights(explanation["weights"])
         return entry, score, parts, json.dumps(explanation, ensure_ascii=False)
 
     def _dup_json(self, cat: int, candidates: int, entry, score: float, parts) -> str:
@@ -1660,8 +1664,11 @@ class BulkImporter:
             base = self._json_cache[key] = json.dumps(explanation, ensure_ascii=False)
         if entry is None:
             return base
-        return base[:-1] + ", " + json.dumps({"best_case": entry[5], "score": round(score, 4), **parts},
-                                              ensure_ascii=False)[1:]
+        best = {"best_case": entry[5], "score": round(score, 4), **parts}
+        if parts["text"] is None:  # not compared (two languages): the weights the score was made with
+            return json.dumps({**json.loads(base), "weights": dedup.scaled_weights(WEIGHTS), **best},
+                              ensure_ascii=False)
+        return base[:-1] + ", " + json.dumps(best, ensure_ascii=False)[1:]
 
 
 CASE_COLUMNS = (

@@ -24,9 +24,11 @@ distance's weight: 1 for the same address, 0 for the same area only. So an
 area alone can at most make a dispatcher ask (0.45 + 0.20 = 0.65, under the
 attach score), never attach a report by itself.
 
-Texts in different languages (one with Chinese characters, the other in
-Latin letters only: an English report beside a Chinese case) share no
-n-grams, so their similarity says nothing. Their text is not compared: the
+Texts in different languages (an English report beside a Chinese case)
+share no n-grams, so their similarity says nothing. A text is Chinese when
+it has at least three times as many Chinese characters as Latin words (an English
+report that names its street in Chinese, "peeling asphalt on 浦东南路", is
+English; "楼下KTV每晚唱到凌晨" is Chinese). Their text is not compared: the
 score is the other parts with their weights scaled up to sum to 1
 (``text_compared`` False in the explanation), and such a match can at most
 make a dispatcher ask, never attach a report by itself. So an English report
@@ -72,7 +74,7 @@ def reason_text(reason: str) -> str:
     }.get(reason, reason)
 SIBLING_FACTOR = 0.8
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN_WORD = re.compile("[A-Za-z]{2}")
+_LATIN_WORD = re.compile("[A-Za-z]{2,}")
 UNCLASSIFIED_FACTOR = 0.8  # an open case without a category, as a candidate of any category
 MAX_CANDIDATES = 200
 
@@ -86,11 +88,14 @@ class Match:
 
 
 def script_of(text: str) -> str:
-    """"zh" for a text with Chinese characters, "latin" for one with Latin letters
-    and none, "" for neither (digits, signs: comparable with anything)."""
-    if _CJK.search(text):
+    """"zh" for a text mostly in Chinese (at least three Chinese characters per Latin
+    word), "latin" for one mostly in Latin letters, "" for neither (digits and
+    signs alone: comparable with anything). See the module."""
+    chars = len(_CJK.findall(text))
+    words = len(_LATIN_WORD.findall(text))
+    if chars and chars >= 3 * words:
         return "zh"
-    return "latin" if _LATIN_WORD.search(text) else ""
+    return "latin" if words else ""
 
 
 def comparable(a: str, b: str) -> bool:
@@ -105,6 +110,13 @@ def scored(parts: dict, weights: dict, factor: float, *, compared: bool) -> floa
         return factor * sum(weights[k] * v for k, v in parts.items())
     rest = 1.0 - weights["text"]
     return factor * sum(weights[k] * v for k, v in parts.items() if k != "text") / rest
+
+
+def scaled_weights(weights: dict) -> dict:
+    """The weights a score without a text comparison was made with (:func:`scored`):
+    the others', scaled up to sum to 1; stored in its explanation."""
+    rest = 1.0 - weights["text"]
+    return {k: round(w / rest, 4) for k, w in weights.items() if k != "text"}
 
 
 def outcome_of(score: float, compared: bool, attach_at: float, ask_at: float) -> str:
@@ -216,13 +228,16 @@ def _similarities(text: str, others: list[str]) -> tuple[list[float], list[bool]
 def _rounded(parts: dict, compared: bool) -> dict:
     out = {k: round(v, 4) for k, v in parts.items()}
     if not compared:
-        out.update(text=None, text_compared=False)
+        out.update(text=None, text_compared=False)  # text stays first, text_compared after the parts
     return out
 
 
 def _best_match(best: tuple, base: dict, attach_at: float, ask_at: float) -> Match:
     (_key, score, case, parts) = best
-    outcome = outcome_of(score, parts.get("text_compared", True), attach_at, ask_at)
+    compared = parts.get("text_compared", True)
+    outcome = outcome_of(score, compared, attach_at, ask_at)
+    if not compared:
+        base = {**base, "weights": scaled_weights(base["weights"])}
     return Match(case if outcome != "new" else None, score, outcome,
                  {**base, "best_case": case.number, "score": round(score, 4), **parts})
 

@@ -152,11 +152,17 @@ _OPENING = re.compile(
 
 def default_title(description: str) -> str:
     """The title of a report sent without one: its first line without a call's
-    opening words (see ``_OPENING``), cut to 60 characters."""
+    opening words (see ``_OPENING``), cut to 60 characters: between words where
+    words are spaced (English), not in the middle of one."""
     first = description.splitlines()[0] if description else ""
     said = _OPENING.sub("", first).strip()
     first = said if len(said) >= 4 else first  # nothing but a greeting: kept as it is
-    return first if len(first) <= 60 else first[:59] + "…"
+    if len(first) <= 60:
+        return first
+    cut = first[:59]
+    if first[59].isascii() and first[59].isalnum() and " " in cut[30:]:  # inside a word: back to its start
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,;:.-") + "…"
 
 
 def _language(value) -> str:
@@ -729,8 +735,12 @@ def decide_suggestion(suggestion: DuplicateSuggestion, *, merge: bool, by, note:
     _staff(by, suggestion.case, _("You may not decide on duplicates of this case."))
     with transaction.atomic():
         if merge:
+            # merge_case answers the case's open questions (this one among them) as merged
             case_services.merge_case(suggestion.case, into=suggestion.candidate, by=by,
                                      note=note or _("Duplicate (confirmed by a dispatcher)."))
+        else:
+            case_services._timeline(suggestion.case, "duplicate_kept", by, at=now(), note=note,
+                                    data={"case": suggestion.candidate.number, "report": suggestion.report.number})
         suggestion.status = SuggestionStatus.MERGED if merge else SuggestionStatus.KEPT
         suggestion.decided_by, suggestion.decided_at = by, now()
         suggestion.save(update_fields=["status", "decided_by", "decided_at"])

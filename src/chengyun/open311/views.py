@@ -46,9 +46,10 @@ from datetime import timedelta
 from urllib.parse import parse_qsl
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import TooManyFilesSent, ValidationError
 from django.core.validators import URLValidator
 from django.http import HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.urls import reverse
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
@@ -198,7 +199,11 @@ class Params:
             elif content_type == "application/x-www-form-urlencoded":
                 self.form = _urlencoded(request)
             else:
-                self.form = request.POST
+                try:
+                    self.form = request.POST
+                except (MultiPartParserError, TooManyFilesSent) as exc:  # answered in Open311's format
+                    raise Open311Error(400, _("The request body is not a form that can be read: %(why)s")
+                                       % {"why": exc}) from None
 
     def keys(self) -> list[str]:
         return list(dict.fromkeys([*self.json.keys(), *self.form.keys(), *self.query.keys()]))
@@ -509,21 +514,31 @@ CONTACT_FIELD = {"name": "first_name", "phone": "phone", "email": "email", "devi
 MAX_MEDIA = 3  # photos in one request, as on the portal
 
 
-def _media(request) -> list[bytes]:
+def _media(request, params: Params) -> list[bytes]:
     """The photos of a multipart request's ``media`` field (an extension many
-    GeoReport clients send beside or instead of ``media_url``)."""
-    files = [f for f in request.FILES.getlist("media") if f.size] if request.method == "POST" else []
+    GeoReport clients send beside or instead of ``media_url``). Only a
+    multipart body is looked at for files: reading ``request.FILES`` parses a
+    form body a second time."""
+    if params.get("media"):  # a text where a file belongs: a client that sends it wrongly is told
+        raise _bad("media", _("send photos as files of a multipart/form-data body (a link goes in media_url)."))
+    if (request.content_type or "").lower() != "multipart/form-data":
+        return []
+    others = sorted(name for name in request.FILES if name != "media")
+    if others:  # a photo under another name would be dropped without a word
+        raise _bad("media", _("send photos as files named media, not %(names)s.") % {"names": ", ".join(others)})
+    files = request.FILES.getlist("media")
     if len(files) > MAX_MEDIA:
-        raise _bad("media", _("at most %(n)s photos.") % {"n": MAX_MEDIA})
+        raise _bad("media", _("At most %(n)s photos.") % {"n": MAX_MEDIA})
     limit = settings.PHOTO_MAX_BYTES
     for f in files:
-        if f.size > limit:
-            raise _bad("media", _("the photo is too large (at most %(mb)s MB).") % {"mb": limit // (1024 * 1024)})
+        if f.size > limit:  # before reading it; clean_photo() checks the size of what it is given too
+            raise _bad("media", _("The photo is too large (at most %(mb)s MB).") % {"mb": limit // (1024 * 1024)})
     return [f.read() for f in files]
 
 
 def _create(request, fmt, params):
-    """POST requests: check everything, then store the request (the worker's pipeline does the rest)."""
+    """POST requests: check everything, then store the request (the worker's pipeline
+    does the rest); a request with photos goes through the whole pipeline at once."""
     key = _key(params)
     category = _service(params.get("service_code"))
     lon, lat, address, area = _location(params)
@@ -543,7 +558,7 @@ def _create(request, fmt, params):
             URLValidator(schemes=["http", "https"])(media_url)
         except ValidationError:
             raise _bad("media_url", _("must be an http(s) URL of at most 500 characters.")) from None
-    photos = _media(request)
+    photos = _media(request, params)
     inp = ReportInput(
         channel=Channel.OPEN311, description=description, title="" if description else category.name,
         category=category, lon=lon, lat=lat, address=address, area=area, contact=_contact(params), source=key.source,
