@@ -29,7 +29,7 @@ from chengyun.cases.models import Channel, DeadlineState, Satisfaction
 from chengyun.cases.queries import get_visible, past_dispatch_time, queue, waiting_for_dispatch
 from chengyun.cases.workflow import ACTIONS, CaseStatus
 from chengyun.org import scope
-from chengyun.org.models import Department, Role
+from chengyun.org.models import Department, Role, User
 from chengyun.taxonomy.models import Category, Priority
 
 from .explain import explain_route
@@ -47,8 +47,36 @@ class LoginView(auth_views.LoginView):
     template_name = "console/login.html"
     redirect_authenticated_user = True
 
+    def get_context_data(self, **kwargs):
+        from chengyun.demo.loader import DEMO_PASSWORD
+
+        return {**super().get_context_data(**kwargs), "demo_logins": demo_logins(), "demo_password": DEMO_PASSWORD}
+
     def get_default_redirect_url(self):
         return resolve_url(landing(self.request.user))
+
+
+@lru_cache(maxsize=8)
+def _is_demo_password(encoded: str) -> bool:
+    """Whether a stored hash is the demo's published password (checked once per
+    hash and process: hashing is slow by design)."""
+    from django.contrib.auth.hashers import check_password
+
+    from chengyun.demo.loader import DEMO_PASSWORD
+
+    return check_password(DEMO_PASSWORD, encoded)
+
+
+def demo_logins() -> list[dict]:
+    """The demo's logins that still have its published password, for the login
+    page (an installation that changed them, or never loaded the demo, lists none)."""
+    from chengyun.demo.loader import DEMO_USERS
+
+    roles = dict(Role.choices)
+    users = {u.username: u for u in User.objects.filter(username__in=[d[0] for d in DEMO_USERS], is_active=True)}
+    return [{"username": name, "name": users[name].display_name, "role": roles.get(role, role)}
+            for name, _display, role, _area, _dept in DEMO_USERS
+            if name in users and users[name].has_usable_password() and _is_demo_password(users[name].password)]
 
 
 class LogoutView(auth_views.LogoutView):
