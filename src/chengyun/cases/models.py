@@ -102,6 +102,9 @@ class Case(models.Model):
             models.Index(fields=["area_path", "status"]),
             # duplicate candidates: recent cases of a category group
             models.Index(fields=["category", "created_at"]),
+            # duplicate candidates back in the queue (reopened) since; most cases have none: not indexed
+            models.Index(fields=["waiting_since"], condition=models.Q(waiting_since__isnull=False),
+                         name="cases_case_waiting_since_idx"),
         ]
 
     def __str__(self) -> str:

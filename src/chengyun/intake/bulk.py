@@ -66,6 +66,7 @@ import numpy as np
 import scipy.sparse as sp
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -762,9 +763,11 @@ class OpenCaseIndex:
             if a > b:
                 continue
             # Only the time range in SQL: given the open statuses too, SQLite
-            # walks the (status, due_at) index through every open case.
-            qs = Case.objects.filter(created_at__gte=_EPOCH + a * _US, created_at__lte=_EPOCH + b * _US).values_list(
-                *CASE_FIELDS)
+            # walks the (status, due_at) index through every open case. A case
+            # back in the queue (reopened) counts from then, as in dedup.find_duplicate.
+            start, end = _EPOCH + a * _US, _EPOCH + b * _US
+            qs = Case.objects.filter(Q(created_at__gte=start, created_at__lte=end)
+                                     | Q(waiting_since__gte=start, waiting_since__lte=end)).values_list(*CASE_FIELDS)
             added += self.add_rows(qs.iterator(chunk_size=5000))
         if self.loaded is None or hi < self.loaded[0] or lo > self.loaded[1]:
             self.loaded = (lo, hi)
@@ -780,9 +783,10 @@ class OpenCaseIndex:
                 and ((r[2] is not None and r[3] is not None) or r[9] or r[10] is not None)]
         if rows:
             X = self.features.transform([f"{r[6]}\n{r[7]}" for r in rows])
-            for j, (pk, number, lon, lat, created, cat, title, text, _status, address, area_id) in enumerate(rows):
+            for j, (pk, number, lon, lat, created, cat, title, text, _status, address, area_id,
+                    waiting_since) in enumerate(rows):
                 point = lon is not None and lat is not None
-                self.add([micros(created), lon if point else None, lat if point else None, pk, cat, number, X, j,
+                self.add([micros(dedup.active_since(created, waiting_since)), lon if point else None, lat if point else None, pk, cat, number, X, j,
                           address_key(address), area_id, script_of(f"{title}\n{text}")])
         return len(rows)
 
@@ -861,7 +865,7 @@ class OpenCaseIndex:
 
 # What the index reads of a case (OpenCaseIndex.add_rows).
 CASE_FIELDS = ("id", "number", "lon", "lat", "created_at", "category_id", "title", "description", "status", "address",
-               "area_id")
+               "area_id", "waiting_since")
 
 
 

@@ -5,7 +5,8 @@ parent), within the category's radius and time window. Each gets a score in
 [0, 1] from three parts, all stored with the decision so staff can see why:
 
 * distance: 1 at the same spot, 0 at the radius;
-* time: 1 for a case opened just now, 0 at the end of the window;
+* time: 1 for a case opened just now, 0 at the end of the window (a case
+  reopened, the problem back again, counts from its reopening: ``active_since``);
 * text: cosine similarity of the two texts' character n-gram TF-IDF vectors.
 
 ``score = category_factor * (0.45 text + 0.35 distance + 0.20 time)`` where the
@@ -132,6 +133,17 @@ def rank(score: float, compared: bool, attach_at: float) -> tuple:
     return (compared and score >= attach_at, score)
 
 
+def active_since(created_at, waiting_since):
+    """When an open case began to be the problem it is now: when it was made, or
+    when it came back to the queue (reopened: the problem is back) if later. The
+    duplicate window and the time part count from then."""
+    return waiting_since if waiting_since is not None and waiting_since > created_at else created_at
+
+
+def _in_window(cut, at) -> Q:
+    return (Q(created_at__gte=cut) | Q(waiting_since__gte=cut)) & Q(created_at__lte=at)
+
+
 def category_factor(related: dict[int, float], category_id: int | None) -> float:
     return UNCLASSIFIED_FACTOR if category_id is None else related[category_id]
 
@@ -176,10 +188,11 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
     min_lon, min_lat, max_lon, max_lat = box(lon, lat, radius)
     qs = (
         Case.objects.filter(
-            _candidate_categories(related), status__in=OPEN_STATUSES, created_at__gte=at - window,
-            created_at__lte=at, lon__gte=min_lon, lon__lte=max_lon, lat__gte=min_lat, lat__lte=max_lat,
+            _candidate_categories(related), _in_window(at - window, at), status__in=OPEN_STATUSES,
+            lon__gte=min_lon, lon__lte=max_lon, lat__gte=min_lat, lat__lte=max_lat,
         )
-        .only("id", "number", "title", "description", "lon", "lat", "created_at", "category_id", "status")
+        .only("id", "number", "title", "description", "lon", "lat", "created_at", "waiting_since", "category_id",
+              "status")
         .order_by("-created_at")[:MAX_CANDIDATES]
     )
     near = []
@@ -197,7 +210,7 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
     sims, compared = _similarities(text, texts)
     best = None
     for (c, d), sim, same_language in zip(near, sims, compared, strict=True):
-        age = (at - c.created_at).total_seconds()
+        age = max(0.0, (at - active_since(c.created_at, c.waiting_since)).total_seconds())
         parts = {
             "text": max(0.0, min(1.0, sim)),
             "distance": 1.0 - d / radius if radius else 1.0,
@@ -299,11 +312,11 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
     if area is not None:
         where = where | Q(area_id=area.id) if key else Q(area_id=area.id)
     qs = (
-        Case.objects.filter(_candidate_categories(related), status__in=OPEN_STATUSES,
-                            created_at__gte=at - window, created_at__lte=at)
+        Case.objects.filter(_candidate_categories(related), _in_window(at - window, at), status__in=OPEN_STATUSES)
         .annotate(address_key=_address_key_sql()).filter(where)
         .exclude(pk=exclude_case_id or 0)
-        .only("id", "number", "title", "description", "address", "area_id", "created_at", "category_id", "status")
+        .only("id", "number", "title", "description", "address", "area_id", "created_at", "waiting_since",
+              "category_id", "status")
         .order_by("-created_at")[:MAX_CANDIDATES]
     )
     near = list(qs)
@@ -314,7 +327,7 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
     sims, compared = _similarities(text, [f"{c.title} {c.description}" for c in near])
     best = None
     for c, sim, same_language in zip(near, sims, compared, strict=True):
-        age = (at - c.created_at).total_seconds()
+        age = max(0.0, (at - active_since(c.created_at, c.waiting_since)).total_seconds())
         parts = {
             "text": max(0.0, min(1.0, sim)),
             "place": 1.0 if key and address_key(c.address) == key else 0.0,

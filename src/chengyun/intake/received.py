@@ -54,6 +54,7 @@ from .bulk import (
     micros,
     report_digest,
 )
+from .dedup import active_since
 from .models import DuplicateOutcome, Report
 from .services import SYSTEM_ACTOR, given_accept_note
 
@@ -202,7 +203,7 @@ class ReceivedPipeline(BulkImporter):
             cur.execute(f'SELECT {", ".join(CASE_FIELDS)} FROM "{Case._meta.db_table}" WHERE id > %s AND id <= %s '
                         "ORDER BY created_at DESC, id DESC",  # the cases' own order: equal scores break ties alike
                         [self._case_mark, case_top])
-            new = [(*r[:4], _aware(r[4]), *r[5:]) for r in cur.fetchall() if r[0] not in own]
+            new = [_read(r) for r in cur.fetchall() if r[0] not in own]
             # One read of the timeline since the last batch: cases that left the open
             # statuses, and cases to take again as they are now: given a category by
             # staff (accepted with one, or reclassified: an unclassified one leaves the
@@ -224,12 +225,13 @@ class ReceivedPipeline(BulkImporter):
                 cur.execute(f'SELECT {", ".join(CASE_FIELDS)} FROM "{Case._meta.db_table}" '
                             f'WHERE id IN ({", ".join(["%s"] * len(again))}) ORDER BY created_at DESC, id DESC', again)
                 taken = set(again)
-                new = [r for r in new if r[0] not in taken] + [(*r[:4], _aware(r[4]), *r[5:]) for r in cur.fetchall()]
+                new = [r for r in new if r[0] not in taken] + [_read(r) for r in cur.fetchall()]
         index.gone.update(left)
         for pk in again:
             index.discard(pk)
             index.gone.discard(pk)  # if it is not open now, add_rows leaves it out
-        index.add_rows(r for r in new if r[4] is not None and micros(r[4]) >= since)
+        # (reopened long after it was made: it counts from when it came back, as in dedup)
+        index.add_rows(r for r in new if r[4] is not None and micros(active_since(r[4], r[11])) >= since)
         self._case_mark, self._entry_mark = case_top, entry_top
         self._own.clear()
 
@@ -361,6 +363,11 @@ class ReceivedPipeline(BulkImporter):
     def _after_commit(self, b: _Batch) -> None:
         if not self._decide_in_transaction():
             self._check_clusters(b)
+
+def _read(row: tuple) -> tuple:
+    """A case row of :data:`CASE_FIELDS` read with raw SQL, its times with their zone."""
+    return (*row[:4], _aware(row[4]), *row[5:11], _aware(row[11]))
+
 
 def _aware(value):
     """A datetime read with raw SQL: SQLite gives it without a zone (it is UTC), PostgreSQL with one."""
