@@ -49,8 +49,8 @@ def test_a_new_case_is_due_for_dispatch_hours_after_it_was_made(category, admin_
         assert dispatched.dispatch_due_at is None and not dispatched.dispatch_overdue
 
 
-def test_a_returned_case_waits_again_from_its_return_and_a_reopened_one_from_its_reopening(category, admin_user,
-                                                                                           settings):
+def test_a_returned_case_waits_again_from_its_return_and_a_reopened_one_from_its_reopening(client, category,
+                                                                                           admin_user, settings):
     settings.DISPATCH_HOURS = 2
     with simulated(T0):
         case = f.drive_to(f.make_case(category=category, at="100102002", by=admin_user), "dispatched",
@@ -61,6 +61,11 @@ def test_a_returned_case_waits_again_from_its_return_and_a_reopened_one_from_its
     case = fresh(case.pk)
     assert case.status == "accepted" and case.waiting_since == back
     assert case.dispatch_due_at == back + timedelta(hours=2)
+    client.force_login(admin_user)
+    with simulated(back + timedelta(minutes=5)):
+        listed = client.get("/console/", {"view": "to_dispatch"}).content.decode()
+    row = listed[listed.index(case.number):]
+    assert "back in the queue" in row[:row.index("</tr>")]
 
     with simulated(back + timedelta(hours=1)):
         services.dispatch_case(case, by=admin_user)

@@ -253,3 +253,19 @@ def test_a_request_not_sent_on_yet_says_a_dispatcher_will(client, services_world
     (row,) = body(client.get(BASE + f"requests/{report.number}.json", {"locale": "en"}))
     assert row["service_notice"] == "A dispatcher will send it to the responsible department."
     assert row["address"] == "asdf"
+
+
+def test_a_request_a_dispatcher_checks_as_a_possible_duplicate_says_so_in_one_sentence(client, services_world,
+                                                                                         settings):
+    from chengyun.intake.services import ReportInput, submit
+
+    settings.DUPLICATE_ATTACH_SCORE, settings.DUPLICATE_ASK_SCORE = 0.999, 0.3
+    lon, lat = f.centre("100101001")
+    submit(ReportInput(channel="open311", description="水管爆裂，路面冒水", category="0101", lon=lon, lat=lat))
+    again = submit(ReportInput(channel="open311", description="水管爆裂了", category="0101", lon=lon, lat=lat)).report
+    assert again.duplicate == "ask" and again.case.due_at is None
+    (row,) = body(client.get(BASE + f"requests/{again.number}.json", {"locale": "en"}))
+    assert row["service_notice"] == ("A dispatcher is checking whether an earlier report is about the same problem, "
+                                     "and will then send it on.")
+    (row,) = body(client.get(BASE + f"requests/{again.number}.json", {"locale": "zh-Hans"}))
+    assert row["service_notice"] == "派遣员正在核实此前是否已有同一问题的诉求，核实后派往负责部门。"

@@ -161,9 +161,13 @@ def _notice(report: Report, case: Case | None) -> str | None:
     if case.status in CLOSED_STATUSES:
         return None
     parts = []
+    checking = report.duplicate == DuplicateOutcome.ASK and report.case_id == case.pk  # merged since: decided
     if report.duplicate == DuplicateOutcome.ATTACHED:
         parts.append(_("This problem was already reported; your report was added to the same case."))
-    elif report.duplicate == DuplicateOutcome.ASK and report.case_id == case.pk:  # merged since: decided
+    elif checking and case.due_at is None:  # one sentence, not two that begin alike
+        return str(_("A dispatcher is checking whether an earlier report is about the same problem, "
+                     "and will then send it on."))
+    elif checking:
         parts.append(_("A dispatcher is checking whether an earlier report is about the same problem."))
     if case.due_at is not None:
         parts.append(_("The city aims to resolve it by %(due)s.") % {"due": _local(case.due_at)})
