@@ -699,10 +699,20 @@ class OpenCaseIndex:
             dlat, dlon = self.cell[group]
             self.cells.setdefault((group, math.floor(entry[1] / dlon), math.floor(entry[2] / dlat)), []).append(entry)
             self.size += 1  # entries in the cells (as _sweep counts them)
-        if entry[8]:
-            self.places.setdefault((group, "s", entry[8]), []).append(entry)
+        for key in self._place_keys(group, entry):
+            self.places.setdefault(key, []).append(entry)
+
+    def _place_keys(self, group: tuple, entry: list) -> list[tuple]:
+        """Where an entry is found by place: its address key; its area ("a"); and, for
+        reports placed in an area that holds it ("in"), its area and those above it
+        down to the street (as :func:`.dedup.area_q` asks the database)."""
+        keys = [(group, "s", entry[8])] if entry[8] else []
         if entry[9] is not None:
-            self.places.setdefault((group, "a", entry[9]), []).append(entry)
+            keys.append((group, "a", entry[9]))
+            info = get_locator().by_id.get(entry[9])
+            if info is not None:
+                keys += [(group, "in", pk) for pk in dedup.area_places(info)[0]]
+        return keys
 
     def forget_before(self, t: int) -> None:
         """Drop cases opened before ``t``: no later report can match them.
@@ -745,7 +755,7 @@ class OpenCaseIndex:
                 before = len(cell)
                 cell[:] = [e for e in cell if e[3] != pk]
                 self.size -= before - len(cell)
-            for key in ((group, "s", entry[8]), (group, "a", entry[9])):
+            for key in self._place_keys(group, entry):
                 if key in self.places:
                     self.places[key] = [e for e in self.places[key] if e[3] != pk]
 
@@ -798,9 +808,12 @@ class OpenCaseIndex:
         window = self.window[cat]
         key = address_key(address)
         lists = []
+        info = get_locator().by_id.get(area_id) if area_id is not None else None
+        holders = [pk for pk in dedup.area_places(info)[0] if pk != area_id] if info is not None else []
         for group in (self.group[cat], UNSORTED):
             lists += ([self.places.get((group, "s", key), ())] if key else []) + \
-                ([self.places.get((group, "a", area_id), ())] if area_id is not None else [])
+                ([self.places.get((group, "in", area_id), ())] if area_id is not None else []) + \
+                [self.places.get((group, "a", pk), ()) for pk in holders]
         weights, gone, seen = dedup.PLACE_WEIGHTS, self.gone, set()
         best, best_score, best_rank, best_parts, n = None, -1.0, (False, -1.0), None, 0
         for entries in lists:
@@ -810,12 +823,15 @@ class OpenCaseIndex:
                     continue
                 seen.add(e[3])
                 n += 1
-                place = 1.0 if key and e[8] == key else 0.0
+                same_address = bool(key) and e[8] == key
+                # the same area counts half where the texts cannot be compared (dedup)
+                place = 1.0 if same_address else dedup.AREA_PLACE_UNCOMPARED if (
+                    script and e[10] and script != e[10]) else 0.0
                 got = _scored(e, cat, age, window, X, i, ask_at, weights, "place", place, script)
                 if got is not None and (order := rank(got[0], got[1] is not None, attach_at)) > best_rank:
                     best, best_rank, (best_score, text, tim, factor) = e, order, got
                     best_parts = {**_text_parts(text, {"place": round(place, 4), "time": round(tim, 4)}),
-                                  "category_factor": factor, "place_by": "address" if place else "area"}
+                                  "category_factor": factor, "place_by": "address" if same_address else "area"}
         return best, best_score, best_parts, n
 
     def best(self, cat: int, lon: float, lat: float, t: int, X, i: int, ask_at: float, script: str,

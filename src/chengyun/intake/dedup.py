@@ -20,10 +20,15 @@ unsure would make two cases; radius and window are the new report's). At or abov
 A report without a point (a hotline call, a web report with only an
 address) is matched by place instead: the candidates are the open cases of
 those categories and window with the same address, or in the same area when
-the address was placed at street level or finer. ``place`` takes the
-distance's weight: 1 for the same address, 0 for the same area only. So an
-area alone can at most make a dispatcher ask (0.45 + 0.20 = 0.65, under the
-attach score), never attach a report by itself.
+the address was placed at street level or finer: in it (a pinned case lies in
+a grid of the street the call names) or in an area that holds it down to the
+street. ``place`` takes the distance's weight: 1 for the same address, 0 for
+the same area only. So an area alone can at most make a dispatcher ask
+(0.45 + 0.20 = 0.65, under the attach score), never attach a report by
+itself. Where the texts are not compared (two languages, below) the same area
+counts half (``AREA_PLACE_UNCOMPARED``): a call in English about a street
+where a case of its category was opened in the first half of the window
+makes a dispatcher ask.
 
 Texts in different languages (an English report beside a Chinese case)
 share no n-grams, so their similarity says nothing. A text is Chinese when
@@ -57,6 +62,7 @@ from .textfeatures import CharNgramTfidf
 WEIGHTS = {"text": 0.45, "distance": 0.35, "time": 0.20}
 PLACE_WEIGHTS = {"text": 0.45, "place": 0.35, "time": 0.20}  # without a point (see above)
 PLACE_DEPTH = 2  # street level: an area this deep or deeper is narrow enough to match in
+AREA_PLACE_UNCOMPARED = 0.5  # the same area, where the texts cannot be compared (see the module)
 NOT_CHECKED_PLACE = "no point, and no address or area finer than a district: not checked"
 SAID_BY_STAFF = "attached by staff: the same problem"  # the hotline operator chose the case
 
@@ -292,6 +298,22 @@ def place_of(area_id: int | None, address: str | None):
     return area, address
 
 
+def area_places(area) -> tuple[list[int], list[int]]:
+    """Where a case may lie to be in the same place as a report placed in ``area``
+    (street or finer): (ids of ``area`` and the areas above it down to the street,
+    the top-down path of ``area``'s ids)."""
+    from chengyun.areas.locator import get_locator
+
+    chain = get_locator().chain(area)
+    return [a.id for a in chain if a.depth >= PLACE_DEPTH], [a.id for a in chain]
+
+
+def area_q(area) -> Q:
+    """Cases in ``area`` or below it, or in an area above it down to the street."""
+    holders, path = area_places(area)
+    return Q(area_path__startswith="/" + "/".join(map(str, path)) + "/") | Q(area_id__in=holders)
+
+
 def place_explanation(*, area, address: str, window_hours: int, candidates: int, attach_at: float,
                       ask_at: float) -> dict:
     """The ``duplicate_explanation`` of a match by place, before its best candidate."""
@@ -313,7 +335,8 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
     key = address_key(address)
     where = Q(address_key=key) if key else Q()
     if area is not None:
-        where = where | Q(area_id=area.id) if key else Q(area_id=area.id)
+        around = area_q(area)
+        where = where | around if key else around
     qs = (
         Case.objects.filter(_candidate_categories(related), _in_window(at - window, at), status__in=OPEN_STATUSES)
         .annotate(address_key=_address_key_sql()).filter(where)
@@ -331,9 +354,10 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
     best = None
     for c, sim, same_language in zip(near, sims, compared, strict=True):
         age = max(0.0, (at - active_since(c.created_at, c.waiting_since)).total_seconds())
+        same_address = bool(key) and address_key(c.address) == key
         parts = {
             "text": max(0.0, min(1.0, sim)),
-            "place": 1.0 if key and address_key(c.address) == key else 0.0,
+            "place": 1.0 if same_address else 0.0 if same_language else AREA_PLACE_UNCOMPARED,
             "time": max(0.0, 1.0 - age / window.total_seconds()),
         }
         factor = category_factor(related, c.category_id)
@@ -341,5 +365,5 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
         order = rank(score, same_language, attach_at)
         if best is None or order > best[0]:
             best = (order, score, c, {**_rounded(parts, same_language), "category_factor": factor,
-                                     "place_by": "address" if parts["place"] else "area"})
+                                     "place_by": "address" if same_address else "area"})
     return _best_match(best, base, attach_at, ask_at)
