@@ -326,6 +326,7 @@ def test_a_warning_raised_from_generated_reports_is_generated_too(intake_world):
     ("市民来电反映：小区门口井盖缺失", "小区门口井盖缺失"),
     ("Hello, good evening. The light in front of the market is out.", "The light in front of the market is out."),
     ("路灯坏了", "路灯坏了"),
+    ("Caller says there has been no water since 3 pm", "There has been no water since 3 pm"),
     ("您好", "您好"),  # nothing but a greeting: kept
     # Long ones are cut at 60 characters, English between words.
     ("The streetlight next to the bus stop on Huaihai Road has been flickering all night",

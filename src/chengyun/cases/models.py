@@ -142,6 +142,25 @@ class Case(models.Model):
         return due is not None and now() >= due
 
     @property
+    def dispatch_late_text(self) -> str:
+        """How far past its dispatch time a waiting case is, in words ("" if it is not)."""
+        from django.utils.translation import gettext, ngettext
+
+        from chengyun.clock import now
+
+        due = self.dispatch_due_at
+        if due is None or now() < due:
+            return ""
+        minutes = int((now() - due).total_seconds() // 60)
+        if minutes < 60:
+            return gettext("past dispatch time by %(n)s min") % {"n": minutes}
+        hours = minutes // 60
+        if hours < 48:
+            return ngettext("past dispatch time by %(n)s hour", "past dispatch time by %(n)s hours", hours) % {
+                "n": hours}
+        return gettext("past dispatch time by %(n)s days") % {"n": hours // 24}
+
+    @property
     def lead(self):
         for a in self.assignments.all():
             if a.role == AssignmentRole.LEAD and a.active:

@@ -156,6 +156,8 @@ def default_title(description: str) -> str:
     words are spaced (English), not in the middle of one."""
     first = description.splitlines()[0] if description else ""
     said = _OPENING.sub("", first).strip()
+    if said != first.strip() and said[:1].isascii() and said[:1].islower():
+        said = said[0].upper() + said[1:]  # "Caller says there is…" -> "There is…"
     first = said if len(said) >= 4 else first  # nothing but a greeting: kept as it is
     if len(first) <= 60:
         return first
