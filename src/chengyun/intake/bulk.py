@@ -684,6 +684,8 @@ class OpenCaseIndex:
         self.gone: set[int] = set()  # cases that left the open statuses after they were loaded
         self.entry_of: dict[int, list[list]] = {}  # case id -> its entries (to move one that staff reclassified)
         self.swept: int | None = None  # the last forget_before() that swept the cells
+        self._children: dict | None = None  # area id -> its children's ids (for _around)
+        self._around_cache: dict[int, list[int]] = {}
 
     def _group_of(self, cat: int | None) -> tuple:
         group = self.group.get(cat)
@@ -702,17 +704,36 @@ class OpenCaseIndex:
         for key in self._place_keys(group, entry):
             self.places.setdefault(key, []).append(entry)
 
-    def _place_keys(self, group: tuple, entry: list) -> list[tuple]:
-        """Where an entry is found by place: its address key; its area ("a"); and, for
-        reports placed in an area that holds it ("in"), its area and those above it
-        down to the street (as :func:`.dedup.area_q` asks the database)."""
+    @staticmethod
+    def _place_keys(group: tuple, entry: list) -> list[tuple]:
+        """Where an entry is found by place: its address key and its area."""
         keys = [(group, "s", entry[8])] if entry[8] else []
         if entry[9] is not None:
             keys.append((group, "a", entry[9]))
-            info = get_locator().by_id.get(entry[9])
-            if info is not None:
-                keys += [(group, "in", pk) for pk in dedup.area_places(info)[0]]
         return keys
+
+    def _around(self, area_id: int) -> list[int]:
+        """The areas whose cases are in the same place as a report placed in
+        ``area_id`` (street or finer): it, those below it, and those above it down
+        to the street (as :func:`.dedup.area_q` asks the database). Worked out at
+        lookup, which only reports without a point do, not for every case filed."""
+        found = self._around_cache.get(area_id)
+        if found is None:
+            loc = get_locator()
+            if self._children is None:
+                self._children = {}
+                for a in loc.areas:
+                    self._children.setdefault(a.parent_id, []).append(a.id)
+            info = loc.by_id.get(area_id)
+            found, todo = [], [area_id]
+            while todo:  # the area and everything below it
+                pk = todo.pop()
+                found.append(pk)
+                todo.extend(self._children.get(pk, ()))
+            if info is not None:
+                found += [pk for pk in dedup.area_places(info)[0] if pk != area_id]
+            self._around_cache[area_id] = found
+        return found
 
     def forget_before(self, t: int) -> None:
         """Drop cases opened before ``t``: no later report can match them.
@@ -808,12 +829,10 @@ class OpenCaseIndex:
         window = self.window[cat]
         key = address_key(address)
         lists = []
-        info = get_locator().by_id.get(area_id) if area_id is not None else None
-        holders = [pk for pk in dedup.area_places(info)[0] if pk != area_id] if info is not None else []
+        around = self._around(area_id) if area_id is not None else []
         for group in (self.group[cat], UNSORTED):
             lists += ([self.places.get((group, "s", key), ())] if key else []) + \
-                ([self.places.get((group, "in", area_id), ())] if area_id is not None else []) + \
-                [self.places.get((group, "a", pk), ()) for pk in holders]
+                [self.places.get((group, "a", pk), ()) for pk in around]
         weights, gone, seen = dedup.PLACE_WEIGHTS, self.gone, set()
         best, best_score, best_rank, best_parts, n = None, -1.0, (False, -1.0), None, 0
         for entries in lists:
