@@ -31,7 +31,7 @@ demo: install
 	@trap 'kill $$W $$S 2>/dev/null' EXIT INT TERM; \
 	  CHENGYUN_PUBLIC_URL=$${CHENGYUN_PUBLIC_URL:-http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)} $(BIN)/chengyun worker > var/worker.log 2>&1 & W=$$!; \
 	  $(BIN)/chengyun simulate-sensors --via db > var/simulator.log 2>&1 & S=$$!; \
-	  $(BIN)/chengyun serve --host $(HOST) --port $(PORT)
+	  CHENGYUN_SHOW_DEMO_LOGINS=1 $(BIN)/chengyun serve --host $(HOST) --port $(PORT)
 
 test: install
 	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadfile

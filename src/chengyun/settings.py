@@ -170,6 +170,9 @@ HOLIDAY_COUNTRY = os.environ.get("CHENGYUN_HOLIDAY_COUNTRY", "CN")
 HOLIDAY_SUBDIVISION = os.environ.get("CHENGYUN_HOLIDAY_SUBDIVISION") or None
 # Working hours of the city's offices, local time: (start, end) pairs as "HH:MM".
 WORKING_HOURS = [("09:00", "12:00"), ("13:00", "18:00")]
+# The login page lists the demo logins that still have the demo's published password
+# (`make demo` turns it on; never on a server people outside may reach).
+SHOW_DEMO_LOGINS = os.environ.get("CHENGYUN_SHOW_DEMO_LOGINS", "0").lower() in ("1", "true", "yes", "on")
 # 派单时限: hours (calendar: the operations centre works round the clock) within which a case
 # waiting for a dispatcher (new, accepted, returned, recalled, reopened, unmerged) is to be sent on.
 DISPATCH_HOURS = float(os.environ.get("CHENGYUN_DISPATCH_HOURS", "2"))

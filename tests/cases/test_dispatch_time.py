@@ -133,3 +133,6 @@ def test_the_api_lists_waiting_and_late_cases_and_refuses_an_unknown_deadline_st
     assert [c["number"] for c in late["items"]] == [old.number] and sent.number not in str(waiting)
     assert wrong.status_code == 400
     assert "deadline" in wrong.content.decode() and "on_time, near_due, overdue" in wrong.content.decode()
+    for params, field in (({"status": "opened"}, "status"), ({"offset": -1}, "offset")):
+        refused = client.get("/api/v1/cases/", params, HTTP_ACCEPT_LANGUAGE="en")
+        assert refused.status_code == 400 and refused.json().get("field") == field, refused.content

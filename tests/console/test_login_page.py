@@ -10,9 +10,10 @@ from chengyun.org.models import User
 pytestmark = pytest.mark.django_db
 
 
-def test_the_login_page_lists_the_demo_logins_and_one_can_log_in_with_them(client, world, monkeypatch):
+def test_the_login_page_lists_the_demo_logins_and_one_can_log_in_with_them(client, world, monkeypatch, settings):
     from chengyun.demo import loader
 
+    settings.SHOW_DEMO_LOGINS = True  # as `make demo` serves it
     # The tiny test city has none of the demo's areas and departments: the logins without them.
     monkeypatch.setattr(loader, "DEMO_USERS", [u for u in loader.DEMO_USERS if u[3] is None and u[4] is None])
     load_users(log=lambda *_: None)
@@ -31,6 +32,15 @@ def test_the_login_page_lists_the_demo_logins_and_one_can_log_in_with_them(clien
     assert "Demo logins" not in page and DEMO_PASSWORD not in page
 
 
-def test_without_the_demo_the_login_page_lists_no_logins(client, world):
+def test_without_the_demo_the_login_page_lists_no_logins(client, world, settings):
+    settings.SHOW_DEMO_LOGINS = True
     page = client.get("/login/").content.decode()
     assert "Demo logins" not in page
+
+
+def test_unless_turned_on_the_login_page_lists_no_demo_logins(client, world, settings):
+    """A server with the demo loaded and its passwords unchanged does not advertise them."""
+    settings.SHOW_DEMO_LOGINS = False
+    User.objects.create_user(username="dispatcher", password=DEMO_PASSWORD)
+    page = client.get("/login/").content.decode()
+    assert "Demo logins" not in page and DEMO_PASSWORD not in page

@@ -76,3 +76,18 @@ def test_an_import_finds_the_pinned_case_in_the_streets_grid(intake_world, grid,
     # The English call: asked about too (about the first call's case, at the same address, or the pinned one).
     assert english.duplicate == DuplicateOutcome.ASK, english.duplicate_explanation
     assert english.duplicate_explanation["text_compared"] is False
+
+
+def test_of_the_cases_a_dispatcher_might_be_asked_about_one_whose_text_was_compared_comes_first(intake_world, grid):
+    """An English case's place and time alone (the text not comparable) may score
+    above a Chinese case's text, place and time: the Chinese call is asked about
+    the Chinese case it repeats."""
+    leak = intake_world.categories["0101"]
+    first = submit(ReportInput(channel="hotline", description=LEAK, category=leak, area="100101001")).report
+    submit(ReportInput(channel="hotline", description="A water pipe burst, water all over the road", category=leak,
+                       area="100101001"))
+    third = submit(ReportInput(channel="hotline", description="水管爆裂了，路面一直在冒水", category=leak,
+                               area="100101001")).report
+    assert third.duplicate == DuplicateOutcome.ASK
+    assert third.duplicate_explanation["best_case"] == first.case.number
+    assert "text_compared" not in third.duplicate_explanation

@@ -97,3 +97,29 @@ def submit_received(lon, lat, text) -> str:
     from chengyun.intake.services import receive
 
     return receive(ReportInput(channel="open311", description=text, lon=lon, lat=lat, source="test")).report.number
+
+
+def test_the_open311_worker_sees_a_case_returned_since_it_loaded_its_open_cases(intake_world, staff, settings):
+    """Returned by a department (back in the dispatcher's queue) days after it was made:
+    the worker reads it again and counts it from its return, as the live pipeline does."""
+    from chengyun.intake import received
+
+    settings.INTAKE_QUEUE = "worker"
+    received._cached[0] = None
+    try:
+        lon, lat = f.centre("100101001")
+        with simulated(T0):
+            case = submit(ReportInput(channel="web", description=LEAK, category=intake_world.categories["0101"],
+                                      lon=lon, lat=lat)).report.case
+        with simulated(BACK - timedelta(minutes=5)):  # the worker's first batch, the case long out of its window
+            submit_received(lon + 0.05, lat, "路灯不亮")
+            received.process_received()
+        with simulated(BACK):
+            case_services.return_case(Case.objects.get(pk=case.pk), by=staff["root"], reason="不是我们的管道")
+        with simulated(BACK + timedelta(minutes=30)):
+            number = submit_received(lon, lat, "水管又爆裂了，路面一直在冒水")
+            received.process_received()
+        report = Report.objects.get(number=number)
+        assert report.duplicate == DuplicateOutcome.ATTACHED and report.case_id == case.pk
+    finally:
+        received._cached[0] = None

@@ -269,3 +269,9 @@ def test_a_request_a_dispatcher_checks_as_a_possible_duplicate_says_so_in_one_se
                                      "and will then send it on.")
     (row,) = body(client.get(BASE + f"requests/{again.number}.json", {"locale": "zh-Hans"}))
     assert row["service_notice"] == "派遣员正在核实此前是否已有同一问题的诉求，核实后派往负责部门。"
+    # Kept apart: no longer "checking".
+    from chengyun.intake.services import decide_suggestion
+
+    decide_suggestion(again.suggestions.get(), merge=False, by=f.make_user(username="root", superuser=True))
+    (row,) = body(client.get(BASE + f"requests/{again.number}.json", {"locale": "en"}))
+    assert row["service_notice"] == "A dispatcher will send it to the responsible department."

@@ -291,8 +291,9 @@ def test_a_gateway_batch_is_stored_whole(pressure, pressure_kind, subscriber, pu
     assert wait_for(count(300)), Reading.objects.count()
     for code in ("WP-0001", "WP-0002"):
         assert stored(code) == {t0 + i * 1000: value(i) for i in range(150)}
-    assert (sub.stats.messages, sub.stats.readings, sub.stats.stored) == (2, 300, 300)
+    # The counters are updated after the batch commits (readings can be seen a moment before): wait for the acks.
     assert wait_for(lambda: sub.stats.acked == 2)
+    assert (sub.stats.messages, sub.stats.readings, sub.stats.stored) == (2, 300, 300)
 
 
 def test_the_same_reading_twice_is_stored_once(pressure, subscriber, publisher):

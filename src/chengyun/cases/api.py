@@ -18,6 +18,7 @@ from . import services
 from .errors import CaseForbidden, CaseInvalid
 from .models import Case, DeadlineState
 from .queries import get_visible, past_dispatch_time, queue, waiting_for_dispatch
+from .workflow import CaseStatus
 
 router = Router(tags=["cases"])
 
@@ -167,6 +168,11 @@ class Page(Schema):
 
 @router.get("/", response=Page, summary="Cases in your scope")
 def list_cases(request, f: Query[QueueFilter]):
+    if f.status and f.status != "open" and f.status not in CaseStatus.values:
+        raise CaseInvalid(_("Unknown status “%(value)s”: use open or one of %(values)s.")
+                          % {"value": f.status, "values": ", ".join(CaseStatus.values)}, field="status")
+    if f.offset < 0:
+        raise CaseInvalid(_("The offset cannot be negative."), field="offset")
     if f.deadline and f.deadline not in DeadlineState.values:
         raise CaseInvalid(_("Unknown deadline state “%(value)s”: use one of %(values)s.")
                           % {"value": f.deadline, "values": ", ".join(DeadlineState.values)}, field="deadline")

@@ -151,7 +151,7 @@ class Case(models.Model):
         due = self.dispatch_due_at
         if due is None or now() < due:
             return ""
-        minutes = int((now() - due).total_seconds() // 60)
+        minutes = max(1, int((now() - due).total_seconds() // 60))
         if minutes < 60:
             return gettext("past dispatch time by %(n)s min") % {"n": minutes}
         hours = minutes // 60

@@ -56,10 +56,11 @@ class LoginView(auth_views.LoginView):
         return resolve_url(landing(self.request.user))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)
 def _is_demo_password(encoded: str) -> bool:
     """Whether a stored hash is the demo's published password (checked once per
-    hash and process: hashing is slow by design)."""
+    hash and process: hashing is slow by design; the demo's logins share one hash,
+    and the cache holds more hashes than there are demo logins)."""
     from django.contrib.auth.hashers import check_password
 
     from chengyun.demo.loader import DEMO_PASSWORD
@@ -69,9 +70,12 @@ def _is_demo_password(encoded: str) -> bool:
 
 def demo_logins() -> list[dict]:
     """The demo's logins that still have its published password, for the login
-    page (an installation that changed them, or never loaded the demo, lists none)."""
+    page, where ``SHOW_DEMO_LOGINS`` is on (``make demo``): none otherwise, and none
+    that were changed."""
     from chengyun.demo.loader import DEMO_USERS
 
+    if not settings.SHOW_DEMO_LOGINS:
+        return []
     roles = dict(Role.choices)
     users = {u.username: u for u in User.objects.filter(username__in=[d[0] for d in DEMO_USERS], is_active=True)}
     return [{"username": name, "name": users[name].display_name, "role": roles.get(role, role)}
@@ -245,6 +249,8 @@ def render_case(request, case, *, revealed: dict | None = None, status: int = 20
         "timeline": timeline_rows(case),
         "parts": case.assignments.select_related("department").all(),
         "actions": [ACTIONS[n] for n in names],
+        # the accept form says that dispatch follows, to those who will then dispatch
+        "may_dispatch": scope.can_act(request.user, case, set(ACTIONS["dispatch"].roles)),
         "route": explain_route(case.route_explanation) if case.route_explanation else None,
         "suggestion": suggestion,
         "suggestion_text": explain_route(suggestion.explanation) if suggestion else None,

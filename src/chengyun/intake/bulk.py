@@ -652,8 +652,9 @@ class OpenCaseIndex:
     the group's largest duplicate radius, so a search looks at 3 x 3 cells.
     Cases without a category are in a group of their own (:data:`UNSORTED`,
     cells as large as the largest radius), searched for every report.
-    Entries: ``[created µs, lon, lat, case id, category id, number, matrix,
-    row, address key, area id, script]`` (lon and lat None without a point; the
+    Entries: ``[since µs, lon, lat, case id, category id, number, matrix,
+    row, address key, area id, script]`` (since: :func:`.dedup.active_since`, when
+    it was made or came back to the queue; lon and lat None without a point; the
     address key as :func:`.dedup.address_key` makes it, "" for none; the
     script of the case's text as :func:`.dedup.script_of` tells it).
     """
@@ -685,6 +686,7 @@ class OpenCaseIndex:
         self.entry_of: dict[int, list[list]] = {}  # case id -> its entries (to move one that staff reclassified)
         self.swept: int | None = None  # the last forget_before() that swept the cells
         self._children: dict | None = None  # area id -> its children's ids (for _around)
+        self._around_of = None  # the locator they were worked out from
         self._around_cache: dict[int, list[int]] = {}
 
     def _group_of(self, cat: int | None) -> tuple:
@@ -717,9 +719,11 @@ class OpenCaseIndex:
         ``area_id`` (street or finer): it, those below it, and those above it down
         to the street (as :func:`.dedup.area_q` asks the database). Worked out at
         lookup, which only reports without a point do, not for every case filed."""
+        loc = get_locator()
+        if loc is not self._around_of:  # the areas changed (a new locator): work it out again
+            self._around_of, self._children, self._around_cache = loc, None, {}
         found = self._around_cache.get(area_id)
         if found is None:
-            loc = get_locator()
             if self._children is None:
                 self._children = {}
                 for a in loc.areas:
@@ -834,7 +838,7 @@ class OpenCaseIndex:
             lists += ([self.places.get((group, "s", key), ())] if key else []) + \
                 [self.places.get((group, "a", pk), ()) for pk in around]
         weights, gone, seen = dedup.PLACE_WEIGHTS, self.gone, set()
-        best, best_score, best_rank, best_parts, n = None, -1.0, (False, -1.0), None, 0
+        best, best_score, best_rank, best_parts, n = None, -1.0, (False, False, -1.0), None, 0
         for entries in lists:
             for e in entries:
                 age = t - e[0]
@@ -847,7 +851,7 @@ class OpenCaseIndex:
                 place = 1.0 if same_address else dedup.AREA_PLACE_UNCOMPARED if (
                     script and e[10] and script != e[10]) else 0.0
                 got = _scored(e, cat, age, window, X, i, ask_at, weights, "place", place, script)
-                if got is not None and (order := rank(got[0], got[1] is not None, attach_at)) > best_rank:
+                if got is not None and (order := rank(got[0], got[1] is not None, attach_at, ask_at)) > best_rank:
                     best, best_rank, (best_score, text, tim, factor) = e, order, got
                     best_parts = {**_text_parts(text, {"place": round(place, 4), "time": round(tim, 4)}),
                                   "category_factor": factor, "place_by": "address" if same_address else "area"}
@@ -865,7 +869,7 @@ class OpenCaseIndex:
         r_lat = self.radius_deg[cat]  # the square around the circle, as geo.box()
         r_lon = r_lat / max(0.01, cos1)
         cells, gone = self.cells, self.gone
-        best, best_score, best_rank, best_parts, n = None, -1.0, (False, -1.0), None, 0
+        best, best_score, best_rank, best_parts, n = None, -1.0, (False, False, -1.0), None, 0
         for group, cx, cy in self._cells_around(cat, lon, lat, r_lon, r_lat):
             entries = cells.get((group, cx, cy))
             if not entries:
@@ -882,7 +886,7 @@ class OpenCaseIndex:
                 n += 1
                 dist = 1.0 - d / radius if radius else 1.0
                 got = _scored(e, cat, age, window, X, i, ask_at, WEIGHTS, "distance", dist, script)
-                if got is not None and (order := rank(got[0], got[1] is not None, attach_at)) > best_rank:
+                if got is not None and (order := rank(got[0], got[1] is not None, attach_at, ask_at)) > best_rank:
                     best, best_rank, (best_score, text, tim, factor) = e, order, got
                     best_parts = {**_text_parts(text, {"distance": round(dist, 4), "time": round(tim, 4)}),
                                   "distance_m": round(d, 1), "category_factor": factor}

@@ -136,21 +136,36 @@ def outcome_of(score: float, compared: bool, attach_at: float, ask_at: float) ->
     return "ask" if score >= ask_at else "new"
 
 
-def rank(score: float, compared: bool, attach_at: float) -> tuple:
+def rank(score: float, compared: bool, attach_at: float, ask_at: float) -> tuple:
     """Which of two candidates is the better match: one that attaches beats one
-    that asks, whatever their scores; then the higher score."""
-    return (compared and score >= attach_at, score)
+    that asks, whatever their scores; of those that ask, one whose text was
+    compared beats one in another language (whose place and time alone may
+    score higher); then the higher score."""
+    return (compared and score >= attach_at, compared and score >= ask_at, score)
 
 
-def active_since(created_at, waiting_since):
+def active_since(created_at, waiting_since, at=None):
     """When an open case began to be the problem it is now: when it was made, or
-    when it came back to the queue (reopened: the problem is back) if later. The
+    when it came back to the queue (reopened: the problem is back; returned or
+    recalled: still open, sent on again) if later, and not after ``at``. The
     duplicate window and the time part count from then."""
-    return waiting_since if waiting_since is not None and waiting_since > created_at else created_at
+    if waiting_since is not None and waiting_since > created_at and (at is None or waiting_since <= at):
+        return waiting_since
+    return created_at
 
 
-def _in_window(cut, at) -> Q:
-    return (Q(created_at__gte=cut) | Q(waiting_since__gte=cut)) & Q(created_at__lte=at)
+def _in_window(qs, cut, at) -> list:
+    """The open cases of ``qs`` made in [cut, at] or back in the queue in it, the
+    latest first, at most MAX_CANDIDATES. Two queries, each on its index ((category,
+    created_at) and the partial one on waiting_since): one with an OR would walk the
+    category's whole history."""
+    made = list(qs.filter(created_at__gte=cut, created_at__lte=at).order_by("-created_at")[:MAX_CANDIDATES])
+    seen = {c.pk for c in made}
+    back = [c for c in qs.filter(waiting_since__gte=cut, waiting_since__lte=at, created_at__lt=cut)
+            .order_by("-waiting_since")[:MAX_CANDIDATES] if c.pk not in seen]
+    both = made + back
+    both.sort(key=lambda c: active_since(c.created_at, c.waiting_since, at), reverse=True)
+    return both[:MAX_CANDIDATES]
 
 
 def category_factor(related: dict[int, float], category_id: int | None) -> float:
@@ -195,15 +210,13 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
     window = timedelta(hours=category.duplicate_window_hours)
     related = related_categories(category)
     min_lon, min_lat, max_lon, max_lat = box(lon, lat, radius)
-    qs = (
+    qs = _in_window(
         Case.objects.filter(
-            _candidate_categories(related), _in_window(at - window, at), status__in=OPEN_STATUSES,
+            _candidate_categories(related), status__in=OPEN_STATUSES,
             lon__gte=min_lon, lon__lte=max_lon, lat__gte=min_lat, lat__lte=max_lat,
-        )
-        .only("id", "number", "title", "description", "lon", "lat", "created_at", "waiting_since", "category_id",
-              "status")
-        .order_by("-created_at")[:MAX_CANDIDATES]
-    )
+        ).only("id", "number", "title", "description", "lon", "lat", "created_at", "waiting_since", "category_id",
+               "status"),
+        at - window, at)
     near = []
     for c in qs:
         if c.pk == exclude_case_id:
@@ -219,7 +232,7 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
     sims, compared = _similarities(text, texts)
     best = None
     for (c, d), sim, same_language in zip(near, sims, compared, strict=True):
-        age = max(0.0, (at - active_since(c.created_at, c.waiting_since)).total_seconds())
+        age = max(0.0, (at - active_since(c.created_at, c.waiting_since, at)).total_seconds())
         parts = {
             "text": max(0.0, min(1.0, sim)),
             "distance": 1.0 - d / radius if radius else 1.0,
@@ -227,7 +240,7 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
         }
         factor = category_factor(related, c.category_id)
         score = scored(parts, WEIGHTS, factor, compared=same_language)
-        key = rank(score, same_language, attach_at)
+        key = rank(score, same_language, attach_at, ask_at)
         if best is None or key > best[0]:
             best = (key, score, c, {**_rounded(parts, same_language), "distance_m": round(d, 1),
                                     "category_factor": factor})
@@ -337,15 +350,13 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
     if area is not None:
         around = area_q(area)
         where = where | around if key else around
-    qs = (
-        Case.objects.filter(_candidate_categories(related), _in_window(at - window, at), status__in=OPEN_STATUSES)
+    near = _in_window(
+        Case.objects.filter(_candidate_categories(related), status__in=OPEN_STATUSES)
         .annotate(address_key=_address_key_sql()).filter(where)
         .exclude(pk=exclude_case_id or 0)
         .only("id", "number", "title", "description", "address", "area_id", "created_at", "waiting_since",
-              "category_id", "status")
-        .order_by("-created_at")[:MAX_CANDIDATES]
-    )
-    near = list(qs)
+              "category_id", "status"),
+        at - window, at)
     base = place_explanation(area=area, address=address, window_hours=category.duplicate_window_hours,
                              candidates=len(near), attach_at=attach_at, ask_at=ask_at)
     if not near:
@@ -353,7 +364,7 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
     sims, compared = _similarities(text, [f"{c.title} {c.description}" for c in near])
     best = None
     for c, sim, same_language in zip(near, sims, compared, strict=True):
-        age = max(0.0, (at - active_since(c.created_at, c.waiting_since)).total_seconds())
+        age = max(0.0, (at - active_since(c.created_at, c.waiting_since, at)).total_seconds())
         same_address = bool(key) and address_key(c.address) == key
         parts = {
             "text": max(0.0, min(1.0, sim)),
@@ -362,7 +373,7 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
         }
         factor = category_factor(related, c.category_id)
         score = scored(parts, PLACE_WEIGHTS, factor, compared=same_language)
-        order = rank(score, same_language, attach_at)
+        order = rank(score, same_language, attach_at, ask_at)
         if best is None or order > best[0]:
             best = (order, score, c, {**_rounded(parts, same_language), "category_factor": factor,
                                      "place_by": "address" if same_address else "area"})

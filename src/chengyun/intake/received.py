@@ -38,7 +38,7 @@ from django.db import close_old_connections, connection
 from django.utils.translation import gettext as _
 
 from chengyun.cases.models import Case, Channel, TimelineEntry
-from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
+from chengyun.cases.workflow import OPEN_STATUSES, WAITING_FOR_DISPATCH, CaseStatus
 from chengyun.clock import now
 
 from .bulk import (
@@ -218,7 +218,9 @@ class ReceivedPipeline(BulkImporter):
                 if to_status and to_status not in OPEN_STATUSES:
                     left.append(case_id)
                 elif action == "reclassify" or (action == "accept" and actor != SYSTEM_ACTOR) or (
-                        to_status and from_status and from_status not in OPEN_STATUSES):
+                        to_status and from_status and from_status not in OPEN_STATUSES) or (
+                        # back in the dispatcher's queue (returned, recalled): counts from then (dedup)
+                        to_status in WAITING_FOR_DISPATCH and from_status and from_status not in WAITING_FOR_DISPATCH):
                     again.append(case_id)
             again = list(dict.fromkeys(again))
             if again:

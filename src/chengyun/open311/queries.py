@@ -28,7 +28,7 @@ from chengyun.cases.models import AssignmentRole, Case, CaseAssignment, Channel,
 from chengyun.cases.workflow import CaseStatus
 from chengyun.i18n import prefers_chinese
 from chengyun.intake import numbers as numbers_
-from chengyun.intake.models import DuplicateOutcome, Report
+from chengyun.intake.models import DuplicateOutcome, DuplicateSuggestion, Report, SuggestionStatus
 from chengyun.intake.privacy import redact_text
 from chengyun.taxonomy.models import Category, DeadlineKind
 
@@ -155,13 +155,14 @@ def received_notice() -> str:
     return _("Received. It is being classified and sent to the responsible department; check back shortly.")
 
 
-def _notice(report: Report, case: Case | None) -> str | None:
+def _notice(report: Report, case: Case | None, checking: bool = False) -> str | None:
+    """What happens next; ``checking``: a dispatcher has yet to answer whether it repeats a case."""
     if case is None:
         return received_notice() if report.duplicate == DuplicateOutcome.PENDING else None
     if case.status in CLOSED_STATUSES:
         return None
     parts = []
-    checking = report.duplicate == DuplicateOutcome.ASK and report.case_id == case.pk  # merged since: decided
+    checking = checking and report.case_id == case.pk  # merged since, or kept apart: decided
     if report.duplicate == DuplicateOutcome.ATTACHED:
         parts.append(_("This problem was already reported; your report was added to the same case."))
     elif checking and case.due_at is None:  # one sentence, not two that begin alike
@@ -213,6 +214,9 @@ def request_rows(reports) -> list[dict]:
     }
     last = dict(TimelineEntry.objects.filter(case_id__in=case_ids).values("case_id").annotate(at=Max("at"))
                 .values_list("case_id", "at"))
+    asked = [r.pk for r in reports if r.duplicate == DuplicateOutcome.ASK]
+    checking = set(DuplicateSuggestion.objects.filter(report_id__in=asked, status=SuggestionStatus.PENDING)
+                   .values_list("report_id", flat=True)) if asked else set()
     rows = []
     for r in reports:
         case = handling[r.pk]
@@ -229,7 +233,7 @@ def request_rows(reports) -> list[dict]:
             "service_code": category.code if category else None,
             "description": (redact_text(r.description) or None) if published else None,
             "agency_responsible": leads.get(case.pk) if case else None,
-            "service_notice": _notice(r, case),
+            "service_notice": _notice(r, case, r.pk in checking),
             "requested_datetime": w3c(r.received_at),
             # GeoReport: "for requests with status=closed, this will be the date the request was closed".
             "updated_datetime": w3c(case.closed_at if case is not None and case.status in CLOSED_STATUSES

@@ -32,10 +32,5 @@ class Migration(migrations.Migration):
                           "unmerged); empty: since it was created.",
                 verbose_name="waiting for dispatch since"),
         ),
-        migrations.AddIndex(
-            model_name="case",
-            index=models.Index(condition=models.Q(("waiting_since__isnull", False)), fields=["waiting_since"],
-                               name="cases_case_waiting_since_idx"),
-        ),
         migrations.RunPython(since_last_return, migrations.RunPython.noop),
     ]
