@@ -62,46 +62,16 @@ def test_an_import_finds_the_reopened_case(reopened, tmp_path):
     assert report.duplicate == DuplicateOutcome.ATTACHED and report.case_id == reopened.pk
 
 
-def test_the_open311_worker_sees_a_case_reopened_since_it_loaded_its_open_cases(intake_world, staff, settings):
-    """The worker's index was loaded before the reopening: it takes the case in again,
-    counted from its return."""
-    from chengyun.intake import received
-
-    settings.INTAKE_QUEUE = "worker"
-    received._cached[0] = None
-    try:
-        lon, lat = f.centre("100101001")
-        with simulated(T0):
-            case = submit(ReportInput(channel="web", description=LEAK, category=intake_world.categories["0101"],
-                                      lon=lon, lat=lat)).report.case
-        root = staff["root"]
-        with simulated(T0 + timedelta(hours=2)):
-            for act in (case_services.start_case, case_services.report_done):
-                act(Case.objects.get(pk=case.pk), by=root)
-            case_services.verify_case(Case.objects.get(pk=case.pk), by=root, ok=True)
-        with simulated(BACK - timedelta(minutes=5)):  # the worker's first batch: the case is closed
-            submit_received(lon + 0.05, lat, "路灯不亮")
-            received.process_received()
-        with simulated(BACK):
-            case_services.reopen_case(Case.objects.get(pk=case.pk), by=root, reason="又漏水了")
-        with simulated(BACK + timedelta(minutes=30)):
-            number = submit_received(lon, lat, "水管又爆裂了，路面一直在冒水")
-            received.process_received()
-        report = Report.objects.get(number=number)
-        assert report.duplicate == DuplicateOutcome.ATTACHED and report.case_id == case.pk
-    finally:
-        received._cached[0] = None
-
-
 def submit_received(lon, lat, text) -> str:
     from chengyun.intake.services import receive
 
     return receive(ReportInput(channel="open311", description=text, lon=lon, lat=lat, source="test")).report.number
 
 
-def test_the_open311_worker_sees_a_case_returned_since_it_loaded_its_open_cases(intake_world, staff, settings):
-    """Returned by a department (back in the dispatcher's queue) days after it was made:
-    the worker reads it again and counts it from its return, as the live pipeline does."""
+def worker_sees_the_case_come_back(intake_world, settings, *, close_first, bring_back) -> None:
+    """A leak made at T0 (closed at once if ``close_first``); the Open311 worker
+    loads its open cases shortly before BACK; ``bring_back(case)`` at BACK; a
+    report half an hour later joins the case, counted from its return."""
     from chengyun.intake import received
 
     settings.INTAKE_QUEUE = "worker"
@@ -111,11 +81,13 @@ def test_the_open311_worker_sees_a_case_returned_since_it_loaded_its_open_cases(
         with simulated(T0):
             case = submit(ReportInput(channel="web", description=LEAK, category=intake_world.categories["0101"],
                                       lon=lon, lat=lat)).report.case
+        with simulated(T0 + timedelta(hours=2)):
+            close_first(case)
         with simulated(BACK - timedelta(minutes=5)):  # the worker's first batch, the case long out of its window
             submit_received(lon + 0.05, lat, "路灯不亮")
             received.process_received()
         with simulated(BACK):
-            case_services.return_case(Case.objects.get(pk=case.pk), by=staff["root"], reason="不是我们的管道")
+            bring_back(Case.objects.get(pk=case.pk))
         with simulated(BACK + timedelta(minutes=30)):
             number = submit_received(lon, lat, "水管又爆裂了，路面一直在冒水")
             received.process_received()
@@ -123,3 +95,23 @@ def test_the_open311_worker_sees_a_case_returned_since_it_loaded_its_open_cases(
         assert report.duplicate == DuplicateOutcome.ATTACHED and report.case_id == case.pk
     finally:
         received._cached[0] = None
+
+
+def test_the_open311_worker_sees_a_case_reopened_since_it_loaded_its_open_cases(intake_world, staff, settings):
+    root = staff["root"]
+
+    def close(case):
+        for act in (case_services.start_case, case_services.report_done):
+            act(Case.objects.get(pk=case.pk), by=root)
+        case_services.verify_case(Case.objects.get(pk=case.pk), by=root, ok=True)
+
+    worker_sees_the_case_come_back(
+        intake_world, settings, close_first=close,
+        bring_back=lambda case: case_services.reopen_case(case, by=root, reason="又漏水了"))
+
+
+def test_the_open311_worker_sees_a_case_returned_since_it_loaded_its_open_cases(intake_world, staff, settings):
+    """Returned by a department (back in the dispatcher's queue) days after it was made."""
+    worker_sees_the_case_come_back(
+        intake_world, settings, close_first=lambda case: None,
+        bring_back=lambda case: case_services.return_case(case, by=staff["root"], reason="不是我们的管道"))
