@@ -623,7 +623,7 @@ def _scored(e: list, cat: int, age: int, window: int, X, i: int, ask_at: float, 
     factor = 1.0 if e[4] == cat else UNCLASSIFIED_FACTOR if e[4] is None else SIBLING_FACTOR
     tim = max(0.0, 1.0 - age / window) if window else 0.0
     rest = weights[where] * closeness + weights["time"] * tim
-    if script and e[10] and script != e[10]:
+    if script and e[10] and script != e[10]:  # not dedup.comparable(), spelt out: called for every candidate
         score = factor * rest / (1.0 - weights["text"])
         return None if score < ask_at else (score, None, tim, factor)
     if factor * (weights["text"] + rest) < ask_at:
@@ -847,9 +847,7 @@ class OpenCaseIndex:
                 seen.add(e[3])
                 n += 1
                 same_address = bool(key) and e[8] == key
-                # the same area counts half where the texts cannot be compared (dedup)
-                place = 1.0 if same_address else dedup.AREA_PLACE_UNCOMPARED if (
-                    script and e[10] and script != e[10]) else 0.0
+                place = dedup.place_closeness(same_address, dedup.comparable(script, e[10]))
                 got = _scored(e, cat, age, window, X, i, ask_at, weights, "place", place, script)
                 if got is not None and (order := rank(got[0], got[1] is not None, attach_at, ask_at)) > best_rank:
                     best, best_rank, (best_score, text, tim, factor) = e, order, got

@@ -113,6 +113,12 @@ def comparable(a: str, b: str) -> bool:
     return not (a and b and a != b)
 
 
+def place_closeness(same_address: bool, compared: bool) -> float:
+    """The place part of a match without a point: 1 for the same address; for the
+    same area only, 0, or half where the texts cannot be compared (see the module)."""
+    return 1.0 if same_address else 0.0 if compared else AREA_PLACE_UNCOMPARED
+
+
 def scored(parts: dict, weights: dict, factor: float, *, compared: bool) -> float:
     """A candidate's score from its parts. Without a text comparison the other
     parts' weights are scaled up to sum to 1 (see the module)."""
@@ -368,7 +374,7 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
         same_address = bool(key) and address_key(c.address) == key
         parts = {
             "text": max(0.0, min(1.0, sim)),
-            "place": 1.0 if same_address else 0.0 if same_language else AREA_PLACE_UNCOMPARED,
+            "place": place_closeness(same_address, same_language),
             "time": max(0.0, 1.0 - age / window.total_seconds()),
         }
         factor = category_factor(related, c.category_id)
