@@ -55,7 +55,8 @@ def test_ops_centres_are_street_district_city(ten_hour_case):
 
 def test_sweep_escalates_one_level_at_a_time(ten_hour_case):
     case = ten_hour_case
-    assert sweep_at(local(2025, 3, 11, 12, 0)) == {"checked": 1, "near_due": 0, "overdue": 0, "escalated": 0}
+    assert sweep_at(local(2025, 3, 11, 12, 0)) == {"checked": 1, "near_due": 0, "overdue": 0,
+                                                  "past_dispatch_time": 0, "escalated": 0}
     assert Case.objects.get(pk=case.pk).deadline_state == "on_time"
 
     # Less than 20 % of the allowed 10 hours left: near due -> the street centre.
@@ -103,7 +104,7 @@ def test_repeated_sweeps_do_not_storm(ten_hour_case):
 
 def test_a_late_first_sweep_escalates_once_to_the_district(ten_hour_case):
     counts = sweep_at(local(2025, 3, 11, 19, 0))
-    assert counts == {"checked": 1, "near_due": 0, "overdue": 1, "escalated": 1}
+    assert counts == {"checked": 1, "near_due": 0, "overdue": 1, "past_dispatch_time": 0, "escalated": 1}
     assert escalations(ten_hour_case) == [(2, "100102", "system:deadlines")]
 
 
@@ -119,9 +120,11 @@ def test_manual_escalation_is_not_repeated_by_the_sweep(ten_hour_case, admin_use
 def test_closed_and_undispatched_cases_are_left_alone(ten_hour_case, world, admin_user):
     with simulated(DISPATCHED):
         closed = f.drive_to(f.make_case(category=ten_hour_case.category, by=admin_user), "closed", by=admin_user)
-        f.make_case(category=ten_hour_case.category, by=admin_user)  # new: no deadline yet
+        waiting = f.make_case(category=ten_hour_case.category, by=admin_user)  # new: no deadline yet
     counts = sweep_at(local(2025, 3, 13, 0, 0))
-    assert counts["checked"] == 1 and counts["escalated"] == 1
+    # The dispatched case is overdue; the new one is past its dispatch time (派单时限), see test_dispatch_time.
+    assert (counts["checked"], counts["past_dispatch_time"], counts["escalated"]) == (1, 1, 2)
+    assert Case.objects.get(pk=waiting.pk).deadline_state == "on_time"
     fresh = Case.objects.get(pk=closed.pk)
     assert (fresh.escalation_level, fresh.deadline_state) == (0, "on_time")
     assert not TimelineEntry.objects.filter(case=closed, action="escalate").exists()
@@ -131,7 +134,7 @@ def test_sweep_deadlines_command(ten_hour_case):
     out = io.StringIO()
     with simulated(local(2025, 3, 11, 16, 30)):
         call_command("sweep_deadlines", stdout=out)
-    assert out.getvalue().strip() == "checked: 1, near_due: 1, overdue: 0, escalated: 1"
+    assert out.getvalue().strip() == "checked: 1, near_due: 1, overdue: 0, past_dispatch_time: 0, escalated: 1"
     out = io.StringIO()
     with simulated(local(2025, 3, 11, 16, 35)):
         call_command("sweep_deadlines", stdout=out)
@@ -158,7 +161,7 @@ def test_chengyun_sweep_deadlines_with_dashes(ten_hour_case, capsys, monkeypatch
     monkeypatch.setattr(connections, "close_all", lambda: None)
     with simulated(local(2025, 3, 11, 18, 30)):
         main(["chengyun", "sweep-deadlines"])
-    assert "overdue: 1, escalated: 1" in capsys.readouterr().out
+    assert "overdue: 1, past_dispatch_time: 0, escalated: 1" in capsys.readouterr().out
     assert Case.objects.get(pk=ten_hour_case.pk).escalated_to.code == "100102"
 
 
@@ -188,3 +191,17 @@ def test_work_done_late_is_overdue_by_the_time_it_was_done(ten_hour_case, admin_
     case = Case.objects.get(pk=ten_hour_case.pk)
     assert case.deadline_state == "overdue"
     assert case.escalation_level == 2, "an hour late, not late by its whole allowed time: the district, not the city"
+
+
+def test_an_overdue_case_without_an_area_goes_to_the_city_as_overdue(world, admin_user):
+    """The city is its only centre: level 1, but the reason is still that it is overdue."""
+    from chengyun.cases import services
+
+    category = f.make_category(code="0301", deadline_hours=10, deadline_kind="calendar")
+    f.make_routing_rule(category=category, lead_department=world.dept("water", "100102"))
+    with simulated(DISPATCHED):
+        case = services.create_case(title="Somewhere in town", category=category, by=admin_user)
+        case = f.drive_to(case, "dispatched", by=admin_user, lead=world.dept("water", "100102"))
+    sweep_at(local(2025, 3, 11, 19, 0))
+    notes = list(TimelineEntry.objects.filter(case=case, action="escalate").values_list("data__level", "note"))
+    assert notes == [(1, "Overdue")]

@@ -136,3 +136,64 @@ def test_the_api_lists_waiting_and_late_cases_and_refuses_an_unknown_deadline_st
     for params, field in (({"status": "opened"}, "status"), ({"offset": -1}, "offset")):
         refused = client.get("/api/v1/cases/", params, HTTP_ACCEPT_LANGUAGE="en")
         assert refused.status_code == 400 and refused.json().get("field") == field, refused.content
+
+
+def _escalations(case) -> list[tuple[int, str, str]]:
+    from chengyun.cases.models import TimelineEntry
+
+    return [(t.data["level"], t.data["to"], t.note)
+            for t in TimelineEntry.objects.filter(case=case, action="escalate").order_by("at", "pk")]
+
+
+def test_the_sweep_escalates_a_case_past_its_dispatch_time_to_the_district_then_the_city(category, admin_user,
+                                                                                          settings):
+    settings.DISPATCH_HOURS = 2
+    with simulated(T0):
+        case = f.make_case(category=category, at="100102002", by=admin_user)
+    with simulated(T0 + timedelta(hours=1, minutes=59)):
+        assert services.sweep_deadlines()["escalated"] == 0
+    with simulated(T0 + timedelta(hours=2, minutes=1)):
+        counts = services.sweep_deadlines()
+        assert services.sweep_deadlines()["escalated"] == 0  # once, not every minute
+    assert counts == {"checked": 0, "near_due": 0, "overdue": 0, "past_dispatch_time": 1, "escalated": 1}
+    assert (fresh(case.pk).escalation_level, fresh(case.pk).escalated_to.code) == (2, "100102")
+    # Waiting as long again (4 hours in all): the city.
+    with simulated(T0 + timedelta(hours=3, minutes=59)):
+        assert services.sweep_deadlines()["escalated"] == 0
+    with simulated(T0 + timedelta(hours=4)):
+        assert services.sweep_deadlines()["escalated"] == 1
+    assert _escalations(case) == [(2, "100102", "Past its dispatch time"),
+                                  (3, f.CITY, "Waiting for dispatch twice as long as allowed")]
+    assert fresh(case.pk).status == "new", "escalation never changes the status"
+    with simulated(T0 + timedelta(days=2)):
+        assert services.sweep_deadlines() == {"checked": 0, "near_due": 0, "overdue": 0, "past_dispatch_time": 0,
+                                              "escalated": 0}, "at the top: not read again"
+
+
+def test_a_returned_case_is_escalated_counting_from_its_return_and_a_dispatched_one_is_not(category, admin_user,
+                                                                                            settings):
+    settings.DISPATCH_HOURS = 2
+    with simulated(T0):
+        returned = f.drive_to(f.make_case(category=category, at="100102002", by=admin_user), "dispatched",
+                              by=admin_user)
+        sent = f.make_case(category=category, at="100102002", by=admin_user)
+    back = T0 + timedelta(days=1)
+    with simulated(back):
+        services.return_case(fresh(returned.pk), by=admin_user, reason="not our pipe")
+    with simulated(back + timedelta(hours=1)):
+        f.drive_to(fresh(sent.pk), "dispatched", by=admin_user)  # a day late, but sent before the sweep came
+        assert services.sweep_deadlines()["escalated"] == 0  # the returned one has waited an hour
+    with simulated(back + timedelta(hours=2, minutes=30)):
+        assert services.sweep_deadlines()["past_dispatch_time"] == 1
+    assert [e[:2] for e in _escalations(returned)] == [(2, "100102")]
+    assert fresh(sent.pk).escalation_level == 0
+
+
+def test_a_case_waiting_without_an_area_goes_to_the_city(category, admin_user, settings):
+    settings.DISPATCH_HOURS = 2
+    with simulated(T0):
+        case = services.create_case(title="Somewhere in town", category=category, by=admin_user)
+    assert case.area_id is None
+    with simulated(T0 + timedelta(hours=5)):
+        services.sweep_deadlines()
+    assert _escalations(case) == [(1, f.CITY, "Waiting for dispatch twice as long as allowed")]

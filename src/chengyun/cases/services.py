@@ -43,6 +43,7 @@ from .models import (
     Satisfaction,
     TimelineEntry,
 )
+from .queries import past_dispatch_time
 from .workflow import ACTIONS, AUTOMATIC_ACTIONS, OPEN_STATUSES, WAITING_FOR_DISPATCH, CaseStatus
 
 S = CaseStatus
@@ -681,9 +682,11 @@ def escalate_case(case: Case, *, by=None, reason: str = "", level: int | None = 
 def sweep_deadlines(at=None) -> dict:
     """Refresh near-due/overdue flags and escalate: near due → the street
     centre, overdue → the district, overdue by its whole allowed time again →
-    the city. Returns counts."""
+    the city. A case waiting for a dispatcher past its dispatch time (派单时限)
+    goes to the district, and to the city when it has waited that long again.
+    Returns counts."""
     at = at or now()
-    counts = {"checked": 0, "near_due": 0, "overdue": 0, "escalated": 0}
+    counts = {"checked": 0, "near_due": 0, "overdue": 0, "past_dispatch_time": 0, "escalated": 0}
     qs = Case.objects.filter(status__in=OPEN_STATUSES, due_at__isnull=False).select_related("area", "area__level")
     for case in qs.iterator(chunk_size=500):
         counts["checked"] += 1
@@ -701,19 +704,35 @@ def sweep_deadlines(at=None) -> dict:
             wanted = 3 if late >= max(allowed, timedelta(hours=1)) else 2
         else:
             wanted = 0
-        wanted = min(wanted, len(ops_centres(case)))
-        if wanted > case.escalation_level:
-            reason = {
-                1: _("Near its deadline"),
-                2: _("Overdue"),
-                3: _("Overdue by more than its allowed time"),
-            }[wanted]
-            try:
-                escalate_case(case, by=None, reason=reason, level=wanted)
-                counts["escalated"] += 1
-            except (CaseConflict, InvalidTransition):
-                continue  # someone acted on it meanwhile; the next sweep looks again
+        counts["escalated"] += _escalate_to(case, wanted, {
+            1: _("Near its deadline"),
+            2: _("Overdue"),
+            3: _("Overdue by more than its allowed time"),
+        })
+    allowed = timedelta(hours=settings.DISPATCH_HOURS)
+    late_cases = past_dispatch_time(Case.objects.filter(escalation_level__lt=3), at).select_related(
+        "area", "area__level")
+    for case in late_cases.iterator(chunk_size=500):
+        counts["past_dispatch_time"] += 1
+        wanted = 3 if at - case.waiting_from >= 2 * allowed else 2
+        counts["escalated"] += _escalate_to(case, wanted, {
+            2: _("Past its dispatch time"),
+            3: _("Waiting for dispatch twice as long as allowed"),
+        })
     return counts
+
+
+def _escalate_to(case: Case, wanted: int, reasons: dict[int, str]) -> int:
+    """Escalate ``case`` to level ``wanted`` (capped at the centres above it, the reason
+    still the one for ``wanted``) unless it is there already; 1 if it was escalated."""
+    level = min(wanted, len(ops_centres(case)))
+    if level <= case.escalation_level:
+        return 0
+    try:
+        escalate_case(case, by=None, reason=reasons[wanted], level=level)
+    except (CaseConflict, InvalidTransition):
+        return 0  # someone acted on it meanwhile; the next sweep looks again
+    return 1
 
 
 ACTION_FUNCTIONS = {
