@@ -491,6 +491,11 @@ def test_dispatcher_merges_or_keeps_apart_a_possible_duplicate(client, staff):
     client.force_login(staff["dispatcher"])
     queue = client.get("/console/?view=duplicates").content.decode()
     assert grey.case.number in queue and grey2.case.number in queue
+    # Each row says which case it may repeat, with a link where the dispatcher may open it.
+    row = queue[queue.index(f">{grey.case.number}<"):]
+    row = row[:row.index("</tr>")]
+    assert f'may repeat <a href="/console/cases/{first.candidate.number}/">{first.candidate.number}</a>' in row
+    assert "水管爆裂" in row and second.candidate.number not in row
     page = client.get(f"/console/cases/{grey.case.number}/").content.decode()
     assert "Same problem: merge" in page and first.candidate.number in page and "text" in page
 

@@ -112,6 +112,8 @@ def queue_view(request):
     page.object_list = list(page.object_list)  # titles are set on these objects
     platform_texts(page.object_list)
     _name_districts(page.object_list)
+    if view == "duplicates" and view in tabs:
+        _name_candidates(request.user, page.object_list)
     counts = {
         "overdue": queue(request.user, status="open", deadline=DeadlineState.OVERDUE).count(),
         "near_due": queue(request.user, status="open", deadline=DeadlineState.NEAR_DUE).count(),
@@ -130,6 +132,24 @@ def queue_view(request):
         "roles": sorted({a.get_role_display() for a in scope.assignments(request.user)}),
         "misread": not page.paginator.count and _misread(text),
     })
+
+
+def _name_candidates(user, cases) -> None:
+    """``case.may_repeat``: the cases each listed case may duplicate (its open
+    questions), so that the list says which, as the case page does."""
+    from chengyun.intake.models import DuplicateSuggestion, SuggestionStatus
+
+    by_case: dict[int, list] = {}
+    for s in (DuplicateSuggestion.objects.filter(case__in=cases, status=SuggestionStatus.PENDING)
+              .select_related("candidate").order_by("-score", "pk")):
+        if all(c.pk != s.candidate_id for c in by_case.get(s.case_id, ())):
+            by_case.setdefault(s.case_id, []).append(s.candidate)
+    candidates = [c for found in by_case.values() for c in found]
+    platform_texts(candidates)
+    for c in candidates:
+        c.visible = scope.can_see(user, c)
+    for case in cases:
+        case.may_repeat = by_case.get(case.pk, [])
 
 
 def _name_districts(cases) -> None:
@@ -298,6 +318,8 @@ MACHINE_NOTES = (
     gettext_noop("Near its deadline"),
     gettext_noop("Overdue"),
     gettext_noop("Overdue by more than its allowed time"),
+    gettext_noop("Past its dispatch time"),
+    gettext_noop("Waiting for dispatch twice as long as allowed"),
 )
 
 
