@@ -310,6 +310,32 @@ def test_an_english_address_naming_a_subdistrict_without_its_ending_is_placed_th
     assert area_from_address("District 2, Xujiahui").code == "100102", "the district named wins over a street elsewhere"
 
 
+def test_an_english_address_naming_the_road_a_street_is_named_after_is_placed_there(intake_world):
+    """南京东路街道 ("Nanjingdonglu Subdistrict") is where "300 Nanjing East Road" is, in
+    the ways English writes it; the English names come from the Chinese name's parts."""
+    from chengyun.areas.locator import invalidate
+    from chengyun.areas.models import Area
+    from chengyun.intake.geo import area_from_address
+
+    for code, name, name_en in (("100101001", "南京东路街道", "Nanjingdonglu Subdistrict"),
+                                ("100102001", "南京西路街道", "Nanjingxilu Subdistrict"),
+                                ("100103001", "瑞金二路街道", "Ruijin'erlu Subdistrict")):
+        Area.objects.filter(code=code).update(name=name, name_en=name_en)
+    invalidate()
+    for address in ("300 Nanjing East Road", "East Nanjing Rd., District 1", "Nanjing Rd. (E) 300",
+                    "nanjing road east", "Nanjing Dong Lu 300", "the mall at Nanjing East Rd's end"):
+        assert area_from_address(address).code == "100101001", address
+    assert area_from_address("88 Nanjing Rd W").code == "100102001"
+    assert area_from_address("12 Ruijin 2nd Road").code == "100103001"
+    assert area_from_address("Ruijin Road No. 2").code == "100103001"
+    assert area_from_address("Nanjing Road 5") is None, "no direction: either street could be meant"
+    assert area_from_address("Nanjing Eastern Road") is None, "whole words only"
+    assert area_from_address("Nanjing East Road, District 2").code == "100102", "the district named wins"
+    report = submit(ReportInput(channel="hotline", description="Street light out at night",
+                                address="No. 300 Nanjing East Rd.")).report
+    assert report.area.code == "100101001"
+
+
 def test_a_warning_raised_from_generated_reports_is_generated_too(intake_world):
     """The demo's smart-discovery cases carry the demo mark, as their reports do."""
     from chengyun.intake.models import ClusterWarning

@@ -44,28 +44,88 @@ def _syllables(pinyin: str) -> int:
     return len(_VOWELS.findall(pinyin.lower()))
 
 
-def _stems(loc) -> list[tuple[str, AreaInfo]]:
-    """(stem, area) of every street or town name with a known ending; English
-    stems lower-cased and framed as a word pattern (see :func:`_has_stem`)."""
+# A street named after a road (南京东路街道, "Nanjingdonglu Subdistrict") is also where
+# the road's English names place an address: "Nanjing East Road", "East Nanjing Road",
+# "Nanjing Road East", "Nanjing Rd. (E)", "Nanjing Dong Lu"; 瑞金二路: "Ruijin No. 2
+# Road", "Ruijin 2nd Road". They are made from the Chinese name's parts (a base of at
+# least two characters, a direction or number, a kind of road) and the pinyin of the
+# English name, which must agree with them; the English is not looked up anywhere.
+ROAD_KINDS = (("大道", "dadao", "avenue"), ("公路", "gonglu", "highway"), ("大街", "dajie", "street"),
+              ("路", "lu", "road"), ("街", "jie", "street"))
+ROAD_DIRECTIONS = {"东": ("dong", "east"), "西": ("xi", "west"), "南": ("nan", "south"), "北": ("bei", "north"),
+                   "中": ("zhong", "middle")}
+ROAD_NUMBERS = {"一": ("yi", "no 1"), "二": ("er", "no 2"), "三": ("san", "no 3"), "四": ("si", "no 4"),
+                "五": ("wu", "no 5")}
+# How English addresses abbreviate; a single letter after a kind of road is its direction.
+_ENGLISH_WORDS = {"rd": "road", "st": "street", "str": "street", "ave": "avenue", "av": "avenue",
+                  "hwy": "highway", "central": "middle", "mid": "middle", "number": "no", "nr": "no",
+                  "1st": "no 1", "2nd": "no 2", "3rd": "no 3", "4th": "no 4", "5th": "no 5"}
+_DIRECTION_LETTERS = {"e": "east", "w": "west", "s": "south", "n": "north", "m": "middle", "c": "middle"}
+_KIND_WORDS = {k[2] for k in ROAD_KINDS}
+
+
+def english_words(text: str) -> str:
+    """An address's words as the English stems are matched: lower case, letters and
+    digits only, abbreviations written out, framed by spaces (a stem is found as
+    ``" stem "``, a whole word or words)."""
+    low = re.sub(r"['’]s\b", "", text.lower())
+    words = [_ENGLISH_WORDS.get(w, w) for w in re.findall(r"[a-z0-9]+", re.sub(r"['’]", "", low))]
+    for i, w in enumerate(words):  # "Nanjing Rd. (E)", "Sichuan N. Rd."
+        if w in _DIRECTION_LETTERS and ((i and words[i - 1] in _KIND_WORDS)
+                                        or (i + 1 < len(words) and words[i + 1] in _KIND_WORDS)):
+            words[i] = _DIRECTION_LETTERS[w]
+    return f" {' '.join(words)} "
+
+
+def road_names_en(stem: str, pinyin: str) -> list[str]:
+    """The English names of the road ``stem`` (a Chinese road name, 南京东路) whose
+    pinyin is ``pinyin`` ("Nanjingdonglu"), as :func:`english_words` writes them; none
+    if the two do not agree or the name is not a road's."""
+    py = re.sub(r"[^a-z]", "", pinyin.lower())
+    road = next((r for r in ROAD_KINDS if stem.endswith(r[0]) and py.endswith(r[1])), None)
+    if road is None:
+        return []
+    zh, kind_py, kind = road
+    rest, py = stem[: -len(zh)], py[: -len(kind_py)]
+    part = ROAD_DIRECTIONS.get(rest[-1:]) or ROAD_NUMBERS.get(rest[-1:])
+    if part is not None:
+        if not py.endswith(part[0]):
+            return []
+        rest, py = rest[:-1], py[: -len(part[0])]
+    if len(rest) < 2 or not py:
+        return []
+    names = [f"{py} {kind}", f"{py} {kind_py}"] if part is None else [
+        f"{py} {part[1]} {kind}", f"{py} {kind} {part[1]}", f"{py} {part[0]} {kind_py}", f"{py} {part[0]}{kind_py}"]
+    if part in ROAD_DIRECTIONS.values():
+        names.append(f"{part[1]} {py} {kind}")  # "East Nanjing Road"
+    return [f" {n} " for n in names]
+
+
+def _stems(loc) -> list[tuple[str, bool, AreaInfo]]:
+    """(stem, english, area) of every street or town name with a known ending, and
+    the English names of the road a street is named after; English stems as
+    :func:`english_words` writes them."""
     cached = getattr(loc, "_address_stems", None)
     if cached is None:
         cached = []
         for a in loc.areas:
+            stem = None
             for ending in STEM_ENDINGS:
                 if a.name and a.name.endswith(ending) and len(a.name) - len(ending) >= 3:
-                    cached.append((a.name[: -len(ending)], a))
+                    stem = a.name[: -len(ending)]
+                    cached.append((stem, False, a))
                     break
             english = (a.name_en or "").lower()
             for ending in STEM_ENDINGS_EN:
-                if english.endswith(ending) and _syllables(english[: -len(ending)]) >= MIN_STEM_SYLLABLES:
-                    cached.append((re.compile(rf"\b{re.escape(english[: -len(ending)])}\b"), a))
+                if english.endswith(ending):
+                    pinyin = english[: -len(ending)]
+                    if _syllables(pinyin) >= MIN_STEM_SYLLABLES:
+                        cached.append((english_words(pinyin), True, a))
+                    if stem is not None:
+                        cached += [(name, True, a) for name in road_names_en(stem, pinyin)]
                     break
         loc._address_stems = cached
     return cached
-
-
-def _has_stem(stem, text: str, low: str) -> bool:
-    return stem in text if isinstance(stem, str) else stem.search(low) is not None
 
 
 def area_from_address(address: str) -> AreaInfo | None:
@@ -82,7 +142,9 @@ def area_from_address(address: str) -> AreaInfo | None:
     found = [a for a in loc.areas if (a.name and len(a.name) >= 2 and a.name in text)
              or (a.name_en and len(a.name_en) >= 4 and a.name_en.lower() in low)]
     ids = {a.id for a in found}
-    by_stem = list({a.id: a for stem, a in _stems(loc) if a.id not in ids and _has_stem(stem, text, low)}.values())
+    words = english_words(text)
+    by_stem = list({a.id: a for stem, english, a in _stems(loc)
+                    if a.id not in ids and stem in (words if english else text)}.values())
     if by_stem:
         # Agreeing means lying in an area the address names that does not hold all of
         # them (naming the city, which holds every street, says nothing about which).
