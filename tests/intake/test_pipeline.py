@@ -326,6 +326,9 @@ def test_an_english_address_naming_the_road_a_street_is_named_after_is_placed_th
                     "nanjing road east", "Nanjing Dong Lu 300", "the mall at Nanjing East Rd's end"):
         assert area_from_address(address).code == "100101001", address
     assert area_from_address("88 Nanjing Rd W").code == "100102001"
+    Area.objects.filter(code="100102001").update(name="湖南路街道", name_en="Hunanlu Subdistrict")
+    invalidate()
+    assert area_from_address("Hunan Road 8").code == "100102001", "湖南路: 南 is part of the name here"
     assert area_from_address("12 Ruijin 2nd Road").code == "100103001"
     assert area_from_address("Ruijin Road No. 2").code == "100103001"
     assert area_from_address("Nanjing Road 5") is None, "no direction: either street could be meant"

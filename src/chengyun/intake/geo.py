@@ -88,10 +88,12 @@ def road_names_en(stem: str, pinyin: str) -> list[str]:
     zh, kind_py, kind = road
     rest, py = stem[: -len(zh)], py[: -len(kind_py)]
     part = ROAD_DIRECTIONS.get(rest[-1:]) or ROAD_NUMBERS.get(rest[-1:])
-    if part is not None:
+    if part is not None and len(rest) > 2:
         if not py.endswith(part[0]):
             return []
         rest, py = rest[:-1], py[: -len(part[0])]
+    else:
+        part = None  # 湖南路 is Hunan Road, not a south part of a road 湖
     if len(rest) < 2 or not py:
         return []
     names = [f"{py} {kind}", f"{py} {kind_py}"] if part is None else [
