@@ -39,6 +39,20 @@ def test_the_command_list_speaks_chinese_too(capsys, monkeypatch):
     main(["chengyun", "help"])
     out = capsys.readouterr().out
     assert "城运的命令" in out and "  import-reports" in out
+    assert re.search(r"^  create-api-key +为合作方生成一个 Open311 API 密钥", out, re.M), "what each does, in Chinese"
+    assert "Make an Open311" not in out
+    # Chinese characters take two columns: the lines still fit the 100 the list is made for.
+    from chengyun.cli import _cells
+
+    assert max(_cells(line) for line in out.splitlines()) <= 100
+
+
+def test_wrapping_breaks_between_chinese_characters_and_at_spaces_only():
+    from chengyun.cli import wrap
+
+    assert wrap("aaa bbb ccc", 8, "", "  ") == ["aaa bbb", "  ccc"]
+    assert wrap("一二三四五，七", 11, "", "") == ["一二三四", "五，七"], "a comma does not begin a line"
+    assert wrap("用 `locate --csv` 批量", 14, "", "") == ["用 `locate", "--csv` 批量"]
 
 
 @pytest.mark.django_db

@@ -8,7 +8,9 @@ interchangeable in command names.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import unicodedata
 
 # Long-running commands, and those that write much text into the database: they keep the
 # site's language (LANGUAGE_CODE) for what they store, as every request and the worker do.
@@ -38,6 +40,39 @@ def _summary(text: str) -> str:
     return text[: text.index(". ") + 1] if ". " in text else text
 
 
+_CJK = "\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\u3000-\u303f"
+_TOKENS = re.compile(rf"\s+|[{_CJK}]|[^\s{_CJK}]+")
+_NO_LINE_START = set("，。、；：）」』！？")
+
+
+def _cells(text: str) -> int:
+    """Terminal columns: a Chinese character takes two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def wrap(text: str, width: int, first: str, rest: str) -> list[str]:
+    """``text`` in lines of at most ``width`` terminal columns, the first begun with
+    ``first``, the others with ``rest``; broken at spaces, and between Chinese
+    characters (not before a closing mark), never inside a word."""
+    units: list[str] = []  # words, Chinese characters with the closing marks after them, and spaces
+    for token in _TOKENS.findall(text):
+        if token in _NO_LINE_START and units and not units[-1].isspace():
+            units[-1] += token
+        else:
+            units.append(token)
+    lines, line, spaced, empty = [], first, False, True
+    for unit in units:
+        if unit.isspace():
+            spaced = True
+            continue
+        piece = (" " if spaced and not empty else "") + unit
+        if not empty and _cells(line + piece) > width:
+            lines.append(line)
+            line, piece = rest, unit
+        line, spaced, empty = line + piece, False, False
+    return [*lines, line]
+
+
 def main_help(width: int = 100) -> str:
     """``chengyun help``: our commands with what each does, as the README writes
     them (import-reports, not import_reports); Django's own, by name only."""
@@ -53,9 +88,8 @@ def main_help(width: int = 100) -> str:
     lines = [_("Usage: chengyun COMMAND [options]. \"chengyun help COMMAND\" shows a command's options."), "",
              _("Chengyun's commands:")]
     for name, app in ours:
-        about = _summary(load_command_class(app, name.replace("-", "_")).help)
-        lines += textwrap.wrap(about, width, initial_indent=f"  {name:<{pad}}", subsequent_indent=" " * (pad + 2),
-                               break_on_hyphens=False)
+        about = _(_summary(load_command_class(app, name.replace("-", "_")).help))  # in the terminal's language
+        lines += wrap(about, width, f"  {name:<{pad}}", " " * (pad + 2))
     lines += ["", _("Django's commands (administration, e.g. migrate, createsuperuser, changepassword):")]
     lines += textwrap.wrap(", ".join(name for name, _app in theirs), width - 2, initial_indent="  ",
                            subsequent_indent="  ", break_on_hyphens=False)

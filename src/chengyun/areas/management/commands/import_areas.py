@@ -1,10 +1,12 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext_noop
 
 from chengyun.areas.services import AreaImportError, import_areas
 
 
 class Command(BaseCommand):
-    help = "Import one level of areas from a GeoJSON file (Polygon/MultiPolygon, EPSG:4326). Idempotent by code."
+    help = (gettext_noop("Import one level of areas from a GeoJSON file (Polygon/MultiPolygon, EPSG:4326).")
+            + " Idempotent by code.")
 
     def add_arguments(self, parser):
         parser.add_argument("file")

@@ -3,6 +3,7 @@ import sys
 
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext_noop
 from tqdm import tqdm
 
 from chengyun.areas.locator import get_locator
@@ -11,7 +12,8 @@ BATCH = 100_000
 
 
 class Command(BaseCommand):
-    help = "Locate points in the area tree: `locate LON LAT`, or `locate --csv FILE [--output OUT]` for many."
+    help = gettext_noop("Locate points in the area tree: `locate LON LAT`, or `locate --csv FILE [--output OUT]` "
+                         "for many.")
 
     def add_arguments(self, parser):
         parser.add_argument("lon", nargs="?", type=float)

@@ -1,11 +1,13 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext_noop
 
 from chengyun.audit.models import AuditRecord
 from chengyun.audit.services import verify_chain
 
 
 class Command(BaseCommand):
-    help = "Audit log tools: `audit verify` checks the hash chain and names any edited, deleted or reordered record."
+    help = gettext_noop("Audit log tools: `audit verify` checks the hash chain and names any edited, deleted or "
+                         "reordered record.")
 
     def add_arguments(self, parser):
         parser.add_argument("subcommand", choices=["verify", "tail"])

@@ -2,6 +2,7 @@ import threading
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext_noop
 
 from chengyun.cases.tasks import schedule_sweep
 from chengyun.intake import received
@@ -10,8 +11,9 @@ from chengyun.signs.tasks import schedule_signs
 
 
 class Command(BaseCommand):
-    help = ("Run the background worker: the intake pipeline over reports received by machine channels, "
-            "deadline sweeps (督办 escalation), vital-sign jobs, messages to reporters and other queued tasks.")
+    help = gettext_noop("Run the background worker: the intake pipeline over reports received by machine "
+                         "channels, deadline sweeps (督办 escalation), vital-sign jobs, messages to reporters and "
+                         "other queued tasks.")
 
     def add_arguments(self, parser):
         parser.add_argument("--batch", action="store_true", help="run what is due (and what was received), then exit")

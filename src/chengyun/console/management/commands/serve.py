@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
+from django.utils.translation import gettext_noop
 
 # Defaults: one worker process per core, two Python threads in each. Granian's
 # Rust threads read whole requests and write responses, so a slow client holds
@@ -38,7 +39,7 @@ STOP_TIMEOUT_SECONDS = 30
 
 
 class Command(BaseCommand):
-    help = "Serve Chengyun with granian (a production WSGI server) on DATABASE_URL's database."
+    help = gettext_noop("Serve Chengyun with granian (a production WSGI server) on DATABASE_URL's database.")
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("CHENGYUN_HOST", "127.0.0.1"))

@@ -1,11 +1,13 @@
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext_noop
 
 from chengyun.demo.loader import DEMO_PASSWORD, DEMO_USERS, load_all
 
 
 class Command(BaseCommand):
-    help = ("Load the demo city (Shanghai): areas, departments, categories, demo logins, generated cases and "
-            "generated sensors with their readings. Idempotent.")
+    help = (gettext_noop("Load the demo city (Shanghai): areas, departments, categories, demo logins, generated "
+                         "cases and generated sensors with their readings.")
+            + " Idempotent.")
 
     def add_arguments(self, parser):
         parser.add_argument("--cases", type=int, default=3000, help="generated cases over the last 90 days (0: none)")

@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from tqdm import tqdm
 
 from chengyun.cases.models import Channel
@@ -274,9 +275,10 @@ class _Refused:
 
 class Command(BaseCommand):
     help = (
-        "Import reports from a CSV (UTF-8, BOM tolerated) or JSON Lines file through the bulk intake pipeline "
-        "(classify, locate, duplicate check, route), in batches of one transaction each. Columns, by our name or "
-        "the usual headers of hotline exports: "
+        gettext_noop("Import reports from a CSV (UTF-8, BOM tolerated) or JSON Lines file through the bulk "
+                     "intake pipeline (classify, locate, duplicate check, route), in batches of one "
+                     "transaction each.")
+        + " Columns, by our name or the usual headers of hotline exports: "
         + "; ".join(f"{field} ({', '.join(names[1:])})" for field, names in HEADERS.items())
         + ". Or name them with --map field=column. Times without a zone are the city's time. Refused rows go "
         "to FILE.refused.csv with the reason naming the field. A rerun continues after the last committed batch "

@@ -1,13 +1,15 @@
 import time
 
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext_noop
 
 from chengyun.intake import received
 
 
 class Command(BaseCommand):
-    help = ("Run the intake pipeline over reports that Open311 and /api/v1/reports have received "
-            "(classify, duplicates, case, routing, cluster warnings). `chengyun worker` does this too.")
+    help = (gettext_noop("Run the intake pipeline over reports that Open311 and /api/v1/reports have received "
+                         "(classify, duplicates, case, routing, cluster warnings).")
+            + " `chengyun worker` does this too.")
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="process what is waiting now, then exit")

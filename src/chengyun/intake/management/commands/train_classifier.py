@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from chengyun.intake.classifier import (
     MIN_CALIBRATION_CASES,
@@ -29,13 +30,11 @@ MAX_F1_DROP = 0.05
 
 
 class Command(BaseCommand):
-    help = (
-        "Train a new text classifier version on the handled cases (staff corrections count 3x), print "
-        "held-out accuracy, macro F1 and per-category precision/recall, and store it (active unless "
-        "--no-activate, or unless its macro F1 is more than 5 points below the active version's on the same held-out "
-        "examples: then --force). "
-        "--list, --activate N and --rollback manage the stored versions."
-    )
+    help = (gettext_noop("Train a new text classifier version on the handled cases (staff corrections count 3x), "
+                         "print held-out accuracy, macro F1 and per-category precision/recall, and store it "
+                         "(active unless --no-activate, or unless its macro F1 is more than 5 points below the "
+                         "active version's on the same held-out examples: then --force).")
+            + " --list, --activate N and --rollback manage the stored versions.")
 
     def add_arguments(self, parser):
         parser.add_argument("--test-share", type=float, default=0.2, help="share of examples held out for scoring")

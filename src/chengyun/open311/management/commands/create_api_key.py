@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from chengyun.cases.errors import CaseError
 from chengyun.open311.models import ApiKey
@@ -7,7 +8,7 @@ from chengyun.open311.services import create_api_key
 
 
 class Command(BaseCommand):
-    help = "Make an Open311 API key for a partner and print it (it is shown only this once)."
+    help = gettext_noop("Make an Open311 API key for a partner and print it (it is shown only this once).")
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="the partner's name")

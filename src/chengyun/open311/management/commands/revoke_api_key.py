@@ -1,13 +1,15 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from chengyun.open311.models import ApiKey
 from chengyun.open311.services import revoke_api_key
 
 
 class Command(BaseCommand):
-    help = ("Revoke Open311 API keys: the key with this prefix, or the partner's key by its name (when the "
-            "partner has several active keys, as while a key is replaced: give the prefix, or --all).")
+    help = gettext_noop("Revoke Open311 API keys: the key with this prefix, or the partner's key by its name "
+                         "(when the partner has several active keys, as while a key is replaced: give the prefix, "
+                         "or --all).")
 
     def add_arguments(self, parser):
         parser.add_argument("prefix_or_name")

@@ -1,12 +1,13 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from chengyun.org.models import User
 from chengyun.org.services import create_token
 
 
 class Command(BaseCommand):
-    help = "Create an API bearer token for a user and print it (shown only once)."
+    help = gettext_noop("Create an API bearer token for a user and print it (shown only once).")
 
     def add_arguments(self, parser):
         parser.add_argument("username")

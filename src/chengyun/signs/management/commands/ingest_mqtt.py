@@ -4,14 +4,15 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from chengyun.signs.mqtt import DEFAULT_TOPICS, Subscriber
 
 
 class Command(BaseCommand):
-    help = ("Take in sensor readings from an MQTT broker (topics city/{sensor}/reading and "
-            "city/gateway/{id}/batch, see docs/sensors.md) in batches; a message is acknowledged "
-            "only once its readings are stored.")
+    help = gettext_noop("Take in sensor readings from an MQTT broker (topics city/{sensor}/reading and "
+                         "city/gateway/{id}/batch, see docs/sensors.md) in batches; a message is acknowledged only"
+                         " once its readings are stored.")
 
     def add_arguments(self, parser):
         parser.add_argument("--url", default=None, help="broker, mqtt://host:port (default: settings.MQTT_URL)")

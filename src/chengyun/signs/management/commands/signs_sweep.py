@@ -1,11 +1,12 @@
 import json
 
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext_noop
 
 
 class Command(BaseCommand):
-    help = ("Run the vital-signs periodic jobs once, now: computed indicators, silent sensors, anomaly "
-            "baselines, pruning of old readings (all of them when no job is named).")
+    help = gettext_noop("Run the vital-signs periodic jobs once, now: computed indicators, silent sensors, "
+                         "anomaly baselines, pruning of old readings (all of them when no job is named).")
 
     def add_arguments(self, parser):
         parser.add_argument("--compute", action="store_true", help="compute the computed indicators")

@@ -41,6 +41,7 @@ import paho.mqtt.client as mqtt
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from chengyun.signs.models import Rule, Sensor, Warning
 from chengyun.signs.mqtt import gateway_topic, parse_url, reading_topic
@@ -362,8 +363,8 @@ class DbSink:
 
 
 class Command(BaseCommand):
-    help = ("Publish live generated readings for the sensors in the database (over MQTT or the HTTP "
-            "batch API) so the vital-signs board moves during a demo.")
+    help = gettext_noop("Publish live generated readings for the sensors in the database (over MQTT or the HTTP "
+                         "batch API) so the vital-signs board moves during a demo.")
 
     def add_arguments(self, parser):
         parser.add_argument("--via", choices=("mqtt", "http", "db"), default="mqtt",
