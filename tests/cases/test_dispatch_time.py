@@ -145,8 +145,8 @@ def _escalations(case) -> list[tuple[int, str, str]]:
             for t in TimelineEntry.objects.filter(case=case, action="escalate").order_by("at", "pk")]
 
 
-def test_the_sweep_escalates_a_case_past_its_dispatch_time_to_the_district_then_the_city(category, admin_user,
-                                                                                          settings):
+def test_the_sweep_escalates_a_case_past_its_dispatch_time_to_the_district_then_the_city(client, category,
+                                                                                          admin_user, settings):
     settings.DISPATCH_HOURS = 2
     with simulated(T0):
         case = f.make_case(category=category, at="100102002", by=admin_user)
@@ -165,6 +165,12 @@ def test_the_sweep_escalates_a_case_past_its_dispatch_time_to_the_district_then_
     assert _escalations(case) == [(2, "100102", "Past its dispatch time"),
                                   (3, f.CITY, "Waiting for dispatch twice as long as allowed")]
     assert fresh(case.pk).status == "new", "escalation never changes the status"
+    client.force_login(admin_user)
+    with simulated(T0 + timedelta(hours=4, minutes=1)):
+        row = client.get("/console/", {"view": "past_dispatch"}).content.decode()
+    row = row[row.index(f">{case.number}<"):]
+    city = fresh(case.pk).escalated_to.display_name
+    assert f'level 3 <span class="muted">{city}</span>' in row[:row.index("</tr>")], "the queue says to which centre"
     with simulated(T0 + timedelta(days=2)):
         assert services.sweep_deadlines() == {"checked": 0, "near_due": 0, "overdue": 0, "past_dispatch_time": 0,
                                               "escalated": 0}, "at the top: not read again"

@@ -39,7 +39,7 @@ def queue(user, *, status: str | None = None, deadline: str | None = None, text:
     # The open list is the work at hand: a department's cases while it holds a part.
     q = scope.case_scope_q(user, active_parts=status == "open")
     qs = (Case.objects.filter(q) if q is not None else Case.objects.none()).select_related(
-        "category", "area", "area__level")
+        "category", "area", "area__level", "escalated_to")
     if status == "open":
         from .workflow import OPEN_STATUSES
 
