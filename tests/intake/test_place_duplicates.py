@@ -52,13 +52,34 @@ def test_a_call_placed_in_a_street_finds_the_pinned_case_in_its_grid(intake_worl
     assert call.duplicate_explanation["place_by"] == "area"
 
 
-def test_a_call_in_english_about_the_street_asks_a_dispatcher(intake_world, grid):
+def test_a_call_in_english_about_the_place_asks_a_dispatcher_where_the_place_is_small_for_the_category(
+        intake_world, grid, client, admin_user):
+    """The same area counts as close as two places in it usually are, to the category's
+    radius: the grid (about 2 km across, spread ~1.1 km) against a 3 km radius."""
+    from chengyun.taxonomy.models import Category
+
+    Category.objects.filter(code="0101").update(duplicate_radius_m=3000)
     case = pinned_leak(intake_world)
+    call = submit(ReportInput(channel="hotline", description="A water pipe burst, water all over the road",
+                              category="0101", area="100101001001")).report
+    exp = call.duplicate_explanation
+    assert call.duplicate == DuplicateOutcome.ASK and exp["best_case"] == case.number
+    assert exp["text_compared"] is False and exp["place_by"] == "area"
+    assert 1000 < exp["spread_m"] < 1200 and exp["place"] == pytest.approx(1 - exp["spread_m"] / 3000, abs=1e-3)
+    client.force_login(admin_user)
+    page = client.get(f"/console/cases/{call.case.number}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert f"same area: places in it are typically {exp['spread_m']} m apart" in page
+    assert "place 0.6" in page and "× 0.64" in page and "× 0.6364" not in page, "weights rounded as shown"
+
+
+def test_a_street_much_wider_than_the_category_radius_says_nothing_about_the_place(intake_world, grid):
+    """This test city's streets are tens of kilometres across: a leak somewhere in one
+    is not the pinned leak, and the call in English is a case of its own."""
+    pinned_leak(intake_world)
     call = submit(ReportInput(channel="hotline", description="A water pipe burst, water all over the road",
                               category="0101", area="100101001")).report
     exp = call.duplicate_explanation
-    assert call.duplicate == DuplicateOutcome.ASK and exp["best_case"] == case.number
-    assert exp["text_compared"] is False and exp["place"] == 0.5 and exp["place_by"] == "area"
+    assert call.duplicate == DuplicateOutcome.NEW and exp["place"] == 0 and exp["spread_m"] > 10_000
 
 
 def test_an_import_finds_the_pinned_case_in_the_streets_grid(intake_world, grid, tmp_path):
@@ -91,3 +112,47 @@ def test_of_the_cases_a_dispatcher_might_be_asked_about_one_whose_text_was_compa
     assert third.duplicate == DuplicateOutcome.ASK
     assert third.duplicate_explanation["best_case"] == first.case.number
     assert "text_compared" not in third.duplicate_explanation
+
+
+def test_a_case_of_another_category_counts_only_with_words_alike(intake_world, tmp_path):
+    """A street-light report at the spot of a fresh leak case is not asked about (live and
+    in an import); a report that says what the case says, filed under a sibling
+    category, still is a duplicate question."""
+    lon, lat = f.centre("100103001")
+    leak = submit(ReportInput(channel="web", description=LEAK, category="0101", lon=lon, lat=lat)).report.case
+    lamp = submit(ReportInput(channel="web", description="路灯不亮 晚上很黑", category="0102", lon=lon,
+                              lat=lat)).report
+    assert lamp.duplicate == DuplicateOutcome.NEW and "best_case" not in lamp.duplicate_explanation
+    assert lamp.duplicate_explanation["candidates"] == 1
+    alike = submit(ReportInput(channel="web", description=LEAK, category="0102", lon=lon, lat=lat + 0.0001)).report
+    assert alike.duplicate != DuplicateOutcome.NEW and alike.duplicate_explanation["best_case"] == leak.number
+    assert alike.duplicate_explanation["category_factor"] == 0.8
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [
+        {"external_id": "L1", "description": "Street light out, very dark at night", "category": "0102",
+         "lon": lon, "lat": lat, "received_at": leak.created_at.isoformat()},
+        {"external_id": "L2", "description": "路灯不亮 晚上很黑", "category": "0102", "lon": lon,
+         "lat": lat + 0.0002, "received_at": leak.created_at.isoformat()},
+    ]), encoding="utf-8")
+    call_command("import_reports", str(path), stdout=open("/dev/null", "w"))
+    english, chinese = Report.objects.get(external_id="L1"), Report.objects.get(external_id="L2")
+    assert english.duplicate == DuplicateOutcome.NEW, "another category and another language: never counted"
+    # The Chinese street-light row: not the leak; the case the first lamp report made is its own category.
+    assert chinese.duplicate_explanation.get("best_case") != leak.number
+
+
+def test_the_same_place_counts_for_a_call_in_the_cases_language_too(intake_world, grid):
+    """A Chinese call in the grid of a Chinese case, with words only somewhat alike: the
+    grid counts (it used to count only across languages, so such a call was asked about
+    an English case of the street rather than the Chinese ones)."""
+    from chengyun.taxonomy.models import Category
+
+    Category.objects.filter(code="0101").update(duplicate_radius_m=3000)
+    case = pinned_leak(intake_world)
+    call = submit(ReportInput(channel="hotline", description="这边好像水管爆了，到处是水", category="0101",
+                              area="100101001001")).report
+    exp = call.duplicate_explanation
+    assert exp["best_case"] == case.number and "text_compared" not in exp
+    assert exp["place_by"] == "area" and exp["place"] > 0.5
+    assert exp["text"] < 0.6 and call.duplicate == DuplicateOutcome.ASK, exp

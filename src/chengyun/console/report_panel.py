@@ -128,6 +128,7 @@ def duplicate_view(explanation: dict) -> dict:
         "parts": parts,
         "text_not_compared": not compared,
         "distance_m": exp.get("distance_m"),
+        "spread_m": exp.get("spread_m"),
         "category_factor": exp.get("category_factor"),
         "best_case": exp.get("best_case"),
         "candidates": exp.get("candidates"),

@@ -91,6 +91,7 @@ from chengyun.taxonomy.models import Category, Priority, RoutingRule
 from . import cluster, dedup, numbers
 from .classifier import active_model
 from .dedup import (
+    RELATED_MIN_TEXT,
     SIBLING_FACTOR,
     UNCLASSIFIED_FACTOR,
     WEIGHTS,
@@ -624,11 +625,15 @@ def _scored(e: list, cat: int, age: int, window: int, X, i: int, ask_at: float, 
     tim = max(0.0, 1.0 - age / window) if window else 0.0
     rest = weights[where] * closeness + weights["time"] * tim
     if script and e[10] and script != e[10]:  # not dedup.comparable(), spelt out: called for every candidate
+        if factor < 1.0:  # another category counts only with words alike (dedup.related_counts)
+            return None
         score = factor * rest / (1.0 - weights["text"])
         return None if score < ask_at else (score, None, tim, factor)
     if factor * (weights["text"] + rest) < ask_at:
         return None
     text = max(0.0, min(1.0, _row_dot(X, i, e[6], e[7])))
+    if factor < 1.0 and text < RELATED_MIN_TEXT:
+        return None
     return factor * (weights["text"] * text + rest), text, tim, factor
 
 
@@ -830,7 +835,7 @@ class OpenCaseIndex:
         """:meth:`best` for a report without a point, as :func:`.dedup.find_duplicate`
         by place: the open cases with the same address key, and in the area
         ``area_id`` (None: the area is too wide to match in)."""
-        window = self.window[cat]
+        window, radius = self.window[cat], self.radius[cat]
         key = address_key(address)
         lists = []
         around = self._around(area_id) if area_id is not None else []
@@ -847,12 +852,12 @@ class OpenCaseIndex:
                 seen.add(e[3])
                 n += 1
                 same_address = bool(key) and e[8] == key
-                place = dedup.place_closeness(same_address, dedup.comparable(script, e[10]))
+                place, spread = dedup.place_closeness(same_address, area_id, e[9], radius)
                 got = _scored(e, cat, age, window, X, i, ask_at, weights, "place", place, script)
                 if got is not None and (order := rank(got[0], got[1] is not None, attach_at, ask_at)) > best_rank:
                     best, best_rank, (best_score, text, tim, factor) = e, order, got
                     best_parts = {**_text_parts(text, {"place": round(place, 4), "time": round(tim, 4)}),
-                                  "category_factor": factor, "place_by": "address" if same_address else "area"}
+                                  "category_factor": factor, **dedup.place_by(same_address, spread)}
         return best, best_score, best_parts, n
 
     def best(self, cat: int, lon: float, lat: float, t: int, X, i: int, ask_at: float, script: str,

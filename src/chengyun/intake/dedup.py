@@ -13,7 +13,10 @@ parent), within the category's radius and time window. Each gets a score in
 factor is 1 for the same category and 0.8 for a sibling or for an open case
 nobody has classified yet (the classifier was unsure and no one has chosen its
 category: without it, the same words sent twice while the classifier is
-unsure would make two cases; radius and window are the new report's). At or above
+unsure would make two cases; radius and window are the new report's). A case of
+another category counts only when the words are alike: text similarity at
+least ``RELATED_MIN_TEXT`` (0.3), compared, so a street-light report at the spot of
+a fresh manhole-cover case is not a duplicate question. At or above
 ``DUPLICATE_ATTACH_SCORE`` the report is attached to the case; at or above
 ``DUPLICATE_ASK_SCORE`` a dispatcher is asked; below, it is a new case.
 
@@ -22,13 +25,13 @@ address) is matched by place instead: the candidates are the open cases of
 those categories and window with the same address, or in the same area when
 the address was placed at street level or finer: in it (a pinned case lies in
 a grid of the street the call names) or in an area that holds it down to the
-street. ``place`` takes the distance's weight: 1 for the same address, 0 for
-the same area only. So an area alone can at most make a dispatcher ask
-(0.45 + 0.20 = 0.65, under the attach score), never attach a report by
-itself. Where the texts are not compared (two languages, below) the same area
-counts half (``AREA_PLACE_UNCOMPARED``): a call in English about a street
-where a case of its category was opened in the first half of the window
-makes a dispatcher ask.
+street. ``place`` takes the distance's weight: 1 for the same address; for
+the same area only, as close as two places in that area (the coarser of the
+report's and the case's) usually are to the category's radius:
+``1 - spread / radius``, at least 0, where the spread is half the side of a
+square of the area's size (``area_spread_m``). A no-water call (radius 1,500 m)
+in 南京东路街道 (2.1 km², spread 719 m) so gets 0.52 for the street; a
+street-light call (50 m) gets 0: the street says nothing about which lamp.
 
 Texts in different languages (an English report beside a Chinese case)
 share no n-grams, so their similarity says nothing. A text is Chinese when
@@ -44,6 +47,7 @@ dispatcher instead of becoming a case of its own unasked.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -62,7 +66,7 @@ from .textfeatures import CharNgramTfidf
 WEIGHTS = {"text": 0.45, "distance": 0.35, "time": 0.20}
 PLACE_WEIGHTS = {"text": 0.45, "place": 0.35, "time": 0.20}  # without a point (see above)
 PLACE_DEPTH = 2  # street level: an area this deep or deeper is narrow enough to match in
-AREA_PLACE_UNCOMPARED = 0.5  # the same area, where the texts cannot be compared (see the module)
+RELATED_MIN_TEXT = 0.3  # a sibling or unclassified case counts only with words this alike (see the module)
 NOT_CHECKED_PLACE = "no point, and no address or area finer than a district: not checked"
 SAID_BY_STAFF = "attached by staff: the same problem"  # the hotline operator chose the case
 
@@ -113,10 +117,42 @@ def comparable(a: str, b: str) -> bool:
     return not (a and b and a != b)
 
 
-def place_closeness(same_address: bool, compared: bool) -> float:
-    """The place part of a match without a point: 1 for the same address; for the
-    same area only, 0, or half where the texts cannot be compared (see the module)."""
-    return 1.0 if same_address else 0.0 if compared else AREA_PLACE_UNCOMPARED
+def area_spread_m(area_id: int) -> float:
+    """How far apart two places in an area usually are: half the side of a square
+    of its size, in metres (cached per locator)."""
+    from chengyun.areas.locator import get_locator
+
+    loc = get_locator()
+    spreads = loc.__dict__.setdefault("_spread_m", {})
+    spread = spreads.get(area_id)
+    if spread is None:
+        geom = loc.geoms[loc.index_of_id[area_id]]
+        metres_per_degree = 111_320.0
+        size = geom.area * metres_per_degree**2 * math.cos(math.radians(geom.centroid.y))
+        spread = spreads[area_id] = 0.5 * math.sqrt(size)
+    return spread
+
+
+def place_closeness(same_address: bool, area_id: int | None, case_area_id: int | None,
+                    radius_m: float) -> tuple[float, float | None]:
+    """The place part of a match without a point, and the spread it was made with
+    (None for the same address): 1 for the same address; for the same area only,
+    ``1 - spread / radius`` of the coarser of the two areas (see the module)."""
+    if same_address or area_id is None or case_area_id is None:
+        return (1.0 if same_address else 0.0), None
+    from chengyun.areas.locator import get_locator
+
+    by_id = get_locator().by_id
+    mine, theirs = by_id.get(area_id), by_id.get(case_area_id)
+    coarser = area_id if theirs is None or (mine is not None and mine.depth <= theirs.depth) else case_area_id
+    spread = area_spread_m(coarser)
+    return (max(0.0, 1.0 - spread / radius_m) if radius_m else 0.0), spread
+
+
+def related_counts(factor: float, text: float, compared: bool) -> bool:
+    """Whether a candidate of another category (or none) counts: only with words
+    alike, compared (see the module); one of the same category always does."""
+    return factor >= 1.0 or (compared and text >= RELATED_MIN_TEXT)
 
 
 def scored(parts: dict, weights: dict, factor: float, *, compared: bool) -> float:
@@ -245,6 +281,8 @@ def find_duplicate(*, category: Category | None, lon, lat, at, text: str, exclud
             "time": max(0.0, 1.0 - age / window.total_seconds()),
         }
         factor = category_factor(related, c.category_id)
+        if not related_counts(factor, parts["text"], same_language):
+            continue
         score = scored(parts, WEIGHTS, factor, compared=same_language)
         key = rank(score, same_language, attach_at, ask_at)
         if best is None or key > best[0]:
@@ -273,7 +311,9 @@ def _rounded(parts: dict, compared: bool) -> dict:
     return out
 
 
-def _best_match(best: tuple, base: dict, attach_at: float, ask_at: float) -> Match:
+def _best_match(best: tuple | None, base: dict, attach_at: float, ask_at: float) -> Match:
+    if best is None:  # none counted (other categories with other words)
+        return Match(None, 0.0, "new", base)
     (_key, score, case, parts) = best
     compared = parts.get("text_compared", True)
     outcome = outcome_of(score, compared, attach_at, ask_at)
@@ -372,15 +412,26 @@ def _by_place(*, category: Category, area, address: str, at, text: str, exclude_
     for c, sim, same_language in zip(near, sims, compared, strict=True):
         age = max(0.0, (at - active_since(c.created_at, c.waiting_since, at)).total_seconds())
         same_address = bool(key) and address_key(c.address) == key
+        place, spread = place_closeness(same_address, area.id if area is not None else None, c.area_id,
+                                        category.duplicate_radius_m)
         parts = {
             "text": max(0.0, min(1.0, sim)),
-            "place": place_closeness(same_address, same_language),
+            "place": place,
             "time": max(0.0, 1.0 - age / window.total_seconds()),
         }
         factor = category_factor(related, c.category_id)
+        if not related_counts(factor, parts["text"], same_language):
+            continue
         score = scored(parts, PLACE_WEIGHTS, factor, compared=same_language)
         order = rank(score, same_language, attach_at, ask_at)
         if best is None or order > best[0]:
             best = (order, score, c, {**_rounded(parts, same_language), "category_factor": factor,
-                                     "place_by": "address" if same_address else "area"})
+                                     **place_by(same_address, spread)})
     return _best_match(best, base, attach_at, ask_at)
+
+
+def place_by(same_address: bool, spread: float | None) -> dict:
+    """How a match without a point was placed, for its explanation."""
+    if same_address:
+        return {"place_by": "address"}
+    return {"place_by": "area", "spread_m": round(spread) if spread is not None else None}
