@@ -225,7 +225,7 @@ def create(request, body: CaseIn):
 ActionName = Literal[
     "accept", "reject", "merge", "dispatch", "return", "recall", "request_extension", "approve_extension", "deny_extension",
     "start", "report_done", "verify_ok", "verify_fail", "close", "callback", "reopen", "escalate",
-    "unmerge", "self_dispose", "reclassify",
+    "unmerge", "self_dispose", "reclassify", "relocate",
 ]
 
 
@@ -244,6 +244,9 @@ class ActionIn(Schema):
     hours: float | None = Field(None, description="request_extension: the extra hours.")
     satisfaction: str | None = Field(None, description="callback: the reporter's satisfaction.")
     resolved: bool | None = Field(None, description="callback: whether the reporter says it is solved.")
+    area: str | None = Field(None, description="relocate: the code of the area the case is in (or give lon and lat).")
+    lon: float | None = Field(None, description="relocate: the case's longitude (WGS84), with lat.")
+    lat: float | None = Field(None, description="relocate: the case's latitude (WGS84), with lon.")
 
 
 def _department(code: str | None, field: str) -> Department | None:
@@ -307,6 +310,13 @@ def run_action(user, case: Case, action: str, body: ActionIn) -> Case:
             if category is None:
                 raise CaseInvalid(_("Choose a category."), field="category")
             return s.reclassify_case(case, by=user, category=category, note=note)
+        case "relocate":
+            area = None
+            if body.area:
+                area = Area.objects.filter(code=body.area).first()
+                if area is None:
+                    raise CaseInvalid(_("No area has the code %(code)s.") % {"code": body.area}, field="area")
+            return s.relocate_case(case, by=user, area=area, lon=body.lon, lat=body.lat, note=note)
     raise CaseInvalid(_("Unknown action “%(action)s”.") % {"action": action}, field="action")
 
 

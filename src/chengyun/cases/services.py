@@ -308,6 +308,49 @@ def reclassify_case(case: Case, *, by, category: Category, note: str = "") -> Ca
     return case
 
 
+RELOCATE_ROLES = {Role.OPERATOR, Role.DISPATCHER, Role.ADMIN}
+
+
+def relocate_case(case: Case, *, by, area: Area | None = None, lon=None, lat=None, note: str = "") -> Case:
+    """Correct where a case is before it is dispatched (or when reopened; a
+    dispatched one is recalled first): a point, located in the area tree, or an
+    area (a street of the district an address named, say). A point outside the
+    new area is dropped. The route is then suggested for the new place."""
+    if case.status not in (S.NEW, S.ACCEPTED, S.REOPENED):
+        raise InvalidTransition(_("Only a case that is not yet dispatched can be moved: recall it first."))
+    if not scope.can_act(by, case, RELOCATE_ROLES):
+        raise CaseForbidden(_("You may not move this case."))
+    if lon is not None or lat is not None:
+        check_point(lon, lat)
+        chain = locate(lon, lat)
+        if not chain:
+            raise CaseInvalid(_("This point is outside the city's areas."), field="lon")
+        area = Area.objects.get(pk=chain[-1].id)
+    elif area is None:
+        raise CaseInvalid(_("Choose an area or give a point."), field="area")
+    elif case.lon is not None and not any(a.id == area.pk for a in locate(case.lon, case.lat)):
+        lon = lat = None  # the old point is not in the area it was moved to
+    else:
+        lon, lat = case.lon, case.lat
+    if not scope.can_act_in(by, area.path, RELOCATE_ROLES):
+        raise CaseForbidden(_("%(area)s is outside your area.") % {"area": area.display_name})
+    if area.pk == case.area_id and (lon, lat) == (case.lon, case.lat):
+        return case
+    previous = case.area
+    at = now()
+    with transaction.atomic():
+        claimed = Case.objects.filter(pk=case.pk, version=case.version).update(
+            area=area, area_path=area.path, lon=lon, lat=lat, version=F("version") + 1)
+        if claimed != 1:
+            raise CaseConflict(_("Someone else changed case %(number)s first. Reload it and try again.") % {"number": case.number})
+        case.area, case.area_path, case.lon, case.lat = area, area.path, lon, lat
+        case.version += 1
+        data = {"from": previous.code if previous else None, "to": area.code, "lon": lon, "lat": lat}
+        _timeline(case, "relocate", by, at=at, note=note, data=data)
+        record("case.relocate", actor=by, obj=case, at=at, data={"number": case.number, **data, "note": note})
+    return case
+
+
 def reject_case(case: Case, *, by, reason: str) -> Case:
     return _act(case, "reject", by, note=reason, fields={"closed_at": now()})
 

@@ -524,6 +524,40 @@ def reclassify(request, number):
     )
 
 
+@login_required
+@require_POST
+def relocate(request, number):
+    """Correct where a case is (an area from the list, or a point), before dispatch."""
+    from chengyun.cases.api import ActionIn, run_action
+
+    case = _case_or_404(request, number)
+    try:
+        lon, lat = (_coordinate(request.POST, name) for name in ("lon", "lat"))
+    except CaseInvalid as exc:
+        messages.error(request, exc.message)
+        return redirect("console:case", number=case.number)
+    body = ActionIn(area=request.POST.get("area", "").strip() or None, lon=lon, lat=lat,
+                    note=request.POST.get("note", "").strip())
+    return _done(
+        request, case,
+        lambda: run_action(request.user, case, "relocate", body),
+        lambda c: _("The case is now in %(area)s.") % {"area": " › ".join(
+            a.display_name for a in c.area.ancestors()[1:]) or c.area.display_name},
+    )
+
+
+def _coordinate(data, name: str) -> float | None:
+    raw = (data.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        label = _("Longitude") if name == "lon" else _("Latitude")
+        raise CaseInvalid(_("%(field)s: “%(value)s” is not a number.") % {"field": label, "value": raw},
+                          field=name) from None
+
+
 # --------------------------------------------------------------------------- one incident, one case
 
 

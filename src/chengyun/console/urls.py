@@ -17,6 +17,7 @@ urlpatterns = [
     path("console/cases/<str:number>/", views.case_detail, name="case"),
     path("console/cases/<str:number>/act/<str:action>/", views.case_action, name="case_action"),
     path("console/cases/<str:number>/reclassify/", intake_views.reclassify, name="reclassify"),
+    path("console/cases/<str:number>/relocate/", intake_views.relocate, name="relocate"),
     path("console/cases/<str:number>/cluster/merge/", intake_views.merge_cluster, name="merge_cluster"),
     path("console/cases/<str:number>/duplicates/<int:pk>/", intake_views.decide, name="decide_duplicate"),
     path("console/cases/<str:number>/reports/<str:report_number>/reveal/", intake_views.reveal_contact,

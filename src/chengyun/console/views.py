@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop, pgettext
 from django.views.decorators.http import require_POST
 
+from chengyun.areas.models import Area
 from chengyun.cases import services
 from chengyun.cases.api import ActionIn, allowed_actions, run_action
 from chengyun.cases.errors import CaseError
@@ -295,6 +296,7 @@ EXTRA_ACTION_LABELS = {
     "report_attached": gettext_lazy("Another report attached (duplicate)"),
     "report_detached": gettext_lazy("Report detached: not the same problem"),
     "duplicate_kept": gettext_lazy("Kept apart: not the same problem"),
+    "relocate": gettext_lazy("Moved"),
 }
 
 
@@ -368,6 +370,8 @@ def timeline_rows(case):
     dept_codes = {t.data.get("department") or t.data.get("lead") for t in entries} - {None, ""}
     departments = {d.code: d for d in Department.objects.filter(code__in=dept_codes)}
     priorities = dict(Priority.choices)
+    moved = {t.data.get(k) for t in entries if t.action == "relocate" for k in ("from", "to")} - {None}
+    areas = {a.code: a.display_name for a in Area.objects.filter(code__in=moved)} if moved else {}
     for t in entries:
         label = ACTIONS[t.action].label if t.action in ACTIONS else EXTRA_ACTION_LABELS.get(t.action, t.action)
         if t.action == "reclassify":
@@ -381,6 +385,9 @@ def timeline_rows(case):
                 label = _("Reclassified: %(old)s → %(new)s; priority %(p_old)s → %(p_new)s (the new category's)") % {
                     "old": named(t.data.get("from")), "new": named(t.data.get("to")),
                     "p_old": priorities.get(old, old), "p_new": priorities.get(new, new)}
+        if t.action == "relocate":
+            label = _("Moved: %(old)s → %(new)s") % {"old": areas.get(t.data.get("from")) or _("no area"),
+                                                     "new": areas.get(t.data.get("to")) or t.data.get("to")}
         if t.action == "duplicate_kept" and t.data.get("case"):
             label = _("Kept apart from %(case)s: not the same problem") % {"case": t.data["case"]}
         dept = t.data.get("department") or t.data.get("lead") or ""

@@ -78,6 +78,15 @@ def can_act(user, case, roles: set[str]) -> bool:
     return any(a.role in roles and covers_case(a, case, active_only=True) for a in assignments(user))
 
 
+def can_act_in(user, area_path: str, roles: set[str]) -> bool:
+    """Whether the user holds one of ``roles`` over the area at ``area_path`` (an
+    area assignment holding it, or a city-wide one; not a department's)."""
+    if user and user.is_authenticated and user.is_superuser:
+        return True
+    return any(a.role in roles and not a.department_id and (not a.area_id or area_path.startswith(a.area.path))
+               for a in assignments(user))
+
+
 def can_see(user, case) -> bool:
     if user and user.is_authenticated and user.is_superuser:
         return True
