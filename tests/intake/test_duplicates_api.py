@@ -111,7 +111,11 @@ def test_grey_zone_kept_apart(client, staff, sensor, settings, intake_world):
 
     kept = post(client, staff["dispatcher"], f"{SUGGESTIONS}/{suggestion.pk}", merge=False, note="另一处水管")
     assert kept["status"] == "kept"
-    assert Case.objects.get(number=second["case"]).status == "new"
+    # Kept apart, it goes on as it would have without the question: its category was
+    # certain and a rule routes it.
+    assert Case.objects.get(number=second["case"]).status == "dispatched"
+    assert [t.action for t in Case.objects.get(number=second["case"]).timeline.order_by("at", "pk")][-3:] == [
+        "duplicate_kept", "accept", "dispatch"]
     assert Case.objects.get(number=first["case"]).status == "dispatched"
     # The case says what was decided, on its timeline and beside the report.
     entry = Case.objects.get(number=second["case"]).timeline.get(action="duplicate_kept")

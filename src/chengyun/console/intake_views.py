@@ -507,7 +507,9 @@ def decide(request, number, pk: int):
         request, case,
         lambda: decide_suggestion(suggestion, merge=merge, by=request.user, note=request.POST.get("note", "").strip()),
         _("Merged into case %(case)s.") % {"case": suggestion.candidate.number} if merge
-        else _("Kept apart from case %(case)s.") % {"case": suggestion.candidate.number},
+        else lambda s: (_("Kept apart from case %(case)s; dispatched by the routing rules.")
+                        if Case.objects.filter(pk=s.case_id, dispatched_at__isnull=False).exists()
+                        else _("Kept apart from case %(case)s.")) % {"case": suggestion.candidate.number},
     )
 
 

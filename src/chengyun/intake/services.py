@@ -750,7 +750,27 @@ def decide_suggestion(suggestion: DuplicateSuggestion, *, merge: bool, by, note:
             "case": suggestion.case.number, "candidate": suggestion.candidate.number, "merge": merge,
             "score": round(suggestion.score, 4),
         })
+        if not merge:
+            _route_when_kept(suggestion)
     return suggestion
+
+
+def _route_when_kept(suggestion: DuplicateSuggestion) -> None:
+    """A case kept apart goes on as it would have without the question: accepted and
+    dispatched by the routing rules when its category was certain (the classifier's,
+    or the reporter's undisputed, or one staff chose since) and no other question
+    is open."""
+    case = Case.objects.select_related("category", "area").get(pk=suggestion.case_id)
+    if case.status != CaseStatus.NEW or case.category_id is None:
+        return
+    if DuplicateSuggestion.objects.filter(case=case, status=SuggestionStatus.PENDING).exists():
+        return
+    report = suggestion.report
+    why = report.classification or {}
+    certain = (why.get("decided_by") == "classifier" or (why.get("decided_by") == "reporter" and not why.get("disagrees"))
+               or case.category_id != report.category_id)
+    if certain:
+        auto_route(case, why)
 
 
 def detach_report(report: Report, *, by, reason: str) -> Case:
