@@ -171,3 +171,27 @@ def test_a_report_sent_by_a_partner_system_is_trackable_before_the_pipeline_has_
     assert "being sent to the responsible department" in page and "13812345678" not in page
     received.process_received(ids=[report.pk])
     assert "being sent to the responsible department" not in track(client, report.number, **EN)
+
+
+def test_an_attached_report_follows_the_case_from_its_own_arrival(client, intake_world):
+    """Its timeline begins with its own arrival, not with the first report's, and says
+    when the problem was first reported."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from chengyun.clock import simulated
+
+    t0 = datetime(2026, 3, 2, 16, 39, tzinfo=ZoneInfo("Asia/Shanghai"))
+    lon, lat = f.centre("100102001")
+    with simulated(t0):
+        first = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+    with simulated(t0 + timedelta(hours=2, minutes=3)):
+        again = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+    assert again.case_id == first.case_id
+    html = track(client, again.number, **EN)
+    steps = re.search(r'id="h-timeline">.*?<ol class="timeline">(.*?)</ol>', html, re.S).group(1)
+    labels = re.findall(r"<span>([^<]*)</span>", steps)
+    assert labels[0] == "Your report received: handled with this case", labels
+    assert "2026-03-02T18:42" in steps and "2026-03-02T16:39" not in steps, "nothing before its own arrival"
+    assert "It was first reported on" in html
+    assert "It was first reported on" not in track(client, first.number, **EN), "the first report is the case's own"

@@ -210,13 +210,23 @@ def track_detail(request, number: str):
     case = _surviving(own)  # the case whose status the reporter follows
     merged = found.duplicate == DuplicateOutcome.ATTACHED or case.pk != own.pk
     area = case.area if case.area_id else found.area
+    timeline = public_timeline(case)
+    first_reported = None
+    if merged:
+        # The case began before this report: its steps from this report on, the
+        # report's own arrival first (an attached report has no steps of its own).
+        first_reported = case.created_at if case.created_at < found.received_at else None
+        timeline = [s for s in timeline if s["at"] >= found.received_at]
+        if case.pk == own.pk:
+            timeline.insert(0, {"at": found.received_at, "label": _("Your report received: handled with this case")})
     return page(request, "portal/track_detail.html", {
         "active": "track", "report": found,
         "category": case.category if case.category_id else found.category,
         "chain": area.ancestors() if area is not None else [],
         "status": _status(case),
         "merged": merged,
-        "timeline": public_timeline(case),
+        "first_reported": first_reported,
+        "timeline": timeline,
         "own_timeline": public_timeline(own) if case.pk != own.pk else [],
     })
 
