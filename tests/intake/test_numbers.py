@@ -55,3 +55,18 @@ def test_many_at_once_equal_one_at_a_time():
 ])
 def test_what_people_type_is_tidied(typed, number):
     assert numbers.normalise(typed) == number
+
+
+def test_a_digit_too_many_is_caught():
+    """A 0 added to a valid number keeps Damm's check valid; an id of eight digits never
+    begins with 0, so such a number cannot be one (a trial typed one and got a plain 404)."""
+    number = numbers.tracking_number("20261128", 30561)
+    assert numbers.valid(number) and numbers.valid(number + "0") is False
+    assert numbers.valid(numbers.tracking_number("20261128", 12_345_678)), "ids from ten million on: 17 digits, still valid"
+
+
+@pytest.mark.django_db
+def test_the_track_page_says_a_number_with_a_digit_too_many_cannot_be_right(client):
+    number = numbers.tracking_number("20261128", 30561) + "0"
+    response = client.get(f"/track/{number}/", HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 404 and "This number cannot be right" in response.content.decode()

@@ -73,6 +73,10 @@ def valid(number: str) -> bool:
     digits = number[1:] if number[:1] in "Rr" else number
     if not (digits.isascii() and digits.isdigit()):
         return False
+    if len(digits) > DIGITS and digits[8] == "0":
+        # An id of eight digits or more has no leading zero: a digit too many, which
+        # Damm's check does not catch at the end (a valid number with a 0 added is valid).
+        return False
     return len(digits) < DIGITS or check_digit(digits) == "0"
 
 
