@@ -235,6 +235,8 @@ INTAKE_PIPELINE_REFRESH_SECONDS = int(os.environ.get("CHENGYUN_INTAKE_PIPELINE_R
 # Messages to reporters who asked for them (chengyun.intake.notify), sent by the worker.
 # The address in links (tracking page, stop link): how the public reaches this server.
 PUBLIC_URL = os.environ.get("CHENGYUN_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Open311 discovery's "contact": who partners call about the API (default: the centre, at PUBLIC_URL).
+OPEN311_CONTACT = os.environ.get("CHENGYUN_OPEN311_CONTACT", "")
 # Email: SMTP when CHENGYUN_EMAIL_HOST is set; else each message is written to a
 # file in <data dir>/mail (nothing leaves the machine; the demo's mail is there).
 if os.environ.get("CHENGYUN_EMAIL_HOST"):

@@ -28,6 +28,17 @@ def test_discovery_json_and_xml(client, services_world):
     assert [x.text for x in root.findall("endpoints/endpoint/formats/format")] == ["text/xml", "application/json"]
 
 
+def test_the_endpoints_own_address_leads_to_discovery_and_discovery_says_whom_to_contact(client, services_world,
+                                                                                         settings):
+    r = client.get(BASE)
+    assert r.status_code == 302 and r["Location"] == BASE + "discovery.json"
+    settings.PUBLIC_URL = "https://12345.example.gov.cn"
+    assert body(client.get(BASE + "discovery.json", {"locale": "en"}))["contact"] == (
+        "The city operations centre, at https://12345.example.gov.cn.")
+    settings.OPEN311_CONTACT = "api@12345.example.gov.cn, 021-12345"
+    assert body(client.get(BASE + "discovery.json"))["contact"] == "api@12345.example.gov.cn, 021-12345"
+
+
 def test_discovery_changeset_moves_when_a_service_or_its_definition_changes(client, services_world):
     """Clients cache the service list and definitions by the changeset: it moves
     with a category's edit (name, deactivation) and an attribute's deletion."""
@@ -181,7 +192,7 @@ def test_a_city_that_names_no_jurisdiction_ignores_the_parameter(client, service
 
 
 @pytest.mark.parametrize(("path", "fmt"), [("services.csv", "json"), ("services.html", "json"),
-                                           ("nothing/here.xml", "xml"), ("", "json")])
+                                           ("nothing/here.xml", "xml"), ("requests", "json")])
 def test_anything_else_is_the_specs_404_error_list(client, services_world, path, fmt):
     r = client.get(BASE + path, {"locale": "en"})
     assert r.status_code == 404

@@ -9,6 +9,7 @@ app_name = "open311"
 FMT = r"\.(?P<fmt>json|xml)$"
 
 urlpatterns = [
+    re_path(r"^$", views.root, name="root"),
     re_path(r"^discovery" + FMT, views.discovery, name="discovery"),
     re_path(r"^services" + FMT, views.service_list, name="services"),
     re_path(r"^services/(?P<code>[^/]+?)" + FMT, views.service_definition, name="service"),

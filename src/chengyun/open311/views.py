@@ -375,7 +375,8 @@ def discovery(request, fmt, params):
     url = request.build_absolute_uri(reverse("open311:discovery", kwargs={"fmt": fmt})).rsplit("/", 1)[0]
     data = {
         "changeset": changeset,
-        "contact": getattr(settings, "OPEN311_CONTACT", "") or _("Contact the city operations centre."),
+        "contact": settings.OPEN311_CONTACT or _("The city operations centre, at %(url)s.") % {
+            "url": settings.PUBLIC_URL},
         "key_service": getattr(settings, "OPEN311_KEY_SERVICE", "")
         or _("API keys are issued by the city operations centre."),
         "endpoints": [{
@@ -631,6 +632,13 @@ def _post_update(fmt, params):
 
 
 # --------------------------------------------------------------------------- anything else
+
+
+def root(request):
+    """The endpoint's own address: its discovery document (where GeoReport clients start)."""
+    from django.shortcuts import redirect
+
+    return redirect("open311:discovery", fmt="json")
 
 
 @csrf_exempt
