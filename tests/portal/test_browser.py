@@ -41,6 +41,7 @@ def test_reporting_and_tracking_without_javascript(browser, live_server, intake_
     page.goto(live_server.url + "/report/")
     assert page.get_attribute("html", "lang") == "zh-Hans"
     assert not page.is_visible("#map-block"), "without JavaScript there is no map, only fields"
+    assert "地图" not in page.inner_text("#where-hint"), "nor does the hint speak of one"
 
     page.click("button.primary.big")  # nothing filled in
     sync_api.expect(page.locator("#error-summary")).to_be_focused()
@@ -104,6 +105,7 @@ def test_the_map_places_a_pin_and_fills_in_the_position(browser, live_server, in
     page = context.new_page()
     page.goto(live_server.url + "/report/")
     sync_api.expect(page.locator("#map-block")).to_be_visible()
+    sync_api.expect(page.locator("#where-hint")).to_contain_text("a pin on the map")  # there is one now
     sync_api.expect(page.locator("#map path.leaflet-interactive").first).to_be_visible()  # district outlines
     assert page.locator("#map a.leaflet-control-zoom-in").get_attribute("title") == "Zoom in"
     # Wait for the map to settle (fitting the outlines is animated: a click during the

@@ -316,7 +316,7 @@ def test_a_photo_that_knows_its_place_is_place_enough(client, intake_world):
 def test_a_photo_without_a_place_does_not_stand_in_for_one(client, intake_world):
     photo = SimpleUploadedFile("p.jpg", _plain_jpeg(), "image/jpeg")
     response = client.post("/report/", {**report_form(client, description="井盖缺失"), "photo": photo}, **EN)
-    assert response.status_code == 200 and "pin on the map" in _field_error(response.content.decode(), "address")
+    assert response.status_code == 200 and "give its coordinates" in _field_error(response.content.decode(), "address")
 
 
 def test_a_photo_over_the_size_limit_is_refused_on_the_photo_field(client, intake_world, settings):
@@ -332,6 +332,6 @@ def test_a_photo_taken_outside_the_city_does_not_place_the_report(client, intake
     photo = lambda: SimpleUploadedFile("p.jpg", jpeg_with_gps(lon=f.OUTSIDE[0], lat=f.OUTSIDE[1]), "image/jpeg")  # noqa: E731
     response = client.post("/report/", {**report_form(client, description="井盖缺失"), "photo": photo()}, **EN)
     error = _field_error(response.content.decode(), "address")
-    assert response.status_code == 200 and "taken outside the city" in error and "pin on the map" in error
+    assert response.status_code == 200 and "taken outside the city" in error and "give its coordinates" in error
     report = sent(client.post("/report/", {**report_form(client, description="井盖缺失", address="区1"), "photo": photo()}))
     assert report.lon is None and report.area.code == "100101", "the address places it, not the photo"

@@ -134,12 +134,10 @@ class ReportForm(forms.Form):
             if self.photo_taken_elsewhere:
                 # The reporter may think the photo says where: tell them why it does not.
                 self.add_error("address", _("The photo was taken outside the city, so it cannot say where the "
-                                            "problem is: write an address, or give the position (a pin on the map, "
-                                            "or the coordinates)."))
+                                            "problem is: write an address, or give its coordinates."))
             else:
-                self.add_error("address", _("Say where the problem is: write an address, give the position (a pin "
-                                            "on the map, or the coordinates), or add a photo that knows where it "
-                                            "was taken."))
+                self.add_error("address", _("Say where the problem is: write an address, give its coordinates, or "
+                                            "add a photo that knows where it was taken."))
         return data
 
     def add_intake_error(self, exc: CaseInvalid) -> None:

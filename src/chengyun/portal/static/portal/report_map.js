@@ -9,6 +9,9 @@
   if (!block || !window.L || !lonInput || !latInput) return;
   block.hidden = false;
   var t = block.dataset, status = document.getElementById("map-status");
+  // The hint names the map only where there is one (without JavaScript there is not).
+  var whereHint = document.getElementById("where-hint");
+  if (whereHint && t.tHint) whereHint.textContent = t.tHint;
   var el = document.getElementById("map");
   // A pin the server refused (outside the city) was placed on the map: say so at the
   // map, and let the error summary's link lead there instead of to the coordinates.
