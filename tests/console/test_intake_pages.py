@@ -397,6 +397,8 @@ def test_closing_on_the_spot_outside_ones_own_area_says_why(client, intake_world
     html = page.content.decode()
     assert re.search(r"The device puts you in [^<]*, outside the areas you patrol\. Choose your grid", html)
     assert not Report.objects.exists() and not Case.objects.exists()
+    # The position stays, and the page says so (not "without the device's position").
+    assert f"The position found before is kept ({lon}, {lat})." in html and "Without the device" not in html
     # Choosing one's own grid does not make a far place one's own.
     page = _inspect(client, lon=str(lon), lat=str(lat), self_dispose="on", self_dispose_note="关紧了阀门",
                     area=STREET, headers={"accept-language": "en"})
@@ -770,6 +772,21 @@ def test_the_queue_filters_by_district_and_category_and_names_the_district(clien
     assert case.number not in _listed(client.get("/console/", {"status": "", "area": "100102"}).content.decode())
     assert case.number in _listed(client.get("/console/", {"status": "", "category": "0101"}).content.decode())
     assert case.number not in _listed(client.get("/console/", {"status": "", "category": "0102"}).content.decode())
+
+
+def test_the_district_filter_offers_the_districts_of_ones_own_area(client, staff, intake_world):
+    import re as _re
+
+    def offered(user) -> list[str]:
+        client.force_login(user)
+        page = client.get("/console/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        select = page[page.index('<select name="area">'):]
+        return _re.findall(r'<option value="(\d+)"', select[:select.index("</select>")])
+
+    street = f.make_user(username="street-inspector", role=Role.INSPECTOR, area=intake_world.areas["100102001"])
+    assert offered(street) == ["100102"], "an inspector of one street: their district only"
+    assert len(offered(staff["dispatcher"])) == len(f.DISTRICT_BOUNDS), "a city-wide dispatcher: every district"
+    assert offered(staff["water"]) == ["100101"], "a district's department: its district"
 
 
 def test_a_case_placed_nowhere_says_so_rather_than_outside_the_city(client, staff):

@@ -121,7 +121,7 @@ def queue_view(request):
     }
     return render(request, "console/queue.html", {
         "page": page, "status": status, "deadline": deadline or "", "q": text or "", "view": view if view in tabs else "",
-        "area": district or "", "category": category or "", "districts": _districts(),
+        "area": district or "", "category": category or "", "districts": _districts(request.user),
         "categories": Category.objects.reportable().in_groups(),
         # Counted as listed: open cases, in the district and category filtered on.
         "tabs": [{"key": k, "label": t["label"],
@@ -166,11 +166,25 @@ def _name_districts(cases) -> None:
         c.district = district.display_name if district is not None else None
 
 
-def _districts() -> list:
-    """The districts (the level under the city), for the queue's filter."""
+def _districts(user) -> list:
+    """The districts (the level under the city) the user's cases can be in, for the
+    queue's filter: those of their areas (a street inspector: their district), all
+    for a city-wide role (a department's: its area's)."""
     from chengyun.areas.locator import get_locator
 
-    areas = [a for a in get_locator().areas if a.depth == 1]
+    loc = get_locator()
+    areas = [a for a in loc.areas if a.depth == 1]
+    if not user.is_superuser:
+        held = [a.area_id or (a.department.area_id if a.department_id else None) for a in scope.assignments(user)]
+        mine = set()
+        for area_id in held:
+            info = loc.by_id.get(area_id) if area_id is not None else None
+            if info is None or info.depth == 0:
+                mine = None  # the whole city
+                break
+            mine |= {x.id for x in loc.chain(info) if x.depth == 1}
+        if mine is not None:
+            areas = [a for a in areas if a.id in mine]
     return sorted((a.code, a.display_name) for a in areas)
 
 

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
@@ -27,4 +28,4 @@ class Command(BaseCommand):
             # A new key for a partner who has one: a replacement. Both work until the old one is revoked.
             self.stderr.write(_("%(name)s also has the key %(prefix)s (made %(at)s), which still works. Once the "
                                 "partner uses the new key: chengyun revoke-api-key %(prefix)s")
-                              % {"name": key.name, "prefix": old.prefix, "at": f"{old.created_at:%Y-%m-%d %H:%M}"})
+                              % {"name": key.name, "prefix": old.prefix, "at": f"{timezone.localtime(old.created_at):%Y-%m-%d %H:%M}"})
