@@ -117,7 +117,7 @@ def test_manual_escalation_is_not_repeated_by_the_sweep(ten_hour_case, admin_use
     assert [(lvl, by) for lvl, _to, by in escalations(ten_hour_case)] == [(1, "root")]
 
 
-def test_closed_and_undispatched_cases_are_left_alone(ten_hour_case, world, admin_user):
+def test_closed_cases_are_left_alone_and_undispatched_ones_have_no_deadline_state(ten_hour_case, world, admin_user):
     with simulated(DISPATCHED):
         closed = f.drive_to(f.make_case(category=ten_hour_case.category, by=admin_user), "closed", by=admin_user)
         waiting = f.make_case(category=ten_hour_case.category, by=admin_user)  # new: no deadline yet

@@ -203,3 +203,37 @@ def test_a_case_waiting_without_an_area_goes_to_the_city(category, admin_user, s
     with simulated(T0 + timedelta(hours=5)):
         services.sweep_deadlines()
     assert _escalations(case) == [(1, f.CITY, "Waiting for dispatch twice as long as allowed")]
+
+
+def test_a_case_placed_only_in_a_district_goes_to_that_district_then_the_city(category, admin_user, settings):
+    """Its centres are the district and the city: counted from the top, "the district"
+    is the district, not the city (a district-only address is what leaves cases waiting)."""
+    settings.DISPATCH_HOURS = 2
+    from chengyun.areas.models import Area
+
+    with simulated(T0):
+        case = services.create_case(title="区里某处", category=category, by=admin_user,
+                                    area=Area.objects.get(code="100102"))
+    with simulated(T0 + timedelta(hours=2, minutes=1)):
+        services.sweep_deadlines()
+    with simulated(T0 + timedelta(hours=4)):
+        services.sweep_deadlines()
+    assert [e[:2] for e in _escalations(case)] == [(1, "100102"), (2, f.CITY)]
+
+
+def test_a_case_back_in_the_queue_is_escalated_afresh_for_its_dispatch_time(category, admin_user, settings):
+    """Escalated as overdue while a department had it, then returned: a new stage, as
+    dispatch starts one; its wait for a dispatcher is escalated on its own."""
+    settings.DISPATCH_HOURS = 2
+    with simulated(T0):
+        case = f.drive_to(f.make_case(category=category, at="100102002", by=admin_user), "dispatched",
+                          by=admin_user)
+    with simulated(T0 + timedelta(days=2)):
+        services.sweep_deadlines()
+        assert fresh(case.pk).escalation_level == 3
+        services.return_case(fresh(case.pk), by=admin_user, reason="not our pipe")
+    back = fresh(case.pk)
+    assert (back.escalation_level, back.escalated_to) == (0, None)
+    with simulated(T0 + timedelta(days=2, hours=2, minutes=1)):
+        assert services.sweep_deadlines()["escalated"] == 1
+    assert _escalations(case)[-1] == (2, "100102", "Past its dispatch time")

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -105,6 +105,9 @@ def _act(
     fields = dict(fields or {})
     if target in WAITING_FOR_DISPATCH and case.status not in WAITING_FOR_DISPATCH:
         fields.setdefault("waiting_since", at)  # back in the dispatcher's queue: its dispatch time starts again
+        # A new stage, as dispatch starts one: escalation counts afresh (for its dispatch time).
+        fields.setdefault("escalation_level", 0)
+        fields.setdefault("escalated_to", None)
     with transaction.atomic():
         claimed = Case.objects.filter(pk=case.pk, status=case.status, version=case.version).update(
             status=target, version=F("version") + 1, **fields
@@ -753,8 +756,10 @@ def sweep_deadlines(at=None) -> dict:
             3: _("Overdue by more than its allowed time"),
         })
     allowed = timedelta(hours=settings.DISPATCH_HOURS)
-    late_cases = past_dispatch_time(Case.objects.filter(escalation_level__lt=3), at).select_related(
-        "area", "area__level")
+    # Read only those a level may still be wanted for: below the district's, or waiting
+    # twice the dispatch time and below the city's.
+    late_cases = past_dispatch_time(Case.objects.filter(escalation_level__lt=3), at).filter(
+        Q(escalation_level__lt=2) | Q(waiting_from__lte=at - 2 * allowed)).select_related("area", "area__level")
     for case in late_cases.iterator(chunk_size=500):
         counts["past_dispatch_time"] += 1
         wanted = 3 if at - case.waiting_from >= 2 * allowed else 2
@@ -766,9 +771,15 @@ def sweep_deadlines(at=None) -> dict:
 
 
 def _escalate_to(case: Case, wanted: int, reasons: dict[int, str]) -> int:
-    """Escalate ``case`` to level ``wanted`` (capped at the centres above it, the reason
-    still the one for ``wanted``) unless it is there already; 1 if it was escalated."""
-    level = min(wanted, len(ops_centres(case)))
+    """Escalate ``case`` to the centre of level ``wanted`` (1 street, 2 district, 3 city)
+    unless it is there already; 1 if it was escalated. A case with fewer centres above
+    it counts from the top: one placed in a district goes to the district for 1 and 2
+    and to the city for 3, one without an area to the city; the reason is the one for
+    ``wanted``."""
+    if wanted <= case.escalation_level:  # the level it gets is never above ``wanted``
+        return 0
+    centres = ops_centres(case)
+    level = min(len(centres), max(1, len(centres) - (3 - wanted)))
     if level <= case.escalation_level:
         return 0
     try:
