@@ -63,6 +63,10 @@ def test_a_point_places_the_case_and_bad_points_are_refused_naming_the_field(cli
     assert "This point is outside the city&#x27;s areas." in page
     page = client.post(url, {"area": "999"}, HTTP_ACCEPT_LANGUAGE="en", follow=True).content.decode()
     assert "No area has the code 999." in page
+    lon, lat = f.centre("100101001")
+    page = client.post(url, {"area": "100101002", "lon": str(lon), "lat": str(lat)}, HTTP_ACCEPT_LANGUAGE="en",
+                       follow=True).content.decode()
+    assert "Choose an area or give a point, not both" in page
     assert Case.objects.get(pk=district_case.pk).area.code == "100101", "nothing changed"
 
     lon, lat = f.centre("100101001")
@@ -85,6 +89,11 @@ def test_only_the_desks_in_scope_move_only_waiting_cases(client, staff, district
 
     client.force_login(staff["water"])  # a department's handler: not theirs to move
     assert "Correct the location" not in client.get(f"/console/cases/{district_case.number}/").content.decode()
+    client.force_login(staff["leader"])  # sees every case, moves none
+    page = client.post(f"/console/cases/{district_case.number}/relocate/", {"area": "100101001"},
+                       HTTP_ACCEPT_LANGUAGE="en", follow=True)
+    assert "You may not move this case." in page.content.decode()
+    assert Case.objects.get(pk=district_case.pk).area.code == "100101"
 
     from chengyun.areas.models import Area
     from chengyun.cases import services

@@ -417,3 +417,24 @@ def test_requests_placed_only_in_a_district_raise_no_warning(client, api_key):
         post(client, api_key, lat=None, long=None, address_string="区1 " + house, description=f"{house}水管爆裂 家里没水了")
     received.process_received()
     assert not ClusterWarning.objects.exists()
+
+
+def test_a_case_staff_move_is_found_at_its_new_place_by_the_worker(client, api_key, intake_world, staff):
+    """Moved by a dispatcher (relocate) after the worker loaded its open cases: the
+    worker's index finds it where it is now, as submit() does."""
+    text = "水管爆裂，路面一直冒水"
+    old_lon, old_lat = f.centre("100101001")
+    case = case_services.create_case(title=text, category=intake_world.categories["0101"], lon=old_lon,
+                                     lat=old_lat, by=staff["dispatcher"])
+    post(client, api_key, service_code="0102", description="路灯不亮 晚上很黑", at="100102001",
+         **{"attribute[severity]": None})
+    received.process_received()  # loaded, the case among them, at its first place
+
+    new_lon, new_lat = f.centre("100103001")
+    case_services.relocate_case(case, by=staff["dispatcher"], lon=new_lon, lat=new_lat)
+    there = post(client, api_key, description=text, at="100103001")
+    here = post(client, api_key, description=text)  # where the case was
+    received.process_received()
+    there, here = (Report.objects.get(number=x["service_request_id"]) for x in (there, here))
+    assert there.case_id == case.pk, there.duplicate_explanation
+    assert here.case_id != case.pk, "not at its old place any more"

@@ -319,10 +319,12 @@ def relocate_case(case: Case, *, by, area: Area | None = None, lon=None, lat=Non
     dispatched one is recalled first): a point, located in the area tree, or an
     area (a street of the district an address named, say). A point outside the
     new area is dropped. The route is then suggested for the new place."""
-    if case.status not in (S.NEW, S.ACCEPTED, S.REOPENED):
-        raise InvalidTransition(_("Only a case that is not yet dispatched can be moved: recall it first."))
     if not scope.can_act(by, case, RELOCATE_ROLES):
         raise CaseForbidden(_("You may not move this case."))
+    if case.status not in (S.NEW, S.ACCEPTED, S.REOPENED):
+        raise InvalidTransition(_("Only a case that is not yet dispatched can be moved: recall it first."))
+    if area is not None and (lon is not None or lat is not None):
+        raise CaseInvalid(_("Choose an area or give a point, not both: the point says the area."), field="area")
     if lon is not None or lat is not None:
         check_point(lon, lat)
         chain = locate(lon, lat)
@@ -348,6 +350,10 @@ def relocate_case(case: Case, *, by, area: Area | None = None, lon=None, lat=Non
             raise CaseConflict(_("Someone else changed case %(number)s first. Reload it and try again.") % {"number": case.number})
         case.area, case.area_path, case.lon, case.lat = area, area.path, lon, lat
         case.version += 1
+        if case.escalated_to_id is not None and not area.path.startswith(case.escalated_to.path):
+            # Escalated to a centre it is no longer under: the sweep escalates it again, to its own.
+            Case.objects.filter(pk=case.pk).update(escalation_level=0, escalated_to=None)
+            case.escalation_level, case.escalated_to = 0, None
         data = {"from": previous.code if previous else None, "to": area.code, "lon": lon, "lat": lat}
         _timeline(case, "relocate", by, at=at, note=note, data=data)
         record("case.relocate", actor=by, obj=case, at=at, data={"number": case.number, **data, "note": note})

@@ -11,6 +11,7 @@ import re
 
 from django.utils.translation import gettext as _
 
+from chengyun.areas.models import Area
 from chengyun.cases.models import Case
 from chengyun.cases.workflow import OPEN_STATUSES, CaseStatus
 from chengyun.intake import privacy
@@ -202,17 +203,22 @@ def reclassify_hint(case: Case) -> dict | None:
             "terms": term_chips(explanation.get("terms"), f"{case.title}\n{case.description}")}
 
 
-def relocate_choices(case: Case) -> list[tuple[str, str]]:
+def relocate_choices(user, case: Case) -> list[tuple[str, str]]:
     """The areas a case may be moved to from the console's list: the streets of its
     district (a case an address placed only in its district, or in the wrong street),
-    or the districts when it has no area; (code, name), the current one left out."""
+    or the districts when it has no area; those in the user's own area; (code, name),
+    the current one left out."""
     from chengyun.areas.locator import get_locator
+    from chengyun.cases.services import RELOCATE_ROLES
 
     loc = get_locator()
     info = loc.by_id.get(case.area_id) if case.area_id else None
     district = next((a for a in loc.chain(info) if a.depth == 1), None) if info is not None else None
     wanted = (lambda a: a.depth == 2 and a.parent_id == district.id) if district else (lambda a: a.depth == 1)
-    return [(a.code, a.display_name) for a in loc.areas if wanted(a) and a.id != case.area_id]
+    ids = [a.id for a in loc.areas if wanted(a) and a.id != case.area_id]
+    paths = dict(Area.objects.filter(pk__in=ids).values_list("pk", "path"))
+    return [(loc.by_id[pk].code, loc.by_id[pk].display_name) for pk in ids
+            if pk in paths and scope.can_act_in(user, paths[pk], RELOCATE_ROLES)]
 
 
 def case_intake_context(user, case: Case, *, revealed: dict | None = None) -> dict:
@@ -227,7 +233,7 @@ def case_intake_context(user, case: Case, *, revealed: dict | None = None) -> di
         "can_decide": scope.can_act(user, case, STAFF_ROLES),
         "can_reclassify": can_reclassify,
         "reclassify_hint": reclassify_hint(case) if can_reclassify else None,
-        "relocate_areas": relocate_choices(case) if can_relocate else None,
+        "relocate_areas": relocate_choices(user, case) if can_relocate else None,
         "cluster": warning,
         "cluster_reports": list(warning.reports.select_related("case").order_by("received_at")) if warning else [],
         "can_merge_cluster": bool(warning) and case.status in OPEN_STATUSES and scope.can_act(user, case, STAFF_ROLES),

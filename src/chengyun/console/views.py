@@ -142,7 +142,7 @@ def _name_candidates(user, cases) -> None:
 
     by_case: dict[int, list] = {}
     for s in (DuplicateSuggestion.objects.filter(case__in=cases, status=SuggestionStatus.PENDING)
-              .select_related("candidate").order_by("-score", "pk")):
+              .select_related("candidate").prefetch_related("candidate__assignments").order_by("-score", "pk")):
         if all(c.pk != s.candidate_id for c in by_case.get(s.case_id, ())):
             by_case.setdefault(s.case_id, []).append(s.candidate)
     candidates = [c for found in by_case.values() for c in found]

@@ -209,15 +209,17 @@ class ReceivedPipeline(BulkImporter):
             # staff (accepted with one, or reclassified: an unclassified one leaves the
             # group searched for every report), or open again (reopened, a merge undone).
             # The pipeline's own accepting changes no category: not a reason to read a case again.
+            # Moved by staff (relocate): found at its new place.
             cur.execute(f'SELECT case_id, action, from_status, to_status, actor_name '
                         f'FROM "{TimelineEntry._meta.db_table}" '
-                        "WHERE id > %s AND id <= %s AND (to_status <> '' OR action IN ('reclassify', 'accept'))",
+                        "WHERE id > %s AND id <= %s AND (to_status <> '' OR action IN ('reclassify', 'accept', "
+                        "'relocate'))",
                         [self._entry_mark, entry_top])
             left, again = [], []
             for case_id, action, from_status, to_status, actor in cur.fetchall():
                 if to_status and to_status not in OPEN_STATUSES:
                     left.append(case_id)
-                elif action == "reclassify" or (action == "accept" and actor != SYSTEM_ACTOR) or (
+                elif action in ("reclassify", "relocate") or (action == "accept" and actor != SYSTEM_ACTOR) or (
                         to_status and from_status and from_status not in OPEN_STATUSES) or (
                         # back in the dispatcher's queue (returned, recalled): counts from then (dedup)
                         to_status in WAITING_FOR_DISPATCH and from_status and from_status not in WAITING_FOR_DISPATCH):
