@@ -334,6 +334,10 @@ def test_an_english_address_naming_the_road_a_street_is_named_after_is_placed_th
     assert area_from_address("Nanjing Road 5") is None, "no direction: either street could be meant"
     assert area_from_address("Nanjing Eastern Road") is None, "whole words only"
     assert area_from_address("Nanjing East Road, District 2").code == "100102", "the district named wins"
+    Area.objects.filter(code="100103001").update(name="南京路街道", name_en="Nanjinglu Subdistrict")
+    invalidate()
+    assert area_from_address("Nanjing Road 5").code == "100103001"
+    assert area_from_address("300 Nanjing Road East").code == "100101001", "the longer name found is meant"
     report = submit(ReportInput(channel="hotline", description="Street light out at night",
                                 address="No. 300 Nanjing East Rd.")).report
     assert report.area.code == "100101001"

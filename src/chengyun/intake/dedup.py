@@ -32,6 +32,10 @@ report's and the case's) usually are to the category's radius:
 square of the area's size (``area_spread_m``). A no-water call (radius 1,500 m)
 in 南京东路街道 (2.1 km², spread 719 m) so gets 0.52 for the street; a
 street-light call (50 m) gets 0: the street says nothing about which lamp.
+Where the area counts, words alike enough attach a call, as two reports
+within the radius would (the no-water call with text similarity 0.75 or
+more: 0.45 × 0.75 + 0.35 × 0.52 + 0.20 = 0.72); where it counts nothing,
+text and time can at most make a dispatcher ask (0.45 + 0.20 = 0.65).
 
 Texts in different languages (an English report beside a Chinese case)
 share no n-grams, so their similarity says nothing. A text is Chinese when

@@ -145,8 +145,11 @@ def area_from_address(address: str) -> AreaInfo | None:
              or (a.name_en and len(a.name_en) >= 4 and a.name_en.lower() in low)]
     ids = {a.id for a in found}
     words = english_words(text)
-    by_stem = list({a.id: a for stem, english, a in _stems(loc)
-                    if a.id not in ids and stem in (words if english else text)}.values())
+    hits = [(stem, english, a) for stem, english, a in _stems(loc) if a.id not in ids
+            and stem in (words if english else text)]
+    # " nanjing road " is in " nanjing road east ": the longer name found is the one meant.
+    hits = [h for h in hits if not any(o[0] != h[0] and o[1] == h[1] and h[0].strip() in o[0] for o in hits)]
+    by_stem = list({a.id: a for _stem, _english, a in hits}.values())
     if by_stem:
         # Agreeing means lying in an area the address names that does not hold all of
         # them (naming the city, which holds every street, says nothing about which).

@@ -86,7 +86,16 @@ def misread(text: str) -> bool:
     from .models import Report
 
     typed = normalise(text)
-    return typed is not None and not valid(typed) and not Report.objects.filter(number=typed).exists()
+    if typed is None or Report.objects.filter(number=typed).exists():
+        return False
+    if not valid(typed):
+        return True
+    # Seventeen digits that check: an id of ten million or more, or a number of sixteen
+    # with a digit too many that Damm's check let through. The latter if, without one
+    # of its digits, it is a report's number.
+    digits = typed[1:]
+    return len(digits) == DIGITS + 1 and Report.objects.filter(
+        number__in={"R" + digits[:i] + digits[i + 1:] for i in range(len(digits))}).exists()
 
 
 def normalise(text: str) -> str | None:
