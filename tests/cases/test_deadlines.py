@@ -194,7 +194,7 @@ def test_work_done_late_is_overdue_by_the_time_it_was_done(ten_hour_case, admin_
 
 
 def test_an_overdue_case_without_an_area_goes_to_the_city_as_overdue(world, admin_user):
-    """The city is its only centre: level 1, but the reason is still that it is overdue."""
+    """The city is its only centre: level 3, the city's, and the reason is still that it is overdue."""
     from chengyun.cases import services
 
     category = f.make_category(code="0301", deadline_hours=10, deadline_kind="calendar")
@@ -204,4 +204,4 @@ def test_an_overdue_case_without_an_area_goes_to_the_city_as_overdue(world, admi
         case = f.drive_to(case, "dispatched", by=admin_user, lead=world.dept("water", "100102"))
     sweep_at(local(2025, 3, 11, 19, 0))
     notes = list(TimelineEntry.objects.filter(case=case, action="escalate").values_list("data__level", "note"))
-    assert notes == [(1, "Overdue")]
+    assert notes == [(3, "Overdue")]

@@ -202,7 +202,7 @@ def test_a_case_waiting_without_an_area_goes_to_the_city(category, admin_user, s
     assert case.area_id is None
     with simulated(T0 + timedelta(hours=5)):
         services.sweep_deadlines()
-    assert _escalations(case) == [(1, f.CITY, "Waiting for dispatch twice as long as allowed")]
+    assert _escalations(case) == [(3, f.CITY, "Waiting for dispatch twice as long as allowed")]
 
 
 def test_a_case_placed_only_in_a_district_goes_to_that_district_then_the_city(category, admin_user, settings):
@@ -218,7 +218,8 @@ def test_a_case_placed_only_in_a_district_goes_to_that_district_then_the_city(ca
         services.sweep_deadlines()
     with simulated(T0 + timedelta(hours=4)):
         services.sweep_deadlines()
-    assert [e[:2] for e in _escalations(case)] == [(1, "100102"), (2, f.CITY)]
+    # Levels keep their meaning (2: a district's centre, 3: the city's) whatever the case's area.
+    assert [e[:2] for e in _escalations(case)] == [(2, "100102"), (3, f.CITY)]
 
 
 def test_a_case_back_in_the_queue_is_escalated_afresh_for_its_dispatch_time(category, admin_user, settings):
@@ -237,3 +238,21 @@ def test_a_case_back_in_the_queue_is_escalated_afresh_for_its_dispatch_time(cate
     with simulated(T0 + timedelta(days=2, hours=2, minutes=1)):
         assert services.sweep_deadlines()["escalated"] == 1
     assert _escalations(case)[-1] == (2, "100102", "Past its dispatch time")
+
+
+def test_a_case_moved_into_its_street_after_escalation_to_its_district_is_not_escalated_there_again(
+        category, admin_user, settings):
+    settings.DISPATCH_HOURS = 2
+    from chengyun.areas.models import Area
+
+    with simulated(T0):
+        case = services.create_case(title="区里某处", category=category, by=admin_user,
+                                    area=Area.objects.get(code="100102"))
+    with simulated(T0 + timedelta(hours=2, minutes=1)):
+        services.sweep_deadlines()
+        services.relocate_case(fresh(case.pk), by=admin_user, area=Area.objects.get(code="100102002"))
+    with simulated(T0 + timedelta(hours=2, minutes=30)):
+        assert services.sweep_deadlines()["escalated"] == 0, "already at its district's centre"
+    with simulated(T0 + timedelta(hours=4)):
+        services.sweep_deadlines()
+    assert [e[:2] for e in _escalations(case)] == [(2, "100102"), (3, f.CITY)]

@@ -705,24 +705,47 @@ def reopen_case(case: Case, *, by, reason: str) -> Case:
 # --------------------------------------------------------------------------- escalation
 
 
+def centre_levels() -> tuple[str, ...]:
+    """The area levels with an operations centre, from the nearest to the top: an
+    escalation level is the place of its centre's level here (1 street, 2 district,
+    3 city), whatever the case's own area."""
+    return tuple(getattr(settings, "OPS_CENTRE_LEVELS", ("street", "district", "city")))
+
+
 def ops_centres(case: Case) -> list[Area]:
     """Operations centres above the case, nearest first (street, district, city)."""
     if case.area_id is None:
         return list(Area.objects.filter(parent__isnull=True).order_by("code")[:1])
-    levels = set(getattr(settings, "OPS_CENTRE_LEVELS", ("street", "district", "city")))
+    levels = set(centre_levels())
     chain = case.area.ancestors()
     centres = [a for a in reversed(chain) if a.level.key in levels]
     return centres or [chain[0]]
 
 
-def escalate_case(case: Case, *, by=None, reason: str = "", level: int | None = None) -> Case:
-    """督办: raise the case to the next operations centre up the area tree."""
+def centre_for(case: Case, wanted: int) -> tuple[int, Area | None]:
+    """(level, centre) of the escalation ``wanted`` (1 street, 2 district, 3 city): that
+    level's centre above the case, or where it has none (a case placed only in a
+    district has no street centre; one without an area only the city) the nearest
+    one above it, or the top one."""
+    levels = centre_levels()
     centres = ops_centres(case)
-    new_level = level if level is not None else case.escalation_level + 1
-    new_level = max(1, min(new_level, len(centres) or 1))
-    if new_level <= case.escalation_level and level is None and case.escalation_level >= len(centres):
+    by_level = {}
+    for area in centres:
+        key = area.level.key if area.level_id else ""
+        by_level.setdefault(levels.index(key) + 1 if key in levels else len(levels), area)
+    if not by_level:
+        return wanted, None
+    above = [k for k in sorted(by_level) if k >= wanted]
+    level = above[0] if above else max(by_level)
+    return level, by_level[level]
+
+
+def escalate_case(case: Case, *, by=None, reason: str = "", level: int | None = None) -> Case:
+    """督办: raise the case to the next operations centre up the area tree (or to the
+    centre of ``level``, see :func:`centre_for`)."""
+    new_level, target = centre_for(case, level if level is not None else case.escalation_level + 1)
+    if new_level <= case.escalation_level and level is None:
         raise InvalidTransition(_("The case is already escalated to the top level."))
-    target = centres[new_level - 1] if centres else None
     return _act(
         case, "escalate", by if by is not None else "system:deadlines",
         note=reason or _("Escalated"),
@@ -777,15 +800,12 @@ def sweep_deadlines(at=None) -> dict:
 
 
 def _escalate_to(case: Case, wanted: int, reasons: dict[int, str]) -> int:
-    """Escalate ``case`` to the centre of level ``wanted`` (1 street, 2 district, 3 city)
-    unless it is there already; 1 if it was escalated. A case with fewer centres above
-    it counts from the top: one placed in a district goes to the district for 1 and 2
-    and to the city for 3, one without an area to the city; the reason is the one for
-    ``wanted``."""
-    if wanted <= case.escalation_level:  # the level it gets is never above ``wanted``
+    """Escalate ``case`` to the centre of level ``wanted`` (1 street, 2 district, 3 city;
+    where it has none, the next one up: :func:`centre_for`) unless it is there
+    already; 1 if it was escalated. The reason is the one for ``wanted``."""
+    if wanted <= case.escalation_level:
         return 0
-    centres = ops_centres(case)
-    level = min(len(centres), max(1, len(centres) - (3 - wanted)))
+    level, _centre = centre_for(case, wanted)
     if level <= case.escalation_level:
         return 0
     try:
