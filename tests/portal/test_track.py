@@ -191,7 +191,38 @@ def test_an_attached_report_follows_the_case_from_its_own_arrival(client, intake
     html = track(client, again.number, **EN)
     steps = re.search(r'id="h-timeline">.*?<ol class="timeline">(.*?)</ol>', html, re.S).group(1)
     labels = re.findall(r"<span>([^<]*)</span>", steps)
-    assert labels[0] == "Your report received: handled with this case", labels
-    assert "2026-03-02T18:42" in steps and "2026-03-02T16:39" not in steps, "nothing before its own arrival"
+    # Where the case stood when the report came (sent to a department), then the report itself;
+    # not the first reporter's "Report received".
+    assert labels[1] == "Your report received: handled with this case", labels
+    assert "Report received" not in labels
+    assert "2026-03-02T18:42" in steps
     assert "It was first reported on" in html
     assert "It was first reported on" not in track(client, first.number, **EN), "the first report is the case's own"
+
+
+def test_a_report_whose_case_was_merged_on_follows_from_its_own_arrival_too(client, intake_world, admin_user):
+    """Attached to a case that was then merged into another: its own box does not show the
+    first caller's report as its own, and the first report is the earliest of all."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from chengyun.clock import simulated
+
+    t0 = datetime(2026, 3, 2, 7, 32, tzinfo=ZoneInfo("Asia/Shanghai"))
+    lon, lat = f.centre("100102001")
+    with simulated(t0):
+        first = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+    with simulated(t0 + timedelta(minutes=6)):
+        other = case_services.create_case(title="路面冒水", category=first.case.category, by=admin_user,
+                                          area=first.case.area)
+    with simulated(t0 + timedelta(minutes=18)):
+        again = submit(ReportInput(channel="web", description="水管爆裂 路面冒水", lon=lon, lat=lat)).report
+        assert again.case_id == first.case_id
+        case_services.recall_case(Case.objects.get(pk=first.case_id), by=admin_user, reason="one incident")
+        case_services.merge_case(Case.objects.get(pk=first.case_id), into=other, by=admin_user)
+    html = track(client, again.number, **EN)
+    own = re.search(r'<h3>Your report</h3>\s*<ol class="timeline">(.*?)</ol>', html, re.S).group(1)
+    labels = re.findall(r"<span>([^<]*)</span>", own)
+    assert labels[:2] == ["Sent to the department that handles it", "Your report received: handled with this case"]
+    assert "Report received" not in labels, "the first caller's report is not shown as this one's"
+    assert "It was first reported on" in html and "7:32" in html.split("It was first reported on")[1][:40]

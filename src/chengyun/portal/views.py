@@ -211,14 +211,21 @@ def track_detail(request, number: str):
     merged = found.duplicate == DuplicateOutcome.ATTACHED or case.pk != own.pk
     area = case.area if case.area_id else found.area
     timeline = public_timeline(case)
+    own_timeline = public_timeline(own) if case.pk != own.pk else []
     first_reported = None
     if merged:
-        # The case began before this report: its steps from this report on, the
-        # report's own arrival first (an attached report has no steps of its own).
-        first_reported = case.created_at if case.created_at < found.received_at else None
-        timeline = [s for s in timeline if s["at"] >= found.received_at]
-        if case.pk == own.pk:
-            timeline.insert(0, {"at": found.received_at, "label": _("Your report received: handled with this case")})
+        # Others reported it first: when, and the steps from this report's arrival on.
+        first = min(own.created_at, case.created_at)
+        first_reported = first if first < found.received_at else None
+        if found.duplicate == DuplicateOutcome.ATTACHED:
+            # Its case is an earlier reporter's: from its own arrival, not from theirs.
+            arrived = {"at": found.received_at, "label": _("Your report received: handled with this case")}
+            if case.pk == own.pk:
+                timeline = _since(timeline, arrived)
+            else:
+                own_timeline = _since(own_timeline, arrived)
+        if case.pk != own.pk:
+            timeline = [s for s in timeline if s["at"] >= found.received_at] or timeline[-1:]
     return page(request, "portal/track_detail.html", {
         "active": "track", "report": found,
         "category": case.category if case.category_id else found.category,
@@ -227,8 +234,16 @@ def track_detail(request, number: str):
         "merged": merged,
         "first_reported": first_reported,
         "timeline": timeline,
-        "own_timeline": public_timeline(own) if case.pk != own.pk else [],
+        "own_timeline": own_timeline,
     })
+
+
+def _since(steps: list[dict], arrived: dict) -> list[dict]:
+    """A case's steps as a reporter who joined it sees them: where it stood when the
+    report came (its last step before, unless that was the first report's arrival),
+    the report's arrival, the steps since."""
+    before = [s for s in steps[1:] if s["at"] < arrived["at"]]
+    return before[-1:] + [arrived] + [s for s in steps if s["at"] >= arrived["at"]]
 
 
 def _received_not_processed(request, report: Report):
