@@ -29,7 +29,8 @@ demo: install
 	@echo "  and the sensor simulator (generated live readings; var/simulator.log). Ctrl+C stops all three."
 	@echo ""
 	@trap 'kill $$W $$S 2>/dev/null' EXIT INT TERM; \
-	  CHENGYUN_PUBLIC_URL=$${CHENGYUN_PUBLIC_URL:-http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)} $(BIN)/chengyun worker > var/worker.log 2>&1 & W=$$!; \
+	  export CHENGYUN_PUBLIC_URL=$${CHENGYUN_PUBLIC_URL:-http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)}; \
+	  $(BIN)/chengyun worker > var/worker.log 2>&1 & W=$$!; \
 	  $(BIN)/chengyun simulate-sensors --via db > var/simulator.log 2>&1 & S=$$!; \
 	  CHENGYUN_SHOW_DEMO_LOGINS=1 $(BIN)/chengyun serve --host $(HOST) --port $(PORT)
 

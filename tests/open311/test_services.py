@@ -34,7 +34,7 @@ def test_the_endpoints_own_address_leads_to_discovery_and_discovery_says_whom_to
     assert r.status_code == 302 and r["Location"] == BASE + "discovery.json"
     settings.PUBLIC_URL = "https://12345.example.gov.cn"
     assert body(client.get(BASE + "discovery.json", {"locale": "en"}))["contact"] == (
-        "The city operations centre, at https://12345.example.gov.cn.")
+        "The city operations centre: https://12345.example.gov.cn")
     settings.OPEN311_CONTACT = "api@12345.example.gov.cn, 021-12345"
     assert body(client.get(BASE + "discovery.json"))["contact"] == "api@12345.example.gov.cn, 021-12345"
 

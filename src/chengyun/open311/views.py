@@ -375,7 +375,7 @@ def discovery(request, fmt, params):
     url = request.build_absolute_uri(reverse("open311:discovery", kwargs={"fmt": fmt})).rsplit("/", 1)[0]
     data = {
         "changeset": changeset,
-        "contact": settings.OPEN311_CONTACT or _("The city operations centre, at %(url)s.") % {
+        "contact": settings.OPEN311_CONTACT or _("The city operations centre: %(url)s") % {
             "url": settings.PUBLIC_URL},
         "key_service": getattr(settings, "OPEN311_KEY_SERVICE", "")
         or _("API keys are issued by the city operations centre."),
