@@ -118,3 +118,17 @@ def test_the_api_moves_a_case_too(client, staff, district_case):
                        content_type="application/json").json()
     assert [a["code"] for a in body["area"]][-1] == "100101001"
     assert Case.objects.get(pk=district_case.pk).area.code == "100101001"
+
+
+def test_the_hotline_panel_says_a_district_only_address_waits_for_a_dispatcher(client, staff, district_case,
+                                                                                 settings):
+    """The rule is at street level: the panel does not promise a route it cannot make."""
+    settings.INTAKE_CONFIDENCE_THRESHOLD = 1.01  # the operator's pick decides, undisputed
+    client.force_login(staff["operator"])
+    panel = client.post("/console/hotline/suggest/", {"description": "街角那个东西一直坏着", "address": "区1 人民路5号",
+                                                       "category": "0901"}, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "No routing rule finds its department for District 1: a dispatcher will send the call on" in panel
+    assert "goes by the routing rules to its department at once" not in panel
+    panel = client.post("/console/hotline/suggest/", {"description": "街角那个东西一直坏着", "address": "区1 街道1001 人民路5号",
+                                                       "category": "0901"}, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "goes by the routing rules to its department at once" in panel, "with its street it goes at once"

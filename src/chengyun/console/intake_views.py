@@ -211,7 +211,13 @@ def _suggestions(user, values) -> dict:
         found_cats = {c.code: c for c in Category.objects.reportable().filter(code__in=codes)}
         others = [(found_cats[c], round(p * 100)) for c, p in explanation.get("alternatives") or []
                   if c in found_cats and p >= ALTERNATIVE_FLOOR]
+    # Certain, but routed only where a rule finds a department for the place (a rule at
+    # street level and an address naming only the district: a dispatcher sends it on).
+    from chengyun.taxonomy.services import route
+
+    no_rule = bool(category is not None and area is not None and route(category, area).lead is None)
     return {
+        "no_rule": no_rule,
         "text": text, "suggestion": suggestion, "confidence": confidence,
         "percent": round(confidence * 100) if confidence is not None else None, "model": version, "certain": certain,
         "terms": term_chips(explanation.get("terms"), text), "alternatives": others,
