@@ -131,7 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     # browser's, whatever the server's environment says).
     with translation.override(language_from_environment() or "zh-hans"):
         if len(argv) == 1 or (len(argv) == 2 and argv[1] in ("help", "--help", "-h")):
-            sys.stdout.write(main_help())
+            import shutil
+
+            # As wide as the terminal, up to 100 columns (argparse's help does the same).
+            sys.stdout.write(main_help(max(60, min(100, shutil.get_terminal_size((100, 24)).columns))))
             return
         _execute(argv)
 

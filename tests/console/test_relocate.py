@@ -57,8 +57,11 @@ def test_a_dispatcher_moves_a_case_into_its_street_and_the_route_follows(client,
 def test_a_point_places_the_case_and_bad_points_are_refused_naming_the_field(client, staff, district_case):
     client.force_login(staff["dispatcher"])
     url = f"/console/cases/{district_case.number}/relocate/"
-    page = client.post(url, {"lon": "east", "lat": "31"}, HTTP_ACCEPT_LANGUAGE="en", follow=True).content.decode()
-    assert "Longitude: “east” is not a number." in page
+    refused = client.post(url, {"lon": "east", "lat": "31", "note": "caller"}, HTTP_ACCEPT_LANGUAGE="en")
+    page = refused.content.decode()
+    # Said in the card, the field marked, what was typed kept.
+    assert refused.status_code == 400 and '<p class="error" role="alert" id="relocate-error">Longitude: “east” is not a number.' in page
+    assert 'name="lon" inputmode="decimal" size="10" value="east" aria-invalid="true"' in page and 'value="caller"' in page
     page = client.post(url, {"lon": "10", "lat": "10"}, HTTP_ACCEPT_LANGUAGE="en", follow=True).content.decode()
     assert "This point is outside the city&#x27;s areas." in page
     page = client.post(url, {"area": "999"}, HTTP_ACCEPT_LANGUAGE="en", follow=True).content.decode()
@@ -77,6 +80,8 @@ def test_a_point_places_the_case_and_bad_points_are_refused_naming_the_field(cli
     client.post(url, {"area": "100101002"})
     case = Case.objects.get(pk=district_case.pk)
     assert case.area.code == "100101002" and case.lon is None
+    again = client.post(url, {"area": "100101002"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert again.status_code == 400 and "The case is already there (Street 1002)." in again.content.decode()
 
 
 def test_only_the_desks_in_scope_move_only_waiting_cases(client, staff, district_case, intake_world):

@@ -322,7 +322,7 @@ def test_an_english_address_naming_the_road_a_street_is_named_after_is_placed_th
                                 ("100103001", "瑞金二路街道", "Ruijin'erlu Subdistrict")):
         Area.objects.filter(code=code).update(name=name, name_en=name_en)
     invalidate()
-    for address in ("300 Nanjing East Road", "East Nanjing Rd., District 1", "Nanjing Rd. (E) 300",
+    for address in ("300 Nanjing East Road", "East Nanjing Rd., District 1", "Nanjing Rd. (E) 300", "E. Nanjing Rd.",
                     "nanjing road east", "Nanjing Dong Lu 300", "the mall at Nanjing East Rd's end"):
         assert area_from_address(address).code == "100101001", address
     assert area_from_address("88 Nanjing Rd W").code == "100102001"

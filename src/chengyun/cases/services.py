@@ -340,7 +340,7 @@ def relocate_case(case: Case, *, by, area: Area | None = None, lon=None, lat=Non
     if not scope.can_act_in(by, area.path, RELOCATE_ROLES):
         raise CaseForbidden(_("%(area)s is outside your area.") % {"area": area.display_name})
     if area.pk == case.area_id and (lon, lat) == (case.lon, case.lat):
-        return case
+        raise CaseInvalid(_("The case is already there (%(area)s).") % {"area": area.display_name}, field="area")
     previous = case.area
     at = now()
     with transaction.atomic():

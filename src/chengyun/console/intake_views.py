@@ -535,23 +535,27 @@ def reclassify(request, number):
 @login_required
 @require_POST
 def relocate(request, number):
-    """Correct where a case is (an area from the list, or a point), before dispatch."""
+    """Correct where a case is (an area from the list, or a point), before dispatch.
+    A refusal is shown in the card, with what was typed."""
     from chengyun.cases.api import ActionIn, run_action
+
+    from .views import render_case
 
     case = _case_or_404(request, number)
     try:
         lon, lat = (_coordinate(request.POST, name) for name in ("lon", "lat"))
-    except CaseInvalid as exc:
+        body = ActionIn(area=request.POST.get("area", "").strip() or None, lon=lon, lat=lat,
+                        note=request.POST.get("note", "").strip())
+        moved = run_action(request.user, case, "relocate", body)
+    except CaseInvalid as exc:  # a field to correct: said in the card
+        return render_case(request, case, status=400, extra={
+            "relocate_error": exc.message, "relocate_field": _field(exc), "relocate_values": request.POST})
+    except CaseError as exc:  # not theirs to move, or not any more
         messages.error(request, exc.message)
         return redirect("console:case", number=case.number)
-    body = ActionIn(area=request.POST.get("area", "").strip() or None, lon=lon, lat=lat,
-                    note=request.POST.get("note", "").strip())
-    return _done(
-        request, case,
-        lambda: run_action(request.user, case, "relocate", body),
-        lambda c: _("The case is now in %(area)s.") % {"area": " › ".join(
-            a.display_name for a in c.area.ancestors()[1:]) or c.area.display_name},
-    )
+    messages.success(request, _("The case is now in %(area)s.") % {"area": " › ".join(
+        a.display_name for a in moved.area.ancestors()[1:]) or moved.area.display_name})
+    return redirect("console:case", number=case.number)
 
 
 def _coordinate(data, name: str) -> float | None:

@@ -263,8 +263,9 @@ def platform_texts(cases) -> None:
         c.title, c.description = texts.get(c.pk, (c.title, c.description))
 
 
-def render_case(request, case, *, revealed: dict | None = None, status: int = 200):
-    """The case page; ``revealed`` maps report ids to contact details shown in full this once."""
+def render_case(request, case, *, revealed: dict | None = None, status: int = 200, extra: dict | None = None):
+    """The case page; ``revealed`` maps report ids to contact details shown in full this once;
+    ``extra``: more for the template (a form's refusal, shown where it was filled in)."""
     intake = case_intake_context(request.user, case, revealed=revealed)  # on the stored texts (the classifier's hint)
     platform_texts([case])
     names = allowed_actions(request.user, case)
@@ -296,6 +297,7 @@ def render_case(request, case, *, revealed: dict | None = None, status: int = 20
         "pending_extension": pending_ext,
         "merged": case.merged_cases.all(),
         **intake,
+        **(extra or {}),
     }, status=status)
 
 

@@ -70,9 +70,9 @@ def english_words(text: str) -> str:
     ``" stem "``, a whole word or words)."""
     low = re.sub(r"['’]s\b", "", text.lower())
     words = [_ENGLISH_WORDS.get(w, w) for w in re.findall(r"[a-z0-9]+", re.sub(r"['’]", "", low))]
-    for i, w in enumerate(words):  # "Nanjing Rd. (E)", "Sichuan N. Rd."
+    for i, w in enumerate(words):  # "Nanjing Rd. (E)", "Sichuan N. Rd.", "E. Nanjing Rd."
         if w in _DIRECTION_LETTERS and ((i and words[i - 1] in _KIND_WORDS)
-                                        or (i + 1 < len(words) and words[i + 1] in _KIND_WORDS)):
+                                        or any(i + k < len(words) and words[i + k] in _KIND_WORDS for k in (1, 2))):
             words[i] = _DIRECTION_LETTERS[w]
     return f" {' '.join(words)} "
 
