@@ -205,17 +205,26 @@ def test_a_case_waiting_without_an_area_goes_to_the_city(category, admin_user, s
     assert _escalations(case) == [(3, f.CITY, "Waiting for dispatch twice as long as allowed")]
 
 
-def test_a_case_placed_only_in_a_district_goes_to_that_district_then_the_city(category, admin_user, settings):
-    """Its centres are the district and the city: counted from the top, "the district"
-    is the district, not the city (a district-only address is what leaves cases waiting)."""
-    settings.DISPATCH_HOURS = 2
+def _in_district_escalated(category, admin_user, settings, then=None):
+    """A case placed only in district 100102 at T0, swept just past its dispatch time
+    (``then`` run in the same minute)."""
     from chengyun.areas.models import Area
 
+    settings.DISPATCH_HOURS = 2
     with simulated(T0):
         case = services.create_case(title="区里某处", category=category, by=admin_user,
                                     area=Area.objects.get(code="100102"))
     with simulated(T0 + timedelta(hours=2, minutes=1)):
         services.sweep_deadlines()
+        if then is not None:
+            then(case)
+    return case
+
+
+def test_a_case_placed_only_in_a_district_goes_to_that_district_then_the_city(category, admin_user, settings):
+    """Its centres are the district and the city: "the district" is the district, not the
+    city (a district-only address is what leaves cases waiting)."""
+    case = _in_district_escalated(category, admin_user, settings)
     with simulated(T0 + timedelta(hours=4)):
         services.sweep_deadlines()
     # Levels keep their meaning (2: a district's centre, 3: the city's) whatever the case's area.
@@ -242,15 +251,10 @@ def test_a_case_back_in_the_queue_is_escalated_afresh_for_its_dispatch_time(cate
 
 def test_a_case_moved_into_its_street_after_escalation_to_its_district_is_not_escalated_there_again(
         category, admin_user, settings):
-    settings.DISPATCH_HOURS = 2
     from chengyun.areas.models import Area
 
-    with simulated(T0):
-        case = services.create_case(title="区里某处", category=category, by=admin_user,
-                                    area=Area.objects.get(code="100102"))
-    with simulated(T0 + timedelta(hours=2, minutes=1)):
-        services.sweep_deadlines()
-        services.relocate_case(fresh(case.pk), by=admin_user, area=Area.objects.get(code="100102002"))
+    case = _in_district_escalated(category, admin_user, settings, then=lambda c: services.relocate_case(
+        fresh(c.pk), by=admin_user, area=Area.objects.get(code="100102002")))
     with simulated(T0 + timedelta(hours=2, minutes=30)):
         assert services.sweep_deadlines()["escalated"] == 0, "already at its district's centre"
     with simulated(T0 + timedelta(hours=4)):
