@@ -260,3 +260,20 @@ def test_a_case_moved_into_its_street_after_escalation_to_its_district_is_not_es
     with simulated(T0 + timedelta(hours=4)):
         services.sweep_deadlines()
     assert [e[:2] for e in _escalations(case)] == [(2, "100102"), (3, f.CITY)]
+
+
+def test_the_migration_gives_escalated_cases_the_level_of_their_centre(category, admin_user):
+    """Levels stored before they kept their meaning (a district-only case at its district: 1)."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from chengyun.areas.models import Area
+
+    district = Area.objects.get(code="100102")
+    case = services.create_case(title="区里某处", category=category, by=admin_user, area=district)
+    street_case = f.make_case(category=category, at="100102002", by=admin_user)
+    Case.objects.filter(pk=case.pk).update(escalation_level=1, escalated_to=district)  # as stored before
+    Case.objects.filter(pk=street_case.pk).update(escalation_level=2, escalated_to=district)
+    import_module("chengyun.cases.migrations.0009_escalation_level_meaning").levels_by_centre(apps, None)
+    assert (fresh(case.pk).escalation_level, fresh(street_case.pk).escalation_level) == (2, 2)
