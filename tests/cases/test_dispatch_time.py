@@ -277,3 +277,31 @@ def test_the_migration_gives_escalated_cases_the_level_of_their_centre(category,
     Case.objects.filter(pk=street_case.pk).update(escalation_level=2, escalated_to=district)
     import_module("chengyun.cases.migrations.0009_escalation_level_meaning").levels_by_centre(apps, None)
     assert (fresh(case.pk).escalation_level, fresh(street_case.pk).escalation_level) == (2, 2)
+
+
+def test_levels_count_from_the_top_of_the_centres_a_city_lists(category, admin_user, settings):
+    """A city without street centres (OPS_CENTRE_LEVELS = district, city): a case past its
+    dispatch time still goes to its district (2), not straight to the city."""
+    settings.DISPATCH_HOURS = 2
+    settings.OPS_CENTRE_LEVELS = ("district", "city")
+    assert (services.level_number("district"), services.level_number("city")) == (2, 3)
+    with simulated(T0):
+        case = f.make_case(category=category, at="100102002", by=admin_user)
+    with simulated(T0 + timedelta(hours=2, minutes=1)):
+        services.sweep_deadlines()
+    assert [e[:2] for e in _escalations(case)] == [(2, "100102")]
+
+
+def test_the_migration_gives_a_case_escalated_to_the_city_without_an_area_the_top_level(category, admin_user):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from chengyun.areas.models import Area
+
+    case = services.create_case(title="Somewhere in town", category=category, by=admin_user)
+    Case.objects.filter(pk=case.pk).update(escalation_level=1, escalated_to=Area.objects.get(code=f.CITY))
+    import_module("chengyun.cases.migrations.0009_escalation_level_meaning").levels_by_centre(apps, None)
+    assert fresh(case.pk).escalation_level == 3
+    with simulated(T0 + timedelta(days=30)):
+        assert services.sweep_deadlines()["escalated"] == 0, "not escalated to the city again"

@@ -338,6 +338,8 @@ def test_an_english_address_naming_the_road_a_street_is_named_after_is_placed_th
     invalidate()
     assert area_from_address("Nanjing Road 5").code == "100103001"
     assert area_from_address("300 Nanjing Road East").code == "100101001", "the longer name found is meant"
+    assert area_from_address("Tower E, Nanjing Road 5").code == "100103001", "a tower's letter is no direction"
+    assert area_from_address("300 E Nanjing Road").code == "100101001"
     report = submit(ReportInput(channel="hotline", description="Street light out at night",
                                 address="No. 300 Nanjing East Rd.")).report
     assert report.area.code == "100101001"

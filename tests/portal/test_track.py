@@ -193,7 +193,7 @@ def test_an_attached_report_follows_the_case_from_its_own_arrival(client, intake
     labels = re.findall(r"<span>([^<]*)</span>", steps)
     # Where the case stood when the report came (sent to a department), then the report itself;
     # not the first reporter's "Report received".
-    assert labels[1] == "Your report received: handled with this case", labels
+    assert labels[:2] == ["Sent to the department that handles it", "Your report received: handled with this case"]
     assert "Report received" not in labels
     assert "2026-03-02T18:42" in steps
     assert "It was first reported on" in html

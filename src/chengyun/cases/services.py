@@ -340,7 +340,7 @@ def relocate_case(case: Case, *, by, area: Area | None = None, lon=None, lat=Non
     if not scope.can_act_in(by, area.path, RELOCATE_ROLES):
         raise CaseForbidden(_("%(area)s is outside your area.") % {"area": area.display_name})
     if area.pk == case.area_id and (lon, lat) == (case.lon, case.lat):
-        raise CaseInvalid(_("The case is already there (%(area)s).") % {"area": area.display_name}, field="area")
+        return case  # already there: nothing to record (a retried move is not an error)
     previous = case.area
     at = now()
     with transaction.atomic():
@@ -705,11 +705,23 @@ def reopen_case(case: Case, *, by, reason: str) -> Case:
 # --------------------------------------------------------------------------- escalation
 
 
+TOP_LEVEL = 3  # the city's centre: escalation levels are 1 street, 2 district, 3 city
+
+
 def centre_levels() -> tuple[str, ...]:
-    """The area levels with an operations centre, from the nearest to the top: an
-    escalation level is the place of its centre's level here (1 street, 2 district,
-    3 city), whatever the case's own area."""
+    """The area levels with an operations centre, from the nearest to the top."""
     return tuple(getattr(settings, "OPS_CENTRE_LEVELS", ("street", "district", "city")))
+
+
+def level_number(key: str | None) -> int:
+    """The escalation level of a centre at area level ``key``, counted from the top of
+    ``OPS_CENTRE_LEVELS`` (its last is 3, the city; the one before 2, the district; the
+    one before that 1): the same for every case whatever its own area, and for any
+    list the setting gives. A root whose level is not listed is the top."""
+    levels = centre_levels()
+    if key not in levels:
+        return TOP_LEVEL
+    return TOP_LEVEL - (len(levels) - 1 - levels.index(key))
 
 
 def ops_centres(case: Case) -> list[Area]:
@@ -723,16 +735,17 @@ def ops_centres(case: Case) -> list[Area]:
 
 
 def centre_for(case: Case, wanted: int) -> tuple[int, Area | None]:
-    """(level, centre) of the escalation ``wanted`` (1 street, 2 district, 3 city): that
-    level's centre above the case, or where it has none (a case placed only in a
-    district has no street centre; one without an area only the city) the nearest
-    one above it, or the top one."""
-    levels = centre_levels()
-    centres = ops_centres(case)
+    """(level, centre) of the escalation ``wanted`` (1 street, 2 district, 3 city: see
+    :func:`level_number`): that level's centre above the case, or where it has none (a
+    case placed only in a district has no street centre; one without an area only the
+    city) the next one up, or the top one. Levels below 1 (a centre under the street's,
+    if the setting lists one) are not escalated to."""
     by_level = {}
-    for area in centres:
-        key = area.level.key if area.level_id else ""
-        by_level.setdefault(levels.index(key) + 1 if key in levels else len(levels), area)
+    for area in ops_centres(case):
+        number = level_number(area.level.key if area.level_id else None)
+        if number >= 1:
+            by_level.setdefault(number, area)
+    wanted = max(1, min(wanted, TOP_LEVEL))
     if not by_level:
         return wanted, None
     above = [k for k in sorted(by_level) if k >= wanted]
@@ -740,10 +753,11 @@ def centre_for(case: Case, wanted: int) -> tuple[int, Area | None]:
     return level, by_level[level]
 
 
-def escalate_case(case: Case, *, by=None, reason: str = "", level: int | None = None) -> Case:
+def escalate_case(case: Case, *, by=None, reason: str = "", level: int | None = None,
+                  centre: tuple[int, Area | None] | None = None) -> Case:
     """督办: raise the case to the next operations centre up the area tree (or to the
-    centre of ``level``, see :func:`centre_for`)."""
-    new_level, target = centre_for(case, level if level is not None else case.escalation_level + 1)
+    centre of ``level``, see :func:`centre_for`; ``centre``: that answer, already had)."""
+    new_level, target = centre or centre_for(case, level if level is not None else case.escalation_level + 1)
     if new_level <= case.escalation_level and level is None:
         raise InvalidTransition(_("The case is already escalated to the top level."))
     return _act(
@@ -787,8 +801,8 @@ def sweep_deadlines(at=None) -> dict:
     allowed = timedelta(hours=settings.DISPATCH_HOURS)
     # Read only those a level may still be wanted for: below the district's, or waiting
     # twice the dispatch time and below the city's.
-    late_cases = past_dispatch_time(Case.objects.filter(escalation_level__lt=3), at).filter(
-        Q(escalation_level__lt=2) | Q(waiting_from__lte=at - 2 * allowed)).select_related("area", "area__level")
+    late_cases = past_dispatch_time(Case.objects.filter(escalation_level__lt=TOP_LEVEL), at).filter(
+        Q(escalation_level__lt=TOP_LEVEL - 1) | Q(waiting_from__lte=at - 2 * allowed)).select_related("area", "area__level")
     for case in late_cases.iterator(chunk_size=500):
         counts["past_dispatch_time"] += 1
         wanted = 3 if at - case.waiting_from >= 2 * allowed else 2
@@ -805,11 +819,11 @@ def _escalate_to(case: Case, wanted: int, reasons: dict[int, str]) -> int:
     already; 1 if it was escalated. The reason is the one for ``wanted``."""
     if wanted <= case.escalation_level:
         return 0
-    level, _centre = centre_for(case, wanted)
+    level, centre = centre_for(case, wanted)
     if level <= case.escalation_level:
         return 0
     try:
-        escalate_case(case, by=None, reason=reasons[wanted], level=level)
+        escalate_case(case, by=None, reason=reasons[wanted], level=level, centre=(level, centre))
     except (CaseConflict, InvalidTransition):
         return 0  # someone acted on it meanwhile; the next sweep looks again
     return 1

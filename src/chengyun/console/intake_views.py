@@ -215,7 +215,8 @@ def _suggestions(user, values) -> dict:
     # street level and an address naming only the district: a dispatcher sends it on).
     from chengyun.taxonomy.services import route
 
-    no_rule = bool(category is not None and area is not None and route(category, area).lead is None)
+    no_rule = bool(category is not None and area is not None and (certain or picked) and match is None
+                   and route(category, area).lead is None)
     return {
         "no_rule": no_rule,
         "text": text, "suggestion": suggestion, "confidence": confidence,
@@ -546,7 +547,11 @@ def relocate(request, number):
         lon, lat = (_coordinate(request.POST, name) for name in ("lon", "lat"))
         body = ActionIn(area=request.POST.get("area", "").strip() or None, lon=lon, lat=lat,
                         note=request.POST.get("note", "").strip())
+        version = case.version
         moved = run_action(request.user, case, "relocate", body)
+        if moved.version == version:  # nothing moved: say so where the choice was made
+            raise CaseInvalid(_("The case is already there (%(area)s).") % {"area": moved.area.display_name},
+                              field="lon" if lon is not None else "area")
     except CaseInvalid as exc:  # a field to correct: said in the card
         return render_case(request, case, status=400, extra={
             "relocate_error": exc.message, "relocate_field": _field(exc), "relocate_values": request.POST})
@@ -555,6 +560,8 @@ def relocate(request, number):
         return redirect("console:case", number=case.number)
     messages.success(request, _("The case is now in %(area)s.") % {"area": " › ".join(
         a.display_name for a in moved.area.ancestors()[1:]) or moved.area.display_name})
+    if get_visible(request.user, case.number) is None:
+        return redirect("console:queue")
     return redirect("console:case", number=case.number)
 
 

@@ -70,9 +70,13 @@ def english_words(text: str) -> str:
     ``" stem "``, a whole word or words)."""
     low = re.sub(r"['’]s\b", "", text.lower())
     words = [_ENGLISH_WORDS.get(w, w) for w in re.findall(r"[a-z0-9]+", re.sub(r"['’]", "", low))]
-    for i, w in enumerate(words):  # "Nanjing Rd. (E)", "Sichuan N. Rd.", "E. Nanjing Rd."
+    for i, w in enumerate(words):  # "Nanjing Rd. (E)", "Sichuan N. Rd.", "E. Nanjing Rd.", "300 E Nanjing Rd"
+        # Two words before the kind of road only where a road's name begins ("Tower E,
+        # Nanjing Rd" is a tower's letter): first, or after a house number.
+        begins = i == 0 or words[i - 1].isdigit()
         if w in _DIRECTION_LETTERS and ((i and words[i - 1] in _KIND_WORDS)
-                                        or any(i + k < len(words) and words[i + k] in _KIND_WORDS for k in (1, 2))):
+                                        or (i + 1 < len(words) and words[i + 1] in _KIND_WORDS)
+                                        or (begins and i + 2 < len(words) and words[i + 2] in _KIND_WORDS)):
             words[i] = _DIRECTION_LETTERS[w]
     return f" {' '.join(words)} "
 
@@ -148,7 +152,7 @@ def area_from_address(address: str) -> AreaInfo | None:
     hits = [(stem, english, a) for stem, english, a in _stems(loc) if a.id not in ids
             and stem in (words if english else text)]
     # " nanjing road " is in " nanjing road east ": the longer name found is the one meant.
-    hits = [h for h in hits if not any(o[0] != h[0] and o[1] == h[1] and h[0].strip() in o[0] for o in hits)]
+    hits = [h for h in hits if not (h[1] and any(o[1] and o[0] != h[0] and h[0] in o[0] for o in hits))]
     by_stem = list({a.id: a for _stem, _english, a in hits}.values())
     if by_stem:
         # Agreeing means lying in an area the address names that does not hold all of

@@ -82,7 +82,9 @@ def valid(number: str) -> bool:
 
 def misread(text: str) -> bool:
     """Whether ``text`` looks like a tracking number but cannot be one: its check digit is
-    wrong and no report has it (a digit misheard on the phone, a link with a digit changed)."""
+    wrong and no report has it (a digit misheard on the phone, a link with a digit changed),
+    or it has 17 digits, no report has it, and without one of them it is a report's
+    number (a digit too many, which Damm's check may let through)."""
     from .models import Report
 
     typed = normalise(text)
